@@ -1,0 +1,1 @@
+"""Shared schemas: Avro (.avsc) records and the canonical attributed event."""

@@ -1,0 +1,1 @@
+"""Stream processing (Faust): normalize, dedupe, buffer, enrich, emit."""
