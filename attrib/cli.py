@@ -46,6 +46,12 @@ def _migrate(args: argparse.Namespace, s: Settings) -> int:
     from sinks import migrate
     from sinks.clickhouse import connect, describe
 
+    if getattr(args, "topics", False):
+        from attrib.topics import ensure_topics
+
+        created = ensure_topics(s)
+        print(f"kafka topics created: {', '.join(created) or 'none missing'}")
+
     client = connect(s)
     try:
         done = migrate.apply(client, s.clickhouse.database)
@@ -61,7 +67,13 @@ def _config(args: argparse.Namespace, s: Settings) -> int:
     return 0
 
 
-COMMANDS: dict[str, Handler] = {"stack": _stack, "migrate": _migrate, "config": _config}
+def _run(args: argparse.Namespace, s: Settings) -> int:
+    from attrib.run import run
+
+    return run(args, s)
+
+
+COMMANDS: dict[str, Handler] = {"stack": _stack, "migrate": _migrate, "config": _config, "run": _run}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -70,8 +82,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
     st = sub.add_parser("stack", help="local Kafka broker: fetch jars, start, stop, status")
     st.add_argument("action", choices=["up", "down", "status", "fetch"])
-    sub.add_parser("migrate", help="apply ClickHouse migrations (idempotent)")
+    mg = sub.add_parser("migrate", help="apply ClickHouse migrations (idempotent)")
+    mg.add_argument("--topics", action="store_true", help="also create missing Kafka topics")
     sub.add_parser("config", help="print the effective settings, secrets masked")
+    sub.add_parser("run", help="local stack + pipeline with sample traffic (what `make run` does)")
     return p
 
 

@@ -9,6 +9,7 @@ never printed (see :func:`Settings.redacted`).
 from __future__ import annotations
 
 import os
+import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
@@ -159,6 +160,11 @@ class Settings(BaseSettings):
 
 def load(**overrides: Any) -> Settings:
     """Build settings from env/TOML (plus explicit overrides); raise ConfigError naming each bad key."""
+    known = {ENV_PREFIX + f.upper() for f in Settings.model_fields} | {CONFIG_ENV, "ATTRIB_TEST_BOOTSTRAP"}
+    unknown = sorted(k for k in os.environ if k.upper().startswith(ENV_PREFIX)
+                     and k.upper().split(ENV_NESTED)[0] not in known)
+    if unknown:  # a typo would otherwise silently fall back to the default
+        raise ConfigError("invalid settings:\n  " + "\n  ".join(f"{k}: unknown setting" for k in unknown))
     toml = os.environ.get(CONFIG_ENV)
     if toml and not Path(toml).is_file():
         raise ConfigError(f"{CONFIG_ENV}: file not found: {toml}")
@@ -169,8 +175,11 @@ def load(**overrides: Any) -> Settings:
         for err in exc.errors(include_url=False, include_input=False):
             lines.append(f"{_key(err['loc'])}: {err['msg']}")
         raise ConfigError("invalid settings:\n  " + "\n  ".join(lines)) from None
-    except ValueError as exc:  # e.g. unparsable JSON in a complex env var
-        raise ConfigError(f"invalid settings: {exc}") from None
+    except ValueError as exc:  # e.g. unparsable JSON in a complex env var or a broken TOML file
+        m = re.search(r'field "([^"]+)"', str(exc))
+        key = _key((m[1],)) if m else CONFIG_ENV
+        cause = exc.__cause__ or exc
+        raise ConfigError(f"invalid settings:\n  {key}: {cause}") from None
 
 
 def _key(loc: tuple[int | str, ...]) -> str:

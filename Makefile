@@ -1,0 +1,36 @@
+# Two entry points for a fresh machine: `make run` and `make test`. Everything else is a step they call.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: run test install broker up down status bench clean
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	@touch $@
+
+install: $(STAMP)
+
+broker: install          ## resolve the Kafka broker jars from Maven Central (cached)
+	$(BIN)/attrib stack fetch
+
+up: broker               ## start the local stack (Kafka broker, topics, ClickHouse migrations)
+	$(BIN)/attrib stack up
+
+down:
+	$(BIN)/attrib stack down
+
+status:
+	$(BIN)/attrib stack status
+
+run: broker              ## local stack + pipeline with visible results
+	@$(BIN)/attrib run
+
+test: broker             ## the whole suite against a real broker the fixtures start (and stop)
+	$(BIN)/python -m pytest -q -p no:cacheprovider
+
+clean: down
+	rm -rf var
