@@ -75,6 +75,17 @@ def _run(args: argparse.Namespace, s: Settings) -> int:
 
 COMMANDS: dict[str, Handler] = {"stack": _stack, "migrate": _migrate, "config": _config, "run": _run}
 
+# Subcommands owned by an area live in that area's module, which defines HELP: str, add_arguments(parser) and
+# main(args, settings) -> int. One line per command here; keep the table sorted.
+PLUGINS: dict[str, str] = {
+}
+
+
+def _plugin(name: str):  # type: ignore[no-untyped-def]
+    import importlib
+
+    return importlib.import_module(PLUGINS[name])
+
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="attrib", description=__doc__)
@@ -86,6 +97,9 @@ def build_parser() -> argparse.ArgumentParser:
     mg.add_argument("--topics", action="store_true", help="also create missing Kafka topics")
     sub.add_parser("config", help="print the effective settings, secrets masked")
     sub.add_parser("run", help="local stack + pipeline with sample traffic (what `make run` does)")
+    for name in PLUGINS:
+        mod = _plugin(name)
+        mod.add_arguments(sub.add_parser(name, help=mod.HELP, description=mod.HELP))
     return p
 
 
@@ -102,6 +116,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     logs.setup(s.log_level)
     try:
+        if args.command in PLUGINS:
+            return int(_plugin(args.command).main(args, s))
         return COMMANDS[args.command](args, s)
     except KeyboardInterrupt:
         return 130

@@ -109,6 +109,45 @@ class StackSettings(_Section):
     start_timeout_s: float = Field(90.0, gt=0)
 
 
+# --- per-area sections: each area (ingest/, streams/, sinks/, alerts) owns and extends its own class ---------------
+
+
+class IngestSettings(_Section):
+    """The aiohttp ingress (ingest/)."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(8080, gt=0, lt=65536)
+    max_body_bytes: int = Field(1 << 20, gt=0)
+
+
+class StreamsSettings(_Section):
+    """The Faust worker (streams/)."""
+
+    app_id: str = "attrib-worker"
+    store: str = Field("memory://", description="memory:// for development, rocksdb:// for large state.")
+    data_dir: Path | None = Field(None, description="Faust data directory; default <var_dir>/worker.")
+    dedupe_retention_s: float = Field(7 * 86400, gt=0)
+    pending_timeout_s: float = Field(24 * 3600, gt=0)
+
+
+class SinkSettings(_Section):
+    """The ClickHouse sink (sinks/)."""
+
+    batch_rows: int = Field(10_000, gt=0)
+    batch_seconds: float = Field(1.0, gt=0)
+    query_port: int = Field(8124, gt=0, lt=65536, description="Loopback port serving read-only SQL on embedded mode.")
+
+
+class AlertSettings(_Section):
+    """Spike/drop detection (streams/alerts) and Slack delivery (sinks/slack)."""
+
+    bucket_s: int = Field(300, gt=0)
+    lateness_s: int = Field(600, ge=0)
+
+
+# --- the whole system ---------------------------------------------------------------------------------------------
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix=ENV_PREFIX, env_nested_delimiter=ENV_NESTED, extra="forbid", frozen=True, case_sensitive=False
@@ -120,6 +159,10 @@ class Settings(BaseSettings):
     topics: TopicSettings = TopicSettings()
     clickhouse: ClickHouseSettings = ClickHouseSettings()
     stack: StackSettings = StackSettings()
+    ingest: IngestSettings = IngestSettings()
+    streams: StreamsSettings = StreamsSettings()
+    sink: SinkSettings = SinkSettings()
+    alerts: AlertSettings = AlertSettings()
     sources: list[SourceSettings] = Field(default_factory=list)
     slack_webhook_url: SecretStr | None = None
 
