@@ -92,3 +92,5 @@ def to_row(name: str, rec: dict[str, Any], topic: str, partition: int, offset: i
     if name == "raw_delivery":
         return raw_row(rec, topic, partition, offset)
     raise ValueError(f"no table for {name} records")
+
+TABLES_BY_NAME: dict[str, tuple[str, ...]] = {table: cols for table, cols in TABLES.values()}
