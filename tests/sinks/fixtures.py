@@ -95,8 +95,9 @@ def traffic(users: int = 300, seed: int = 7) -> Traffic:
             if ft and rnd.random() < 0.3:  # purchase seen before the install: pending, then corrected
                 out.add(event(eid, user, app, "purchase", t, status="pending_timeout", platform=platform,
                               revenue=rev, currency=cur))
-                later.append(event(eid, user, app, "purchase", t, version=2, status=status, ft=ft,
-                                   platform=platform, revenue=rev, currency=cur))
+                if rnd.random() < 0.8:  # most get their attribution later; the rest stay pending
+                    later.append(event(eid, user, app, "purchase", t, version=2, status=status, ft=ft,
+                                       platform=platform, revenue=rev, currency=cur))
             else:
                 out.add(event(eid, user, app, "purchase", t, status=status, ft=ft, platform=platform,
                               revenue=rev, currency=cur, organic=organic))
