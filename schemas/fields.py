@@ -145,7 +145,7 @@ def time_ms(v: Any, unit: str | None = None) -> int | None:
 
 
 _NUM = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$")
-_REV_MAX = Decimal("1e20")  # decimal(38,9) leaves 29 integer digits; anything near is garbage anyway
+_REV_MAX = Decimal("1e18")  # keeps 9 decimals inside the default 28-digit context; larger is garbage anyway
 
 
 def decimal(v: Any) -> Decimal | None:
