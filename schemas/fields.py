@@ -78,6 +78,8 @@ def first(d: dict[str, Any], *keys: str) -> str | None:
 
 def get_path(d: Any, path: str) -> Any:
     """``a.b.c`` lookup through nested dicts; None when any step is missing."""
+    if "." not in path:  # the common case, kept cheap
+        return d.get(path) if isinstance(d, dict) else None
     for part in path.split("."):
         if not isinstance(d, dict):
             return None
