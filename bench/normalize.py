@@ -10,6 +10,7 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -20,7 +21,7 @@ from schemas.normalize import normalize  # noqa: E402
 from schemas.user_key import user_key  # noqa: E402
 
 
-def deliveries() -> list[tuple[SourceSettings, dict]]:
+def deliveries() -> list[tuple[SourceSettings, dict[str, Any]]]:
     out = []
     for p in sorted((ROOT / "tests" / "schemas" / "samples").glob("*.json")):
         s = json.loads(p.read_text())
@@ -30,7 +31,7 @@ def deliveries() -> list[tuple[SourceSettings, dict]]:
                "query_string": s.get("raw_query_string") or "", "body": body, "remote_addr": "",
                "headers": {"content-type": s["content_type"]} if s["content_type"] else {},
                "received_at": 1_730_000_000_000, "user_key": ""}
-        out.append((SourceSettings(name="b", mmp=mmp), raw))
+        out.append((SourceSettings(name="b", mmp=mmp), raw))  # type: ignore[arg-type]
     return out
 
 

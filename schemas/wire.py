@@ -14,6 +14,7 @@ import json
 import struct
 import threading
 import urllib.error
+import urllib.parse
 import urllib.request
 from functools import cache
 from typing import Any, Protocol
@@ -79,7 +80,7 @@ class RegistryClient:
         with self._lock:
             if key in self._ids:
                 return self._ids[key]
-        sid = int(self._call("POST", f"/subjects/{urllib.request.quote(subject, safe='')}/versions",
+        sid = int(self._call("POST", f"/subjects/{urllib.parse.quote(subject, safe='')}/versions",
                              {"schema": schema})["id"])
         with self._lock:
             self._ids[key] = sid

@@ -12,8 +12,9 @@ from __future__ import annotations
 import importlib
 import time
 from datetime import datetime, timedelta, timezone
-from typing import Any, Protocol
+from typing import Any
 
+from attrib.settings import SourceSettings
 from schemas import canonical
 from schemas.errors import EMPTY_BODY, INTERNAL, INVALID_JSON, NOT_AN_OBJECT, UNKNOWN_MMP, NormalizeError
 from schemas.normalize.base import Extract
@@ -25,14 +26,7 @@ MODULES = {m: f"schemas.normalize.{m}" for m in
 MAX_BATCH = 10_000
 
 
-class SourceLike(Protocol):
-    name: str
-    mmp: str
-    app_id: str | None
-    options: dict[str, Any]
-
-
-def normalize(source: SourceLike, raw: dict[str, Any]) -> list[dict[str, Any]]:
+def normalize(source: SourceSettings, raw: dict[str, Any]) -> list[dict[str, Any]]:
     """Canonical event dicts for one raw delivery (a batch body gives several). Raises only NormalizeError."""
     try:
         return _normalize(source, raw)
@@ -52,7 +46,7 @@ def _ms(v: Any) -> int:
     return int(time.time() * 1000)
 
 
-def parse(source: SourceLike, raw: dict[str, Any]) -> list[dict[str, Any]]:
+def parse(source: SourceSettings, raw: dict[str, Any]) -> list[dict[str, Any]]:
     """The delivery's event objects, or NormalizeError (empty body, invalid JSON, not an object)."""
     body = raw.get("body") or b""
     if isinstance(body, str):
@@ -93,7 +87,7 @@ def event_fingerprint(mmp: str, app_id: str | None, who: str | None, id_fields: 
     return "fp:" + fingerprint(basis)[:FP_HEX]
 
 
-def _normalize(source: SourceLike, raw: dict[str, Any]) -> list[dict[str, Any]]:
+def _normalize(source: SourceSettings, raw: dict[str, Any]) -> list[dict[str, Any]]:
     mod = _module(source.mmp)
     items = parse(source, raw)
     options = source.options if isinstance(source.options, dict) else {}

@@ -31,7 +31,10 @@ def extract(p: Payload, options: dict[str, Any]) -> Extract:
     time_ = require(p.time("created_at", unit="s"), "created_at")
     tracker = (p.peek("tracker_name") or "")
     parts = [s.strip() or None for s in str(tracker).split("::")] if "::" in str(tracker) else []
-    part = (lambda i: parts[i] if i < len(parts) else None)
+    parts += [None] * (4 - len(parts))
+
+    def part(i: int) -> str | None:
+        return parts[i]
     network = p.text("network_name") or part(0)
     organic_flag = p.bool("is_organic")
     organic = organic_flag if organic_flag is not None else (network or "").lower() == "organic" if network else None

@@ -2,9 +2,9 @@
 click/event webhooks.
 
 Data Feeds: attribution from ``last_attributed_touch_data`` (never ``last_cta_view_data``); media_source =
-``~advertising_partner_name`` else ``~channel``; organic = ``attributed`` false or no touch data. Legacy: first-referring
-= first touch (kept in properties), session-referring = last touch (the columns); ``*_referring_identity`` /
-``*_hardware_id`` describe the referrer, never this user, so they stay in properties.
+``~advertising_partner_name`` else ``~channel``; organic = ``attributed`` false or no touch data.
+Legacy: first-referring = first touch (kept in properties), session-referring = last touch (the columns);
+``*_referring_identity`` / ``*_hardware_id`` describe the referrer, never this user, so they stay in properties.
 event_id: ``id`` (Data Feeds; kept as the exact digit string even when sent as a number > 2^53) or ``click_id``
 (legacy clicks); otherwise a fingerprint of name, timestamp/event_timestamp, the user key and
 ``event_data.transaction_id`` (Data Feeds) or event, event_timestamp, the user key and the link id (legacy).

@@ -13,9 +13,9 @@ from fastavro.schema import to_parsing_canonical_form
 
 from schemas import avro
 from schemas.evolution import HERE, load, problems, versions
+from schemas.normalize import normalize
 from tests.schemas.conftest import SAMPLES
 from tests.schemas.test_samples import raw_delivery, source_for
-from schemas.normalize import normalize
 
 
 def v1() -> dict[str, Any]:
