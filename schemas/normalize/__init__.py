@@ -19,6 +19,7 @@ from schemas import canonical
 from schemas.errors import EMPTY_BODY, INTERNAL, INVALID_JSON, NOT_AN_OBJECT, UNKNOWN_MMP, NormalizeError
 from schemas.normalize.base import Extract
 from schemas.normalize.payload import Payload
+from schemas.templates import query_to_body
 from schemas.user_key import FP_HEX, candidates, fingerprint, parse_delivery
 
 MODULES = {m: f"schemas.normalize.{m}" for m in
@@ -87,6 +88,16 @@ def event_fingerprint(mmp: str, app_id: str | None, who: str | None, id_fields: 
     return "fp:" + fingerprint(basis)[:FP_HEX]
 
 
+def _with_query(rest: dict[str, Any], raw: dict[str, Any], options: dict[str, Any]) -> dict[str, Any]:
+    """A body delivery's URL parameters (secrets dropped) are kept too, under ``_query``."""
+    body, qs = raw.get("body") or b"", raw.get("query_string") or ""
+    if qs and body.strip():
+        extra = query_to_body("", qs, options)
+        if extra:
+            rest = {**rest, "_query": extra}
+    return rest
+
+
 def _normalize(source: SourceSettings, raw: dict[str, Any]) -> list[dict[str, Any]]:
     mod = _module(source.mmp)
     items = parse(source, raw)
@@ -110,5 +121,5 @@ def _normalize(source: SourceSettings, raw: dict[str, Any]) -> list[dict[str, An
         out.append(canonical.build(
             event_id=event_id, mmp=source.mmp, source=source.name, app_id=app_id, received_at=received_at,
             user_key=who[0] if who else "fp:" + fingerprint(item)[:FP_HEX],
-            properties=canonical.properties_json(p.rest()), raw=raw_ref, **f))
+            properties=canonical.properties_json(_with_query(p.rest(), raw, options)), raw=raw_ref, **f))
     return out

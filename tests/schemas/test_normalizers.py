@@ -113,3 +113,18 @@ def test_decoded_raw_delivery_record_normalizes() -> None:
     [ev] = normalize(SourceSettings(name="s", mmp="adjust"),
                      {**decoded, "raw_ref": {"topic": "raw", "partition": 1, "offset": 7}})
     assert ev["received_at"] == NOW and ev["raw"] == {"topic": "raw", "partition": 1, "offset": 7}
+
+
+def test_branch_legacy_reinstall_flag() -> None:
+    ev = run("branch", {"event": "install", "event_timestamp": "2018-05-02T16:40:11.207Z", "os": "Android",
+                        "hardware_id": "hw", "metadata": {"reinstall": "true", "referred": "false"}})
+    assert (ev["event_type"], ev["is_organic"], ev["media_source"]) == ("reinstall", True, "organic")
+
+
+def test_body_delivery_keeps_url_parameters_but_not_secrets() -> None:
+    raw = {"delivery_id": "d", "source": "s", "mmp": "linkrunner", "app_id": None, "method": "POST", "path": "/",
+           "query_string": "env=prod&token=abc", "headers": {"content-type": "application/json"},
+           "body": b'{"event_type":"install","attributed_on":"2024-11-03T12:00:00Z"}', "remote_addr": "",
+           "received_at": NOW, "user_key": ""}
+    [ev] = normalize(SourceSettings(name="s", mmp="linkrunner"), raw)
+    assert props(ev)["_query"] == {"env": "prod"}
