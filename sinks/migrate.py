@@ -72,6 +72,8 @@ _CREATE_DB = re.compile(r"^CREATE DATABASE IF NOT EXISTS (\w+)$", re.S)
 _CREATE_TABLE = re.compile(
     r"^CREATE TABLE IF NOT EXISTS (?P<db>\w+)\.(?P<table>\w+)(?P<body>.*?)\bENGINE\s*=\s*(?P<family>\w*)MergeTree"
     r"(?:\((?P<args>[^)]*)\))?(?P<rest>.*)$", re.S)
+_CREATE_NULL = re.compile(r"^CREATE TABLE IF NOT EXISTS (?P<name>\w+\.\w+)(?P<rest>.*\bENGINE\s*=\s*Null)$", re.S)
+_CREATE_MV = re.compile(r"^CREATE MATERIALIZED VIEW IF NOT EXISTS (?P<name>\w+\.\w+)(?P<rest>\s+TO\s.*)$", re.S)
 _ALTER = re.compile(r"^ALTER TABLE (?P<db>\w+)\.(?P<table>\w+)\s(?P<ops>.*)$", re.S)
 _LOCAL_ONLY_OPS = re.compile(r"^\s*(MODIFY TTL|MODIFY SETTING|REMOVE TTL|MATERIALIZE)", re.I)
 
@@ -83,6 +85,10 @@ def render(stmt: str, cluster: str | None) -> list[str]:
     on = f"ON CLUSTER '{cluster}'"
     if m := _CREATE_DB.match(stmt):
         return [f"CREATE DATABASE IF NOT EXISTS {m[1]} {on}"]
+    if m := _CREATE_NULL.match(stmt):  # landing tables: one per node, writing through their views
+        return [f"CREATE TABLE IF NOT EXISTS {m['name']} {on}{m['rest']}"]
+    if m := _CREATE_MV.match(stmt):  # `TO events` then names the Distributed table: rows go to their shard
+        return [f"CREATE MATERIALIZED VIEW IF NOT EXISTS {m['name']} {on}{m['rest']}"]
     if m := _CREATE_TABLE.match(stmt):
         db, table, family, rest = m["db"], m["table"], m["family"], m["rest"]
         args = f", {m['args'].strip()}" if m["args"] and m["args"].strip() else ""

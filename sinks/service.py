@@ -25,12 +25,13 @@ from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
 
 from attrib.settings import Settings
 from schemas import avro
-from sinks import rollups, rows
+from sinks import landing, rollups, rows
 from sinks.clickhouse import connect
 
 log = logging.getLogger("attrib.sink")
 
-INSERT_SETTINGS = {"async_insert": 0, "insert_deduplicate": 1}
+INSERT_SETTINGS = {"async_insert": 0, "insert_deduplicate": 1, "deduplicate_blocks_in_dependent_materialized_views": 1}
+_DAY_MS = 86_400_000
 
 
 @dataclass
@@ -68,8 +69,11 @@ class Metrics:
 @dataclass
 class Batch:
     rows: dict[str, list[tuple[Any, ...]]] = field(default_factory=dict)
+    blobs: dict[bytes, list[bytes]] = field(default_factory=dict)  # writer fingerprint -> Avro bodies (fast path)
+    where: dict[bytes, list[tuple[str, int, int]]] = field(default_factory=dict)  # their Kafka coordinates
     offsets: dict[tuple[str, int], list[int]] = field(default_factory=dict)  # (topic, partition) -> [first, last]
     days: set[date] = field(default_factory=set)
+    day_numbers: set[int] = field(default_factory=set)  # days since epoch, from the fast path
     count: int = 0
     opened: float = 0.0  # monotonic time of the first record
 
@@ -80,6 +84,17 @@ class Batch:
         self.count += 1
         self.track(msg)
 
+    def add_blob(self, fingerprint: bytes, body: bytes, msg: Message) -> None:
+        if not self.count:
+            self.opened = time.monotonic()
+        self.blobs.setdefault(fingerprint, []).append(body)
+        self.where.setdefault(fingerprint, []).append((msg.topic(), msg.partition(), msg.offset()))
+        self.count += 1
+        self.track(msg)
+
+    def all_days(self) -> set[date]:
+        return self.days | {landing.day_of(n * _DAY_MS) for n in self.day_numbers}
+
     def track(self, msg: Message) -> None:
         key = (msg.topic(), msg.partition())
         span = self.offsets.get(key)
@@ -88,10 +103,10 @@ class Batch:
         else:
             span[1] = msg.offset()
 
-    def token(self, table: str) -> str:
+    def token(self, part: str, n: int) -> str:
         """Same batch → same token, so ClickHouse drops a retried insert it already stored."""
         spans = ",".join(f"{t}:{p}:{a}-{b}" for (t, p), (a, b) in sorted(self.offsets.items()))
-        return hashlib.sha256(f"{table}|{spans}|{len(self.rows[table])}".encode()).hexdigest()[:32]
+        return hashlib.sha256(f"{part}|{spans}|{n}".encode()).hexdigest()[:32]
 
 
 class Sink:
@@ -170,6 +185,7 @@ class Sink:
             wait = s.batch_seconds - (time.monotonic() - batch.opened) if batch.count else s.batch_seconds
             msgs = consumer.consume(num_messages=max(1, min(s.batch_rows - batch.count, 10_000)),
                                     timeout=max(0.0, min(wait, 0.5)))
+        fast = landing.writers()
         decode = avro.decode
         for m in msgs:
             err = m.error()
@@ -182,12 +198,23 @@ class Sink:
             if value is None:  # tombstone: nothing to load, but its offset still counts
                 batch.track(m)
                 continue
+            w = fast.get(value[2:10]) if value[:2] == avro.MAGIC else None
+            if w is not None:  # fast path: keep the Avro body as is
+                body = value[10:]
+                if w.kafka_fields:
+                    body += landing.kafka_suffix(m.topic(), m.partition(), m.offset())
+                elif w.event_time is not None:
+                    ms = w.event_time(body)
+                    if ms is not None:
+                        batch.day_numbers.add(ms // _DAY_MS)
+                batch.add_blob(value[2:10], body, m)
+                continue
             try:
                 name, rec = decode(value)
                 row = rows.to_row(name, rec, m.topic(), m.partition(), m.offset())
             except Exception as exc:  # bad bytes never block the topic: they become a dead letter with the payload
                 self.metrics.undecodable += 1
-                batch.add("dead_letters", self._undecodable(m, exc), m)
+                batch.add("dead_letters", self._undecodable(m.topic(), m.partition(), m.offset(), value, exc), m)
                 continue
             table = rows.TABLES[name][0]
             batch.add(table, row, m)
@@ -195,13 +222,13 @@ class Sink:
                 batch.days.add(rec["event_time"].date())
         return batch
 
-    def _undecodable(self, m: Message, exc: Exception) -> tuple[Any, ...]:
-        now = datetime.now(timezone.utc)
+    @staticmethod
+    def _undecodable(topic: str, partition: int, offset: int, value: bytes | None, exc: Exception) -> tuple[Any, ...]:
         return rows.dead_letter_row({
-            "dead_letter_id": f"sink:{m.topic()}:{m.partition()}:{m.offset()}", "stage": "sink",
+            "dead_letter_id": f"sink:{topic}:{partition}:{offset}", "stage": "sink",
             "reason": "undecodable", "detail": str(exc)[:500], "field": None, "source": None, "mmp": None,
-            "delivery_id": None, "raw": {"topic": m.topic(), "partition": m.partition(), "offset": m.offset()},
-            "payload": m.value(), "failed_at": now})
+            "delivery_id": None, "raw": {"topic": topic, "partition": partition, "offset": offset},
+            "payload": value, "failed_at": datetime.now(timezone.utc)})
 
     # --- loading -------------------------------------------------------------------------------------------------
 
@@ -215,20 +242,68 @@ class Sink:
         columns = rows.TABLES_BY_NAME[table]
         client = self._ensure_client()
         client.insert(f"{self.db}.{table}", list(zip(*data)), column_names=columns, column_oriented=True,
-                      settings={**INSERT_SETTINGS, "insert_deduplication_token": batch.token(table)})
+                      settings={**INSERT_SETTINGS, "insert_deduplication_token": batch.token(table, len(data))})
+
+    def _insert_fast(self, batch: Batch, fingerprint: bytes) -> None:
+        w = landing.writers()[fingerprint]
+        bodies = batch.blobs[fingerprint]
+        self._ensure_client().raw_insert(
+            f"{self.db}.{w.table}", insert_block=landing.container(w, bodies), fmt="Avro",
+            settings={**INSERT_SETTINGS, "insert_deduplication_token": batch.token(fingerprint.hex(), len(bodies))})
+
+    def _decode_fallback(self, batch: Batch, fingerprint: bytes) -> None:
+        """The engine refused a fast-path block: decode its records here, so a bad one becomes a dead letter."""
+        w = landing.writers()[fingerprint]
+        prefix = avro.MAGIC + fingerprint
+        for body, (topic, partition, offset) in zip(batch.blobs.pop(fingerprint), batch.where.pop(fingerprint)):
+            if w.kafka_fields:  # drop what _fill appended
+                body = body[:len(body) - len(landing.kafka_suffix(topic, partition, offset))]
+            try:
+                name, rec = avro.decode(prefix + body)
+                row = rows.to_row(name, rec, topic, partition, offset)
+            except Exception as exc:  # noqa: BLE001
+                self.metrics.undecodable += 1
+                batch.rows.setdefault("dead_letters", []).append(
+                    self._undecodable(topic, partition, offset, prefix + body, exc))
+                continue
+            table = rows.TABLES[name][0]
+            batch.rows.setdefault(table, []).append(row)
+            if table == "events":
+                batch.days.add(rec["event_time"].date())
 
     def _flush(self, consumer: Consumer, batch: Batch, attempts: int | None = None) -> bool:
         """Insert every table of the batch (retrying with backoff), then commit. False if stopped before done."""
-        pending = sorted(batch.rows)  # sorted: the same order on every retry
         delay = self.settings.sink.retry_initial_s
         tries = 0
-        while pending:
-            table = pending[0]
+        # fast-path blocks first (a refused block falls back to rows), then per-table rows; the same order every retry
+        done_rows: set[str] = set()
+        while True:
+            fast = sorted(batch.blobs)
+            pending = [t for t in sorted(batch.rows, key=lambda t: t == "dead_letters") if t not in done_rows]
+            if not fast and not pending:
+                break
             try:
-                self._insert(batch, table)
-            except (TypeError, ValueError, OverflowError, AttributeError) as exc:
-                # client-side conversion refused a value: poison rows, not an outage → isolate them, keep going
-                self._reject_poison(batch, table, exc)
+                if fast:
+                    fp = fast[0]
+                    try:
+                        self._insert_fast(batch, fp)
+                    except Exception as exc:  # noqa: BLE001 - bad record or outage: the row path tells them apart
+                        log.warning("fast load refused; decoding the block record by record", extra={"fields": {
+                            "rows": len(batch.blobs[fp]), "error": str(exc)[:300]}})
+                        self._decode_fallback(batch, fp)
+                        continue
+                    table = landing.writers()[fp].table.removesuffix("_avro_in")
+                    n = len(batch.blobs.pop(fp))
+                    batch.where.pop(fp)
+                else:
+                    table = pending[0]
+                    n = len(batch.rows[table])
+                    try:
+                        self._insert(batch, table)
+                    except (TypeError, ValueError, OverflowError, AttributeError) as exc:
+                        # client-side conversion refused a value: poison rows, not an outage → isolate them
+                        n = self._reject_poison(batch, table, exc)
+                    done_rows.add(table)
             except Exception as exc:  # noqa: BLE001 - any server/connection failure: keep the batch, back off
                 tries += 1
                 self._outage(exc, tries, delay, batch)
@@ -242,15 +317,14 @@ class Sink:
                     finally:
                         self._client = None
                 continue
-            self.metrics.inserted[table] = self.metrics.inserted.get(table, 0) + len(batch.rows[table])
-            pending.pop(0)
+            self.metrics.inserted[table] = self.metrics.inserted.get(table, 0) + n
         if self.metrics.clickhouse_down_since is not None:
             down = time.monotonic() - self.metrics.clickhouse_down_since
             log.warning("clickhouse is back; backlog resumes", extra={"fields": {"down_s": round(down, 1)}})
             self.metrics.clickhouse_down_since = None
         self.metrics.batches += 1
         self.metrics.last_flush_at = time.time()
-        self._dirty |= batch.days
+        self._dirty |= batch.all_days()
         self._commit(consumer, batch)
         return True
 
@@ -264,7 +338,7 @@ class Sink:
             "attempt": tries, "retry_in_s": delay, "rows_waiting": batch.count, "down_s": round(down, 1),
             "error": type(exc).__name__, "detail": str(exc)[:300]}})
 
-    def _reject_poison(self, batch: Batch, table: str, exc: Exception) -> None:
+    def _reject_poison(self, batch: Batch, table: str, exc: Exception) -> int:
         """Insert the table's rows one by one; each row the client cannot convert becomes a dead letter."""
         good, bad = [], []
         client = self._ensure_client()
@@ -288,6 +362,7 @@ class Sink:
             client.insert(f"{self.db}.dead_letters", letters, column_names=rows.DEAD_LETTER_COLUMNS,
                           settings=INSERT_SETTINGS)
         batch.rows[table] = good
+        return len(good)
 
     def _idle(self, consumer: Consumer, seconds: float) -> None:
         """Wait while staying in the consumer group: pause fetching, keep polling; keep whatever still arrives."""
@@ -336,3 +411,4 @@ class Sink:
             self.metrics.rollup_failures += 1
             log.error("rollup refresh failed; will retry", extra={"fields": {"days": len(days),
                                                                              "error": str(exc)[:300]}})
+
