@@ -60,7 +60,7 @@ def main(args: argparse.Namespace, s: Settings) -> int:
 
     port = s.sink.query_port if args.query_port is None else args.query_port
     server = QueryServer(port, (lambda: connect(s, database=s.clickhouse.database)) if embedded else None,
-                         sink.metrics.prometheus, health)
+                         sink.prometheus, health)
     server.start()
     print(f"attrib sink: {describe(s)}, database {s.clickhouse.database}; "
           f"{'SQL, ' if embedded else ''}/health and /metrics on http://127.0.0.1:{server.port}", flush=True)

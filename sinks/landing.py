@@ -15,9 +15,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date
 from functools import cache
 from pathlib import Path
 
@@ -27,7 +25,6 @@ from schemas import avro
 FAST = {"enriched_event": ("events_avro_in", False), "raw_delivery": ("raw_deliveries_avro_in", True)}
 KAFKA_FIELDS = [{"name": "_kafka_topic", "type": "string"}, {"name": "_kafka_partition", "type": "int"},
                 {"name": "_kafka_offset", "type": "long"}]
-_EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
 
 
 @dataclass(frozen=True)
@@ -37,7 +34,6 @@ class Writer:
     header: bytes  # object-container header (magic, schema, codec, sync marker)
     sync: bytes
     kafka_fields: bool
-    event_time: Callable[[bytes], int | None] | None  # ms since epoch, read without decoding the whole record
 
 
 def zigzag(n: int) -> bytes:
@@ -48,62 +44,6 @@ def zigzag(n: int) -> bytes:
         n >>= 7
     out.append(n)
     return bytes(out)
-
-
-def _read_long(buf: bytes, pos: int) -> tuple[int, int]:
-    shift = result = 0
-    while True:
-        b = buf[pos]
-        pos += 1
-        result |= (b & 0x7F) << shift
-        if not b & 0x80:
-            return (result >> 1) ^ -(result & 1), pos
-        shift += 7
-
-
-def _time_reader(schema: dict, field: str) -> Callable[[bytes], int | None] | None:
-    """A reader of one top-level long field that skips the fields before it; None if a field before it is not a
-    simple type (then callers decode the record instead)."""
-    steps: list[str] = []
-    for f in schema["fields"]:
-        t = f["type"]
-        if f["name"] == field:
-            if (t if isinstance(t, str) else t.get("type")) != "long":
-                return None
-            break
-        if t in ("string", "bytes"):
-            steps.append("str")
-        elif t in ("int", "long") or (isinstance(t, dict) and t.get("type") in ("int", "long")):
-            steps.append("long")
-        elif t == "boolean":
-            steps.append("bool")
-        elif isinstance(t, list) and len(t) == 2 and t[0] == "null" and t[1] in ("string", "bytes"):
-            steps.append("opt_str")
-        else:
-            return None
-    else:
-        return None
-
-    def read(body: bytes) -> int | None:
-        pos = 0
-        try:
-            for step in steps:
-                if step == "str":
-                    n, pos = _read_long(body, pos)
-                    pos += n
-                elif step == "long":
-                    _, pos = _read_long(body, pos)
-                elif step == "bool":
-                    pos += 1
-                else:
-                    branch, pos = _read_long(body, pos)
-                    if branch:
-                        n, pos = _read_long(body, pos)
-                        pos += n
-            return _read_long(body, pos)[0]
-        except IndexError:
-            return None
-    return read
 
 
 def _header(schema: dict, kafka_fields: bool) -> tuple[bytes, bytes]:
@@ -135,8 +75,7 @@ def writers() -> dict[bytes, Writer]:
                 continue
             schema = json.loads(path.read_text())
             header, sync = _header(schema, kafka_fields)
-            reader = _time_reader(schema, "event_time") if name == "enriched_event" else None
-            out[fp] = Writer(name, table, header, sync, kafka_fields, reader)
+            out[fp] = Writer(name, table, header, sync, kafka_fields)
     return out
 
 
@@ -150,6 +89,3 @@ def kafka_suffix(topic: str, partition: int, offset: int) -> bytes:
     t = topic.encode()
     return zigzag(len(t)) + t + zigzag(partition) + zigzag(offset)
 
-
-def day_of(ms: int) -> date:
-    return date.fromordinal(_EPOCH_ORDINAL + ms // 86_400_000)

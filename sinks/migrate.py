@@ -67,6 +67,8 @@ SHARD_KEYS = {
 # Small tables replicated whole to every node (one replica set across the cluster, no Distributed table): the rollups
 # are rebuilt from the Distributed `events` and swapped in with REPLACE PARTITION, which replicates.
 GLOBAL_TABLES = {"daily_rollups", "schema_migrations"}
+# Bookkeeping of the process on each node (no replication, no Distributed table).
+NODE_TABLES = {"rollup_dirty_days"}
 
 _CREATE_DB = re.compile(r"^CREATE DATABASE IF NOT EXISTS (\w+)$", re.S)
 _CREATE_TABLE = re.compile(
@@ -92,6 +94,9 @@ def render(stmt: str, cluster: str | None) -> list[str]:
     if m := _CREATE_TABLE.match(stmt):
         db, table, family, rest = m["db"], m["table"], m["family"], m["rest"]
         args = f", {m['args'].strip()}" if m["args"] and m["args"].strip() else ""
+        if table in NODE_TABLES:
+            plain = f"{family}MergeTree" + (f"({m['args']})" if m["args"] is not None else "")
+            return [f"CREATE TABLE IF NOT EXISTS {db}.{table} {on}{m['body']}ENGINE = {plain}{rest}"]
         if table in GLOBAL_TABLES:
             engine = f"Replicated{family}MergeTree('/clickhouse/tables/all/{db}/{table}', '{{replica}}'{args})"
             return [f"CREATE TABLE IF NOT EXISTS {db}.{table} {on}{m['body']}ENGINE = {engine}{rest}"]
@@ -105,7 +110,7 @@ def render(stmt: str, cluster: str | None) -> list[str]:
         ]
     if m := _ALTER.match(stmt):
         db, table, ops = m["db"], m["table"], m["ops"]
-        if table in GLOBAL_TABLES:
+        if table in GLOBAL_TABLES or table in NODE_TABLES:
             return [f"ALTER TABLE {db}.{table} {on} {ops}"]
         _shard_key(table)
         out = [f"ALTER TABLE {db}.{table}_local {on} {ops}"]
@@ -124,7 +129,7 @@ def _shard_key(table: str) -> str:
 
 def local_table(table: str, cluster: str | None) -> str:
     """Where a table's rows physically live (for ALTERs that Distributed tables refuse)."""
-    return f"{table}_local" if cluster and table not in GLOBAL_TABLES else table
+    return f"{table}_local" if cluster and table in SHARD_KEYS else table
 
 
 def plan(database: str, cluster: str | None, migrations: list[Migration] | None = None) -> list[str]:

@@ -13,11 +13,16 @@ half-built day.
 
 from __future__ import annotations
 
+import logging
+import threading
+import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import date, datetime, timedelta, timezone
 
 from clickhouse_connect.driver.client import Client
+
+log = logging.getLogger("attrib.sink.rollups")
 
 COLUMNS = ("day", "app_id", "media_source", "campaign", "ad_set", "platform", "installs", "reinstalls", "signups",
            "purchases", "revenue", "users", "users_state", "events")
@@ -74,9 +79,77 @@ def refresh(client: Client, database: str, days: Iterable[date]) -> int:
         client.command(f"DROP TABLE IF EXISTS {staging}")
 
 
-def stale_days(client: Client, database: str, margin_s: int = 300) -> list[date]:
-    """Days holding events loaded after the last rebuild (minus a margin): what a crashed sink left unrefreshed."""
-    rows = client.query(
-        f"SELECT DISTINCT toDate(event_time) FROM {database}.events WHERE loaded_at >= "
-        f"(SELECT max(refreshed_at) FROM {database}.daily_rollups) - toIntervalSecond({int(margin_s)})").result_rows
-    return sorted(r[0] for r in rows)
+class Refresher:
+    """Rebuilds the days recorded in ``rollup_dirty_days`` every ``interval_s``, in its own thread and with its own
+    client, so loading never waits for a rebuild. ``margin_s`` re-reads recently touched days, covering inserts by
+    other sink processes whose clocks or commits interleave with ours (a rebuild too many is harmless)."""
+
+    def __init__(self, connect: Callable[[], Client], database: str, interval_s: float, margin_s: float = 10.0):
+        self._connect = connect
+        self.db = database
+        self.interval_s = interval_s
+        self.margin_s = margin_s
+        self.watermark: datetime | None = None
+        self.settled_at = 0.0  # wall-clock start of the last completed round: later loads are not in it yet
+        self.refreshes = self.failures = 0
+        self.last_error = ""
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._client: Client | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._loop, name="attrib-rollups", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+        if self._client is not None:
+            self._client.close()
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.run_once()
+            except Exception as exc:  # noqa: BLE001 - warehouse down: the days stay recorded, try next round
+                self.failures += 1
+                self.last_error = str(exc)[:300]
+                log.error("rollup refresh failed; will retry", extra={"fields": {"error": self.last_error}})
+                if self._client is not None:
+                    self._client.close()
+                    self._client = None
+            self._stop.wait(self.interval_s)
+
+    def run_once(self) -> int:
+        started = time.time()
+        if self._client is None:
+            self._client = self._connect()
+        c = self._client
+        if self.watermark is None:  # first round: whatever was touched since the last rebuild (crash leftovers)
+            last = c.query(f"SELECT max(refreshed_at) FROM {self.db}.daily_rollups").result_rows[0][0]
+            self.watermark = (_utc(last) if last else datetime(1970, 1, 1, tzinfo=timezone.utc)) \
+                - timedelta(minutes=5)
+        since = self.watermark - timedelta(seconds=self.margin_s)
+        rows = c.query(f"SELECT day, max(touched_at) FROM {self.db}.rollup_dirty_days "
+                       "WHERE touched_at > {since:DateTime64(3, 'UTC')} GROUP BY day",
+                       parameters={"since": since}).result_rows
+        written = 0
+        if rows:
+            written = refresh(c, self.db, [d for d, _ in rows])
+            self.watermark = max(self.watermark, *(_utc(t) for _, t in rows))
+            self.refreshes += 1
+        self.settled_at = started
+        return written
+
+
+def _utc(t: datetime) -> datetime:
+    return t.replace(tzinfo=timezone.utc) if t.tzinfo is None else t
+
+
+def mark_dirty(client: Client, database: str, days: Iterable[date]) -> None:
+    """Record days loaded by the row path (the fast path's view records its own)."""
+    days = sorted(set(days))
+    if days:
+        client.insert(f"{database}.rollup_dirty_days", [[d] for d in days], column_names=["day"],
+                      settings={"async_insert": 0})

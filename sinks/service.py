@@ -31,7 +31,6 @@ from sinks.clickhouse import connect
 log = logging.getLogger("attrib.sink")
 
 INSERT_SETTINGS = {"async_insert": 0, "insert_deduplicate": 1, "deduplicate_blocks_in_dependent_materialized_views": 1}
-_DAY_MS = 86_400_000
 
 
 @dataclass
@@ -45,8 +44,6 @@ class Metrics:
     rejected_rows: int = 0
     insert_failures: int = 0
     commit_failures: int = 0
-    rollup_refreshes: int = 0
-    rollup_failures: int = 0
     clickhouse_down_since: float | None = None  # monotonic time of the first failure of the current outage
     last_error: str = ""
     last_flush_at: float = 0.0  # wall clock
@@ -58,8 +55,6 @@ class Metrics:
                  f"attrib_sink_rejected_rows_total {self.rejected_rows}",
                  f"attrib_sink_insert_failures_total {self.insert_failures}",
                  f"attrib_sink_commit_failures_total {self.commit_failures}",
-                 f"attrib_sink_rollup_refreshes_total {self.rollup_refreshes}",
-                 f"attrib_sink_rollup_failures_total {self.rollup_failures}",
                  f"attrib_sink_clickhouse_down_seconds {down:.3f}",
                  f"attrib_sink_last_flush_timestamp_seconds {self.last_flush_at:.3f}"]
         lines += [f'attrib_sink_inserted_rows_total{{table="{t}"}} {n}' for t, n in sorted(self.inserted.items())]
@@ -72,8 +67,8 @@ class Batch:
     blobs: dict[bytes, list[bytes]] = field(default_factory=dict)  # writer fingerprint -> Avro bodies (fast path)
     where: dict[bytes, list[tuple[str, int, int]]] = field(default_factory=dict)  # their Kafka coordinates
     offsets: dict[tuple[str, int], list[int]] = field(default_factory=dict)  # (topic, partition) -> [first, last]
-    days: set[date] = field(default_factory=set)
-    day_numbers: set[int] = field(default_factory=set)  # days since epoch, from the fast path
+    days: set[date] = field(default_factory=set)  # days of events loaded by the row path (the fast path's view
+    # records its own in rollup_dirty_days)
     count: int = 0
     opened: float = 0.0  # monotonic time of the first record
 
@@ -91,9 +86,6 @@ class Batch:
         self.where.setdefault(fingerprint, []).append((msg.topic(), msg.partition(), msg.offset()))
         self.count += 1
         self.track(msg)
-
-    def all_days(self) -> set[date]:
-        return self.days | {landing.day_of(n * _DAY_MS) for n in self.day_numbers}
 
     def track(self, msg: Message) -> None:
         key = (msg.topic(), msg.partition())
@@ -118,8 +110,7 @@ class Sink:
         self._client: Client | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._dirty: set[date] = set()
-        self._last_refresh = 0.0
+        self.refresher = rollups.Refresher(self._connect, self.db, settings.sink.rollup_refresh_s)
         self._carry: list[Message] = []
         self.topics = [settings.topics.events, settings.topics.dead_letters, settings.topics.alerts_spike,
                        settings.topics.alerts_drop] + ([settings.topics.raw] if settings.sink.archive_raw else [])
@@ -135,6 +126,15 @@ class Sink:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout)
+
+    def prometheus(self) -> str:
+        r = self.refresher
+        return (self.metrics.prometheus() + f"attrib_sink_rollup_refreshes_total {r.refreshes}\n"
+                f"attrib_sink_rollup_failures_total {r.failures}\n")
+
+    def settled(self) -> bool:
+        """Everything flushed so far is also in the rollups (a refresh round began after the last flush)."""
+        return self.refresher.settled_at > self.metrics.last_flush_at
 
     @property
     def stopping(self) -> bool:
@@ -152,8 +152,7 @@ class Sink:
         consumer.subscribe(self.topics)
         log.info("sink started", extra={"fields": {"topics": self.topics, "group": self.settings.sink.group_id}})
         try:
-            self._ensure_client()
-            self._recover_rollups()
+            self.refresher.start()
             batch = Batch()
             while not self._stop.is_set():
                 batch = self._fill(consumer, batch)
@@ -164,12 +163,11 @@ class Sink:
                 elif batch.count == 0 and batch.offsets:  # only skipped records (e.g. tombstones): commit past them
                     self._commit(consumer, batch)
                     batch = Batch()
-                self._maybe_refresh()
             # graceful stop: flush what we hold (one attempt round), so a restart does not re-read it
             if batch.count:
                 self._flush(consumer, batch, attempts=1)
-            self._maybe_refresh(force=True)
         finally:
+            self.refresher.stop()
             consumer.close()
             if self._client is not None:
                 self._client.close()
@@ -203,10 +201,6 @@ class Sink:
                 body = value[10:]
                 if w.kafka_fields:
                     body += landing.kafka_suffix(m.topic(), m.partition(), m.offset())
-                elif w.event_time is not None:
-                    ms = w.event_time(body)
-                    if ms is not None:
-                        batch.day_numbers.add(ms // _DAY_MS)
                 batch.add_blob(value[2:10], body, m)
                 continue
             try:
@@ -303,6 +297,8 @@ class Sink:
                     except (TypeError, ValueError, OverflowError, AttributeError) as exc:
                         # client-side conversion refused a value: poison rows, not an outage → isolate them
                         n = self._reject_poison(batch, table, exc)
+                    if table == "events":
+                        rollups.mark_dirty(self._ensure_client(), self.db, batch.days)
                     done_rows.add(table)
             except Exception as exc:  # noqa: BLE001 - any server/connection failure: keep the batch, back off
                 tries += 1
@@ -324,7 +320,6 @@ class Sink:
             self.metrics.clickhouse_down_since = None
         self.metrics.batches += 1
         self.metrics.last_flush_at = time.time()
-        self._dirty |= batch.all_days()
         self._commit(consumer, batch)
         return True
 
@@ -387,28 +382,3 @@ class Sink:
             # re-inserting is harmless (ReplacingMergeTree by event_id, rollups rebuilt from FINAL)
             self.metrics.commit_failures += 1
             log.warning("offset commit failed; records will be re-read", extra={"fields": {"error": str(exc)}})
-
-    # --- rollups -------------------------------------------------------------------------------------------------
-
-    def _recover_rollups(self) -> None:
-        try:
-            self._dirty |= set(rollups.stale_days(self._ensure_client(), self.db))
-        except Exception as exc:  # noqa: BLE001 - warehouse not reachable yet: the first flush retries anyway
-            log.warning("could not look for stale rollup days", extra={"fields": {"error": str(exc)[:200]}})
-
-    def _maybe_refresh(self, force: bool = False) -> None:
-        if not self._dirty or self.metrics.clickhouse_down_since is not None:
-            return
-        if not force and time.monotonic() - self._last_refresh < self.settings.sink.rollup_refresh_s:
-            return
-        days, self._dirty = self._dirty, set()
-        self._last_refresh = time.monotonic()
-        try:
-            rollups.refresh(self._ensure_client(), self.db, days)
-            self.metrics.rollup_refreshes += 1
-        except Exception as exc:  # noqa: BLE001 - keep the days dirty and try again next round
-            self._dirty |= days
-            self.metrics.rollup_failures += 1
-            log.error("rollup refresh failed; will retry", extra={"fields": {"days": len(days),
-                                                                             "error": str(exc)[:300]}})
-

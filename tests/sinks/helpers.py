@@ -46,7 +46,7 @@ def caught_up(sink: Sink, n: int) -> Callable[[], bool]:
     """All n records consumed, flushed and their days' rollups rebuilt."""
     def check() -> bool:
         m = sink.metrics
-        return m.consumed >= n and sum(m.inserted.values()) + m.rejected_rows >= n and not sink._dirty
+        return m.consumed >= n and sum(m.inserted.values()) + m.rejected_rows >= n and sink.settled()
     return check
 
 

@@ -136,3 +136,81 @@ def test_a_record_the_engine_refuses_becomes_a_dead_letter_and_the_rest_loads(ma
     assert client.query(f"SELECT reason, length(payload) FROM {db}.dead_letters FINAL").result_rows == [
         ("undecodable", len(truncated))]
     assert sink.metrics.undecodable == 1
+
+
+def _committed(s, group):  # noqa: ANN001, ANN202
+    c = Consumer({"bootstrap.servers": s.kafka.bootstrap_servers, "group.id": group})
+    parts = [TopicPartition(s.topics.events, p) for p in range(s.topics.partitions)]
+    got = c.committed(parts, timeout=10)
+    ends = [c.get_watermark_offsets(p, timeout=10)[1] for p in parts]
+    c.close()
+    return [p.offset for p in got], ends
+
+
+def test_clickhouse_unavailable_mid_stream_then_restored_loses_nothing(make_settings):
+    s = _sink_settings(make_settings)
+    db = s.clickhouse.database
+    client = warehouse(s)
+    tr = traffic(users=160, seed=11)
+    half = len(tr.records) // 2
+    with running(s) as sink:
+        produce(s.kafka.bootstrap_servers, s.topics.events, tr.records[:half])
+        wait_for(caught_up(sink, half), "the first half")
+        client.command(f"DETACH TABLE {db}.events")  # the table is gone for the sink: every insert fails
+        try:
+            produce(s.kafka.bootstrap_servers, s.topics.events, tr.records[half:])
+            wait_for(lambda: sink.metrics.insert_failures >= 2, "the sink to hit the outage")
+            assert sink.metrics.clickhouse_down_since is not None
+            assert "attrib_sink_clickhouse_down_seconds" in sink.metrics.prometheus()
+            committed, ends = _committed(s, s.sink.group_id)
+            assert sum(max(c, 0) for c in committed) < sum(ends)  # nothing committed past the failed batch
+        finally:
+            client.command(f"ATTACH TABLE {db}.events")
+        wait_for(caught_up(sink, len(tr.records)), "the backlog after the restore")
+        assert sink.metrics.clickhouse_down_since is None
+    assert scalar(client, f"SELECT count() FROM {db}.events FINAL") == len(tr.final)
+    committed, ends = _committed(s, s.sink.group_id)
+    assert committed == ends
+    assert _rollups(client, db) == _expected(tr.final)
+    client.close()
+
+
+def test_dead_letters_alerts_raw_and_undecodable_bytes_land_in_their_tables(make_settings):
+    s = _sink_settings(make_settings)
+    db = s.clickhouse.database
+    client = warehouse(s)
+    now = datetime(2024, 6, 21, 10, 0, tzinfo=timezone.utc)
+    dl = {"dead_letter_id": "dl-1", "stage": "normalize", "reason": "missing_field", "detail": "no event_time",
+          "field": "event_time", "source": "af-prod", "mmp": "appsflyer", "delivery_id": "d1",
+          "raw": {"topic": s.topics.raw, "partition": 1, "offset": 7}, "payload": b"\x00{body}", "failed_at": now}
+    alert = {"alert_id": "a-1", "state": "firing", "direction": "drop", "severity": "critical", "scope": "source",
+             "app_id": "com.example.shop", "media_source": "Facebook Ads", "event_type": "install",
+             "observed": 3.0, "expected": 41.5, "bucket_start": now, "bucket_end": now, "created_at": now,
+             "resolved_at": None, "p_value": 1e-6, "detail": "installs dropped"}
+    raw = {"delivery_id": "d1", "source": "af-prod", "mmp": "appsflyer", "app_id": None, "method": "POST",
+           "path": "/hooks/af-prod", "query_string": "", "headers": {"content-type": "application/json"},
+           "body": b'{"event_name":"install"}', "remote_addr": "10.0.0.1", "received_at": datetime.now(timezone.utc),
+           "user_key": "idfv:1"}
+    expired = {**raw, "delivery_id": "d0", "received_at": datetime.now(timezone.utc) - timedelta(days=8)}
+    produce(s.kafka.bootstrap_servers, s.topics.dead_letters, [dl, dl], "dead_letter")
+    produce(s.kafka.bootstrap_servers, s.topics.alerts_drop, [alert], "alert")
+    produce(s.kafka.bootstrap_servers, s.topics.alerts_drop, [{**alert, "state": "resolved", "resolved_at": now}],
+            "alert")
+    produce(s.kafka.bootstrap_servers, s.topics.raw, [raw, expired], "raw_delivery")
+    p = Producer({"bootstrap.servers": s.kafka.bootstrap_servers})
+    p.produce(s.topics.events, value=b"not avro at all")
+    p.flush(10)
+    with running(s) as sink:
+        wait_for(caught_up(sink, 7), "every record")
+    assert client.query(f"SELECT stage, reason, field, payload, raw_offset FROM {db}.dead_letters FINAL "
+                        "WHERE stage = 'normalize'").result_rows == [("normalize", "missing_field", "event_time",
+                                                                      "\x00{body}", 7)]
+    bad = client.query(f"SELECT reason, payload, raw_topic FROM {db}.dead_letters FINAL WHERE stage = 'sink'"
+                       ).result_rows
+    assert bad == [("undecodable", "not avro at all", s.topics.events)]
+    assert client.query(f"SELECT state FROM {db}.alerts FINAL ORDER BY state").result_rows == [("firing",),
+                                                                                              ("resolved",)]
+    # the archive keeps sink.raw_ttl_days (7) days: the 8-day-old delivery is dropped by the table's TTL
+    assert client.query(f"SELECT delivery_id, headers, body FROM {db}.raw_deliveries").result_rows == [
+        ("d1", {"content-type": "application/json"}, '{"event_name":"install"}')]
+    client.close()
