@@ -110,6 +110,7 @@ class Refresher:
 
     def _loop(self) -> None:
         while not self._stop.is_set():
+            took = time.monotonic()
             try:
                 self.run_once()
             except Exception as exc:  # noqa: BLE001 - warehouse down: the days stay recorded, try next round
@@ -119,7 +120,8 @@ class Refresher:
                 if self._client is not None:
                     self._client.close()
                     self._client = None
-            self._stop.wait(self.interval_s)
+            # rebuilding grows with the day's size: keep it to about a third of the time under heavy load
+            self._stop.wait(max(self.interval_s, 2 * (time.monotonic() - took)))
 
     def run_once(self) -> int:
         started = time.time()

@@ -15,6 +15,7 @@ import hashlib
 import logging
 import threading
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
@@ -47,6 +48,7 @@ class Metrics:
     clickhouse_down_since: float | None = None  # monotonic time of the first failure of the current outage
     last_error: str = ""
     last_flush_at: float = 0.0  # wall clock
+    load_seconds: float = 0.0  # time spent in successful loads (mean = load_seconds / batches)
 
     def prometheus(self) -> str:
         down = time.monotonic() - self.clickhouse_down_since if self.clickhouse_down_since else 0.0
@@ -56,7 +58,8 @@ class Metrics:
                  f"attrib_sink_insert_failures_total {self.insert_failures}",
                  f"attrib_sink_commit_failures_total {self.commit_failures}",
                  f"attrib_sink_clickhouse_down_seconds {down:.3f}",
-                 f"attrib_sink_last_flush_timestamp_seconds {self.last_flush_at:.3f}"]
+                 f"attrib_sink_last_flush_timestamp_seconds {self.last_flush_at:.3f}",
+                 f"attrib_sink_load_seconds_total {self.load_seconds:.3f}"]
         lines += [f'attrib_sink_inserted_rows_total{{table="{t}"}} {n}' for t, n in sorted(self.inserted.items())]
         return "\n".join(lines) + "\n"
 
@@ -151,22 +154,40 @@ class Sink:
         })
         consumer.subscribe(self.topics)
         log.info("sink started", extra={"fields": {"topics": self.topics, "group": self.settings.sink.group_id}})
+        # Two stages overlap: this thread consumes and batches while the loader thread inserts the previous batch
+        # (the engine releases the GIL). At most one batch is in flight; offsets are committed here, after it loaded.
+        loader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="attrib-sink-load")
+        inflight: tuple[Future[bool], Batch] | None = None
         try:
             self.refresher.start()
             batch = Batch()
             while not self._stop.is_set():
-                batch = self._fill(consumer, batch)
+                if inflight is not None and inflight[0].done():
+                    if inflight[0].result():
+                        self._commit(consumer, inflight[1])
+                    inflight = None  # False only when stopping: those records are re-read after a restart
+                full = batch.count >= self.settings.sink.batch_rows
+                if full and inflight is not None:
+                    self._idle(consumer, 0.05)  # loader busy (or ClickHouse down): stay in the group, hold the rest
+                    continue
+                if not full:
+                    batch = self._fill(consumer, batch)
                 due = batch.count and (batch.count >= self.settings.sink.batch_rows
                                        or time.monotonic() - batch.opened >= self.settings.sink.batch_seconds)
-                if due and self._flush(consumer, batch):
+                if due and inflight is None:
+                    inflight = (loader.submit(self._load, batch), batch)
                     batch = Batch()
-                elif batch.count == 0 and batch.offsets:  # only skipped records (e.g. tombstones): commit past them
+                elif batch.count == 0 and batch.offsets and inflight is None:  # only tombstones: commit past them
                     self._commit(consumer, batch)
                     batch = Batch()
-            # graceful stop: flush what we hold (one attempt round), so a restart does not re-read it
-            if batch.count:
-                self._flush(consumer, batch, attempts=1)
+            # graceful stop: finish the batch in flight and flush what we hold (one attempt), so a restart does not
+            # re-read them
+            if inflight is not None and inflight[0].result():
+                self._commit(consumer, inflight[1])
+            if batch.count and self._load(batch, attempts=1):
+                self._commit(consumer, batch)
         finally:
+            loader.shutdown(wait=True)
             self.refresher.stop()
             consumer.close()
             if self._client is not None:
@@ -182,7 +203,7 @@ class Sink:
         else:
             wait = s.batch_seconds - (time.monotonic() - batch.opened) if batch.count else s.batch_seconds
             msgs = consumer.consume(num_messages=max(1, min(s.batch_rows - batch.count, 10_000)),
-                                    timeout=max(0.0, min(wait, 0.5)))
+                                    timeout=max(0.0, min(wait, 0.1)))
         fast = landing.writers()
         decode = avro.decode
         for m in msgs:
@@ -265,10 +286,12 @@ class Sink:
             if table == "events":
                 batch.days.add(rec["event_time"].date())
 
-    def _flush(self, consumer: Consumer, batch: Batch, attempts: int | None = None) -> bool:
-        """Insert every table of the batch (retrying with backoff), then commit. False if stopped before done."""
+    def _load(self, batch: Batch, attempts: int | None = None) -> bool:
+        """Insert every table of the batch, retrying with backoff. Runs in the loader thread; False if stopped (or
+        out of ``attempts``) before everything was stored — then nothing may be committed."""
         delay = self.settings.sink.retry_initial_s
         tries = 0
+        started = time.monotonic()
         # fast-path blocks first (a refused block falls back to rows), then per-table rows; the same order every retry
         done_rows: set[str] = set()
         while True:
@@ -305,7 +328,7 @@ class Sink:
                 self._outage(exc, tries, delay, batch)
                 if self._stop.is_set() or (attempts is not None and tries >= attempts):
                     return False
-                self._idle(consumer, delay)
+                self._stop.wait(delay)
                 delay = min(delay * 2, self.settings.sink.retry_max_s)
                 if self._client is not None and tries % 3 == 0:  # reconnect now and then (server restarts)
                     try:
@@ -319,8 +342,8 @@ class Sink:
             log.warning("clickhouse is back; backlog resumes", extra={"fields": {"down_s": round(down, 1)}})
             self.metrics.clickhouse_down_since = None
         self.metrics.batches += 1
+        self.metrics.load_seconds += time.monotonic() - started
         self.metrics.last_flush_at = time.time()
-        self._commit(consumer, batch)
         return True
 
     def _outage(self, exc: Exception, tries: int, delay: float, batch: Batch) -> None:
