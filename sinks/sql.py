@@ -33,6 +33,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run_sql(s: Settings, sql: str, fmt: str = "table", url: str | None = None, timeout: float = 60.0) -> bytes:
     """The query's result in the given output format (table|csv|json|tsv), wherever the warehouse is."""
+    sql = sql.strip().removesuffix(";").rstrip()  # a pasted statement's ';' would precede the FORMAT clause
     if url is None and s.clickhouse.embedded:
         req = urllib.request.Request(f"http://127.0.0.1:{s.sink.query_port}/sql?format={fmt}",
                                      data=sql.encode(), method="POST")
