@@ -139,7 +139,7 @@ class SinkSettings(_Section):
     group_id: str = "attrib-sink"
     raw_ttl_days: int = Field(7, ge=1, le=3650, description="raw_deliveries keeps verified deliveries this long.")
     archive_raw: bool = Field(True, description="Also load the raw-deliveries topic into raw_deliveries.")
-    rollup_refresh_s: float = Field(2.0, ge=0, description="Rebuild the daily rollups of touched days at most this often.")
+    rollup_refresh_s: float = Field(2.0, gt=0, description="Rebuild the daily rollups of touched days at most this often.")
     retry_initial_s: float = Field(0.5, gt=0, description="First backoff when ClickHouse refuses a batch.")
     retry_max_s: float = Field(30.0, gt=0, description="Backoff ceiling while ClickHouse stays unreachable.")
 

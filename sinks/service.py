@@ -16,6 +16,7 @@ import logging
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import wait as wait_futures
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
@@ -167,8 +168,11 @@ class Sink:
                         self._commit(consumer, inflight[1])
                     inflight = None  # False only when stopping: those records are re-read after a restart
                 full = batch.count >= self.settings.sink.batch_rows
-                if full and inflight is not None:
-                    self._idle(consumer, 0.05)  # loader busy (or ClickHouse down): stay in the group, hold the rest
+                if full and inflight is not None:  # the next batch is ready before the loader is
+                    if self.metrics.clickhouse_down_since is None:
+                        wait_futures([inflight[0]], timeout=0.05)
+                    else:  # an outage can outlast max.poll.interval.ms: keep polling (paused) to stay in the group
+                        self._idle(consumer, 0.2)
                     continue
                 if not full:
                     batch = self._fill(consumer, batch)
