@@ -33,6 +33,8 @@ from sinks.clickhouse import connect
 log = logging.getLogger("attrib.sink")
 
 INSERT_SETTINGS = {"async_insert": 0, "insert_deduplicate": 1, "deduplicate_blocks_in_dependent_materialized_views": 1}
+# the landing table holds optional Avro records as tuples of NULLs (servers refuse Nullable(Tuple) by default)
+FAST_SETTINGS = {**INSERT_SETTINGS, "input_format_avro_null_as_default": 1}
 
 
 @dataclass
@@ -268,7 +270,7 @@ class Sink:
         bodies = batch.blobs[fingerprint]
         self._ensure_client().raw_insert(
             f"{self.db}.{w.table}", insert_block=landing.container(w, bodies), fmt="Avro",
-            settings={**INSERT_SETTINGS, "insert_deduplication_token": batch.token(fingerprint.hex(), len(bodies))})
+            settings={**FAST_SETTINGS, "insert_deduplication_token": batch.token(fingerprint.hex(), len(bodies))})
 
     def _decode_fallback(self, batch: Batch, fingerprint: bytes) -> None:
         """The engine refused a fast-path block: decode its records here, so a bad one becomes a dead letter."""
