@@ -170,3 +170,16 @@ def test_bad_bodies_have_reasons() -> None:
             assert exc.reason == reason, body
         else:
             raise AssertionError(body)
+
+
+@settings(max_examples=100)
+@given(idx=st.integers(0, len(SAMPLES) - 1),
+       options=st.dictionaries(st.sampled_from(["event_types", "query_map", "secret_params", "url_secret_param"]),
+                               json_values, max_size=3))
+def test_arbitrary_source_options(idx: int, options: dict[str, Any]) -> None:
+    """A malformed options table is a typed error (invalid_config) or ignored — never a crash."""
+    s = SAMPLES[idx]
+    try:
+        normalize(source_for(s, options=options), raw_delivery(s))
+    except NormalizeError as exc:
+        assert exc.reason == "invalid_config", exc
