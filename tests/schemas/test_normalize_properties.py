@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import random
 import re
@@ -80,13 +81,28 @@ def test_arbitrary_query_strings(mmp: str, params: dict[str, str]) -> None:
 def test_mutated_samples(data: st.DataObject, idx: int) -> None:
     """Real payloads with fields dropped or replaced by arbitrary values."""
     s = SAMPLES[idx]
-    body = dict(s["body"] if isinstance(s["body"], dict) else s["query"])
-    for k in data.draw(st.lists(st.sampled_from(sorted(body)), max_size=4)):
+    body = copy.deepcopy(s["body"] if isinstance(s["body"], dict) else s["query"])
+    for path in data.draw(st.lists(st.sampled_from(_paths(body)), max_size=4)):
+        *parents, leaf = path
+        d = body
+        for p in parents:
+            d = d.get(p) if isinstance(d, dict) else None
+        if not isinstance(d, dict):
+            continue
         if data.draw(st.booleans()):
-            body.pop(k, None)
+            d.pop(leaf, None)
         else:
-            body[k] = data.draw(json_values)
+            d[leaf] = data.draw(json_values)
     _check(sample_mmp(s), _raw(json.dumps(body).encode()))
+
+
+def _paths(d: dict[str, Any], prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    out = []
+    for k, v in d.items():
+        out.append(prefix + (k,))
+        if isinstance(v, dict):
+            out += _paths(v, prefix + (k,))
+    return out
 
 
 @settings(max_examples=60)
