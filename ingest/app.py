@@ -67,7 +67,7 @@ class Ingress:
             data = body.decode(wire, headers.get("Content-Encoding"), self.limit)
             size = len(data)
             now = time.time()
-            inbound = Inbound(method, request.path, request.query_string, headers, data, client,
+            inbound = Inbound(method, request.path, request.rel_url.raw_query_string, headers, data, client,
                               network.is_secure(request.secure, peer, headers.get("X-Forwarded-Proto"), plan.trusted),
                               path_secret)
             reason = plan.verify(inbound, now)

@@ -66,7 +66,7 @@ async def start(s: Settings, app: Any = None, reuse_port: bool = True) -> Any:
                            max_field_size=16384)
     await runner.setup()
     site = web.TCPSite(runner, s.ingest.host, s.ingest.port, reuse_port=reuse_port, ssl_context=ssl_context(s),
-                       backlog=2048, shutdown_timeout=s.ingest.shutdown_timeout_s)
+                       backlog=2048)
     await site.start()
     return runner
 

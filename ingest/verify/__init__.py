@@ -37,7 +37,8 @@ class Outbound:
 
     method: str
     path: str
-    query: list[tuple[str, str]] = field(default_factory=list)
+    query: list[tuple[str, str]] = field(default_factory=list)  # appended to raw_query, percent-encoded
+    raw_query: str = ""  # a query string kept exactly as given (e.g. a sample's wire form)
     headers: dict[str, str] = field(default_factory=dict)
     body: bytes = b""
 
