@@ -100,10 +100,14 @@ def consume(s: Settings, topic: str, n: int, timeout_polls: int = 60) -> list[tu
 async def start_ingress(make_settings: Callable[..., Settings]) -> AsyncIterator[Callable[..., Any]]:
     started: list[Ingress] = []
 
-    async def start(sources: list[dict[str, Any]] | None = None, **ingest: Any) -> Ingress:
+    async def start(sources: list[dict[str, Any]] | None = None, kafka_bootstrap: str | None = None,
+                    **ingest: Any) -> Ingress:
+        extra: dict[str, Any] = {}
+        if kafka_bootstrap:
+            extra["kafka"] = {"bootstrap_servers": kafka_bootstrap, "produce_timeout_s": 2.0}
         s = make_settings(sources=sources if sources is not None else SOURCES,
                           ingest={"host": "127.0.0.1", "port": free_port(), **ingest},
-                          topics={"partitions": 4})
+                          topics={"partitions": 4}, **extra)
         ensure_topics(s)
         runner = await server.start(s, reuse_port=False)
         scheme = "https" if s.ingest.tls_cert else "http"
@@ -114,4 +118,4 @@ async def start_ingress(make_settings: Callable[..., Settings]) -> AsyncIterator
     yield start
     for ing in started:
         await ing.session.close()
-        await ing.runner.cleanup()
+        await ing.runner.cleanup()  # a no-op when the test already stopped it
