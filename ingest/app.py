@@ -89,7 +89,8 @@ class Ingress:
         key = user_key(plan.settings.mmp, req.body, qs, content_type, plan.settings.options)
         raw = records.raw_delivery(plan, req, int(now * 1000), key)
         encoded = avro.encode("raw_delivery", raw)
-        problem = records.body_problem(req.method, content_type, req.body, qs)
+        # a device/customer key means user_key parsed the body into fields: only fingerprinted ones need the check
+        problem = records.body_problem(req.method, content_type, req.body, qs) if key.startswith("fp:") else None
         try:
             if problem is not None:
                 reason, detail = problem
@@ -167,6 +168,7 @@ def make_app(s: Settings, producer: DurableProducer | None = None) -> web.Applic
 
     async def drain_producer(app: web.Application) -> None:
         # runs after the server stopped accepting and in-flight handlers finished (AppRunner.cleanup order)
+        await prod.stop_polling()
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(None, prod.close, s.ingest.shutdown_timeout_s)
 

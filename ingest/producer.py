@@ -1,14 +1,14 @@
 """Durable produce for the request path: a record counts as stored only when Kafka acknowledged it (acks=all,
 idempotent producer), and the caller waits a bounded time for that.
 
-librdkafka delivers reports on whichever thread calls ``poll``; a dedicated thread polls and hands each batch of
-reports to the event loop with one ``call_soon_threadsafe`` (not one wake-up per record)."""
+librdkafka delivers reports on whichever thread calls ``poll``. The event loop itself polls (non-blocking, every
+millisecond while records are in flight), so reports resolve request futures directly: no Python thread competing
+for the GIL and no cross-thread wake-up per record (a polling thread measured ~30% slower on 2 cores)."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import threading
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -62,27 +62,35 @@ class DurableProducer:
         self._timeout = s.kafka.produce_timeout_s
         self._p = Producer({**self._conf, "error_cb": self._on_error})
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
-        self._running = False
-        self._batch: list[tuple[asyncio.Future[Stored], KafkaError | None, Any]] = []
+        self._poller: asyncio.Task[None] | None = None
+        self._pending = 0
+        self._closing = False
+        self._wake = asyncio.Event()
         self.last_error: str | None = None
 
     # -- lifecycle -------------------------------------------------------------------------------------------------
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._loop, self._running = loop, True
-        self._thread = threading.Thread(target=self._poll_loop, name="kafka-delivery", daemon=True)
-        self._thread.start()
+        self._loop = loop
+        self._wake = asyncio.Event()
+        self._poller = loop.create_task(self._poll_loop(), name="kafka-delivery-reports")
 
     def close(self, timeout: float = 10.0) -> int:
-        """Stop the poller and wait (blocking) for queued records; returns how many were still undelivered. Called
-        after the server stopped taking requests and in-flight handlers finished (server.py)."""
-        self._running = False  # the poller stops first: from here on flush() serves the callbacks on this thread
-        if self._thread is not None:
-            self._thread.join(5)
+        """Wait (blocking) for queued records; returns how many were still undelivered. Called after the server
+        stopped taking requests and in-flight handlers finished (server.py), so no request waits for these reports."""
+        self._closing = True
         remaining = self._p.flush(timeout)
         if remaining:
             log.error("producer closed with undelivered records", extra={"fields": {"undelivered": remaining}})
         return remaining
+
+    async def stop_polling(self) -> None:
+        if self._poller is not None:
+            self._poller.cancel()
+            try:
+                await self._poller
+            except asyncio.CancelledError:
+                pass
+            self._poller = None
 
     # -- the request path ------------------------------------------------------------------------------------------
     async def send(self, topic: str, key: bytes, value: bytes, timeout: float | None = None) -> Stored:
@@ -92,7 +100,7 @@ class DurableProducer:
         fut: asyncio.Future[Stored] = loop.create_future()
         started = time.perf_counter()
         try:
-            self._p.produce(topic, value, key, on_delivery=lambda err, msg: self._batch.append((fut, err, msg)))
+            self._p.produce(topic, value, key, on_delivery=lambda err, msg: self._report(fut, err, msg))
         except BufferError:
             metrics.KAFKA_ERRORS.labels("queue_full").inc()
             raise ProduceError("queue_full", "the local produce queue is full") from None
@@ -100,6 +108,9 @@ class DurableProducer:
             metrics.KAFKA_ERRORS.labels("produce").inc()
             raise ProduceError("produce", str(exc)) from None
         metrics.IN_FLIGHT.inc()
+        self._pending += 1
+        if self._pending == 1:
+            self._wake.set()
         try:
             async with asyncio.timeout(self._timeout if timeout is None else timeout):
                 stored = await fut
@@ -107,22 +118,33 @@ class DurableProducer:
             metrics.KAFKA_ERRORS.labels("timeout").inc()
             raise ProduceError("timeout", "Kafka did not acknowledge in time") from None
         finally:
+            self._pending -= 1
             metrics.IN_FLIGHT.dec()
         metrics.PRODUCE_SECONDS.observe(time.perf_counter() - started)
         return stored
 
-    # -- delivery reports (poll thread → loop) ---------------------------------------------------------------------
-    def _poll_loop(self) -> None:
-        while self._running:
-            self._p.poll(0.1)  # runs on_delivery callbacks, which append to self._batch
-            if self._batch:
-                batch, self._batch = self._batch, []
-                loop = self._loop
-                if loop is not None and not loop.is_closed():
-                    try:
-                        loop.call_soon_threadsafe(_resolve, batch)
-                    except RuntimeError:  # loop closed between the check and the call
-                        return
+    # -- delivery reports ------------------------------------------------------------------------------------------
+    async def _poll_loop(self) -> None:
+        poll = self._p.poll
+        while True:
+            poll(0)  # non-blocking: runs the on_delivery callbacks of whatever Kafka acknowledged
+            if self._pending:
+                await asyncio.sleep(0.001)
+            else:  # idle: sleep until a produce wakes us (error callbacks wait for the next poll; fine when idle)
+                self._wake.clear()
+                try:
+                    await asyncio.wait_for(self._wake.wait(), 0.5)
+                except TimeoutError:
+                    pass
+
+    def _report(self, fut: asyncio.Future[Stored], err: KafkaError | None, msg: Any) -> None:
+        if self._closing or fut.done():  # shutting down (flush thread), or the request gave up and answered 503
+            return
+        if err is not None:
+            metrics.KAFKA_ERRORS.labels("delivery").inc()
+            fut.set_exception(ProduceError(err.name(), err.str()))
+        else:
+            fut.set_result(Stored(msg.topic(), msg.partition(), msg.offset()))
 
     def _on_error(self, err: KafkaError) -> None:
         self.last_error = err.name()
@@ -142,13 +164,3 @@ class DurableProducer:
             return False, f"topic {topic} not available" + (f": {t.error.name()}" if t and t.error else "")
         return True, f"{len(t.partitions)} partitions"
 
-
-def _resolve(batch: list[tuple[asyncio.Future[Stored], KafkaError | None, Any]]) -> None:
-    for fut, err, msg in batch:
-        if fut.done():  # the request gave up already (timeout) and answered 503
-            continue
-        if err is not None:
-            metrics.KAFKA_ERRORS.labels("delivery").inc()
-            fut.set_exception(ProduceError(err.name(), err.str()))
-        else:
-            fut.set_result(Stored(msg.topic(), msg.partition(), msg.offset()))

@@ -4,13 +4,22 @@ dead-letter record. Pure functions; the secret of a URL-secret source never reac
 from __future__ import annotations
 
 import json
-import uuid
+import os
+import random
 from collections.abc import Mapping
 from typing import Any
 
 from ingest.body import media_type
 from ingest.sources import SourcePlan
 from ingest.verify import Inbound, url_secret
+
+_ids = random.Random(os.urandom(32))  # unique ids without a getrandom() syscall per delivery
+os.register_at_fork(after_in_child=lambda: _ids.seed(os.urandom(32)))  # forked workers must not share a sequence
+
+
+def new_id() -> str:
+    return f"{_ids.getrandbits(128):032x}"
+
 
 JSON_TYPES = frozenset({"", "application/json", "text/plain", "text/json"})
 
@@ -23,7 +32,7 @@ def raw_delivery(plan: SourcePlan, req: Inbound, received_at_ms: int, user_key: 
                  delivery_id: str | None = None) -> dict[str, Any]:
     headers: Mapping[str, str] = req.headers
     return {
-        "delivery_id": delivery_id or uuid.uuid4().hex,
+        "delivery_id": delivery_id or new_id(),
         "source": plan.name,
         "mmp": plan.settings.mmp,
         "app_id": plan.settings.app_id,
@@ -65,7 +74,7 @@ def body_problem(method: str, content_type: str | None, body: bytes, query_strin
 
 def dead_letter(raw: dict[str, Any], reason: str, detail: str, failed_at_ms: int, payload: bytes) -> dict[str, Any]:
     return {
-        "dead_letter_id": uuid.uuid4().hex,
+        "dead_letter_id": new_id(),
         "stage": "ingress",
         "reason": reason,
         "detail": detail,
