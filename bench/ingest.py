@@ -122,6 +122,22 @@ def run_aiohttp(url: str, reqs: list, connections: int, duration: int) -> dict[s
     return asyncio.run(go())
 
 
+def group_cpu_s(pgid: int) -> float:
+    """user+system CPU seconds of every live process in a process group (the ingress and its workers)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            fields = (d / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid:  # field 5 (pgrp), after the ")"-terminated comm
+            total += (int(fields[11]) + int(fields[12])) / tick
+    return total
+
+
 def stored_count(bootstrap: str, topic: str) -> int:
     from confluent_kafka import Consumer, TopicPartition
 
@@ -191,7 +207,9 @@ def main() -> int:
                 wait_ready(url)
                 if use_wrk:
                     run_wrk(url, script, args.connections, args.warmup)
+                    cpu0 = group_cpu_s(proc.pid)
                     r = run_wrk(url, script, args.connections, args.duration)
+                    r["ingress_cpu_us_per_delivery"] = (group_cpu_s(proc.pid) - cpu0) / max(1, r["requests"]) * 1e6
                 else:
                     import multiprocessing as mp
 
@@ -206,7 +224,8 @@ def main() -> int:
             results.append(r)
             print(f"workers={n}: {r['ok_per_s']:.0f} deliveries/s acked (2xx), p50 {r['p50_ms']:.2f} ms, "
                   f"p99 {r['p99_ms']:.2f} ms, non-2xx {r['non_2xx']}, socket errors {r['socket_errors']}, "
-                  f"records in topic {r['stored']} (incl. warm-up)", flush=True)
+                  f"records in topic {r['stored']} (incl. warm-up), ingress CPU "
+                  f"{r.get('ingress_cpu_us_per_delivery', float('nan')):.0f} us/delivery", flush=True)
     finally:
         if broker is not None:
             broker.stop(log=lambda *_: None)
