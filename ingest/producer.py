@@ -60,7 +60,7 @@ class DurableProducer:
     def __init__(self, s: Settings) -> None:
         self._conf = config(s)
         self._timeout = s.kafka.produce_timeout_s
-        self._p = Producer({**self._conf, "error_cb": self._on_error})
+        self._p = Producer({**self._conf, "error_cb": self._on_error, "logger": logging.getLogger("attrib.ingest.kafka")})
         self._loop: asyncio.AbstractEventLoop | None = None
         self._poller: asyncio.Task[None] | None = None
         self._pending = 0
@@ -77,10 +77,14 @@ class DurableProducer:
     def close(self, timeout: float = 10.0) -> int:
         """Wait (blocking) for queued records; returns how many were still undelivered. Called after the server
         stopped taking requests and in-flight handlers finished (server.py), so no request waits for these reports."""
+        if self._closing:  # idempotent: a runner may clean up twice
+            return 0
         self._closing = True
         remaining = self._p.flush(timeout)
         if remaining:
             log.error("producer closed with undelivered records", extra={"fields": {"undelivered": remaining}})
+            self._p.purge()  # their senders got 503 already; don't let close() wait for them
+        self._p.close()  # stop librdkafka's threads now, not whenever the object is collected
         return remaining
 
     async def stop_polling(self) -> None:
