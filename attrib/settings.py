@@ -113,11 +113,41 @@ class StackSettings(_Section):
 
 
 class IngestSettings(_Section):
-    """The aiohttp ingress (ingest/)."""
+    """The aiohttp ingress (ingest/). Per-source verification lives in SourceSettings (verify, secrets, options)."""
 
     host: str = "127.0.0.1"
     port: int = Field(8080, gt=0, lt=65536)
-    max_body_bytes: int = Field(1 << 20, gt=0)
+    max_body_bytes: int = Field(1 << 20, gt=0, description="Limit on the body, also after gzip/deflate decoding.")
+    workers: int = Field(1, ge=1, le=64, description="Processes sharing the port (SO_REUSEPORT).")
+    read_timeout_s: float = Field(10.0, gt=0, description="Whole body must arrive within this; else 408.")
+    keepalive_timeout_s: float = Field(75.0, gt=0)
+    shutdown_timeout_s: float = Field(15.0, gt=0, description="Grace for in-flight deliveries on SIGTERM.")
+    trusted_proxies: list[str] = Field(default_factory=list, description="CIDRs whose X-Forwarded-* are believed.")
+    tls_cert: Path | None = Field(None, description="Serve HTTPS with this PEM certificate (and tls_key).")
+    tls_key: Path | None = None
+    rejections_kept: int = Field(500, ge=1, le=100_000, description="Recent rejections shown on /ops/rejections.")
+    ops_allowlist: list[str] = Field(
+        default_factory=lambda: ["127.0.0.0/8", "::1/128", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"],
+        description="CIDRs allowed to read /ops/rejections.")
+    retry_after_s: int = Field(5, ge=1, description="Retry-After on 503 when Kafka can't take a delivery.")
+    linger_ms: float = Field(1.0, ge=0, le=1000, description="Producer batching delay; small keeps acks fast.")
+    producer: dict[str, str | int | float | bool] = Field(
+        default_factory=dict, description="Extra librdkafka settings (cannot weaken acks/idempotence).")
+
+    @field_validator("trusted_proxies", "ops_allowlist")
+    @classmethod
+    def _cidrs(cls, v: list[str]) -> list[str]:
+        import ipaddress
+
+        for c in v:
+            ipaddress.ip_network(c, strict=False)  # ValueError names the bad entry
+        return v
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> IngestSettings:
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("tls_cert and tls_key must be set together")
+        return self
 
 
 class StreamsSettings(_Section):
