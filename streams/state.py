@@ -79,6 +79,7 @@ class Result:
     filtered: int = 0
     buffered: int = 0
     replayed: int = 0
+    changed: bool = False  # the state needs writing (duplicates and replays change nothing)
     delete: bool = False  # the whole user state expired
 
 
@@ -135,11 +136,14 @@ def enrich(state: State, ev: dict[str, Any], version: int = 1, status: str | Non
 # --- steps ----------------------------------------------------------------------------------------------------------
 
 
-def _expire(state: State, now: int, limits: Limits) -> None:
+def _expire(state: State, now: int, limits: Limits) -> bool:
+    """Advance the clock; drop expired dedupe ids and held events past their keep time. True if anything went."""
     state["c"] = max(state["c"], now)
     clock = state["c"]
     seen = state["s"]
+    changed = False
     if any(v[0] <= clock for v in seen.values()):
+        changed = True
         state["s"] = {k: v for k, v in seen.items() if v[0] > clock}
         live = set(state["s"])
         state["o"] = {n: e for n, e in state["o"].items() if e in live}
@@ -150,6 +154,8 @@ def _expire(state: State, now: int, limits: Limits) -> None:
         state["h"] = [h for h in held if not (
             (h["st"] in "fc" and h["at"] + limits.reemit_grace_ms <= clock)
             or (h["st"] == "t" and h["at"] + limits.dedupe_retention_ms <= clock))]
+        changed = True
+    return changed
 
 
 def _add_touch(state: State, ev: dict[str, Any]) -> None:
@@ -200,8 +206,9 @@ def apply_events(state: State, events: list[dict[str, Any]], ref: Ref, now: int,
 
     ``room`` is how many more events the worker-wide pending buffer may take (the per-user bound is in limits)."""
     res = Result()
-    _expire(state, now, limits)
+    res.changed = _expire(state, now, limits)
     _time_out(state, ref, res)
+    res.changed |= bool(res.outputs)
     state["l"] = max(state["l"], now)
     replay = False
     seen = state["s"]
@@ -218,6 +225,7 @@ def apply_events(state: State, events: list[dict[str, Any]], ref: Ref, now: int,
                 res.duplicates += 1
             continue
         seen[eid] = [now + limits.dedupe_retention_ms, ref[0], ref[1]]
+        res.changed = True
         if not rules.allowed(ev):
             res.filtered += 1
             continue
@@ -270,9 +278,11 @@ def _time_out(state: State, ref: Ref, res: Result) -> None:
 def apply_tick(state: State, ref: Ref, now: int, limits: Limits) -> Result:
     """Time passes for this user (a tick record at ``ref``): time out pending events, expire old entries."""
     res = Result()
-    _expire(state, now, limits)
+    res.changed = _expire(state, now, limits)
     _reemit_held(state, ref, res)
+    n = len(res.outputs)
     _time_out(state, ref, res)
+    res.changed |= len(res.outputs) > n
     if not state["h"] and not state["s"] and state["l"] + limits.state_retention_ms <= state["c"]:
         res.delete = True
     return res
