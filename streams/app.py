@@ -299,8 +299,7 @@ def build_app(settings: Settings, data_dir: Path, store: str, normalizer: Normal
     )
     raw_topic = app.topic(settings.topics.raw, key_type=bytes, value_type=bytes, key_serializer="raw",
                           value_serializer="raw", partitions=settings.topics.partitions)
-    users = app.Table("users", key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw",
-                      partitions=settings.topics.partitions)
+    users = app.Table("users", key_type=bytes, value_type=bytes, partitions=settings.topics.partitions)
     producer_send: list[Callable[..., Any]] = []
 
     def send(topic: str, key: bytes | None, value: bytes) -> None:

@@ -79,6 +79,8 @@ class Reader:
                    proc: WorkerProc | None = None) -> list[dict[str, Any]]:
         end = time.monotonic() + limit_s
         while not done(self.records):
+            if proc is not None and proc.p is not None and proc.p.poll() is not None:
+                raise AssertionError(f"worker exited ({proc.p.returncode}) while waiting for {what}\n{proc.log_tail()}")
             if time.monotonic() > end:
                 tail = proc.log_tail() if proc else ""
                 raise AssertionError(f"gave up waiting for {what}; have {len(self.records)} records\n{tail}")
