@@ -26,7 +26,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from confluent_kafka import Consumer, Producer, TopicPartition  # noqa: E402
+from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition  # noqa: E402
 
 from attrib.settings import Settings  # noqa: E402
 from attrib.topics import ensure_topics  # noqa: E402
@@ -77,7 +77,11 @@ def measure(s: Settings, group: str, target: dict[int, int], procs: list[subproc
     rss: list[float] = []
     start = time.monotonic()
     while True:
-        got = c.committed(tps, timeout=10)
+        try:
+            got = c.committed(tps, timeout=10)
+        except KafkaException:  # coordinator moving / loading: ask again
+            time.sleep(0.5)
+            continue
         done = sum(min(max(tp.offset, 0), target[tp.partition]) for tp in got)
         now = time.monotonic()
         rss.append(sum(rss_mb(p.pid) for p in procs))
@@ -94,6 +98,8 @@ def measure(s: Settings, group: str, target: dict[int, int], procs: list[subproc
             "rss_mb_start": round(rss[min(4, len(rss) - 1)]), "rss_mb_mid": round(rss[len(rss) // 2]),
             "rss_mb_end": round(rss[-1])}
 
+
+PROFILE = Path(tempfile.gettempdir()) / "attrib-worker.pyspy"
 
 FLOOR_APP = r'''
 import sys, faust
@@ -228,6 +234,7 @@ def main() -> int:
     ap.add_argument("--bootstrap", help="use a running broker instead of starting a private one")
     ap.add_argument("--profile", action="store_true", help="py-spy the full worker (needs py-spy in the venv)")
     ap.add_argument("--state-users", type=int, default=1_000_000)
+    ap.add_argument("--set", action="append", default=[], help="streams setting override, e.g. linger_ms=50")
     ap.add_argument("--skip", default="", help="comma list of phases to skip: a,b,c,mem")
     args = ap.parse_args()
     skip = set(args.skip.split(","))
@@ -251,7 +258,8 @@ def main() -> int:
                  topics={"raw": f"bench-{tag}.raw", "events": f"bench-{tag}.events",
                          "dead_letters": f"bench-{tag}.dlq", "alerts_spike": f"bench-{tag}.spike",
                          "alerts_drop": f"bench-{tag}.drop", "partitions": args.partitions},
-                 streams={"metrics_port": 0, "session_timeout_s": 10})
+                 streams={"metrics_port": 0, "session_timeout_s": 10,
+                          **{k: json.loads(v) for k, v in (kv.split("=", 1) for kv in args.set)}})
     try:
         ensure_topics(s)
         users = max(1, int(args.deliveries * 0.7 / 5))
@@ -280,7 +288,7 @@ def main() -> int:
         if "a" not in skip:
             res["a"] = run_phase("floor", s, 1, target, tmp, floor=True)
         if "b" not in skip:
-            prof = tmp / "worker.pyspy" if args.profile else None
+            prof = PROFILE if args.profile else None
             res["b"] = run_phase("worker", s, 1, target, tmp, profile=prof)
         if "c" not in skip:
             res["c"] = run_phase("two-workers", s, 2, target, tmp)
@@ -289,7 +297,8 @@ def main() -> int:
         if "b" in res and "c" in res:
             print(f"(c)/(b) = {res['c']['rate'] / res['b']['rate']:.2f}  (target >= 1.6 with two free cores)")
         if args.profile:
-            top_frames(tmp / "worker.pyspy")
+            top_frames(PROFILE)
+            print(f"  (collapsed stacks kept in {PROFILE})")
         if "mem" not in skip:
             state_memory(args.state_users, tmp)
     finally:
