@@ -81,6 +81,7 @@ PLUGINS: dict[str, str] = {
     "ingest": "ingest.server",
     "normalize": "schemas.cli_normalize",
     "send": "ingest.send",
+    "worker": "streams.worker",
 }
 
 

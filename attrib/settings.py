@@ -97,6 +97,8 @@ class SourceSettings(_Section):
     methods: list[Literal["GET", "POST"]] = Field(default_factory=lambda: ["POST"])
     ip_allowlist: list[str] = Field(default_factory=list)
     options: dict[str, Any] = Field(default_factory=dict, description="Scheme/normalizer options (header names …).")
+    event_allowlist: list[str] = Field(default_factory=list, description="Event names/types kept (empty = all).")
+    first_time_only: list[str] = Field(default_factory=list, description="Event names/types kept once per user.")
 
 
 class StackSettings(_Section):
@@ -158,6 +160,18 @@ class StreamsSettings(_Section):
     data_dir: Path | None = Field(None, description="Faust data directory; default <var_dir>/worker.")
     dedupe_retention_s: float = Field(7 * 86400, gt=0)
     pending_timeout_s: float = Field(24 * 3600, gt=0)
+    max_pending_per_user: int = Field(100, ge=0, description="Events waiting for an install, per user.")
+    max_pending_total: int = Field(1_000_000, ge=0, description="Events waiting for an install, per worker.")
+    state_retention_s: float = Field(90 * 86400, gt=0, description="Idle users' attribution state is dropped after.")
+    reemit_grace_s: float = Field(900, gt=0, description="How long released events stay re-emittable after a crash.")
+    tick_interval_s: float = Field(1.0, gt=0, description="Expiry tick produced into every owned input partition.")
+    metrics_port: int = Field(9102, ge=0, lt=65536, description="Prometheus /metrics port; 0 = off.")
+    session_timeout_s: float = Field(30.0, ge=6, description="Consumer group session timeout (failover time).")
+    standby_replicas: int = Field(0, ge=0)
+    commit_interval_s: float = Field(2.8, gt=0)
+    max_poll_records: int = Field(2000, gt=0)
+    buffer_maxsize: int = Field(16384, gt=0)
+    linger_ms: int = Field(5, ge=0)
 
 
 class SinkSettings(_Section):
