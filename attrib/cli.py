@@ -54,7 +54,7 @@ def _migrate(args: argparse.Namespace, s: Settings) -> int:
 
     client = connect(s)
     try:
-        done = migrate.apply(client, s.clickhouse.database)
+        done = migrate.migrate(client, s)
     finally:
         client.close()
     names = ", ".join(f"{m.version:04d}_{m.name}" for m in done) or "none pending"
@@ -81,6 +81,8 @@ PLUGINS: dict[str, str] = {
     "ingest": "ingest.server",
     "normalize": "schemas.cli_normalize",
     "send": "ingest.send",
+    "sink": "sinks.command",
+    "sql": "sinks.sql",
     "worker": "streams.worker",
 }
 

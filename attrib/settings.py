@@ -180,6 +180,12 @@ class SinkSettings(_Section):
     batch_rows: int = Field(10_000, gt=0)
     batch_seconds: float = Field(1.0, gt=0)
     query_port: int = Field(8124, gt=0, lt=65536, description="Loopback port serving read-only SQL on embedded mode.")
+    group_id: str = "attrib-sink"
+    raw_ttl_days: int = Field(7, ge=1, le=3650, description="raw_deliveries keeps verified deliveries this long.")
+    archive_raw: bool = Field(True, description="Also load the raw-deliveries topic into raw_deliveries.")
+    rollup_refresh_s: float = Field(2.0, ge=0, description="Rebuild the daily rollups of touched days at most this often.")
+    retry_initial_s: float = Field(0.5, gt=0, description="First backoff when ClickHouse refuses a batch.")
+    retry_max_s: float = Field(30.0, gt=0, description="Backoff ceiling while ClickHouse stays unreachable.")
 
 
 class AlertSettings(_Section):
