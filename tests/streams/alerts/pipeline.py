@@ -29,9 +29,12 @@ def seasonal(b: int) -> float:
     return 1 + 0.5 * math.sin(2 * math.pi * (b % DAY) / DAY - math.pi / 2)
 
 
+def c1(src: str, b: int, i: int) -> str:
+    return "c1"
+
+
 def events(app: str, rates: dict[str, float], buckets: int, start_ms: int, shape: Callable[[str, int], float],
-           rng: np.random.Generator, campaign: Callable[[str, int, int], str] = lambda s, b, i: "c1",
-           ) -> Iterator[dict[str, Any]]:
+           rng: np.random.Generator, campaign: Callable[[str, int, int], str] = c1) -> Iterator[dict[str, Any]]:
     for b in range(buckets):
         for src, r in rates.items():
             n = int(rng.poisson(r * seasonal(b) * shape(src, b)))
