@@ -33,6 +33,7 @@ SEP = "\x1f"
 Direction = Literal["spike", "drop"]
 LEVEL_ALPHA = 0.1  # slow: the level ratio corrects seasonal profiles for growth, it must not chase noise
 LEVEL_CLAMP = (0.5, 2.0)
+SLOW_ALPHA = 0.05  # ~20-bucket memory: the silence timer's rate, where a 5-min slot estimate is too noisy
 
 
 @dataclass(frozen=True, order=True)
@@ -89,12 +90,14 @@ class Incident:
     notified: bool = False
     last_notified_ms: int = 0
     method: str = ""
+    explained: bool = False  # overlapped a sent platform-wide alert: never announced on its own
 
 
 @dataclass(frozen=True)
 class SeriesState:
     n: int = 0  # buckets learnt
     ewma: float | None = None
+    slow: float | None = None
     level: float = 1.0  # observed / seasonal, smoothed (clean buckets only)
     silent_expected: float = 0.0  # expected events accumulated since the last observed event
     silent_rate: float = 0.0  # the expected rate when the silence began: zeros learnt since must not erode it
@@ -151,7 +154,9 @@ def assess(state: SeriesState, observed: int, day: Cell, week: Cell, th: AlertTh
                 return Check("drop", expected, p, method)
     elif observed == 0 and expected > 0:
         # silence timer for low-volume series: Poisson P(no event over the silent span) = exp(-sum of expected)
-        silent = state.silent_expected + max(expected, state.silent_rate)
+        # the rate comes from the slow EWMA too: a noisy 5-min slot estimate of a low count would fire falsely
+        rate = min(expected, state.slow if state.slow is not None else expected)
+        silent = state.silent_expected + max(rate, state.silent_rate)
         p = math.exp(-silent)
         if p < th.p_value:
             return Check("drop", expected, p, "silence")
@@ -162,11 +167,12 @@ def learn(state: SeriesState, observed: int, check: Check, day: Cell, week: Cell
           th: AlertThresholds) -> tuple[SeriesState, Cell, Cell]:
     """Move the baseline with a clean bucket; abnormal buckets leave it where it was."""
     exp_ = check.expected or 0.0
+    srate = min(exp_, state.slow if state.slow is not None else exp_)
     if observed > 0:
         silent, rate, seen = 0.0, 0.0, bucket_end_ms
     else:
-        rate = state.silent_rate if state.silent_expected > 0 else exp_
-        silent, seen = state.silent_expected + max(exp_, rate), state.last_seen_ms
+        rate = state.silent_rate if state.silent_expected > 0 else srate
+        silent, seen = state.silent_expected + max(srate, rate), state.last_seen_ms
     if check.verdict is not None:
         return replace(state, silent_expected=silent, silent_rate=rate, last_seen_ms=seen), day, week
     x = float(observed)
@@ -177,11 +183,12 @@ def learn(state: SeriesState, observed: int, check: Check, day: Cell, week: Cell
         x = min(max(x, exp_ - 3 * sd - 1), exp_ + 3 * sd + 1)
     a = th.ewma_alpha
     ewma = x if state.ewma is None else (1 - a) * state.ewma + a * x
+    slow = x if state.slow is None else (1 - SLOW_ALPHA) * state.slow + SLOW_ALPHA * x
     level = state.level
     seasonal = week.mean if week.n >= th.min_seasons else day.mean if day.n >= th.min_seasons else None
     if seasonal is not None:
         level = (1 - LEVEL_ALPHA) * level + LEVEL_ALPHA * (x + 1) / (seasonal + 1)
-    st = replace(state, n=state.n + 1, ewma=ewma, level=level, silent_expected=silent, silent_rate=rate,
+    st = replace(state, n=state.n + 1, ewma=ewma, slow=slow, level=level, silent_expected=silent, silent_rate=rate,
                  last_seen_ms=seen)
     return st, day.update(x, th.season_alpha), week.update(x, th.season_alpha)
 
@@ -346,8 +353,21 @@ def evaluate_bucket(series: dict[SeriesKey, SeriesInput], bucket_start_ms: int, 
         inc = p.state.incident
         return p.state.run_dir == d or (inc is not None and inc.direction == d)
 
+    # silence during an open platform-wide drop is explained by it: it must not count towards a source's own timer
+    for key, o in list(out.items()):
+        p = out.get(key.platform())
+        if (not key.is_platform and o.state is not None and o.state.silent_expected > 0 and p is not None
+                and p.state is not None and p.state.incident is not None and p.state.incident.direction == "drop"):
+            out[key] = replace(o, state=replace(o.state, silent_expected=0.0))
+
+    def platform_sent(key: SeriesKey, d: str) -> bool:
+        p = out.get(key.platform())
+        inc = p.state.incident if p is not None and p.state is not None else None
+        return inc is not None and inc.direction == d and (inc.notified or transitions.get(key.platform()) is not None)
+
     alerts: list[AlertOut] = []
-    for key in sorted(out):
+    # platform series first, so the per-source decisions below see whether the platform alert went out
+    for key in sorted(out, key=lambda k: (not k.is_platform, k)):
         o = out[key]
         tr = transitions.get(key)
         if tr is not None and tr.kind == "resolved":
@@ -365,9 +385,14 @@ def evaluate_bucket(series: dict[SeriesKey, SeriesInput], bucket_start_ms: int, 
             suppressed = b is None
         else:
             suppressed = b is not None and platform_active(key, d)
-        if suppressed or muted(cfg.mutes, key, bucket_start_ms):
+            if suppressed and platform_sent(key, d) and not inc.explained:
+                inc = replace(inc, explained=True)
+                out[key] = o = replace(o, state=replace(o.state, incident=inc))
+        if suppressed or inc.explained or muted(cfg.mutes, key, bucket_start_ms):
             continue
-        due = not inc.notified or end - inc.last_notified_ms >= cfg.repeat_ms
+        # first notice only while still abnormal: an incident a suppression or mute held back and that is already
+        # recovering is stale news
+        due = (not inc.notified and inc.clean == 0) or (inc.notified and end - inc.last_notified_ms >= cfg.repeat_ms)
         if not due:
             continue
         detail: dict[str, Any] = {"buckets": inc.buckets, "method": inc.method, "repeat": inc.notified}
