@@ -143,6 +143,8 @@ class AlertThresholds(_Section):
     """Detector thresholds; every field may be overridden per media source (AlertSettings.source_thresholds)."""
 
     p_value: float = Field(1e-4, gt=0, lt=0.5, description="One-sided tail probability that counts as abnormal.")
+    silence_p_value: float = Field(1e-6, gt=0, lt=0.5, description="Silence timer: alert when P(no event for "
+                                   "that long) drops below this (stricter: it can fire on any gap, day and night).")
     dispersion_k: float | None = Field(30.0, gt=0, description="Negative-binomial size k (Var = mu + mu^2/k); "
                                        "unset = Poisson.")
     min_expected: float = Field(10.0, ge=0, description="Drops are tested per bucket only above this expected count; "

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import copy
 import math
+import os
 import statistics
 import sys
 import time
@@ -32,6 +33,7 @@ from streams.alerts.memory import MemoryDetector  # noqa: E402
 B = 300_000
 DAY = 288
 WEEK = 7 * DAY
+DEBUG = bool(os.environ.get("BENCH_DEBUG"))
 RATES = {"big": 50.0, "mid": 20.0, "small": 8.0, "tiny": 2.0}
 
 
@@ -120,6 +122,9 @@ def run_scenario(det0: MemoryDetector, start: int, sc: Scenario, reps: int, seed
                     first = first if first is not None else (r["bucket_end"] - onset * B) / 60_000
                 else:
                     bad += 1
+                    if DEBUG:
+                        print(f"  unmatched in {sc.name}: {r['direction']} {a.key} at {b - onset:+d} buckets "
+                              f"obs={r['observed']} exp={r['expected']} {r['detail']}")
         if first is not None:
             hits += 1
             delays.append(first)
@@ -133,9 +138,13 @@ def main() -> int:
     p.add_argument("--reps", type=int, default=20)
     p.add_argument("--weeks", type=int, default=4, help="clean weeks for the false-alarm rate")
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a threshold, e.g. --set p_value=1e-3 (repeatable)")
+    p.add_argument("--no-ewma", action="store_true", help="skip the EWMA-only comparison")
     args = p.parse_args()
     t0 = time.time()
-    settings = AlertSettings()
+    over = {k: float(v) for k, v in (kv.split("=", 1) for kv in args.set)}
+    settings = AlertSettings(thresholds=over)
     warm_weeks = 3
     det = warm(settings, warm_weeks, args.seed)
     start = warm_weeks * WEEK
@@ -150,7 +159,9 @@ def main() -> int:
     det_k = warm(settings, warm_weeks, args.seed, k=30.0)
     n, fired = false_alarms(det_k, start, args.weeks, args.seed + 7, 30.0)
     print(f"  seasonal baseline, overdispersed (k=30)     {n / args.weeks:6.2f}  {sorted(set(fired))[:5]}")
-    ewma = AlertSettings(thresholds={"min_seasons": 10_000})
+    if args.no_ewma:
+        return 0
+    ewma = AlertSettings(thresholds={**over, "min_seasons": 10_000})
     det_e = warm(ewma, 1, args.seed)
     n, fired = false_alarms(det_e, WEEK, args.weeks, args.seed + 7, None)
     print(f"  EWMA-only baseline, Poisson traffic         {n / args.weeks:6.2f}  {sorted(set(fired))[:5]}")

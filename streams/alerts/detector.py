@@ -158,7 +158,7 @@ def assess(state: SeriesState, observed: int, day: Cell, week: Cell, th: AlertTh
         rate = min(expected, state.slow if state.slow is not None else expected)
         silent = state.silent_expected + max(rate, state.silent_rate)
         p = math.exp(-silent)
-        if p < th.p_value:
+        if p < th.silence_p_value:
             return Check("drop", expected, p, "silence")
     return Check(None, expected, 1.0, method)
 
