@@ -78,9 +78,14 @@ COMMANDS: dict[str, Handler] = {"stack": _stack, "migrate": _migrate, "config": 
 # Subcommands owned by an area live in that area's module, which defines HELP: str, add_arguments(parser) and
 # main(args, settings) -> int. One line per command here; keep the table sorted.
 PLUGINS: dict[str, str] = {
+    "alerts": "streams.alerts.app",
+    "ingest": "ingest.server",
     "normalize": "schemas.cli_normalize",
+    "notify": "sinks.slack",
+    "send": "ingest.send",
     "sink": "sinks.command",
     "sql": "sinks.sql",
+    "worker": "streams.worker",
 }
 
 
@@ -99,7 +104,9 @@ def build_parser() -> argparse.ArgumentParser:
     mg = sub.add_parser("migrate", help="apply ClickHouse migrations (idempotent)")
     mg.add_argument("--topics", action="store_true", help="also create missing Kafka topics")
     sub.add_parser("config", help="print the effective settings, secrets masked")
-    sub.add_parser("run", help="local stack + pipeline with sample traffic (what `make run` does)")
+    from attrib.run import add_arguments as run_arguments
+
+    run_arguments(sub.add_parser("run", help="local stack + pipeline with sample traffic (what `make run` does)"))
     for name in PLUGINS:
         mod = _plugin(name)
         mod.add_arguments(sub.add_parser(name, help=mod.HELP, description=mod.HELP))

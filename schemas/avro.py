@@ -19,6 +19,9 @@ from fastavro.schema import fingerprint, to_parsing_canonical_form
 
 HERE = Path(__file__).resolve().parent
 MAGIC = b"\xc3\x01"
+# Control records the worker produces into the raw topic (expiry ticks). Not deliveries: every raw-topic consumer
+# other than the worker skips values starting with this.
+TICK = b"attrib-tick:"
 
 # logical name -> file stem; the current schema of each is <stem>.avsc
 NAMES = ("raw_delivery", "canonical_event", "enriched_event", "dead_letter", "alert")
@@ -78,6 +81,8 @@ def encode(name: str, record: dict[str, Any]) -> bytes:
 
 def decode(data: bytes, expect: str | None = None) -> tuple[str, dict[str, Any]]:
     """Decode single-object bytes into (schema name, record in the current reader schema)."""
+    if data[:1] == b"\x00" and len(data) >= 5:
+        raise AvroError("Confluent wire format (schema registry id); decode with schemas.wire.serde(settings)")
     if len(data) < 10 or data[:2] != MAGIC:
         raise AvroError("not Avro single-object encoding (bad magic)")
     found = _writers().get(data[2:10])

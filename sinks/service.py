@@ -220,7 +220,7 @@ class Sink:
                 continue
             self.metrics.consumed += 1
             value = m.value()
-            if value is None:  # tombstone: nothing to load, but its offset still counts
+            if value is None or value.startswith(avro.TICK):  # tombstone or worker tick: nothing to load
                 batch.track(m)
                 continue
             w = fast.get(value[2:10]) if value[:2] == avro.MAGIC else None

@@ -83,8 +83,10 @@ def _module(mmp: str) -> Any:
 
 def event_fingerprint(mmp: str, app_id: str | None, who: str | None, id_fields: dict[str, Any] | None,
                       whole: dict[str, Any]) -> str:
-    """``fp:<hex>`` over mmp, app, the user key candidate and the MMP's identifying fields (whole object if none)."""
-    basis = {"mmp": mmp, "app_id": app_id, "who": who, "fields": id_fields if id_fields is not None else whole}
+    """``fp:<hex>`` over mmp, app, the user key candidate and the MMP's identifying fields. Without a device/user id
+    (or identifying fields) the whole object counts, so two anonymous events never share an id."""
+    fields = id_fields if id_fields is not None and who is not None else whole
+    basis = {"mmp": mmp, "app_id": app_id, "who": who, "fields": fields}
     return "fp:" + fingerprint(basis)[:FP_HEX]
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import random
 import re
@@ -80,13 +81,28 @@ def test_arbitrary_query_strings(mmp: str, params: dict[str, str]) -> None:
 def test_mutated_samples(data: st.DataObject, idx: int) -> None:
     """Real payloads with fields dropped or replaced by arbitrary values."""
     s = SAMPLES[idx]
-    body = dict(s["body"] if isinstance(s["body"], dict) else s["query"])
-    for k in data.draw(st.lists(st.sampled_from(sorted(body)), max_size=4)):
+    body = copy.deepcopy(s["body"] if isinstance(s["body"], dict) else s["query"])
+    for path in data.draw(st.lists(st.sampled_from(_paths(body)), max_size=4)):
+        *parents, leaf = path
+        d = body
+        for p in parents:
+            d = d.get(p) if isinstance(d, dict) else None
+        if not isinstance(d, dict):
+            continue
         if data.draw(st.booleans()):
-            body.pop(k, None)
+            d.pop(leaf, None)
         else:
-            body[k] = data.draw(json_values)
+            d[leaf] = data.draw(json_values)
     _check(sample_mmp(s), _raw(json.dumps(body).encode()))
+
+
+def _paths(d: dict[str, Any], prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    out = []
+    for k, v in d.items():
+        out.append(prefix + (k,))
+        if isinstance(v, dict):
+            out += _paths(v, prefix + (k,))
+    return out
 
 
 @settings(max_examples=60)
@@ -170,3 +186,16 @@ def test_bad_bodies_have_reasons() -> None:
             assert exc.reason == reason, body
         else:
             raise AssertionError(body)
+
+
+@settings(max_examples=100)
+@given(idx=st.integers(0, len(SAMPLES) - 1),
+       options=st.dictionaries(st.sampled_from(["event_types", "query_map", "secret_params", "url_secret_param"]),
+                               json_values, max_size=3))
+def test_arbitrary_source_options(idx: int, options: dict[str, Any]) -> None:
+    """A malformed options table is a typed error (invalid_config) or ignored — never a crash."""
+    s = SAMPLES[idx]
+    try:
+        normalize(source_for(s, options=options), raw_delivery(s))
+    except NormalizeError as exc:
+        assert exc.reason == "invalid_config", exc

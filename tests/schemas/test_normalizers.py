@@ -128,3 +128,10 @@ def test_body_delivery_keeps_url_parameters_but_not_secrets() -> None:
            "received_at": NOW, "user_key": ""}
     [ev] = normalize(SourceSettings(name="s", mmp="linkrunner"), raw)
     assert props(ev)["_query"] == {"env": "prod"}
+
+
+@pytest.mark.parametrize("value", [["purchase"], {"a": 1}, 3, "Purchase"])
+def test_non_string_event_type_option_is_a_config_error(value: Any) -> None:
+    with pytest.raises(NormalizeError) as e:
+        run("generic", {"event_name": "x", "timestamp": 1729678530250}, options={"event_types": {"X": value}})
+    assert e.value.reason == "invalid_config"

@@ -68,7 +68,7 @@ class _Handler(BaseHTTPRequestHandler):
 @pytest.fixture
 def registry() -> Iterator[FakeRegistry]:
     srv = FakeRegistry()
-    t = threading.Thread(target=srv.serve_forever, daemon=True)
+    t = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     t.start()
     try:
         yield srv
@@ -130,3 +130,8 @@ def test_unknown_schema_id_and_unreachable_registry(registry: FakeRegistry) -> N
     dead = serde(Settings(kafka={"schema_registry_url": registry.url}))
     with pytest.raises(RegistryError):
         dead.encode("canonical_event", _events()[0], "t")
+
+
+def test_plain_decode_names_the_confluent_framing() -> None:
+    with pytest.raises(avro.AvroError, match="Confluent"):
+        avro.decode(b"\x00\x00\x00\x00\x01\x02")
