@@ -204,3 +204,11 @@ def test_latest_alerts(loaded):
     assert {r["alert_id"]: r["state"] for r in rows} == {
         a["alert_id"]: "resolved" if a["alert_id"] in resolved else "firing" for a in firing}
     assert all((r["resolved_at"] is not None) == (r["state"] == "resolved") for r in rows)
+
+
+def test_a_script_splits_into_its_named_statements():
+    from sinks.sql import statements
+
+    got = statements(pack.PACK.read_text())
+    assert [name for name, _ in got] == list(pack.load())
+    assert statements("SELECT 1;\n-- only a comment;\nSELECT 2") == [("", "SELECT 1"), ("", "SELECT 2")]
