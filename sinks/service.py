@@ -1,12 +1,15 @@
 """The ClickHouse sink: Kafka topics → batched, idempotent inserts → offsets committed only after the insert.
 
-One consumer thread (confluent-kafka, manual commits) reads the enriched-events, dead-letter and alert topics (and
-the raw-deliveries topic when archiving). Records are routed by their Avro schema, batched per table until
-``sink.batch_rows`` or ``sink.batch_seconds`` after the batch's first record, then inserted column-oriented with
-``async_insert=0`` and an ``insert_deduplication_token`` derived from the batch's offset ranges, so retrying the
-same batch after a timeout cannot double it. ClickHouse refusing a batch → exponential backoff with the batch kept
-and the consumer paused (the backlog waits in Kafka), logged at ERROR and visible in :class:`Metrics`. Everything is
-synchronous in its own thread: nothing here can block an asyncio loop that shares the process.
+Threads, no event loop: a consumer thread (confluent-kafka, manual commits) reads the enriched-events, dead-letter
+and alert topics (and raw deliveries when archiving) and builds batches of ``sink.batch_rows`` records or
+``sink.batch_seconds`` after a batch's first record; a loader thread inserts the previous batch meanwhile (the
+engine releases the GIL); a refresher thread rebuilds the daily rollups (:mod:`sinks.rollups`). Records are routed
+by their Avro schema. Events and raw deliveries take the fast path (:mod:`sinks.landing`: Avro bytes straight into
+the engine); the rest, and any block the engine refuses, become rows in Python (:mod:`sinks.rows`). Every insert
+runs with ``async_insert=0`` and an ``insert_deduplication_token`` derived from the batch's offset ranges, so a
+retried batch cannot double. ClickHouse refusing a batch → exponential backoff with the batch kept (the backlog
+waits in Kafka), logged at ERROR and visible in :class:`Metrics` / ``/health``. Nothing here touches an asyncio
+loop, so the sink can share a process with one.
 """
 
 from __future__ import annotations
@@ -15,9 +18,9 @@ import hashlib
 import logging
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import wait as wait_futures
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 from typing import Any
@@ -39,7 +42,7 @@ FAST_SETTINGS = {**INSERT_SETTINGS, "input_format_avro_null_as_default": 1}
 
 @dataclass
 class Metrics:
-    """Counters for logs, /metrics and tests; written by the sink thread only."""
+    """Counters for logs, /metrics and tests; each written by one thread (consumer or loader), read by any."""
 
     consumed: int = 0
     inserted: dict[str, int] = field(default_factory=dict)
