@@ -1,4 +1,5 @@
--- attrib analyst pack. Run any query with:   attrib sql "$(sed -n '/name: installs_revenue/,/;$/p' docs/queries.sql)"
+-- attrib analyst pack. Run all of it:    attrib sql < docs/queries.sql
+-- one query:    attrib sql "$(sed -n '/name: installs_revenue/,/;$/p' docs/queries.sql)"
 -- or paste into clickhouse-client. Unqualified tables live in the `attribution` database.
 --
 -- Conventions
