@@ -65,7 +65,8 @@ def _run(client, name: str) -> list[dict]:  # noqa: ANN001
 
 def _attr(e: dict) -> tuple[str, str]:
     ft = e["first_touch"] or {}
-    return ft.get("media_source") or e["media_source"] or "", ft.get("campaign") or e["campaign"] or ""
+    src = ft if ft.get("media_source") else e
+    return src["media_source"] or "", src["campaign"] or ""
 
 
 def _users(final: dict) -> dict:
