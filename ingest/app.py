@@ -83,6 +83,13 @@ class Ingress:
             metrics.requests(label, e.status).inc()
             self._reject(label, e, client, request.method, size)
             return errors.from_error(e)
+        except Exception:  # a bug: the sender gets a 5xx (so it retries) and we get the traceback
+            log.exception("delivery failed", extra={"fields": {"source": name}})
+            label = name if plan is not None else metrics.UNKNOWN_SOURCE
+            e = errors.IngestError(500, "internal_error", "the delivery could not be processed; retry later")
+            metrics.requests(label, 500).inc()
+            self._reject(label, e, client, request.method, size)
+            return errors.from_error(e)
 
     async def _store(self, plan: SourcePlan, req: Inbound, content_type: str | None, now: float) -> web.Response:
         qs = records.stored_query(plan, req.query_string)
