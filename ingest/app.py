@@ -61,6 +61,7 @@ class Ingress:
             peer = client
             client = network.client_address(peer, headers.get("X-Forwarded-For"), plan.trusted)
             content_type = headers.get("Content-Type")
+            size = request.content_length or 0  # what the client declared, until the body is read
             body.check_content_type(method, content_type, request.content_length, plan.content_types)
             wire = await body.read(request, self.limit, self.read_timeout)
             size = len(wire)
