@@ -54,7 +54,7 @@ def _migrate(args: argparse.Namespace, s: Settings) -> int:
 
     client = connect(s)
     try:
-        done = migrate.apply(client, s.clickhouse.database)
+        done = migrate.migrate(client, s)
     finally:
         client.close()
     names = ", ".join(f"{m.version:04d}_{m.name}" for m in done) or "none pending"
@@ -78,9 +78,14 @@ COMMANDS: dict[str, Handler] = {"stack": _stack, "migrate": _migrate, "config": 
 # Subcommands owned by an area live in that area's module, which defines HELP: str, add_arguments(parser) and
 # main(args, settings) -> int. One line per command here; keep the table sorted.
 PLUGINS: dict[str, str] = {
+    "alerts": "streams.alerts.app",
     "ingest": "ingest.server",
     "normalize": "schemas.cli_normalize",
+    "notify": "sinks.slack",
     "send": "ingest.send",
+    "sink": "sinks.command",
+    "sql": "sinks.sql",
+    "worker": "streams.worker",
 }
 
 

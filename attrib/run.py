@@ -21,7 +21,7 @@ def run(args: argparse.Namespace, s: Settings) -> int:
     broker.start()
     ensure_topics(s)
     client = connect(s)
-    migrate.apply(client, s.clickhouse.database)
+    migrate.migrate(client, s)
     tables = [r[0] for r in client.query(
         "SELECT name FROM system.tables WHERE database = {db:String} ORDER BY name",
         parameters={"db": s.clickhouse.database}).result_rows]
