@@ -19,6 +19,7 @@ type). Per closed bucket:
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field, replace
@@ -314,8 +315,6 @@ def _record(key: SeriesKey, inc: Incident, state: str, now_ms: int, detail: str)
 def evaluate_bucket(series: dict[SeriesKey, SeriesInput], bucket_start_ms: int, now_ms: int, cfg: Config,
                     ) -> tuple[dict[SeriesKey, SeriesOutput], list[AlertOut]]:
     """Assess, learn and advance every series for one closed bucket; return new state and the alerts to send."""
-    import json
-
     end = bucket_start_ms + cfg.bucket_ms
     out: dict[SeriesKey, SeriesOutput] = {}
     transitions: dict[SeriesKey, Transition] = {}
