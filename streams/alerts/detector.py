@@ -7,8 +7,9 @@ type). Per closed bucket:
 1. ``assess`` — baseline: the same slot on previous weeks (>= min_seasons weeks of history) or days, scaled by the
    recent level ratio; an EWMA of recent buckets otherwise. Test: negative-binomial (or Poisson) tail p-value **and**
    the floors (spike: observed >= spike_ratio x expected and >= min_delta extra; drop: expected >= min_expected and
-   observed <= drop_ratio x expected). Low-volume series use the silence timer instead: no event while the expected
-   count accumulated since the last event makes P(silence) = exp(-sum) < p_value.
+   observed <= drop_ratio x expected); then the same over the sum of the last window_buckets (sustained moderate
+   changes). Low-volume series use the silence timer instead: no event while the expected count accumulated since
+   the last event makes P(silence) = exp(-sum) < silence_p_value.
 2. ``learn`` — only clean buckets move the baseline, so an incident does not teach the detector that it is normal.
 3. ``advance`` — N consecutive abnormal buckets open an incident; M consecutive clean ones resolve it.
 4. ``evaluate_bucket`` — runs 1–3 over all series and decides what to *send*: a platform-wide incident explained by
