@@ -205,6 +205,8 @@ class AlertSettings(_Section):
     app_id: str = Field("attrib-alerts", description="Faust app id (consumer group) of `attrib alerts`.")
     counts_topic: str | None = Field(None, description="Internal one-partition topic; default <app_id>-counts.")
     data_dir: Path | None = Field(None, description="Faust data directory; default <var_dir>/alerts.")
+    store: str = Field("memory://", description="Faust table store: memory:// (rebuilt from changelogs at start) or "
+                       "rocksdb:// for many series.")
     tick_interval_s: float = Field(30.0, ge=0, description="Wall-clock evaluation tick; 0 = no timer (tests drive "
                                    "ticks themselves).")
     batch_max: int = Field(2000, gt=0, description="Events counted in memory before one counts record is sent.")

@@ -50,7 +50,7 @@ def build(s: Settings) -> faust.App:
     datadir = a.data_dir or s.var_dir / "alerts"
     datadir.mkdir(parents=True, exist_ok=True)
     app = faust.App(
-        a.app_id, broker=f"kafka://{s.kafka.bootstrap_servers}", store="memory://",
+        a.app_id, broker=f"kafka://{s.kafka.bootstrap_servers}", store=a.store,
         datadir=str(datadir), web_enabled=False, topic_replication_factor=
         s.topics.replication_factor, topic_partitions=1, producer_acks=-1, table_standby_replicas=0,
         broker_session_timeout=30.0, key_serializer="json", value_serializer="json",  # table keys stay str
