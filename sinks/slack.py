@@ -27,6 +27,7 @@ from sinks import slack_blocks
 
 log = logging.getLogger("attrib.notify")
 HELP = "deliver spike/drop alerts and qualified-install pings to Slack"
+TICK = getattr(avro, "TICK", b"attrib-tick:")
 
 
 class SlackRejected(Exception):
@@ -177,6 +178,8 @@ async def run(s: Settings, stop: asyncio.Event) -> None:
                 batch = await consumer.getmany(timeout_ms=500, max_records=500)
                 for tp, msgs in batch.items():
                     for m in msgs:
+                        if m.value is None or m.value.startswith(TICK):  # tombstone / tick record: nothing to say
+                            continue
                         is_event = tp.topic == s.topics.events
                         try:
                             _, rec = avro.decode(m.value, expect="enriched_event" if is_event else "alert")

@@ -33,6 +33,7 @@ from streams.alerts.memory import config_from
 log = logging.getLogger("attrib.alerts")
 HELP = "run the spike/drop alert detector (Faust app `attrib alerts`)"
 NO_SOURCE = "(none)"
+TICK = getattr(avro, "TICK", b"attrib-tick:")  # other stages' in-band tick records (schemas.avro.TICK on main)
 
 
 def counts_topic_name(s: Settings) -> str:
@@ -81,6 +82,8 @@ def build(s: Settings) -> faust.App:
                 m = ev.message
                 agg = per_part.setdefault(m.partition, {"first": m.offset, "last": m.offset, "c": Counter()})
                 agg["first"], agg["last"] = min(agg["first"], m.offset), max(agg["last"], m.offset)
+                if ev.value is None or ev.value.startswith(TICK):  # tombstone / a stage's tick record: not an event
+                    continue
                 try:
                     _, rec = avro.decode(ev.value, expect="enriched_event")
                     ms = int(rec["event_time"].timestamp() * 1000)
