@@ -194,7 +194,7 @@ def build(s: Settings) -> faust.App:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--loglevel", default=None, help="Faust worker log level (default: settings.log_level)")
+    pass  # everything comes from settings (ATTRIB_ALERTS__*)
 
 
 def main(args: argparse.Namespace, s: Settings) -> int:
@@ -204,7 +204,10 @@ def main(args: argparse.Namespace, s: Settings) -> int:
 
     ensure_topics(s)
     app = build(s)
-    worker = Worker(app, loglevel=(args.loglevel or s.log_level).lower(), quiet=True)
+    log.info("alerts starting", extra={"fields": {"app_id": s.alerts.app_id, "events": s.topics.events,
+                                                  "counts": counts_topic_name(s), "store": s.alerts.store}})
+    # keep attrib's JSON logs (cli set them up); returns on SIGTERM/SIGINT after a clean shutdown
+    worker = Worker(app, loglevel=s.log_level, quiet=True, override_logging=False, redirect_stdouts=False)
     try:
         worker.execute_from_commandline()
     except SystemExit as exc:
