@@ -167,7 +167,7 @@ def main() -> int:
     det_e = warm(ewma, 1, args.seed)
     n, fired = false_alarms(det_e, WEEK, args.weeks, args.seed + 7, None)
     print(f"  EWMA-only baseline, Poisson traffic         {n / args.weeks:6.2f}  {sorted(set(fired))[:5]}")
-    print(f"\nEWMA-only baseline (no history), same scenarios:")
+    print("\nEWMA-only baseline (no history), same scenarios:")
     for i, sc in enumerate(SCENARIOS):
         r = run_scenario(det_e, WEEK, sc, args.reps, args.seed * 1000 + i, ewma)
         print(f"{sc.name:<26}{r['recall']:>8.2f}{r['precision']:>11.2f}{r['delay_med']:>11.0f}{r['delay_max']:>11.0f}")

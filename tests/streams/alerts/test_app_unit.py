@@ -4,7 +4,6 @@ double counted, late counts are not added to judged buckets, ticks evaluate clos
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 from unittest.mock import AsyncMock
 
 import pytest
