@@ -21,7 +21,7 @@ from ingest.producer import DurableProducer, ProduceError
 from ingest.rejections import Rejection, Rejections
 from ingest.sources import SourcePlan, compile_all
 from ingest.verify import FORBIDDEN_REASONS, HTTPS_REQUIRED, Inbound, network
-from schemas import avro
+from schemas import wire
 from schemas.user_key import user_key
 
 log = logging.getLogger("attrib.ingest")
@@ -38,6 +38,9 @@ class Ingress:
         self.rejections = Rejections(s.ingest.rejections_kept)
         self.ops_nets = network.networks(s.ingest.ops_allowlist)
         self.raw_topic, self.dlq_topic = s.topics.raw, s.topics.dead_letters
+        self.serde = wire.serde(s)  # single-object Avro, or Confluent framing with a schema registry
+        self.encode_raw = self.serde.encoder("raw_delivery", self.raw_topic)
+        self.encode_dead = self.serde.encoder("dead_letter", self.dlq_topic)
         self.limit, self.read_timeout = s.ingest.max_body_bytes, s.ingest.read_timeout_s
         self._ready: tuple[float, bool, str] = (0.0, False, "not checked yet")
         self._log_gate: dict[tuple[str, str], float] = {}
@@ -96,14 +99,14 @@ class Ingress:
         qs = records.stored_query(plan, req.query_string)
         key = user_key(plan.settings.mmp, req.body, qs, content_type, plan.settings.options)
         raw = records.raw_delivery(plan, req, int(now * 1000), key)
-        encoded = avro.encode("raw_delivery", raw)
+        encoded = self.encode_raw(raw)
         # a device/customer key means user_key parsed the body into fields: only fingerprinted ones need the check
         problem = records.body_problem(req.method, content_type, req.body, qs) if key.startswith("fp:") else None
         try:
             if problem is not None:
                 reason, detail = problem
                 dl = records.dead_letter(raw, reason, detail, int(time.time() * 1000), encoded)
-                await self.producer.send(self.dlq_topic, key.encode(), avro.encode("dead_letter", dl))
+                await self.producer.send(self.dlq_topic, key.encode(), self.encode_dead(dl))
                 metrics.DEAD_LETTERS.labels(plan.name, reason).inc()
                 raise errors.IngestError(400, reason, detail + "; the delivery was kept on the dead-letter topic")
             await self.producer.send(self.raw_topic, key.encode(), encoded)
@@ -172,7 +175,11 @@ def make_app(s: Settings, producer: DurableProducer | None = None) -> web.Applic
     app.router.add_get("/ops/rejections", ing.rejections_view)
 
     async def start_producer(app: web.Application) -> None:
-        prod.start(asyncio.get_running_loop())
+        loop = asyncio.get_running_loop()
+        # registry lookups happen here, once, off the loop (a wrong registry URL fails the start)
+        await loop.run_in_executor(None, ing.serde.prepare, [("raw_delivery", ing.raw_topic),
+                                                             ("dead_letter", ing.dlq_topic)])
+        prod.start(loop)
 
     async def drain_producer(app: web.Application) -> None:
         # runs after the server stopped accepting and in-flight handlers finished (AppRunner.cleanup order)

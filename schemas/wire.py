@@ -16,6 +16,7 @@ import threading
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Callable, Iterable
 from functools import cache
 from typing import Any, Protocol
 
@@ -86,6 +87,11 @@ class RegistryClient:
             self._ids[key] = sid
         return sid
 
+    def known(self, schema_id: int, parsed: Any) -> None:
+        """Remember a schema this process registered itself: reading its own records needs no GET."""
+        with self._lock:
+            self._schemas.setdefault(schema_id, parsed)
+
     def schema(self, schema_id: int) -> Any:
         """The parsed writer schema with this id."""
         with self._lock:
@@ -109,13 +115,26 @@ class SingleObjectSerde:
 class ConfluentSerde:
     def __init__(self, client: RegistryClient) -> None:
         self.client = client
+        self._fps: dict[int, bytes] = {}
+
+    def schema_id(self, name: str, topic: str) -> int:
+        sid = self.client.register(f"{topic}-value", _schema_text(name))
+        self.client.known(sid, avro.codec(name).schema)
+        return sid
 
     def encode(self, name: str, record: dict[str, Any], topic: str) -> bytes:
-        sid = self.client.register(f"{topic}-value", _schema_text(name))
         buf = io.BytesIO()
-        buf.write(CONFLUENT_MAGIC + struct.pack(">I", sid))
+        buf.write(CONFLUENT_MAGIC + struct.pack(">I", self.schema_id(name, topic)))
         fastavro.schemaless_writer(buf, avro.codec(name).schema, record)
         return buf.getvalue()
+
+    def fingerprint(self, schema_id: int) -> bytes:
+        """The single-object fingerprint (CRC-64-AVRO of the parsing canonical form) of the writer schema with this
+        id: lets a consumer treat a Confluent record like a single-object one of a schema it knows."""
+        fp = self._fps.get(schema_id)
+        if fp is None:
+            fp = self._fps[schema_id] = avro._fp(self.client.schema(schema_id))  # noqa: SLF001
+        return fp
 
     def decode(self, data: bytes, expect: str | None = None) -> tuple[str, dict[str, Any]]:
         if len(data) < 5 or data[:1] != CONFLUENT_MAGIC:
@@ -135,12 +154,35 @@ class ConfluentSerde:
 
 
 class AutoSerde:
-    """Writes with ``writer``; reads both framings (so a registry can be switched on without a flag day)."""
+    """Writes with ``writer``; reads both framings (so a registry can be switched on without a flag day).
+
+    Hot paths take :meth:`encoder` (one callable per schema and topic) and ``decode``: without a registry these are
+    ``avro`` functions themselves, so the default mode costs nothing per record over calling :mod:`schemas.avro`."""
 
     def __init__(self, writer: Serde, registry: RegistryClient | None) -> None:
         self.writer = writer
         self.single = SingleObjectSerde()
         self.confluent = ConfluentSerde(registry) if registry else None
+        if self.confluent is None:
+            self.decode = avro.decode  # type: ignore[method-assign]  # no framing switch per record
+
+    @property
+    def registry(self) -> bool:
+        return self.confluent is not None
+
+    def encoder(self, name: str, topic: str) -> Callable[[dict[str, Any]], bytes]:
+        """``record -> bytes`` for records of schema ``name`` bound for ``topic``."""
+        if self.confluent is None:
+            return avro.codec(name).encode
+        enc = self.confluent.encode
+        return lambda record: enc(name, record, topic)
+
+    def prepare(self, outputs: Iterable[tuple[str, str]]) -> None:
+        """Register the (schema name, topic) pairs this process writes, at startup: the first record then does not
+        wait on the registry (nor block an event loop), and a wrong registry URL fails the start, not a record."""
+        if self.confluent is not None:
+            for name, topic in outputs:
+                self.confluent.schema_id(name, topic)
 
     def encode(self, name: str, record: dict[str, Any], topic: str) -> bytes:
         return self.writer.encode(name, record, topic)

@@ -29,7 +29,7 @@ from clickhouse_connect.driver.client import Client
 from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
 
 from attrib.settings import Settings
-from schemas import avro
+from schemas import avro, wire
 from sinks import landing, rollups, rows
 from sinks.clickhouse import connect
 
@@ -135,6 +135,7 @@ class Sink:
         self._thread: threading.Thread | None = None
         self.refresher = rollups.Refresher(self._connect, self.db, settings.sink.rollup_refresh_s)
         self._carry: list[Message] = []
+        self.serde = wire.serde(settings)  # single-object Avro, or Confluent framing with a schema registry
         self.topics = [settings.topics.events, settings.topics.dead_letters, settings.topics.alerts_spike,
                        settings.topics.alerts_drop] + ([settings.topics.raw] if settings.sink.archive_raw else [])
 
@@ -228,8 +229,9 @@ class Sink:
             msgs = consumer.consume(num_messages=max(1, min(s.batch_rows - batch.count, 10_000)),
                                     timeout=max(0.0, min(wait, 0.1)))
         fast = landing.writers()
-        decode = avro.decode
+        decode = self.serde.decode
         magic, tick = avro.MAGIC, avro.TICK
+        confluent = self.serde.confluent
         add_blob = batch.add_blob
         for m in msgs:
             err = m.error()
@@ -244,11 +246,20 @@ class Sink:
                 continue
             fp = value[2:10]
             w = fast.get(fp) if value.startswith(magic) else None
+            cut = 10
+            if w is None and confluent is not None and value[:1] == b"\0" and len(value) >= 5:
+                # Confluent framing: the same fast path when the schema id names a writer schema we know
+                try:
+                    fp = confluent.fingerprint(int.from_bytes(value[1:5], "big"))
+                except wire.RegistryError as exc:  # registry down: wait, then read these again; never dead-letter
+                    self._registry_down(consumer, msgs[msgs.index(m):], exc)
+                    return batch
+                w, cut = fast.get(fp), 5
             if w is not None:  # fast path: keep the Avro body as is
                 if w.kafka_fields:
-                    add_blob(fp, value[10:] + landing.kafka_suffix(m.topic(), m.partition(), m.offset()), m)
+                    add_blob(fp, value[cut:] + landing.kafka_suffix(m.topic(), m.partition(), m.offset()), m)
                 else:
-                    add_blob(fp, value[10:], m)
+                    add_blob(fp, value[cut:], m)
                 continue
             try:
                 name, rec = decode(value)
@@ -262,6 +273,13 @@ class Sink:
             if table == "events":
                 batch.days.add(rec["event_time"].date())
         return batch
+
+    def _registry_down(self, consumer: Consumer, unread: list[Message], exc: Exception) -> None:
+        self.metrics.last_error = str(exc)[:300]
+        log.error("schema registry unavailable; records kept, retrying", extra={"fields": {
+            "records_waiting": len(unread), "detail": str(exc)[:300]}})
+        self._carry = unread
+        self._idle(consumer, self.settings.sink.retry_initial_s)
 
     @staticmethod
     def _undecodable(topic: str, partition: int, offset: int, value: bytes | None, exc: Exception) -> tuple[Any, ...]:

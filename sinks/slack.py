@@ -22,7 +22,7 @@ from typing import Any
 import aiohttp
 
 from attrib.settings import QualifiedInstallRule, Settings
-from schemas import avro
+from schemas import avro, wire
 from sinks import slack_blocks
 
 log = logging.getLogger("attrib.notify")
@@ -168,6 +168,16 @@ async def run(s: Settings, stop: asyncio.Event) -> None:
     consumer = AIOKafkaConsumer(*topics, bootstrap_servers=s.kafka.bootstrap_servers, group_id=a.notify_group,
                                 enable_auto_commit=False, auto_offset_reset="earliest",
                                 max_poll_interval_ms=3_600_000)  # Slack may be down for a while: keep the group
+    serde = wire.serde(s)  # reads single-object Avro and Confluent framing alike
+
+    async def decode(value: bytes, expect: str) -> tuple[str, dict[str, Any]]:
+        while True:  # a registry outage delays alerts, never skips them
+            try:
+                return serde.decode(value, expect)
+            except wire.RegistryError as exc:
+                log.warning("schema registry unavailable; retrying", extra={"fields": {"error": str(exc)[:300]}})
+                await asyncio.sleep(5)
+
     async with aiohttp.ClientSession() as session:
         n = Notifier(s, SlackPoster(session, a.slack_min_interval_s, a.slack_timeout_s, a.slack_max_backoff_s))
         await consumer.start()
@@ -182,7 +192,7 @@ async def run(s: Settings, stop: asyncio.Event) -> None:
                             continue
                         is_event = tp.topic == s.topics.events
                         try:
-                            _, rec = avro.decode(m.value, expect="enriched_event" if is_event else "alert")
+                            _, rec = await decode(m.value, expect="enriched_event" if is_event else "alert")
                             if is_event:
                                 n.event(rec)
                             else:

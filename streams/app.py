@@ -22,7 +22,7 @@ import faust
 from faust.types import TP
 
 from attrib.settings import Settings, SourceSettings
-from schemas import avro
+from schemas import avro, wire
 from streams import codec, metrics as m
 from streams.batcher import Batcher
 from streams.state import (
@@ -91,6 +91,10 @@ class Processor:
                                       frozenset(x.lower() for x in src.first_time_only)) for src in settings.sources}
         self.sources = {src.name: src for src in settings.sources}
         self.topics = settings.topics
+        self.serde = wire.serde(settings)  # single-object Avro, or Confluent framing with a schema registry
+        self.decode = self.serde.decode
+        self.encode_event = self.serde.encoder("enriched_event", self.topics.events)
+        self.encode_dead = self.serde.encoder("dead_letter", self.topics.dead_letters)
         self.index: dict[int, PartitionIndex] = {}
         self.pending_total = 0
         self.last_sweep: dict[int, int] = {}
@@ -151,9 +155,12 @@ class Processor:
         try:
             if value is None:
                 raise avro.AvroError("empty record")
-            _, raw = avro.decode(value, expect="raw_delivery")
+            _, raw = self.decode(value, expect="raw_delivery")
         except avro.AvroError as exc:
             self._dead(ref, "process", "invalid_record", str(exc), value)
+            return
+        except wire.RegistryError as exc:  # kept with its payload: replay it once the registry answers
+            self._dead(ref, "process", "registry_unavailable", str(exc), value)
             return
         try:
             source = self.sources.get(raw["source"])
@@ -250,7 +257,7 @@ class Processor:
                 m.CORRECTIONS.inc()
             elif kind == OVERFLOW:
                 m.OVERFLOWS.inc()
-            self.send(self.topics.events, key, avro.encode("enriched_event", out))
+            self.send(self.topics.events, key, self.encode_event(out))
 
     def _dead(self, ref: dict[str, Any], stage: str, reason: str, detail: str, value: bytes | None,
               raw: dict[str, Any] | None = None, field: str | None = None) -> None:
@@ -265,7 +272,7 @@ class Processor:
             "failed_at": int(time.time() * 1000),
         }
         key = raw["user_key"].encode() if raw and raw.get("user_key") else None
-        self.send(self.topics.dead_letters, key, avro.encode("dead_letter", rec))
+        self.send(self.topics.dead_letters, key, self.encode_dead(rec))
 
 
 def _ms(v: Any) -> int:
@@ -323,6 +330,7 @@ def build_app(settings: Settings, data_dir: Path, store: str, normalizer: Normal
         batcher.add(topic, current["partition"], key, value)
 
     proc = Processor(settings, _TableView(users, changelog, batcher, current), send, normalizer)
+    proc.serde.prepare([("enriched_event", settings.topics.events), ("dead_letter", settings.topics.dead_letters)])
     app.processor = proc  # type: ignore[attr-defined]
 
     @app.agent(raw_topic, concurrency=1)

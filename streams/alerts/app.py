@@ -26,7 +26,7 @@ from typing import Any
 import faust
 
 from attrib.settings import Settings
-from schemas import avro
+from schemas import avro, wire
 from streams.alerts.detector import Cell, SeriesInput, SeriesKey, SeriesState, evaluate_bucket, slots
 from streams.alerts.memory import config_from
 
@@ -63,6 +63,12 @@ def build(s: Settings) -> faust.App:
     dlq = app.topic(s.topics.dead_letters, key_serializer="raw", value_serializer="raw")
     outputs = {"spike": app.topic(s.topics.alerts_spike, key_serializer="raw", value_serializer="raw"),
                "drop": app.topic(s.topics.alerts_drop, key_serializer="raw", value_serializer="raw")}
+    serde = wire.serde(s)  # single-object Avro, or Confluent framing with a schema registry
+    serde.prepare([("dead_letter", s.topics.dead_letters), ("alert", s.topics.alerts_spike),
+                   ("alert", s.topics.alerts_drop)])
+    encode_dead = serde.encoder("dead_letter", s.topics.dead_letters)
+    encode_alert = {"spike": serde.encoder("alert", s.topics.alerts_spike),
+                    "drop": serde.encoder("alert", s.topics.alerts_drop)}
     counts = app.Table("alert-counts", partitions=1)  # str(bucket) -> {series: n}
     states = app.Table("alert-states", partitions=1)  # series -> SeriesState dict
     cells = app.Table("alert-cells", partitions=1)  # series|d<slot> / |w<slot> -> [m, n]
@@ -72,7 +78,7 @@ def build(s: Settings) -> faust.App:
         log.warning("alerts dead letter", extra={"fields": {"reason": reason, "error": str(exc)[:200], **(ref or {})}})
         rec = {"dead_letter_id": uuid.uuid4().hex, "stage": "process", "reason": reason, "detail": str(exc)[:1000],
                "raw": ref, "payload": value, "failed_at": int(time.time() * 1000)}
-        await dlq.send(key=None, value=avro.encode("dead_letter", rec))
+        await dlq.send(key=None, value=encode_dead(rec))
 
     @app.agent(events, concurrency=1)
     async def count_events(stream: faust.StreamT) -> None:
@@ -85,7 +91,7 @@ def build(s: Settings) -> faust.App:
                 if ev.value is None or ev.value.startswith(TICK):  # tombstone / a stage's tick record: not an event
                     continue
                 try:
-                    _, rec = avro.decode(ev.value, expect="enriched_event")
+                    _, rec = serde.decode(ev.value, expect="enriched_event")
                     ms = int(rec["event_time"].timestamp() * 1000)
                     agg["c"][(series_of(rec).encode(), ms - ms % bucket_ms)] += 1
                 except Exception as exc:  # noqa: BLE001 - one bad event must not ack the batch unprocessed
@@ -147,7 +153,8 @@ def build(s: Settings) -> faust.App:
             r = al.record
             log.info("alert", extra={"fields": {k: r[k] for k in ("alert_id", "state", "direction", "scope",
                                                                   "app_id", "media_source", "event_type")}})
-            await outputs[r["direction"]].send(key=r["alert_id"].encode(), value=avro.encode("alert", r))
+            d = r["direction"]
+            await outputs[d].send(key=r["alert_id"].encode(), value=encode_alert[d](r))
 
     async def on_tick(now_ms: int) -> None:
         target = (now_ms - a.lateness_s * 1000) // bucket_ms * bucket_ms  # buckets ending at or before are closed

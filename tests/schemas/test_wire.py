@@ -91,7 +91,7 @@ def test_confluent_framing_round_trip(registry: FakeRegistry) -> None:
         name, back = sd.decode(data, expect="canonical_event")
         assert name == "canonical_event" and back["event_id"] == ev["event_id"] and back["revenue"] == ev["revenue"]
     assert registry.subjects == {"attrib.events-value": [1]}  # registered once, then cached
-    assert registry.calls.count("GET /schemas/ids/1") == 1
+    assert registry.calls == ["POST /subjects/attrib.events-value/versions"]  # own schema: read without a GET
 
 
 def test_a_fresh_consumer_fetches_the_writer_schema(registry: FakeRegistry) -> None:
