@@ -1,0 +1,98 @@
+"""With a schema registry configured, the whole pipeline speaks the Confluent wire format: signed deliveries at the
+ingress → raw topic → worker → events topic → sink → embedded ClickHouse, each stage its own process on the real
+broker, against a real (small, local) registry over HTTP. Nothing is mocked."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+import urllib.request
+
+from confluent_kafka import Consumer, TopicPartition
+
+from attrib import settings as settings_mod
+from attrib.supervise import Service, attrib_argv
+from schemas import avro
+from schemas.normalize import normalize
+from sinks.sql import query_rows
+from tests.schemas.test_wire import FakeRegistry, registry  # noqa: F401 - the fixture
+from tests.test_pipeline import _env, _settle
+
+
+def _values(bootstrap: str, topic: str, partitions: int) -> list[bytes]:
+    """Every record value on the topic now (from the beginning up to the high watermarks)."""
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": f"check-{topic}", "enable.auto.commit": False})
+    try:
+        ends = {p: c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in range(partitions)}
+        c.assign([TopicPartition(topic, p, 0) for p in range(partitions) if ends[p] > 0])
+        out: list[bytes] = []
+        seen = {p: 0 for p in ends}
+        while any(seen[p] < ends[p] for p in ends):
+            m = c.poll(5)
+            assert m is not None, f"{topic}: records missing below the high watermark"
+            if m.error() is None:
+                seen[m.partition()] = m.offset() + 1
+                out.append(m.value())
+        return out
+    finally:
+        c.close()
+
+
+def test_registry_configured_pipeline_writes_confluent_framing_and_lands(kafka_bootstrap, tmp_path, monkeypatch,
+                                                                        registry: FakeRegistry):  # noqa: F811
+    env = {**_env(tmp_path, kafka_bootstrap), "ATTRIB_KAFKA__SCHEMA_REGISTRY_URL": registry.url,
+           "ATTRIB_STREAMS__PENDING_TIMEOUT_S": "3"}
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    s = settings_mod.load()
+    topics = subprocess.run(attrib_argv("migrate", "--topics"), env={**os.environ, **env,
+                            "ATTRIB_CLICKHOUSE__PATH": str(tmp_path / "ch-topics-only")}, capture_output=True)
+    assert topics.returncode == 0, topics.stderr.decode()[-2000:]
+    db = s.clickhouse.database
+    services = [
+        Service("sink", attrib_argv("sink"), f"http://127.0.0.1:{s.sink.query_port}/health", env),
+        Service("worker", attrib_argv("worker"), f"http://127.0.0.1:{s.streams.metrics_port}/metrics", env),
+        Service("ingest", attrib_argv("ingest"), f"http://127.0.0.1:{s.ingest.port}/readyz", env),
+    ]
+    try:
+        for svc in services:
+            svc.start(tmp_path / "logs")
+            svc.wait_ready(120)
+        sent = subprocess.run(attrib_argv("send", "--count", "4", "--seed", "5", "--json", "--no-progress"),
+                              env={**os.environ, **env}, capture_output=True, timeout=120)
+        assert sent.returncode == 0, sent.stderr.decode()[-2000:]
+
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            raws = query_rows(s, f"SELECT * FROM {db}.raw_deliveries FINAL")
+            if len(raws) >= 4 * len(s.sources):
+                break
+            time.sleep(0.5)
+        assert len(raws) == 4 * len(s.sources)
+        expected = set()
+        for r in raws:
+            try:
+                expected |= {e["event_id"] for e in normalize(s.source(r["source"]), {**r, "body": r["body"].encode(),
+                                                                                     "received_at": 0})}
+            except Exception:  # noqa: BLE001 - the worker dead-letters these
+                pass
+        assert expected
+        assert _settle(s, len(expected), 60) == len(expected)
+        got = {r["event_id"] for r in query_rows(s, f"SELECT event_id FROM {db}.events FINAL")}
+        assert got == expected
+
+        # on the wire: Confluent framing (0x00 + schema id), the schemas registered under <topic>-value
+        raw_values = [v for v in _values(kafka_bootstrap, s.topics.raw, s.topics.partitions)
+                      if not v.startswith(avro.TICK)]
+        event_values = _values(kafka_bootstrap, s.topics.events, s.topics.partitions)
+        assert len(raw_values) == len(raws) and len(event_values) >= len(expected)
+        assert all(v[:1] == b"\x00" for v in raw_values + event_values)
+        assert {f"{s.topics.raw}-value", f"{s.topics.events}-value"} <= set(registry.subjects)
+        metrics = urllib.request.urlopen(f"http://127.0.0.1:{s.sink.query_port}/metrics", timeout=5).read().decode()
+        assert "attrib_sink_undecodable_total 0" in metrics
+    finally:
+        for svc in reversed(services):
+            svc.stop()
+    for svc in services:
+        assert svc.proc is not None and svc.proc.returncode in (0, -15), (svc.name, svc.proc.returncode)
