@@ -135,3 +135,25 @@ def test_unknown_schema_id_and_unreachable_registry(registry: FakeRegistry) -> N
 def test_plain_decode_names_the_confluent_framing() -> None:
     with pytest.raises(avro.AvroError, match="Confluent"):
         avro.decode(b"\x00\x00\x00\x00\x01\x02")
+
+
+def test_schema_ids_map_to_the_sinks_fast_path_writers(registry: FakeRegistry) -> None:
+    """The sink splices Confluent bodies like single-object ones: the id's writer schema has a known fingerprint."""
+    from sinks import landing
+
+    producer = serde(Settings(kafka={"schema_registry_url": registry.url}))
+    producer.prepare([("enriched_event", "t.events"), ("raw_delivery", "t.raw"), ("dead_letter", "t.dlq")])
+    consumer = serde(Settings(kafka={"schema_registry_url": registry.url})).confluent
+    assert consumer is not None
+    tables = {sid: getattr(landing.writers().get(consumer.fingerprint(sid)), "table", None)
+              for sid in registry.schemas}
+    assert sorted(tables.values(), key=str) == [None, "events_avro_in", "raw_deliveries_avro_in"]
+    assert consumer.fingerprint(1) == avro.codec("enriched_event").fingerprint
+
+
+def test_default_mode_is_the_avro_functions_themselves() -> None:
+    """No registry: hot paths call schemas.avro directly (no per-record indirection)."""
+    sd = serde(Settings())
+    ev = _events()[0]
+    assert sd.decode is avro.decode and sd.encoder("canonical_event", "t")(ev) == avro.encode("canonical_event", ev)
+    sd.prepare([("canonical_event", "t")])  # nothing to register
