@@ -246,21 +246,24 @@ class Sink:
                 continue
             fp = value[2:10]
             w = fast.get(fp) if value.startswith(magic) else None
-            cut = 10
-            if w is None and confluent is not None and value[:1] == b"\0" and len(value) >= 5:
-                # Confluent framing: the same fast path when the schema id names a writer schema we know
+            if w is not None:  # fast path: keep the Avro body as is
+                if w.kafka_fields:
+                    add_blob(fp, value[10:] + landing.kafka_suffix(m.topic(), m.partition(), m.offset()), m)
+                else:
+                    add_blob(fp, value[10:], m)
+                continue
+            if confluent is not None and value[:1] == b"\0" and len(value) >= 5:
+                # Confluent framing: the same fast path when the schema id's writer schema is one we know
                 try:
                     fp = confluent.fingerprint(int.from_bytes(value[1:5], "big"))
                 except wire.RegistryError as exc:  # registry down: wait, then read these again; never dead-letter
                     self._registry_down(consumer, msgs[msgs.index(m):], exc)
                     return batch
-                w, cut = fast.get(fp), 5
-            if w is not None:  # fast path: keep the Avro body as is
-                if w.kafka_fields:
-                    add_blob(fp, value[cut:] + landing.kafka_suffix(m.topic(), m.partition(), m.offset()), m)
-                else:
-                    add_blob(fp, value[cut:], m)
-                continue
+                w = fast.get(fp)
+                if w is not None:
+                    suffix = landing.kafka_suffix(m.topic(), m.partition(), m.offset()) if w.kafka_fields else b""
+                    add_blob(fp, value[5:] + suffix, m)
+                    continue
             try:
                 name, rec = decode(value)
                 row = rows.to_row(name, rec, m.topic(), m.partition(), m.offset())
