@@ -79,6 +79,7 @@ COMMANDS: dict[str, Handler] = {"stack": _stack, "migrate": _migrate, "config": 
 # main(args, settings) -> int. One line per command here; keep the table sorted.
 PLUGINS: dict[str, str] = {
     "normalize": "schemas.cli_normalize",
+    "route": "sinks.route.command",
 }
 
 
