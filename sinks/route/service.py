@@ -169,6 +169,7 @@ class Router:
             await self._call(c.close)
             self._pool.shutdown(wait=False)
             self._producer.flush(5)
+            del self._producer  # librdkafka's threads go with the last reference
             for st in self.first.values():
                 st.close()
             if server is not None:
