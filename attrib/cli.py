@@ -78,8 +78,10 @@ COMMANDS: dict[str, Handler] = {"stack": _stack, "migrate": _migrate, "config": 
 # Subcommands owned by an area live in that area's module, which defines HELP: str, add_arguments(parser) and
 # main(args, settings) -> int. One line per command here; keep the table sorted.
 PLUGINS: dict[str, str] = {
+    "inspect": "sinks.inspect.command",
     "normalize": "schemas.cli_normalize",
     "route": "sinks.route.command",
+    "tail": "sinks.inspect.tail",
 }
 
 
