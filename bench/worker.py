@@ -1,0 +1,312 @@
+"""Worker benchmark (run on demand, not in CI): `python bench/worker.py [--deliveries 200000] [--bootstrap h:p]`.
+
+On one topic and broker, in one run: (a) the framework floor — a Faust agent that only consumes and Avro-decodes;
+(b) the full worker (`attrib worker`: normalize, dedupe, state, enrich, DLQ, metrics); (c) two worker processes in
+one group. Throughput = raw deliveries / time between the group's first and last offset commit movement (same
+measure for all three). Also: worker RSS over the run, state memory for 1M users (dict of bytes as Faust's memory
+store holds it vs rocksdict on disk), optional py-spy top frames (--profile).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition  # noqa: E402
+
+from attrib.settings import Settings  # noqa: E402
+from attrib.topics import ensure_topics  # noqa: E402
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def env_for(s: Settings) -> dict[str, str]:
+    d = s.model_dump(mode="json")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ATTRIB_")}
+    env["ATTRIB_VAR_DIR"] = d["var_dir"]
+    for section in ("kafka", "topics", "streams"):
+        env[f"ATTRIB_{section.upper()}"] = json.dumps(d[section])
+    env["ATTRIB_SOURCES"] = json.dumps(d["sources"])
+    env["ATTRIB_LOG_LEVEL"] = "WARNING"
+    return env
+
+
+def rss_mb(pid: int) -> float:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+def end_offsets(s: Settings) -> dict[int, int]:
+    c = Consumer({"bootstrap.servers": s.kafka.bootstrap_servers, "group.id": "bench-probe"})
+    md = c.list_topics(s.topics.raw, timeout=10).topics[s.topics.raw]
+    out = {p: c.get_watermark_offsets(TopicPartition(s.topics.raw, p), timeout=10)[1] for p in md.partitions}
+    c.close()
+    return out
+
+
+def measure(s: Settings, group: str, target: dict[int, int], procs: list[subprocess.Popen[bytes]],
+            limit_s: float = 1800) -> dict[str, float]:
+    """Poll the group's committed offsets until they reach ``target``; rate between first and last movement."""
+    c = Consumer({"bootstrap.servers": s.kafka.bootstrap_servers, "group.id": group, "enable.auto.commit": False})
+    tps = [TopicPartition(s.topics.raw, p) for p in target]
+    total = sum(target.values())
+    t_first = n_first = None
+    rss: list[float] = []
+    start = time.monotonic()
+    while True:
+        try:
+            got = c.committed(tps, timeout=10)
+        except KafkaException:  # coordinator moving / loading: ask again
+            time.sleep(0.5)
+            continue
+        done = sum(min(max(tp.offset, 0), target[tp.partition]) for tp in got)
+        now = time.monotonic()
+        rss.append(sum(rss_mb(p.pid) for p in procs))
+        if done > 0 and t_first is None:
+            t_first, n_first = now, done
+        if done >= total:
+            break
+        if now - start > limit_s or any(p.poll() is not None for p in procs):
+            raise SystemExit(f"{group}: stopped at {done}/{total}")
+        time.sleep(0.25)
+    c.close()
+    secs = max(now - t_first, 1e-6)
+    return {"events": total - n_first, "seconds": round(secs, 2), "rate": round((total - n_first) / secs),
+            "rss_mb_start": round(rss[min(4, len(rss) - 1)]), "rss_mb_mid": round(rss[len(rss) // 2]),
+            "rss_mb_end": round(rss[-1])}
+
+
+PROFILE = Path(tempfile.gettempdir()) / "attrib-worker.pyspy"
+
+FLOOR_APP = r'''
+import sys, faust
+from pathlib import Path
+sys.path.insert(0, sys.argv[1])
+from attrib import settings as sm
+from schemas import avro
+s = sm.load()
+app = faust.App(s.streams.app_id, broker=f"kafka://{s.kafka.bootstrap_servers}", store="memory://",
+                datadir=sys.argv[2], autodiscover=False, web_enabled=False, topic_partitions=s.topics.partitions,
+                broker_max_poll_records=s.streams.max_poll_records, stream_buffer_maxsize=s.streams.buffer_maxsize,
+                broker_commit_interval=s.streams.commit_interval_s, consumer_auto_offset_reset="earliest",
+                stream_recovery_delay=0.0)
+topic = app.topic(s.topics.raw, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
+@app.agent(topic, concurrency=1)
+async def floor(stream):
+    async for event in stream.events():
+        v = event.message.value
+        if v and v[:2] == avro.MAGIC:
+            avro.decode(v, expect="raw_delivery")
+from faust.worker import Worker
+Worker(app, loglevel="WARNING", quiet=True, override_logging=False, redirect_stdouts=False).execute_from_commandline()
+'''
+
+
+def run_phase(name: str, s: Settings, n_workers: int, target: dict[int, int], tmp: Path, floor: bool = False,
+              profile: Path | None = None, store: str = "memory://") -> dict[str, float]:
+    group = f"bench-{name}-{int(time.time())}"
+    s = s.model_copy(update={"streams": s.streams.model_copy(update={"app_id": group})})
+    env = env_for(s)
+    procs = []
+    for i in range(n_workers):
+        data = tmp / f"{group}-{i}"
+        data.mkdir(parents=True)
+        log = (tmp / f"{group}-{i}.log").open("wb")
+        if floor:
+            cmd = [sys.executable, "-c", FLOOR_APP, str(ROOT), str(data)]
+        else:
+            cmd = [sys.executable, "-m", "attrib.cli", "worker", "--data-dir", str(data), "--store", store,
+                   "--metrics-port", "0"]
+        procs.append(subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT))
+    spy = None
+    if profile is not None:
+        time.sleep(3)
+        spy = subprocess.Popen([str(Path(sys.executable).parent / "py-spy"), "record", "--pid", str(procs[0].pid),
+                                "--format", "raw", "--output", str(profile), "--rate", "200", "--nonblocking"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        res = measure(s, group, target, procs)
+    finally:
+        if spy is not None:
+            spy.send_signal(signal.SIGINT)
+            spy.wait(60)
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            try:
+                p.wait(30)
+            except subprocess.TimeoutExpired:
+                p.kill()
+    print(f"  ({name}) {json.dumps(res)}", flush=True)
+    return res
+
+
+def top_frames(profile: Path, n: int = 15) -> list[tuple[str, float]]:
+    """Self-time share per function from py-spy's collapsed stacks."""
+    if not profile.exists():
+        return []
+    own: Counter[str] = Counter()
+    incl: Counter[str] = Counter()
+    total = 0
+    for line in profile.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        frames = stack.split(";")
+        k = int(count)
+        total += k
+        own[frames[-1]] += k
+        for f in set(frames):
+            incl[f] += k
+    print("  py-spy top self-time frames:")
+    for f, k in own.most_common(n):
+        print(f"    {100 * k / total:5.1f}%  {f}")
+    print("  py-spy top inclusive frames (ours and Faust's):")
+    for f, k in [(f, k) for f, k in incl.most_common(80) if "streams/" in f or "schemas/" in f or "faust/" in f][:n]:
+        print(f"    {100 * k / total:5.1f}%  {f}")
+    return own.most_common(n)
+
+
+def state_memory(users: int, tmp: Path) -> None:
+    """Memory for ``users`` users' state: dict of bytes (Faust memory store) vs rocksdict (RocksDB)."""
+    from rocksdict import Rdict
+
+    from streams import codec
+    from streams.state import Limits, Rules, apply_events, new_state
+
+    def states():
+        lim = Limits()
+        t = int(time.time() * 1000)
+        for u in range(users):
+            st = new_state(u % 12)
+            ev = {"event_id": f"af-{u}-0", "event_type": "install", "event_name": "install", "event_time": t,
+                  "received_at": t, "user_key": f"appsflyer_id:{u:013d}-{u:07d}", "media_source": "meta",
+                  "campaign": "c1", "is_organic": False, "properties": "{}"}
+            apply_events(st, [ev, {**ev, "event_id": f"af-{u}-1", "event_type": "purchase"}], (u % 12, u), t, lim,
+                         Rules(), 10)
+            yield ev["user_key"].encode(), codec.dump_state(st)
+
+    base = rss_mb(os.getpid())
+    d = {}
+    size = 0
+    for k, v in states():
+        d[k] = v
+        size += len(v)
+    mem = rss_mb(os.getpid()) - base
+    print(f"  memory:// {users} users: +{mem:.0f} MB RSS ({size / users:.0f} B/user serialized)")
+    del d
+    path = tmp / "rocks"
+    db = Rdict(str(path))
+    base = rss_mb(os.getpid())
+    for k, v in states():
+        db[k] = v
+    db.flush()
+    db.close()
+    disk = sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) / 1e6
+    print(f"  rocksdb:// {users} users: +{rss_mb(os.getpid()) - base:.0f} MB RSS while writing, {disk:.0f} MB on disk")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--deliveries", type=int, default=200_000)
+    ap.add_argument("--partitions", type=int, default=12)
+    ap.add_argument("--bootstrap", help="use a running broker instead of starting a private one")
+    ap.add_argument("--profile", action="store_true", help="py-spy the full worker (needs py-spy in the venv)")
+    ap.add_argument("--state-users", type=int, default=1_000_000)
+    ap.add_argument("--set", action="append", default=[], help="streams setting override, e.g. linger_ms=50")
+    ap.add_argument("--skip", default="", help="comma list of phases to skip: a,b,c,mem")
+    args = ap.parse_args()
+    skip = set(args.skip.split(","))
+    tmp = Path(tempfile.mkdtemp(prefix="bench-worker-"))
+    broker = None
+    from streams.synthetic import SOURCES, generate
+
+    if args.bootstrap:
+        bootstrap = args.bootstrap
+    else:
+        from attrib.stack import Broker, fetch_jars
+
+        bs = Settings(var_dir=tmp / "stack", kafka={"bootstrap_servers": f"127.0.0.1:{free_port()}"},
+                      stack={"controller_port": free_port(), "jars_dir": ROOT / "var" / "kafka" / "lib"})
+        fetch_jars(bs)
+        broker = Broker.from_settings(bs)
+        broker.start(log=lambda *_: None)
+        bootstrap = broker.bootstrap
+    tag = f"{int(time.time())}"
+    s = Settings(var_dir=tmp, kafka={"bootstrap_servers": bootstrap}, sources=SOURCES,
+                 topics={"raw": f"bench-{tag}.raw", "events": f"bench-{tag}.events",
+                         "dead_letters": f"bench-{tag}.dlq", "alerts_spike": f"bench-{tag}.spike",
+                         "alerts_drop": f"bench-{tag}.drop", "partitions": args.partitions},
+                 streams={"metrics_port": 0, "session_timeout_s": 10,
+                          **{k: json.loads(v) for k, v in (kv.split("=", 1) for kv in args.set)}})
+    try:
+        ensure_topics(s)
+        users = max(1, int(args.deliveries * 0.7 / 5))
+        t0 = time.monotonic()
+        traffic = generate(users=users, events_per_user=4, dup_rate=0.3, ooo_rate=0.1, seed=1)
+        from schemas import avro
+
+        p = Producer({"bootstrap.servers": bootstrap, "partitioner": "murmur2_random", "linger.ms": 50,
+                      "enable.idempotence": True})
+        for r in traffic.raws:
+            while True:
+                try:
+                    p.produce(s.topics.raw, key=r["user_key"].encode(), value=avro.encode("raw_delivery", r))
+                    break
+                except BufferError:
+                    p.poll(0.1)
+        p.flush(120)
+        mmps = Counter(r["mmp"] for r in traffic.raws)
+        print(f"fed {len(traffic.raws)} raw deliveries ({len(traffic.unique)} unique events, {traffic.duplicates} "
+              f"duplicates, {traffic.out_of_order_users}/{users} users out of order, MMPs {dict(mmps)}) "
+              f"to {args.partitions} partitions in {time.monotonic() - t0:.0f} s", flush=True)
+        target = end_offsets(s)
+        cores = os.cpu_count()
+        print(f"machine: {cores} cores; broker {'external' if args.bootstrap else 'local, same cores'}", flush=True)
+        res = {}
+        if "a" not in skip:
+            res["a"] = run_phase("floor", s, 1, target, tmp, floor=True)
+        if "b" not in skip:
+            prof = PROFILE if args.profile else None
+            res["b"] = run_phase("worker", s, 1, target, tmp, profile=prof)
+        if "c" not in skip:
+            res["c"] = run_phase("two-workers", s, 2, target, tmp)
+        if "a" in res and "b" in res:
+            print(f"(b)/(a) = {res['b']['rate'] / res['a']['rate']:.2f}  (target >= 0.6)")
+        if "b" in res and "c" in res:
+            print(f"(c)/(b) = {res['c']['rate'] / res['b']['rate']:.2f}  (target >= 1.6 with two free cores)")
+        if args.profile:
+            top_frames(PROFILE)
+            print(f"  (collapsed stacks kept in {PROFILE})")
+        if "mem" not in skip:
+            state_memory(args.state_users, tmp)
+    finally:
+        if broker is not None:
+            broker.stop(log=lambda *_: None)
+        shutil.rmtree(tmp, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

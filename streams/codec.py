@@ -1,0 +1,36 @@
+"""Bytes <-> user state for the changelog table. JSON (not pickle): the changelog is data, not code, and stays
+readable. Canonical events hold ``revenue`` as a Decimal, kept as a string inside the state."""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+from typing import Any
+
+from streams.state import State
+
+_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=str).encode
+_loads = json.loads
+
+
+def dump_state(state: State) -> bytes:
+    return _dumps(state).encode()
+
+
+def load_state(data: bytes) -> State:
+    state = _loads(data)
+    for h in state["h"]:
+        rev = h["e"].get("revenue")
+        if isinstance(rev, str):
+            h["e"]["revenue"] = Decimal(rev)
+    return state
+
+
+def plain(ev: dict[str, Any]) -> dict[str, Any]:
+    """A canonical event as the state keeps it: times as int ms (normalize already gives ints)."""
+    out = dict(ev)
+    for k in ("event_time", "received_at", "touch_time"):
+        v = out.get(k)
+        if v is not None and not isinstance(v, int):
+            out[k] = int(v.timestamp() * 1000)
+    return out
