@@ -83,6 +83,7 @@ PLUGINS: dict[str, str] = {
     "inspect": "sinks.inspect.command",
     "normalize": "schemas.cli_normalize",
     "notify": "sinks.slack",
+    "replay": "streams.replay.command",
     "route": "sinks.route.command",
     "send": "ingest.send",
     "sink": "sinks.command",
