@@ -25,8 +25,8 @@ from schemas import avro
 
 OPEN_SQL = """
 SELECT dead_letter_id, stage, reason, detail, source, hex(ifNull(payload, ''))
-FROM dead_letters FINAL
-WHERE dead_letter_id NOT IN (SELECT dead_letter_id FROM dead_letter_resolutions)
+FROM {db}.dead_letters FINAL
+WHERE dead_letter_id NOT IN (SELECT dead_letter_id FROM {db}.dead_letter_resolutions)
   {where}
 ORDER BY failed_at
 """
@@ -39,7 +39,8 @@ class Outcome:
     skipped: Counter[str] = field(default_factory=Counter)
 
 
-def open_dead_letters(client: Any, reason: str | None = None, stage: str | None = None) -> list[dict[str, Any]]:
+def open_dead_letters(client: Any, database: str, reason: str | None = None,
+                      stage: str | None = None) -> list[dict[str, Any]]:
     where, params = "", {}
     if reason:
         where += " AND reason = {reason:String}"
@@ -47,7 +48,7 @@ def open_dead_letters(client: Any, reason: str | None = None, stage: str | None 
     if stage:
         where += " AND stage = {stage:String}"
         params["stage"] = stage
-    rows = client.query(OPEN_SQL.format(where=where), parameters=params).result_rows
+    rows = client.query(OPEN_SQL.format(where=where, db=database), parameters=params).result_rows
     return [{"dead_letter_id": r[0], "stage": r[1], "reason": r[2], "detail": r[3], "source": r[4],
              "payload": bytes.fromhex(r[5]) if r[5] else b""} for r in rows]
 
@@ -64,9 +65,8 @@ def retry_delivery(s: Settings, dl: dict[str, Any]) -> tuple[bool, str, dict[str
     src = s.source(raw["source"])
     if src is None:
         return False, "unknown_source", raw
-    ref = None
     try:
-        events = normalize(src, {**raw, **({"raw_ref": ref} if ref else {})})
+        events = normalize(src, raw)
     except NormalizeError as exc:
         return False, exc.reason, raw
     return (True, "", raw) if events else (False, "no_events", raw)
@@ -109,7 +109,7 @@ def replay_dead_letters(s: Settings, *, reason: str | None = None, stage: str | 
                          "partitioner": "murmur2_random"})
     resolutions: list[tuple[str, int, str, str]] = []
     try:
-        todo = open_dead_letters(client, reason, stage)
+        todo = open_dead_letters(client, s.clickhouse.database, reason, stage)
         print(f"{len(todo):,} open dead letters" + (f" with reason {reason}" if reason else ""), file=out)
         for dl in todo:
             key = f"{dl['stage']}/{dl['reason']}"
@@ -132,7 +132,7 @@ def replay_dead_letters(s: Settings, *, reason: str | None = None, stage: str | 
         if producer.flush(60):
             raise RuntimeError("re-appended deliveries not acknowledged by Kafka; nothing marked resolved")
         if resolutions and not dry_run:
-            client.insert("dead_letter_resolutions", resolutions,
+            client.insert("dead_letter_resolutions", resolutions, database=s.clickhouse.database,
                           column_names=["dead_letter_id", "resolved_at", "resolution", "detail"])
     finally:
         if own:
