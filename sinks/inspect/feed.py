@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 import aiohttp
-from confluent_kafka import OFFSET_END, Consumer, TopicPartition
+from confluent_kafka import OFFSET_END, Consumer, KafkaException, TopicPartition
 
 from attrib.settings import Settings
 from schemas import avro
@@ -118,11 +118,14 @@ class KafkaFeed:
         c = Consumer({"bootstrap.servers": self.s.kafka.bootstrap_servers, "group.id": f"inspect-{uuid.uuid4().hex}",
                       "enable.auto.commit": False, "topic.metadata.refresh.interval.ms": 10_000})
         try:
-            assigned_at = 0.0
+            retry_at = 0.0
             while not self._stop.is_set():
-                if time.monotonic() - assigned_at > 30 and not c.assignment():
-                    self._assign(c)  # topics may not exist yet on a fresh stack: retry
-                    assigned_at = time.monotonic()
+                if not c.assignment() and time.monotonic() >= retry_at:
+                    try:
+                        self._assign(c)  # topics may not exist yet, or have no leader yet: retry
+                    except KafkaException as exc:
+                        log.info("inspector feed: topics not ready", extra={"fields": {"error": str(exc)}})
+                    retry_at = time.monotonic() + 1.0
                 for m in c.consume(200, 0.2):
                     if m.error():
                         continue
