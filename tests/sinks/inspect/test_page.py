@@ -84,10 +84,16 @@ async def test_live_deliveries_filters_and_no_secrets(make_settings, chromium) -
             adj = next(c for c in by_status["accepted 200"] if c[1] == "adjust-get")
             assert adj[2] == "GET" and adj[4] == "none"
 
+            # a delivery arriving while the page is open shows up live
+            late = raw_delivery("adjust-get", "adjust", query="activity_kind=session&city=Graz", method="GET")
+            await asyncio.to_thread(produce, s, s.topics.raw, "raw_delivery", [late])
+            assert await b.wait_for(f"{ROWS}.length === 8")
+            assert await b.eval(f"{ROWS}[0].children[1].textContent") == "adjust-get"
+
             # filters
             await b.eval("(() => { const s = document.getElementById('f-source'); s.value = 'adjust-get';"
                          " s.dispatchEvent(new Event('change')); })()")
-            assert await b.eval(f"[...{ROWS}].map(tr => tr.dataset.source)") == ["adjust-get", "adjust-get"]
+            assert await b.eval(f"[...{ROWS}].map(tr => tr.dataset.source)") == ["adjust-get"] * 3
             await b.eval("(() => { const s = document.getElementById('f-source'); s.value = '';"
                          " s.dispatchEvent(new Event('change'));"
                          " const t = document.getElementById('f-status'); t.value = 'rejected';"
@@ -95,7 +101,7 @@ async def test_live_deliveries_filters_and_no_secrets(make_settings, chromium) -
             assert await b.eval(f"[...{ROWS}].map(tr => tr.dataset.status)") == ["rejected", "rejected"]
             await b.eval("(() => { const t = document.getElementById('f-status'); t.value = 'accepted';"
                          " t.dispatchEvent(new Event('change')); })()")
-            assert await b.eval(f"{ROWS}.length") == 5
+            assert await b.eval(f"{ROWS}.length") == 6
 
             # payload of a branch delivery and of an adjust GET, redacted
             await b.eval(f"[...{ROWS}].find(tr => tr.dataset.source === 'branch-main').click()")
@@ -103,13 +109,16 @@ async def test_live_deliveries_filters_and_no_secrets(make_settings, chromium) -
                                      "document.getElementById('payload').textContent")
             assert '"idfa": "[device id]"' in shown and '"access_token": "[secret]"' in shown
             assert "signed with [secret]" in shown and '"os": "iOS"' in shown
-            await b.eval(f"[...{ROWS}].find(tr => tr.dataset.source === 'adjust-get').click()")
+            await b.eval(f"[...{ROWS}].filter(tr => tr.dataset.source === 'adjust-get').pop().click()")  # not the late one
             shown = await b.wait_for("document.getElementById('payload').textContent.includes('gps_adid') && "
                                      "document.getElementById('payload').textContent")
             assert "gps_adid=[device id]" in shown and "city=Köln" in shown
 
             # chart and alerts
             assert await b.wait_for("document.querySelectorAll('#chart polyline').length === 2")
+            legend = await b.eval("document.getElementById('legend').textContent")
+            assert "adjust-get (3/min" in legend or "adjust-get (0/min" in legend  # minute boundary
+            assert "branch-main" in legend
             assert await b.wait_for("document.getElementById('alerts').textContent.includes('spike · critical')")
             assert "420" in await b.eval("document.getElementById('alerts').textContent")
 
@@ -122,7 +131,7 @@ async def test_live_deliveries_filters_and_no_secrets(make_settings, chromium) -
         async with aiohttp.ClientSession(headers={"Authorization": "Bearer " + TOKEN}) as http:
             async with http.get(base + "api/deliveries") as r:
                 text = await r.text()
-            assert len(json.loads(text)["rows"]) == 7
+            assert len(json.loads(text)["rows"]) == 8
             for leak in (SECRET, TOKEN, DEVICE, DEVICE.lower(), GAID, BEARER):
                 assert leak not in text
     finally:
