@@ -17,6 +17,7 @@ from prometheus_client import generate_latest
 
 from attrib.settings import Settings
 from schemas import avro
+from schemas.avro import TICK
 from sinks.route import view as view_mod
 from sinks.route.firsttime import FirstTimeStore
 from sinks.route.metrics import RouteMetrics
@@ -62,7 +63,6 @@ class Router:
         self._consumer: Consumer | None = None
         self._producer = Producer({"bootstrap.servers": settings.kafka.bootstrap_servers, "linger.ms": 5,
                                    "enable.idempotence": True, "partitioner": "murmur2_random"})
-        self._jobs_meta: dict[tuple[int, int], None] = {}
 
     # --- completion callbacks -----------------------------------------------------------------------------------
 
@@ -117,6 +117,9 @@ class Router:
 
     async def route_one(self, partition: int, offset: int, value: bytes | None) -> None:
         self.metrics.consumed.inc()
+        if value is not None and value.startswith(TICK):  # a worker tick, should one ever reach this topic
+            self.tracker.add(partition, offset, 0)
+            return
         try:
             _, record = avro.decode(value or b"", expect="enriched_event")
             view = view_mod.build(record)

@@ -256,7 +256,7 @@ class RangeReplay:
         """Which raw-topic records this replay takes: deliveries of --source (ticks pass through to the worker in
         topic/clickhouse mode; live mode re-appends deliveries only). --event-type filters outputs, except in live
         mode, where a delivery is kept when it normalizes to at least one event of that type."""
-        from streams.app import TICK
+        from schemas.avro import TICK
 
         src, etype, live = self.spec.source, self.spec.event_type, self.spec.target.kind == "live"
         if not src and not (live and etype):
@@ -354,7 +354,7 @@ def dry_run(s: Settings, spec: RangeSpec, out: TextIO = sys.stdout) -> dict[str,
     """Count what the replay would read: deliveries per source and (normalized, before dedupe) events per type."""
     from schemas.errors import NormalizeError
     from schemas.normalize import normalize
-    from streams.app import TICK
+    from schemas.avro import TICK
 
     r = RangeReplay(s, spec)
     c = Consumer({"bootstrap.servers": s.kafka.bootstrap_servers, "group.id": f"attrib-replay-dry-{spec.replay_id}",
