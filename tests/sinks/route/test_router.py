@@ -59,8 +59,9 @@ async def until(cond: Callable[[], bool], timeout: float = 60) -> None:
     assert cond()
 
 
-def settings_for(make_settings: Callable[..., Settings], tmp_path, dests: list[dict[str, Any]]) -> Settings:  # type: ignore[no-untyped-def]
-    s = make_settings(topics={"partitions": 2}, route={"destinations": dests, "metrics_port": 0,
+def settings_for(make_settings: Callable[..., Settings], tmp_path, dests: list[dict[str, Any]],  # type: ignore[no-untyped-def]
+                 partitions: int = 2) -> Settings:
+    s = make_settings(topics={"partitions": partitions}, route={"destinations": dests, "metrics_port": 0,
                                                        "commit_interval_s": 0.1, "state_dir": str(tmp_path / "rs")})
     ensure_topics(s)
     return s
@@ -180,3 +181,31 @@ async def test_dead_destination_does_not_delay_healthy_one_and_dead_letters_afte
     finally:
         await dead.stop()
         await healthy.stop()
+
+
+async def test_open_circuit_sheds_to_dead_letters_and_rate_limit_spaces_requests(make_settings, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    dead = await Receiver(behave=lambda h, n: (500, {})).start()
+    paced = await Receiver().start()
+    try:
+        s = settings_for(make_settings, tmp_path, [
+            {"name": "dead", "url": dead.url + "/", "concurrency": 1, "queue_size": 2, "breaker_failures": 1,
+             "breaker_reset_s": 60, "max_attempts": 5, "backoff_initial_s": 0.01},
+            {"name": "paced", "url": paced.url + "/", "rate_per_s": 4, "burst": 1},
+        ], partitions=1)
+        events = [enriched() for _ in range(10)]
+        produce(s, events)
+        async with Running(s) as router:
+            # 1 in flight (behind the open circuit) + 2 queued; the 7 others are shed at once, not waited for
+            dls = await asyncio.to_thread(dead_letters, s, 7)
+            await until(lambda: len(paced.hits) == 10)
+            assert len(dead.hits) == 1  # the circuit opened after the first failure: no more requests
+            assert router.destinations[0].breaker.is_open
+            assert router.metrics.registry.get_sample_value("attrib_route_circuit_open", {"destination": "dead"}) == 1
+            assert await asyncio.to_thread(committed, s, router.group_id) <= 1
+        assert sorted(avro.decode(d["payload"])[1]["event_id"] for d in dls) == sorted(e["event_id"] for e in events[3:])
+        assert {d["reason"] for d in dls} == {"circuit_open"}
+        # 4 requests/s with a burst of 1: 10 requests span at least 9 intervals of 0.25 s
+        assert paced.hits[-1].at - paced.hits[0].at >= 9 * 0.25 - 0.01
+    finally:
+        await dead.stop()
+        await paced.stop()
