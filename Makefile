@@ -31,7 +31,8 @@ run: broker              ## local stack + pipeline with visible results
 
 browser:                 ## Debian's chromium for the inspector's headless browser test (installed when root)
 	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 \
-	  && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null; } \
+	  && { DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null 2>&1 \
+	  || { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null; }; }; } \
 	  || echo "chromium unavailable: the inspector browser test will skip (apt-get install -y chromium)"
 
 test: broker browser     ## the whole suite against a real broker the fixtures start (and stop)

@@ -89,7 +89,7 @@ class Destination:
             except asyncio.QueueFull:
                 if self.breaker.is_open:
                     self.m.dead.labels(self.name, "circuit_open").inc()
-                    await self.on_dead(job, self.name, Failure("circuit_open", {"queued": self.queue.qsize()}))
+                    await self._dead_letter(job, Failure("circuit_open", {"queued": self.queue.qsize()}))
                     return
                 await asyncio.sleep(0.01)
 
@@ -108,7 +108,23 @@ class Destination:
                 self.on_done(job)
             else:
                 self.m.dead.labels(self.name, failure.reason).inc()
+                await self._dead_letter(job, failure)
+
+    async def _dead_letter(self, job: Job, failure: Failure) -> None:
+        """Kafka refusing the dead letter must not lose the job nor kill this worker: retry until it is written
+        (the record's offset stays uncommitted meanwhile)."""
+        delay = 0.5
+        while True:
+            try:
                 await self.on_dead(job, self.name, failure)
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.error("route dead letter not written; retrying", extra={"fields": {
+                    "destination": self.name, "error": str(exc), "retry_in_s": delay}})
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 30.0)
 
     def request_parts(self, view: dict[str, Any], record: dict[str, Any]) -> tuple[str, bytes | None]:
         url = template.render_url(self.cfg.url, view, self.cfg.missing)

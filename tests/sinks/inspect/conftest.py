@@ -17,8 +17,12 @@ def chromium() -> str:
         return found
     why = "chromium is not installed"
     if os.geteuid() == 0 and shutil.which("apt-get"):
-        r = subprocess.run(["apt-get", "install", "-y", "-q", "chromium"], capture_output=True, text=True,
-                           env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
+        env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+        r = subprocess.run(["apt-get", "install", "-y", "-q", "chromium"], capture_output=True, text=True, env=env)
+        if r.returncode != 0:  # a fresh machine may have no package lists yet
+            subprocess.run(["apt-get", "update", "-q"], capture_output=True, env=env)
+            r = subprocess.run(["apt-get", "install", "-y", "-q", "chromium"], capture_output=True, text=True,
+                               env=env)
         found = find_chromium()
         if found:
             return found
