@@ -72,26 +72,38 @@ def retry_delivery(s: Settings, dl: dict[str, Any]) -> tuple[bool, str, dict[str
     return (True, "", raw) if events else (False, "no_events", raw)
 
 
-async def retry_route(s: Settings, dl: dict[str, Any]) -> tuple[bool, str]:
+async def retry_routes(s: Settings, dls: list[dict[str, Any]]) -> list[tuple[bool, str]]:
+    """Send route dead letters again, each destination with its own policy and concurrency, all in one loop."""
     from sinks.route.metrics import RouteMetrics
     from sinks.route.sender import Destination, Job
     from sinks.route.view import build
 
+    metrics = RouteMetrics()
+    dests: dict[str, Destination] = {}
+    for cfg in s.route.destinations:
+        dests[cfg.name] = Destination(cfg, metrics, lambda job: None, _never)
+    for d in dests.values():
+        await d.start()
+    gates = {name: asyncio.Semaphore(d.cfg.concurrency) for name, d in dests.items()}
+
+    async def one(dl: dict[str, Any]) -> tuple[bool, str]:
+        try:
+            name = json.loads(dl["detail"]).get("destination")
+            _, rec = avro.decode(dl["payload"], expect="enriched_event")
+        except Exception:
+            return False, "no_replayable_payload"
+        dest = dests.get(name)
+        if dest is None:
+            return False, "unknown_destination"
+        async with gates[name]:
+            failure = await dest.deliver(Job(rec, build(rec), -1, -1, dl["payload"]))
+        return (True, "") if failure is None else (False, failure.reason)
+
     try:
-        name = json.loads(dl["detail"]).get("destination")
-        _, rec = avro.decode(dl["payload"], expect="enriched_event")
-    except Exception:
-        return False, "no_replayable_payload"
-    cfg = next((d for d in s.route.destinations if d.name == name), None)
-    if cfg is None:
-        return False, "unknown_destination"
-    dest = Destination(cfg, RouteMetrics(), lambda job: None, _never)
-    await dest.start()
-    try:
-        failure = await dest.deliver(Job(rec, build(rec), -1, -1, dl["payload"]))
+        return list(await asyncio.gather(*(one(dl) for dl in dls)))
     finally:
-        await dest.stop()
-    return (True, "") if failure is None else (False, failure.reason)
+        for d in dests.values():
+            await d.stop()
 
 
 async def _never(*_: Any) -> None:  # deliver() returns failures instead of calling on_dead
@@ -111,10 +123,13 @@ def replay_dead_letters(s: Settings, *, reason: str | None = None, stage: str | 
     try:
         todo = open_dead_letters(client, s.clickhouse.database, reason, stage)
         print(f"{len(todo):,} open dead letters" + (f" with reason {reason}" if reason else ""), file=out)
+        routes = [dl for dl in todo if dl["stage"] == "route"]
+        routed = dict(zip((dl["dead_letter_id"] for dl in routes),
+                          asyncio.run(retry_routes(s, routes)) if routes and not dry_run else []))
         for dl in todo:
             key = f"{dl['stage']}/{dl['reason']}"
             if dl["stage"] == "route":
-                ok, why = (False, "dry_run") if dry_run else asyncio.run(retry_route(s, dl))
+                ok, why = routed.get(dl["dead_letter_id"], (False, "dry_run"))
                 if ok:
                     resolutions.append((dl["dead_letter_id"], int(time.time() * 1000), "redelivered", ""))
             else:
