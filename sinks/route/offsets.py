@@ -13,18 +13,21 @@ class OffsetTracker:
         self._pending: dict[int, OrderedDict[int, int]] = {}  # partition -> offset -> destinations left
         self._next: dict[int, int] = {}  # partition -> next offset to commit (exclusive end of finished run)
         self._committed: dict[int, int] = {}
+        self._gen: dict[int, int] = {}  # bumped when a partition is revoked: late completions are then ignored
 
-    def add(self, partition: int, offset: int, waiting: int) -> None:
+    def add(self, partition: int, offset: int, waiting: int) -> int:
+        """Track a record; returns the generation to pass back to :meth:`done`."""
         with self._lock:
             q = self._pending.setdefault(partition, OrderedDict())
             q[offset] = waiting
             self._advance(partition)
+            return self._gen.get(partition, 0)
 
-    def done(self, partition: int, offset: int) -> None:
+    def done(self, partition: int, offset: int, gen: int = 0) -> None:
         with self._lock:
             q = self._pending.get(partition)
-            if q is None or offset not in q:
-                return  # partition revoked meanwhile
+            if q is None or offset not in q or gen != self._gen.get(partition, 0):
+                return  # partition revoked meanwhile (maybe re-assigned: that record is being routed again)
             q[offset] -= 1
             self._advance(partition)
 
@@ -47,6 +50,7 @@ class OffsetTracker:
     def forget(self, partitions: list[int]) -> None:
         with self._lock:
             for p in partitions:
+                self._gen[p] = self._gen.get(p, 0) + 1
                 self._pending.pop(p, None)
                 self._next.pop(p, None)
                 self._committed.pop(p, None)

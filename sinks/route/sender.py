@@ -31,6 +31,7 @@ class Job:
     partition: int
     offset: int
     payload: bytes  # the Avro record, kept in the dead letter for replay
+    gen: int = 0  # the offset tracker's generation of this partition when the record was read
 
 
 @dataclass

@@ -67,14 +67,14 @@ class Router:
     # --- completion callbacks -----------------------------------------------------------------------------------
 
     def _done(self, job: Job) -> None:
-        self.tracker.done(job.partition, job.offset)
+        self.tracker.done(job.partition, job.offset, job.gen)
 
     async def _dead(self, job: Job, destination: str | None, failure: Failure) -> None:
         rec = dead_letter(job.payload, job.record or None, destination, failure, int(time.time() * 1000))
         await self.produce_dead_letter(rec, (job.record or {}).get("user_key"))
         log.warning("route dead letter", extra={"fields": {"destination": destination, "reason": failure.reason,
                                                            "event_id": (job.record or {}).get("event_id")}})
-        self.tracker.done(job.partition, job.offset)
+        self.tracker.done(job.partition, job.offset, job.gen)
 
     async def produce_dead_letter(self, rec: dict[str, Any], key: str | None) -> None:
         loop = asyncio.get_running_loop()
@@ -124,14 +124,14 @@ class Router:
             _, record = avro.decode(value or b"", expect="enriched_event")
             view = view_mod.build(record)
         except Exception as exc:  # not an enriched event: keep it, with the reason
-            self.tracker.add(partition, offset, 1)
-            await self._dead(Job({}, {}, partition, offset, value or b""), None,
+            gen = self.tracker.add(partition, offset, 1)
+            await self._dead(Job({}, {}, partition, offset, value or b"", gen), None,
                              Failure("invalid_event", {"error": str(exc)[:500]}))
             return
         matched = [d for d in self.destinations if d.filter.matches(view) and self._first_ok(d.name, record)]
-        self.tracker.add(partition, offset, len(matched))
+        gen = self.tracker.add(partition, offset, len(matched))
         for d in matched:
-            await d.submit(Job(record, view, partition, offset, value or b""))
+            await d.submit(Job(record, view, partition, offset, value or b"", gen))
 
     def _first_ok(self, name: str, record: dict[str, Any]) -> bool:
         store = self.first.get(name)

@@ -76,3 +76,14 @@ def test_tracker_commits_only_finished_prefixes(records, rnd) -> None:  # type: 
     committed.update(t.committable())
     assert committed == {p: n for p, n in next_off.items() if n}  # everything finished → all committed
     assert t.in_flight() == 0
+
+
+def test_tracker_ignores_completions_from_before_a_revocation() -> None:
+    t = OffsetTracker()
+    old = t.add(0, 0, 1)
+    t.forget([0])  # revoked, then assigned again: the record is read and routed anew
+    new = t.add(0, 0, 1)
+    t.done(0, 0, old)  # the first delivery finishing late must not finish the second
+    assert t.committable() == {} and t.in_flight() == 1
+    t.done(0, 0, new)
+    assert t.committable() == {0: 1}
