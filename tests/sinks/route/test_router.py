@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qs
 
+import aiohttp
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
@@ -17,6 +18,7 @@ from attrib.settings import Settings
 from attrib.topics import ensure_topics
 from schemas import avro
 from sinks.route.service import Router
+from tests.conftest import free_port
 from tests.sinks.route.events import enriched
 from tests.sinks.route.receivers import Receiver
 
@@ -60,8 +62,8 @@ async def until(cond: Callable[[], bool], timeout: float = 60) -> None:
 
 
 def settings_for(make_settings: Callable[..., Settings], tmp_path, dests: list[dict[str, Any]],  # type: ignore[no-untyped-def]
-                 partitions: int = 2) -> Settings:
-    s = make_settings(topics={"partitions": partitions}, route={"destinations": dests, "metrics_port": 0,
+                 partitions: int = 2, metrics_port: int = 0) -> Settings:
+    s = make_settings(topics={"partitions": partitions}, route={"destinations": dests, "metrics_port": metrics_port,
                                                        "commit_interval_s": 0.1, "state_dir": str(tmp_path / "rs")})
     ensure_topics(s)
     return s
@@ -133,11 +135,19 @@ async def test_retries_with_backoff_then_success_and_retry_after(make_settings, 
         s = settings_for(make_settings, tmp_path, [
             {"name": "flaky", "url": flaky.url + "/", "backoff_initial_s": 0.2, "max_attempts": 5},
             {"name": "limited", "url": limited.url + "/", "backoff_initial_s": 0.01, "max_attempts": 5},
-        ])
+        ], metrics_port=(port := free_port()))
         ev = enriched()
         produce(s, [ev])
         async with Running(s) as router:
             await until(lambda: router.tracker.in_flight() == 0 and len(flaky.hits) == 3 and len(limited.hits) == 2)
+            async with aiohttp.ClientSession() as http:
+                async with http.get(f"http://127.0.0.1:{port}/metrics") as r:
+                    exposition = await r.text()
+                async with http.get(f"http://127.0.0.1:{port}/health") as r:
+                    health = await r.json()
+            assert 'attrib_route_sent_total{destination="flaky"} 1.0' in exposition
+            assert 'attrib_route_latency_seconds_count{destination="limited"} 2.0' in exposition
+            assert health == {"flaky": {"circuit": "closed", "queued": 0}, "limited": {"circuit": "closed", "queued": 0}}
         assert flaky.keys() == [ev["event_id"]] * 3
         gaps = [b.at - a.at for a, b in zip(flaky.hits, flaky.hits[1:])]
         assert gaps[0] >= 0.1 and gaps[1] >= 0.2  # equal jitter: at least half of 0.2 s, then of 0.4 s
