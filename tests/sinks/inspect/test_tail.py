@@ -32,13 +32,18 @@ def env_for(s, **extra: str) -> dict[str, str]:  # type: ignore[no-untyped-def]
 async def lines(proc: asyncio.subprocess.Process, n: int) -> list[str]:
     out = []
     assert proc.stdout is not None
-    while len(out) < n:
-        line = await asyncio.wait_for(proc.stdout.readline(), 60)
-        if not line:
-            break
-        out.append(line.decode())
-    proc.send_signal(signal.SIGINT)
-    assert await asyncio.wait_for(proc.wait(), 30) == 0
+    try:
+        while len(out) < n:
+            line = await asyncio.wait_for(proc.stdout.readline(), 60)
+            if not line:
+                break
+            out.append(line.decode())
+        proc.send_signal(signal.SIGINT)
+        assert await asyncio.wait_for(proc.wait(), 30) == 0
+    finally:
+        if proc.returncode is None:  # never leave a tail running behind a failed test
+            proc.kill()
+            await proc.wait()
     return out
 
 
