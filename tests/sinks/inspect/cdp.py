@@ -31,7 +31,13 @@ class Browser:
             [self.binary, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
              "--no-first-run", "--remote-debugging-port=0", f"--user-data-dir={self._dir.name}", "about:blank"],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        port = await asyncio.to_thread(self._port)
+        try:
+            port = await asyncio.to_thread(self._port)
+        except BaseException:
+            self.proc.kill()
+            self.proc.wait()
+            self._dir.cleanup()
+            raise
         self.http = aiohttp.ClientSession()
         deadline = time.monotonic() + 30
         while True:
