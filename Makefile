@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test install broker browser up down status bench clean
+.PHONY: run test install broker browser up down status send bench clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -37,6 +37,12 @@ browser:                 ## Debian's chromium for the inspector's headless brows
 
 test: broker browser     ## the whole suite against a real broker the fixtures start (and stop)
 	$(BIN)/python -m pytest -q -p no:cacheprovider
+
+send: install            ## more signed sample traffic to a running `make run`
+	$(BIN)/attrib send --count 200 --duplicates 0.05 --out-of-order 0.1
+
+bench: broker            ## every benchmark, one after another (each prints its figures; minutes, not for CI)
+	@for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
 
 clean: down
 	rm -rf var

@@ -184,7 +184,7 @@ class SinkSettings(_Section):
     group_id: str = "attrib-sink"
     raw_ttl_days: int = Field(7, ge=1, le=3650, description="raw_deliveries keeps verified deliveries this long.")
     archive_raw: bool = Field(True, description="Also load the raw-deliveries topic into raw_deliveries.")
-    rollup_refresh_s: float = Field(2.0, ge=0, description="Rebuild the daily rollups of touched days at most this often.")
+    rollup_refresh_s: float = Field(2.0, gt=0, description="Rebuild the daily rollups of touched days at most this often.")
     retry_initial_s: float = Field(0.5, gt=0, description="First backoff when ClickHouse refuses a batch.")
     retry_max_s: float = Field(30.0, gt=0, description="Backoff ceiling while ClickHouse stays unreachable.")
 
@@ -202,6 +202,10 @@ class AlertThresholds(_Section):
     min_delta: float = Field(20.0, ge=0, description="A spike needs at least this many extra events per bucket.")
     spike_ratio: float = Field(2.0, ge=1, description="A spike needs observed >= ratio x expected.")
     drop_ratio: float = Field(0.5, gt=0, le=1, description="A drop needs observed <= ratio x expected.")
+    window_buckets: int = Field(6, ge=0, description="Also test the sum of the last W buckets (moderate, sustained "
+                                "changes a single bucket cannot show); 0 = off.")
+    window_drop_ratio: float = Field(0.7, gt=0, le=1, description="Window test: sum observed <= ratio x expected.")
+    window_spike_ratio: float = Field(1.5, ge=1, description="Window test: sum observed >= ratio x expected.")
     fire_after: int = Field(2, ge=1, description="N consecutive abnormal buckets fire an alert.")
     recover_after: int = Field(2, ge=1, description="M consecutive clean buckets resolve it.")
     warmup_buckets: int = Field(6, ge=1, description="Buckets of history before a series is evaluated.")
@@ -251,6 +255,8 @@ class AlertSettings(_Section):
     app_id: str = Field("attrib-alerts", description="Faust app id (consumer group) of `attrib alerts`.")
     counts_topic: str | None = Field(None, description="Internal one-partition topic; default <app_id>-counts.")
     data_dir: Path | None = Field(None, description="Faust data directory; default <var_dir>/alerts.")
+    store: str = Field("memory://", description="Faust table store: memory:// (rebuilt from changelogs at start) or "
+                       "rocksdb:// for many series.")
     tick_interval_s: float = Field(30.0, ge=0, description="Wall-clock evaluation tick; 0 = no timer (tests drive "
                                    "ticks themselves).")
     batch_max: int = Field(2000, gt=0, description="Events counted in memory before one counts record is sent.")

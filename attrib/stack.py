@@ -125,7 +125,7 @@ class Broker:
             return False
         cluster_id = _kafka_uuid()
         proc = subprocess.run(
-            ["java", "-cp", f"{self.jars}/*", "kafka.tools.StorageTool", "format", "-t", cluster_id,
+            ["java", "-cp", f"{self.jars}/*", "kafka.tools.StorageTool", "format", f"--cluster-id={cluster_id}",
              "-c", str(self.config_file), "--standalone"],
             capture_output=True, text=True, env=self._env(),
         )
@@ -203,6 +203,7 @@ class Broker:
 def _kafka_uuid() -> str:
     import base64
 
+    # like Kafka's Uuid.randomUuid(): URL-safe base64; may start with "-", hence --cluster-id=<id> when formatting
     return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
 
 

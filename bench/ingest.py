@@ -215,7 +215,10 @@ def main() -> int:
 
                     with mp.get_context("spawn").Pool(1) as pool:
                         pool.apply(run_aiohttp, (url, reqs, args.connections, args.warmup))
+                        cpu0 = group_cpu_s(proc.pid)
                         r = pool.apply(run_aiohttp, (url, reqs, args.connections, args.duration))
+                        r["ingress_cpu_us_per_delivery"] = ((group_cpu_s(proc.pid) - cpu0)
+                                                            / max(1, r["requests"]) * 1e6)
             finally:
                 os.killpg(proc.pid, signal.SIGTERM)
                 proc.wait(60)

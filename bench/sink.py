@@ -12,6 +12,7 @@ insert duration for the time until the rows are visible.
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import socket
 import sys
@@ -61,7 +62,7 @@ def _producer(bootstrap: str) -> Producer:
 
 
 def throughput(bootstrap: str, rows: int, tmp: Path) -> None:
-    s = _settings(bootstrap, tmp / "tp")
+    s = _settings(bootstrap, tmp / "tp", **({"rollup_refresh_s": float(os.environ["BENCH_REFRESH_S"])} if "BENCH_REFRESH_S" in os.environ else {}))
     ensure_topics(s)
     client = connect(s)
     migrate.migrate(client, s)
@@ -78,6 +79,7 @@ def throughput(bootstrap: str, rows: int, tmp: Path) -> None:
     print(f"produced {rows:,} enriched events in {time.perf_counter() - t0:.1f}s (setup, not measured)")
 
     sink = Sink(s)
+    cpu0 = time.process_time()
     sink.start()
     first = None
     while sink.metrics.inserted.get("events", 0) < rows:
@@ -85,11 +87,15 @@ def throughput(bootstrap: str, rows: int, tmp: Path) -> None:
             first = time.perf_counter()
         time.sleep(0.01)
     done = time.perf_counter()
+    cpu = time.process_time() - cpu0
     sink.stop()
     loaded = client.query(f"SELECT count() FROM {s.clickhouse.database}.events FINAL").result_rows[0][0]
     first = first or done
     print(f"sink throughput: {rows / (done - first):,.0f} rows/s  ({rows:,} rows in {done - first:.2f}s, "
           f"{sink.metrics.batches} batches; {loaded:,} rows queryable)")
+    load1 = os.getloadavg()[0]
+    print(f"  CPU: {cpu:.2f}s of process CPU (Python + embedded engine threads) = {rows / cpu:,.0f} rows per "
+          f"CPU-second; load average {load1:.1f} on {os.cpu_count()} cores while measuring")
     client.close()
 
 
@@ -127,6 +133,9 @@ def latency(bootstrap: str, rate: int, seconds: int, tmp: Path, batch_seconds: f
     (p50, p99), n = q
     print(f"produce→loaded latency at {rate}/s for {seconds}s, batch_seconds={batch_seconds}: "
           f"p50 {p50} ms, p99 {p99} ms over {n:,} rows ({sink.metrics.batches} batches)")
+    mean_load = 1000 * sink.metrics.load_seconds / max(1, sink.metrics.batches)
+    print(f"  + mean load (insert) duration {mean_load:.0f} ms until the rows are visible; "
+          f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     client.close()
 
 

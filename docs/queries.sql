@@ -1,10 +1,11 @@
--- attrib analyst pack. Run any query with:   attrib sql "$(sed -n '/name: installs_revenue/,/;$/p' docs/queries.sql)"
+-- attrib analyst pack. Run all of it:    attrib sql < docs/queries.sql
+-- one query:    attrib sql "$(sed -n '/name: installs_revenue/,/;$/p' docs/queries.sql)"
 -- or paste into clickhouse-client. Unqualified tables live in the `attribution` database.
 --
 -- Conventions
 --   * `events FINAL` = one row per event_id at its latest version (corrections replace pending rows; duplicates
 --     are collapsed). Always read `events` with FINAL (or through daily_rollups).
---   * Attribution = the user's first touch (install attribution), falling back to the event's own fields.
+--   * Attribution = the user's first touch (install attribution) when there is one, else the event's own fields.
 --     media_source 'organic' = organic; '' = not attributed (yet): pending or unattributed.
 --   * Revenue is per ISO-4217 currency (a Map); convert with your own FX table, never sum across currencies.
 --   * Times are UTC. Windows are relative to the newest data, so the pack also works on replayed history.
@@ -30,8 +31,8 @@ ORDER BY day, media_source, campaign;
 WITH
     cohorts AS (
         SELECT
-            coalesce(first_touch_media_source, media_source, '') AS media_source,
-            coalesce(first_touch_campaign, campaign, '')         AS campaign,
+            ifNull(if(first_touch_media_source IS NOT NULL, first_touch_media_source, media_source), '') AS media_source,
+            ifNull(if(first_touch_media_source IS NOT NULL, first_touch_campaign, campaign), '')         AS campaign,
             toDate(event_time)                                   AS cohort_day,
             count()                                              AS installs
         FROM events FINAL

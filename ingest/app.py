@@ -61,6 +61,7 @@ class Ingress:
             peer = client
             client = network.client_address(peer, headers.get("X-Forwarded-For"), plan.trusted)
             content_type = headers.get("Content-Type")
+            size = request.content_length or 0  # what the client declared, until the body is read
             body.check_content_type(method, content_type, request.content_length, plan.content_types)
             wire = await body.read(request, self.limit, self.read_timeout)
             size = len(wire)
@@ -81,6 +82,13 @@ class Ingress:
         except errors.IngestError as e:
             label = name if plan is not None else metrics.UNKNOWN_SOURCE
             metrics.requests(label, e.status).inc()
+            self._reject(label, e, client, request.method, size)
+            return errors.from_error(e)
+        except Exception:  # a bug: the sender gets a 5xx (so it retries) and we get the traceback
+            log.exception("delivery failed", extra={"fields": {"source": name}})
+            label = name if plan is not None else metrics.UNKNOWN_SOURCE
+            e = errors.IngestError(500, "internal_error", "the delivery could not be processed; retry later")
+            metrics.requests(label, 500).inc()
             self._reject(label, e, client, request.method, size)
             return errors.from_error(e)
 

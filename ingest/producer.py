@@ -115,13 +115,12 @@ class DurableProducer:
         self._pending += 1
         if self._pending == 1:
             self._wake.set()
+        # a bare timer on the future (cheaper than asyncio.timeout on the hot path)
+        expiry = loop.call_later(self._timeout if timeout is None else timeout, _expire, fut)
         try:
-            async with asyncio.timeout(self._timeout if timeout is None else timeout):
-                stored = await fut
-        except TimeoutError:
-            metrics.KAFKA_ERRORS.labels("timeout").inc()
-            raise ProduceError("timeout", "Kafka did not acknowledge in time") from None
+            stored = await fut
         finally:
+            expiry.cancel()
             self._pending -= 1
             metrics.IN_FLIGHT.dec()
         metrics.PRODUCE_SECONDS.observe(time.perf_counter() - started)
@@ -168,3 +167,8 @@ class DurableProducer:
             return False, f"topic {topic} not available" + (f": {t.error.name()}" if t and t.error else "")
         return True, f"{len(t.partitions)} partitions"
 
+
+def _expire(fut: asyncio.Future[Stored]) -> None:
+    if not fut.done():
+        metrics.KAFKA_ERRORS.labels("timeout").inc()
+        fut.set_exception(ProduceError("timeout", "Kafka did not acknowledge in time"))

@@ -12,6 +12,7 @@ import os
 import shutil
 import signal
 import ssl
+import sys
 from typing import Any
 
 from attrib.settings import ConfigError, Settings
@@ -39,7 +40,7 @@ def main(args: argparse.Namespace, s: Settings) -> int:
     try:
         compile_all(s)  # fail before binding anything
     except ConfigError as exc:
-        print(f"attrib ingest: {exc}")
+        print(f"attrib ingest: {exc}", file=sys.stderr)
         return 2
     if s.ingest.workers == 1:
         run_worker(s)

@@ -168,9 +168,12 @@ def plan(src: SourceSettings, count: int, duplicates: float = 0.0, out_of_order:
     tpls = usable(src)
     if not tpls:
         raise ValueError(f"no {src.mmp} sample uses a method source {src.name!r} accepts ({', '.join(src.methods)})")
-    installs_all = [t for t in tpls if t.is_install] or list(tpls)
+    # a user's deliveries must carry its ids to meet on one key: templates without any (e.g. Linkrunner's minimal
+    # install) only when the MMP has nothing else
+    keyed = [t for t in tpls if t.user_ids] or list(tpls)
+    installs_all = [t for t in keyed if t.is_install] or list(keyed)
     # later events: not clicks (they precede the install and carry no install-scoped device id)
-    events_all = [t for t in tpls if not t.is_install and t.event_type != "click"] or list(installs_all)
+    events_all = [t for t in keyed if not t.is_install and t.event_type != "click"] or list(installs_all)
     platforms = sorted({t.platform or "" for t in installs_all})
     rng = random.Random(seed)
     now = time.time() if now is None else now

@@ -21,6 +21,7 @@ from attrib.settings import Settings
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 _NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
+_SUPERSEDES = re.compile(r"^-- supersedes: ([\d, ]+)$", re.M)
 
 
 class MigrationError(Exception):
@@ -32,6 +33,12 @@ class Migration:
     version: int
     name: str
     sql: str
+
+    @property
+    def supersedes(self) -> set[int]:
+        """Earlier versions this one replaces (``-- supersedes: 0003, 0004``): skipped where not yet applied."""
+        m = _SUPERSEDES.search(self.sql)
+        return {int(v) for v in re.findall(r"\d+", m[1])} if m else set()
 
     @property
     def checksum(self) -> str:
@@ -77,6 +84,7 @@ _CREATE_TABLE = re.compile(
     r"(?:\((?P<args>[^)]*)\))?(?P<rest>.*)$", re.S)
 _CREATE_NULL = re.compile(r"^CREATE TABLE IF NOT EXISTS (?P<name>\w+\.\w+)(?P<rest>.*\bENGINE\s*=\s*Null)$", re.S)
 _CREATE_MV = re.compile(r"^CREATE MATERIALIZED VIEW IF NOT EXISTS (?P<name>\w+\.\w+)(?P<rest>\s+TO\s.*)$", re.S)
+_DROP = re.compile(r"^DROP (?P<kind>TABLE|VIEW) IF EXISTS (?P<name>\w+\.\w+)$")
 _ALTER = re.compile(r"^ALTER TABLE (?P<db>\w+)\.(?P<table>\w+)\s(?P<ops>.*)$", re.S)
 _LOCAL_ONLY_OPS = re.compile(r"^\s*(MODIFY TTL|MODIFY SETTING|REMOVE TTL|MATERIALIZE)", re.I)
 
@@ -88,6 +96,8 @@ def render(stmt: str, cluster: str | None) -> list[str]:
     on = f"ON CLUSTER '{cluster}'"
     if m := _CREATE_DB.match(stmt):
         return [f"CREATE DATABASE IF NOT EXISTS {m[1]} {on}"]
+    if m := _DROP.match(stmt):  # only per-node objects (landing tables, views) are ever dropped by migrations
+        return [f"DROP {m['kind']} IF EXISTS {m['name']} {on} SYNC"]
     if m := _CREATE_NULL.match(stmt):  # landing tables: one per node, writing through their views
         return [f"CREATE TABLE IF NOT EXISTS {m['name']} {on}{m['rest']}"]
     if m := _CREATE_MV.match(stmt):  # `TO events` then names the Distributed table: rows go to their shard
@@ -137,7 +147,10 @@ def plan(database: str, cluster: str | None, migrations: list[Migration] | None 
     """Every statement :func:`apply` would run on an empty database, in order (for review and tests)."""
     migrations = discover() if migrations is None else migrations
     out = [s for b in _bootstrap(database) for s in render(b, cluster)]
+    superseded = {v for m in migrations for v in m.supersedes}
     for mig in migrations:
+        if mig.version in superseded:
+            continue
         out += [s for stmt in mig.statements(database) for s in render(stmt, cluster)]
     return out
 
@@ -183,11 +196,16 @@ def apply(client: Client, database: str, migrations: list[Migration] | None = No
             client.command(stmt)
     rows = client.query(f"SELECT version, checksum FROM {database}.schema_migrations FINAL").result_rows
     applied = {int(v): c for v, c in rows}
+    superseded = {v for m in migrations for v in m.supersedes}
     done = []
     for mig in migrations:
         if mig.version in applied:
             if applied[mig.version] != mig.checksum:
                 raise MigrationError(f"migration {mig.version:04d}_{mig.name} changed after it was applied")
+            continue
+        if mig.version in superseded:  # a later migration does its job (and fixes it): record it, don't run it
+            client.insert(f"{database}.schema_migrations", [[mig.version, mig.name, mig.checksum]],
+                          column_names=["version", "name", "checksum"])
             continue
         for stmt in mig.statements(database):
             for rendered in render(stmt, cluster):

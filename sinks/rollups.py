@@ -27,15 +27,16 @@ log = logging.getLogger("attrib.sink.rollups")
 COLUMNS = ("day", "app_id", "media_source", "campaign", "ad_set", "platform", "installs", "reinstalls", "signups",
            "purchases", "revenue", "users", "users_state", "events")
 
-# Attribution dimensions: the user's first touch (install attribution), else what the event itself carried.
-# '' = not attributed (yet): pending or unattributed events stay visible instead of silently disappearing.
+# Attribution dimensions: the user's first touch (install attribution) as a whole when there is one — never mixed
+# with the event's own fields (an organic user's purchase may carry a network's campaign) — else what the event
+# itself carried. '' = not attributed (yet): pending or unattributed events stay visible instead of disappearing.
 SELECT = """
 SELECT
     toDate(event_time)                                                     AS day,
     app_id,
-    coalesce(first_touch_media_source, media_source, '')                   AS media_source,
-    coalesce(first_touch_campaign, campaign, '')                           AS campaign,
-    coalesce(first_touch_ad_set, ad_set, '')                               AS ad_set,
+    ifNull(if(first_touch_media_source IS NOT NULL, first_touch_media_source, media_source), '') AS media_source,
+    ifNull(if(first_touch_media_source IS NOT NULL, first_touch_campaign, campaign), '')         AS campaign,
+    ifNull(if(first_touch_media_source IS NOT NULL, first_touch_ad_set, ad_set), '')             AS ad_set,
     coalesce(platform, '')                                                 AS platform,
     countIf(event_type = 'install')                                        AS installs,
     countIf(event_type = 'reinstall')                                      AS reinstalls,
@@ -110,6 +111,7 @@ class Refresher:
 
     def _loop(self) -> None:
         while not self._stop.is_set():
+            took = time.monotonic()
             try:
                 self.run_once()
             except Exception as exc:  # noqa: BLE001 - warehouse down: the days stay recorded, try next round
@@ -119,7 +121,8 @@ class Refresher:
                 if self._client is not None:
                     self._client.close()
                     self._client = None
-            self._stop.wait(self.interval_s)
+            # rebuilding grows with the day's size: keep it to about a third of the time under heavy load
+            self._stop.wait(max(self.interval_s, 2 * (time.monotonic() - took)))
 
     def run_once(self) -> int:
         started = time.time()

@@ -1,12 +1,15 @@
 """The ClickHouse sink: Kafka topics → batched, idempotent inserts → offsets committed only after the insert.
 
-One consumer thread (confluent-kafka, manual commits) reads the enriched-events, dead-letter and alert topics (and
-the raw-deliveries topic when archiving). Records are routed by their Avro schema, batched per table until
-``sink.batch_rows`` or ``sink.batch_seconds`` after the batch's first record, then inserted column-oriented with
-``async_insert=0`` and an ``insert_deduplication_token`` derived from the batch's offset ranges, so retrying the
-same batch after a timeout cannot double it. ClickHouse refusing a batch → exponential backoff with the batch kept
-and the consumer paused (the backlog waits in Kafka), logged at ERROR and visible in :class:`Metrics`. Everything is
-synchronous in its own thread: nothing here can block an asyncio loop that shares the process.
+Threads, no event loop: a consumer thread (confluent-kafka, manual commits) reads the enriched-events, dead-letter
+and alert topics (and raw deliveries when archiving) and builds batches of ``sink.batch_rows`` records or
+``sink.batch_seconds`` after a batch's first record; a loader thread inserts the previous batch meanwhile (the
+engine releases the GIL); a refresher thread rebuilds the daily rollups (:mod:`sinks.rollups`). Records are routed
+by their Avro schema. Events and raw deliveries take the fast path (:mod:`sinks.landing`: Avro bytes straight into
+the engine); the rest, and any block the engine refuses, become rows in Python (:mod:`sinks.rows`). Every insert
+runs with ``async_insert=0`` and an ``insert_deduplication_token`` derived from the batch's offset ranges, so a
+retried batch cannot double. ClickHouse refusing a batch → exponential backoff with the batch kept (the backlog
+waits in Kafka), logged at ERROR and visible in :class:`Metrics` / ``/health``. Nothing here touches an asyncio
+loop, so the sink can share a process with one.
 """
 
 from __future__ import annotations
@@ -16,6 +19,8 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import wait as wait_futures
 from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 from typing import Any
@@ -30,12 +35,17 @@ from sinks.clickhouse import connect
 
 log = logging.getLogger("attrib.sink")
 
-INSERT_SETTINGS = {"async_insert": 0, "insert_deduplicate": 1, "deduplicate_blocks_in_dependent_materialized_views": 1}
+INSERT_SETTINGS = {"async_insert": 0, "insert_deduplicate": 1, "deduplicate_blocks_in_dependent_materialized_views": 1,
+                   # duplicates inside one batch are left to FINAL and merges: collapsing them at insert time
+                   # costs CPU on every batch for rows readers never see anyway
+                   "optimize_on_insert": 0}
+# the landing table holds optional Avro records as tuples of NULLs (servers refuse Nullable(Tuple) by default)
+FAST_SETTINGS = {**INSERT_SETTINGS, "input_format_avro_null_as_default": 1}
 
 
 @dataclass
 class Metrics:
-    """Counters for logs, /metrics and tests; written by the sink thread only."""
+    """Counters for logs, /metrics and tests; each written by one thread (consumer or loader), read by any."""
 
     consumed: int = 0
     inserted: dict[str, int] = field(default_factory=dict)
@@ -47,6 +57,7 @@ class Metrics:
     clickhouse_down_since: float | None = None  # monotonic time of the first failure of the current outage
     last_error: str = ""
     last_flush_at: float = 0.0  # wall clock
+    load_seconds: float = 0.0  # time spent in successful loads (mean = load_seconds / batches)
 
     def prometheus(self) -> str:
         down = time.monotonic() - self.clickhouse_down_since if self.clickhouse_down_since else 0.0
@@ -56,7 +67,8 @@ class Metrics:
                  f"attrib_sink_insert_failures_total {self.insert_failures}",
                  f"attrib_sink_commit_failures_total {self.commit_failures}",
                  f"attrib_sink_clickhouse_down_seconds {down:.3f}",
-                 f"attrib_sink_last_flush_timestamp_seconds {self.last_flush_at:.3f}"]
+                 f"attrib_sink_last_flush_timestamp_seconds {self.last_flush_at:.3f}",
+                 f"attrib_sink_load_seconds_total {self.load_seconds:.3f}"]
         lines += [f'attrib_sink_inserted_rows_total{{table="{t}"}} {n}' for t, n in sorted(self.inserted.items())]
         return "\n".join(lines) + "\n"
 
@@ -65,7 +77,7 @@ class Metrics:
 class Batch:
     rows: dict[str, list[tuple[Any, ...]]] = field(default_factory=dict)
     blobs: dict[bytes, list[bytes]] = field(default_factory=dict)  # writer fingerprint -> Avro bodies (fast path)
-    where: dict[bytes, list[tuple[str, int, int]]] = field(default_factory=dict)  # their Kafka coordinates
+    where: dict[bytes, list[Message]] = field(default_factory=dict)  # their messages (coordinates for fallbacks)
     offsets: dict[tuple[str, int], list[int]] = field(default_factory=dict)  # (topic, partition) -> [first, last]
     days: set[date] = field(default_factory=set)  # days of events loaded by the row path (the fast path's view
     # records its own in rollup_dirty_days)
@@ -80,12 +92,23 @@ class Batch:
         self.track(msg)
 
     def add_blob(self, fingerprint: bytes, body: bytes, msg: Message) -> None:
+        # the hot path (once per record at 100k records/s): no helper calls, few lookups
         if not self.count:
             self.opened = time.monotonic()
-        self.blobs.setdefault(fingerprint, []).append(body)
-        self.where.setdefault(fingerprint, []).append((msg.topic(), msg.partition(), msg.offset()))
+        bodies = self.blobs.get(fingerprint)
+        if bodies is None:
+            bodies = self.blobs[fingerprint] = []
+            self.where[fingerprint] = []
+        bodies.append(body)
+        self.where[fingerprint].append(msg)
         self.count += 1
-        self.track(msg)
+        key = (msg.topic(), msg.partition())
+        span = self.offsets.get(key)
+        if span is None:
+            offset = msg.offset()
+            self.offsets[key] = [offset, offset]
+        else:
+            span[1] = msg.offset()
 
     def track(self, msg: Message) -> None:
         key = (msg.topic(), msg.partition())
@@ -151,22 +174,43 @@ class Sink:
         })
         consumer.subscribe(self.topics)
         log.info("sink started", extra={"fields": {"topics": self.topics, "group": self.settings.sink.group_id}})
+        # Two stages overlap: this thread consumes and batches while the loader thread inserts the previous batch
+        # (the engine releases the GIL). At most one batch is in flight; offsets are committed here, after it loaded.
+        loader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="attrib-sink-load")
+        inflight: tuple[Future[bool], Batch] | None = None
         try:
             self.refresher.start()
             batch = Batch()
             while not self._stop.is_set():
-                batch = self._fill(consumer, batch)
+                if inflight is not None and inflight[0].done():
+                    if inflight[0].result():
+                        self._commit(consumer, inflight[1])
+                    inflight = None  # False only when stopping: those records are re-read after a restart
+                full = batch.count >= self.settings.sink.batch_rows
+                if full and inflight is not None:  # the next batch is ready before the loader is
+                    if self.metrics.clickhouse_down_since is None:
+                        wait_futures([inflight[0]], timeout=0.05)
+                    else:  # an outage can outlast max.poll.interval.ms: keep polling (paused) to stay in the group
+                        self._idle(consumer, 0.2)
+                    continue
+                if not full:
+                    batch = self._fill(consumer, batch)
                 due = batch.count and (batch.count >= self.settings.sink.batch_rows
                                        or time.monotonic() - batch.opened >= self.settings.sink.batch_seconds)
-                if due and self._flush(consumer, batch):
+                if due and inflight is None:
+                    inflight = (loader.submit(self._load, batch), batch)
                     batch = Batch()
-                elif batch.count == 0 and batch.offsets:  # only skipped records (e.g. tombstones): commit past them
+                elif batch.count == 0 and batch.offsets and inflight is None:  # only tombstones: commit past them
                     self._commit(consumer, batch)
                     batch = Batch()
-            # graceful stop: flush what we hold (one attempt round), so a restart does not re-read it
-            if batch.count:
-                self._flush(consumer, batch, attempts=1)
+            # graceful stop: finish the batch in flight and flush what we hold (one attempt), so a restart does not
+            # re-read them
+            if inflight is not None and inflight[0].result():
+                self._commit(consumer, inflight[1])
+            if batch.count and self._load(batch, attempts=1):
+                self._commit(consumer, batch)
         finally:
+            loader.shutdown(wait=True)
             self.refresher.stop()
             consumer.close()
             if self._client is not None:
@@ -182,9 +226,11 @@ class Sink:
         else:
             wait = s.batch_seconds - (time.monotonic() - batch.opened) if batch.count else s.batch_seconds
             msgs = consumer.consume(num_messages=max(1, min(s.batch_rows - batch.count, 10_000)),
-                                    timeout=max(0.0, min(wait, 0.5)))
+                                    timeout=max(0.0, min(wait, 0.1)))
         fast = landing.writers()
         decode = avro.decode
+        magic, tick = avro.MAGIC, avro.TICK
+        add_blob = batch.add_blob
         for m in msgs:
             err = m.error()
             if err is not None:
@@ -193,15 +239,16 @@ class Sink:
                 continue
             self.metrics.consumed += 1
             value = m.value()
-            if value is None or value.startswith(avro.TICK):  # tombstone or worker tick: nothing to load
+            if value is None or value.startswith(tick):  # tombstone or worker tick: nothing to load
                 batch.track(m)
                 continue
-            w = fast.get(value[2:10]) if value[:2] == avro.MAGIC else None
+            fp = value[2:10]
+            w = fast.get(fp) if value.startswith(magic) else None
             if w is not None:  # fast path: keep the Avro body as is
-                body = value[10:]
                 if w.kafka_fields:
-                    body += landing.kafka_suffix(m.topic(), m.partition(), m.offset())
-                batch.add_blob(value[2:10], body, m)
+                    add_blob(fp, value[10:] + landing.kafka_suffix(m.topic(), m.partition(), m.offset()), m)
+                else:
+                    add_blob(fp, value[10:], m)
                 continue
             try:
                 name, rec = decode(value)
@@ -243,13 +290,14 @@ class Sink:
         bodies = batch.blobs[fingerprint]
         self._ensure_client().raw_insert(
             f"{self.db}.{w.table}", insert_block=landing.container(w, bodies), fmt="Avro",
-            settings={**INSERT_SETTINGS, "insert_deduplication_token": batch.token(fingerprint.hex(), len(bodies))})
+            settings={**FAST_SETTINGS, "insert_deduplication_token": batch.token(fingerprint.hex(), len(bodies))})
 
     def _decode_fallback(self, batch: Batch, fingerprint: bytes) -> None:
         """The engine refused a fast-path block: decode its records here, so a bad one becomes a dead letter."""
         w = landing.writers()[fingerprint]
         prefix = avro.MAGIC + fingerprint
-        for body, (topic, partition, offset) in zip(batch.blobs.pop(fingerprint), batch.where.pop(fingerprint)):
+        for body, m in zip(batch.blobs.pop(fingerprint), batch.where.pop(fingerprint)):
+            topic, partition, offset = m.topic(), m.partition(), m.offset()
             if w.kafka_fields:  # drop what _fill appended
                 body = body[:len(body) - len(landing.kafka_suffix(topic, partition, offset))]
             try:
@@ -265,10 +313,12 @@ class Sink:
             if table == "events":
                 batch.days.add(rec["event_time"].date())
 
-    def _flush(self, consumer: Consumer, batch: Batch, attempts: int | None = None) -> bool:
-        """Insert every table of the batch (retrying with backoff), then commit. False if stopped before done."""
+    def _load(self, batch: Batch, attempts: int | None = None) -> bool:
+        """Insert every table of the batch, retrying with backoff. Runs in the loader thread; False if stopped (or
+        out of ``attempts``) before everything was stored — then nothing may be committed."""
         delay = self.settings.sink.retry_initial_s
         tries = 0
+        started = time.monotonic()
         # fast-path blocks first (a refused block falls back to rows), then per-table rows; the same order every retry
         done_rows: set[str] = set()
         while True:
@@ -305,7 +355,7 @@ class Sink:
                 self._outage(exc, tries, delay, batch)
                 if self._stop.is_set() or (attempts is not None and tries >= attempts):
                     return False
-                self._idle(consumer, delay)
+                self._stop.wait(delay)
                 delay = min(delay * 2, self.settings.sink.retry_max_s)
                 if self._client is not None and tries % 3 == 0:  # reconnect now and then (server restarts)
                     try:
@@ -319,8 +369,8 @@ class Sink:
             log.warning("clickhouse is back; backlog resumes", extra={"fields": {"down_s": round(down, 1)}})
             self.metrics.clickhouse_down_since = None
         self.metrics.batches += 1
+        self.metrics.load_seconds += time.monotonic() - started
         self.metrics.last_flush_at = time.time()
-        self._commit(consumer, batch)
         return True
 
     def _outage(self, exc: Exception, tries: int, delay: float, batch: Batch) -> None:

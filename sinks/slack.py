@@ -13,6 +13,7 @@ import argparse
 import asyncio
 import logging
 import signal
+import sys
 import time
 from collections.abc import Awaitable, Callable
 from decimal import Decimal
@@ -26,6 +27,7 @@ from sinks import slack_blocks
 
 log = logging.getLogger("attrib.notify")
 HELP = "deliver spike/drop alerts and qualified-install pings to Slack"
+TICK = getattr(avro, "TICK", b"attrib-tick:")
 
 
 class SlackRejected(Exception):
@@ -176,16 +178,20 @@ async def run(s: Settings, stop: asyncio.Event) -> None:
                 batch = await consumer.getmany(timeout_ms=500, max_records=500)
                 for tp, msgs in batch.items():
                     for m in msgs:
-                        try:
-                            _, rec = avro.decode(m.value)
-                        except Exception as exc:  # noqa: BLE001 - not ours to fix here; the sink dead-letters it
-                            log.warning("undecodable record skipped", extra={"fields": {
-                                "topic": tp.topic, "partition": tp.partition, "offset": m.offset, "error": str(exc)}})
+                        if m.value is None or m.value.startswith(TICK):  # tombstone / tick record: nothing to say
                             continue
-                        if tp.topic == s.topics.events:
-                            n.event(rec)
-                        else:
-                            await n.alert(rec)
+                        is_event = tp.topic == s.topics.events
+                        try:
+                            _, rec = avro.decode(m.value, expect="enriched_event" if is_event else "alert")
+                            if is_event:
+                                n.event(rec)
+                            else:
+                                await n.alert(rec)
+                        except Exception as exc:  # noqa: BLE001 - a bad record must not stop the channel
+                            # (Slack outages never get here: the poster retries them itself)
+                            log.warning("record skipped", extra={"fields": {
+                                "topic": tp.topic, "partition": tp.partition, "offset": m.offset,
+                                "error": f"{type(exc).__name__}: {exc}"[:300]}})
                     if tp.topic == s.topics.events:
                         pending[tp] = msgs[-1].offset + 1
                     else:
@@ -205,8 +211,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace, s: Settings) -> int:
-    if s.slack_webhook_url is None and not s.alerts.webhooks:
-        print("attrib notify: no Slack webhook configured (ATTRIB_SLACK_WEBHOOK_URL or ATTRIB_ALERTS__WEBHOOKS)")
+    missing = [sev for sev in ("info", "warning", "critical")
+               if s.alerts.webhooks.get(sev) is None and s.slack_webhook_url is None]  # type: ignore[call-overload]
+    if missing:
+        print(f"attrib notify: no Slack webhook for {', '.join(missing)}: set ATTRIB_SLACK_WEBHOOK_URL or "
+              f"ATTRIB_ALERTS__WEBHOOKS__{missing[0].upper()}", file=sys.stderr)
         return 2
 
     async def go() -> None:

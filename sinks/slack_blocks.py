@@ -73,9 +73,11 @@ def investigate_sql(a: dict[str, Any], database: str, bucket_s: int) -> str:
         where.append(f"media_source = {_sql_str(a['media_source'])}")
     where.append(f"event_time >= toDateTime64({int(start)}, 3, 'UTC')")
     where.append(f"event_time < toDateTime64({int(end)}, 3, 'UTC')")
-    group = "media_source, " if a.get("scope") == "platform" else ""
-    return (f"SELECT toStartOfInterval(event_time, INTERVAL {bucket_s} SECOND) AS bucket, {group}count() AS n\n"
-            f"FROM {database}.events FINAL\nWHERE " + "\n  AND ".join(where) + f"\nGROUP BY bucket{', media_source' if group else ''}\nORDER BY bucket")
+    platform = a.get("scope") == "platform"
+    return (f"SELECT toStartOfInterval(event_time, INTERVAL {bucket_s} SECOND) AS bucket, "
+            f"{'media_source, ' if platform else ''}count() AS n\n"
+            f"FROM {database}.events FINAL\nWHERE " + "\n  AND ".join(where) +
+            f"\nGROUP BY bucket{', media_source' if platform else ''}\nORDER BY bucket")
 
 
 def alert_message(a: dict[str, Any], *, database: str, bucket_s: int, dashboard_url: str | None = None
@@ -128,8 +130,8 @@ def alert_message(a: dict[str, Any], *, database: str, bucket_s: int, dashboard_
 def pings_message(events: list[dict[str, Any]]) -> dict[str, Any]:
     """One info message for a batch of qualified installs."""
     n = len(events)
-    blocks: list[dict[str, Any]] = [
-        {"type": "header", "text": {"type": "plain_text", "text": f"🔵 INFO · {n} qualified install{'s' * (n != 1)}"}}]
+    what = f"{n} qualified install{'s' * (n != 1)}"
+    blocks: list[dict[str, Any]] = [{"type": "header", "text": {"type": "plain_text", "text": f"🔵 INFO · {what}"}}]
     lines = []
     for e in events:
         rev = f" · revenue {e['revenue']} {e.get('currency') or ''}".rstrip() if e.get("revenue") is not None else ""
@@ -138,7 +140,7 @@ def pings_message(events: list[dict[str, Any]]) -> dict[str, Any]:
                      f"`{e.get('campaign') or '-'}`{rev} · {e.get('event_type')} at {t} · `{e.get('event_id')}`")
     for i in range(0, len(lines), 10):
         blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": "\n".join(lines[i:i + 10])}})
-    return fit({"text": f"[INFO] {n} qualified install{'s' * (n != 1)}", "unfurl_links": False,
+    return fit({"text": f"[INFO] {what}", "unfurl_links": False,
                 "unfurl_media": False, "blocks": blocks})
 
 

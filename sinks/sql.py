@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import urllib.error
 import urllib.request
@@ -33,6 +34,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run_sql(s: Settings, sql: str, fmt: str = "table", url: str | None = None, timeout: float = 60.0) -> bytes:
     """The query's result in the given output format (table|csv|json|tsv), wherever the warehouse is."""
+    sql = sql.strip().removesuffix(";").rstrip()  # a pasted statement's ';' would precede the FORMAT clause
     if url is None and s.clickhouse.embedded:
         req = urllib.request.Request(f"http://127.0.0.1:{s.sink.query_port}/sql?format={fmt}",
                                      data=sql.encode(), method="POST")
@@ -61,13 +63,31 @@ def query_rows(s: Settings, sql: str, url: str | None = None) -> list[dict[str, 
     return [json.loads(line) for line in body.decode().splitlines() if line.strip()]
 
 
+def statements(text: str) -> list[tuple[str, str]]:
+    """Split a script (e.g. all of docs/queries.sql) into (label, statement): statements end with ';' at a line end;
+    the label is the statement's ``-- name:`` header, if any."""
+    out = []
+    for chunk in re.split(r";[ \t]*$", text, flags=re.M):
+        code = "\n".join(line for line in chunk.splitlines() if not line.lstrip().startswith("--")).strip()
+        if code:
+            name = re.search(r"^-- name: (\S+)", chunk, re.M)
+            out.append((name[1] if name else "", chunk.strip()))
+    return out
+
+
 def main(args: argparse.Namespace, s: Settings) -> int:
-    sql = sys.stdin.read() if args.query == "-" else args.query
-    try:
-        out = run_sql(s, sql, args.format, args.url)
-    except SqlError as exc:
-        print(f"attrib sql: {exc}", file=sys.stderr)
-        return 1
-    sys.stdout.buffer.write(out)
-    sys.stdout.flush()
-    return 0
+    text = sys.stdin.read() if args.query == "-" else args.query
+    stmts = statements(text) or [("", text)]
+    failed = 0
+    for i, (name, sql) in enumerate(stmts):
+        if len(stmts) > 1 and args.format == "table":
+            print(f"{'' if i == 0 else chr(10)}-- {name or f'statement {i + 1}'}", flush=True)
+        try:
+            out = run_sql(s, sql, args.format, args.url)
+        except SqlError as exc:
+            print(f"attrib sql: {f'{name}: ' if name else ''}{exc}", file=sys.stderr)
+            failed += 1
+            continue
+        sys.stdout.buffer.write(out)
+        sys.stdout.flush()
+    return 1 if failed else 0

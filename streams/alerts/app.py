@@ -33,6 +33,7 @@ from streams.alerts.memory import config_from
 log = logging.getLogger("attrib.alerts")
 HELP = "run the spike/drop alert detector (Faust app `attrib alerts`)"
 NO_SOURCE = "(none)"
+TICK = getattr(avro, "TICK", b"attrib-tick:")  # other stages' in-band tick records (schemas.avro.TICK on main)
 
 
 def counts_topic_name(s: Settings) -> str:
@@ -50,7 +51,7 @@ def build(s: Settings) -> faust.App:
     datadir = a.data_dir or s.var_dir / "alerts"
     datadir.mkdir(parents=True, exist_ok=True)
     app = faust.App(
-        a.app_id, broker=f"kafka://{s.kafka.bootstrap_servers}", store="memory://",
+        a.app_id, broker=f"kafka://{s.kafka.bootstrap_servers}", store=a.store,
         datadir=str(datadir), web_enabled=False, topic_replication_factor=
         s.topics.replication_factor, topic_partitions=1, producer_acks=-1, table_standby_replicas=0,
         broker_session_timeout=30.0, key_serializer="json", value_serializer="json",  # table keys stay str
@@ -81,6 +82,8 @@ def build(s: Settings) -> faust.App:
                 m = ev.message
                 agg = per_part.setdefault(m.partition, {"first": m.offset, "last": m.offset, "c": Counter()})
                 agg["first"], agg["last"] = min(agg["first"], m.offset), max(agg["last"], m.offset)
+                if ev.value is None or ev.value.startswith(TICK):  # tombstone / a stage's tick record: not an event
+                    continue
                 try:
                     _, rec = avro.decode(ev.value, expect="enriched_event")
                     ms = int(rec["event_time"].timestamp() * 1000)
@@ -191,7 +194,7 @@ def build(s: Settings) -> faust.App:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--loglevel", default=None, help="Faust worker log level (default: settings.log_level)")
+    pass  # everything comes from settings (ATTRIB_ALERTS__*)
 
 
 def main(args: argparse.Namespace, s: Settings) -> int:
@@ -201,7 +204,10 @@ def main(args: argparse.Namespace, s: Settings) -> int:
 
     ensure_topics(s)
     app = build(s)
-    worker = Worker(app, loglevel=(args.loglevel or s.log_level).lower(), quiet=True)
+    log.info("alerts starting", extra={"fields": {"app_id": s.alerts.app_id, "events": s.topics.events,
+                                                  "counts": counts_topic_name(s), "store": s.alerts.store}})
+    # keep attrib's JSON logs (cli set them up); returns on SIGTERM/SIGINT after a clean shutdown
+    worker = Worker(app, loglevel=s.log_level, quiet=True, override_logging=False, redirect_stdouts=False)
     try:
         worker.execute_from_commandline()
     except SystemExit as exc:

@@ -7,8 +7,9 @@ type). Per closed bucket:
 1. ``assess`` — baseline: the same slot on previous weeks (>= min_seasons weeks of history) or days, scaled by the
    recent level ratio; an EWMA of recent buckets otherwise. Test: negative-binomial (or Poisson) tail p-value **and**
    the floors (spike: observed >= spike_ratio x expected and >= min_delta extra; drop: expected >= min_expected and
-   observed <= drop_ratio x expected). Low-volume series use the silence timer instead: no event while the expected
-   count accumulated since the last event makes P(silence) = exp(-sum) < p_value.
+   observed <= drop_ratio x expected); then the same over the sum of the last window_buckets (sustained moderate
+   changes). Low-volume series use the silence timer instead: no event while the expected count accumulated since
+   the last event makes P(silence) = exp(-sum) < silence_p_value.
 2. ``learn`` — only clean buckets move the baseline, so an incident does not teach the detector that it is normal.
 3. ``advance`` — N consecutive abnormal buckets open an incident; M consecutive clean ones resolve it.
 4. ``evaluate_bucket`` — runs 1–3 over all series and decides what to *send*: a platform-wide incident explained by
@@ -19,6 +20,7 @@ type). Per closed bucket:
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field, replace
@@ -108,6 +110,7 @@ class SeriesState:
     run_observed: float = 0.0
     run_expected: float = 0.0
     run_p: float = 1.0
+    recent: tuple[tuple[float, float], ...] = ()  # (observed, expected) of the last window_buckets - 1 buckets
     incident: Incident | None = None
 
     def to_dict(self) -> dict[str, Any]:
@@ -116,7 +119,8 @@ class SeriesState:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> SeriesState:
         inc = d.get("incident")
-        return cls(**{**d, "incident": Incident(**inc) if inc else None})
+        recent = tuple(tuple(x) for x in d.get("recent", ()))
+        return cls(**{**d, "recent": recent, "incident": Incident(**inc) if inc else None})
 
 
 @dataclass(frozen=True)
@@ -160,20 +164,49 @@ def assess(state: SeriesState, observed: int, day: Cell, week: Cell, th: AlertTh
         p = math.exp(-silent)
         if p < th.silence_p_value:
             return Check("drop", expected, p, "silence")
+    return _window(state, observed, expected, method, th)
+
+
+def _window(state: SeriesState, observed: int, expected: float, method: str, th: AlertThresholds) -> Check:
+    """The sum of the last W buckets against the sum expected: sees a sustained -40 % or +60 % that no single bucket
+    can show. The current bucket must lean the same way, so the tail of a one-bucket burst does not keep firing."""
+    w = th.window_buckets
+    if w <= 1 or len(state.recent) < w - 1:
+        return Check(None, expected, 1.0, method)
+    obs = sum(o for o, _ in state.recent[-(w - 1):]) + observed
+    exp = sum(e for _, e in state.recent[-(w - 1):]) + expected
+    k = th.dispersion_k * w if th.dispersion_k else None  # a sum of w NB(mu, k) is close to NB(w mu, w k)
+    if (obs >= th.window_spike_ratio * exp and obs - exp >= th.min_delta
+            and observed >= th.window_spike_ratio * expected):
+        p = sf(obs, max(exp, 1e-9), k)
+        if p < th.p_value:
+            return Check("spike", expected, p, "window")
+    # drops: only where a window holds enough volume (>= 3 x min_expected); thinner series have the silence timer
+    if (exp >= 3 * th.min_expected and obs <= th.window_drop_ratio * exp
+            and observed <= th.window_drop_ratio * expected):
+        p = cdf(obs, exp, k)
+        if p < th.p_value:
+            return Check("drop", expected, p, "window")
     return Check(None, expected, 1.0, method)
 
 
 def learn(state: SeriesState, observed: int, check: Check, day: Cell, week: Cell, bucket_end_ms: int,
-          th: AlertThresholds) -> tuple[SeriesState, Cell, Cell]:
-    """Move the baseline with a clean bucket; abnormal buckets leave it where it was."""
+          th: AlertThresholds, frozen: bool = False) -> tuple[SeriesState, Cell, Cell]:
+    """Move the baseline with a clean bucket; abnormal buckets (and ``frozen`` ones: the platform-wide series is
+    abnormal, so this source's bucket says nothing about its own normal) leave it where it was."""
     exp_ = check.expected or 0.0
     srate = min(exp_, state.slow if state.slow is not None else exp_)
+    if check.expected is not None and th.window_buckets > 1:
+        # a bucket the per-bucket test already flagged enters the window as neutral: its burst must not echo
+        # through the next W buckets as a second alert
+        x = float(observed) if not frozen and (check.verdict is None or check.method == "window") else exp_
+        state = replace(state, recent=(state.recent + ((x, exp_),))[-(th.window_buckets - 1):])
     if observed > 0:
         silent, rate, seen = 0.0, 0.0, bucket_end_ms
     else:
         rate = state.silent_rate if state.silent_expected > 0 else srate
         silent, seen = state.silent_expected + max(srate, rate), state.last_seen_ms
-    if check.verdict is not None:
+    if check.verdict is not None or frozen:
         return replace(state, silent_expected=silent, silent_rate=rate, last_seen_ms=seen), day, week
     x = float(observed)
     if check.expected is not None:
@@ -314,15 +347,28 @@ def _record(key: SeriesKey, inc: Incident, state: str, now_ms: int, detail: str)
 def evaluate_bucket(series: dict[SeriesKey, SeriesInput], bucket_start_ms: int, now_ms: int, cfg: Config,
                     ) -> tuple[dict[SeriesKey, SeriesOutput], list[AlertOut]]:
     """Assess, learn and advance every series for one closed bucket; return new state and the alerts to send."""
-    import json
-
     end = bucket_start_ms + cfg.bucket_ms
     out: dict[SeriesKey, SeriesOutput] = {}
     transitions: dict[SeriesKey, Transition] = {}
+    # sources far below their baseline, per group: when several are and the platform total drops too, it is a
+    # platform-wide outage and no source should learn from it
+    low: dict[tuple[str, str], int] = {}
     for key, si in series.items():
+        if not key.is_platform:
+            th = cfg.thresholds_for(key.media_source)
+            e, _ = baseline(si.state, si.day, si.week, th)
+            if e is not None and e >= 1 and si.observed <= th.drop_ratio * e:
+                low[key.group] = low.get(key.group, 0) + 1
+    for key in sorted(series, key=lambda k: (not k.is_platform, k)):  # platform first: sources look at it
+        si = series[key]
         th = cfg.thresholds_for(key.media_source)
         check = assess(si.state, si.observed, si.day, si.week, th)
-        st, day, week = learn(si.state, si.observed, check, si.day, si.week, end, th)
+        frozen = False
+        if not key.is_platform and key.platform() in out and low.get(key.group, 0) >= cfg.platform_min_sources:
+            p = out[key.platform()]
+            frozen = p.check.verdict == "drop" or (p.state is not None and p.state.incident is not None
+                                                   and p.state.incident.direction == "drop")
+        st, day, week = learn(si.state, si.observed, check, si.day, si.week, end, th, frozen)
         st, tr = advance(st, key, si.observed, check, bucket_start_ms, cfg.bucket_ms, th)
         if tr is not None:
             transitions[key] = tr

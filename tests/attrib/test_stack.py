@@ -65,3 +65,16 @@ def test_port_taken_by_a_foreign_process_is_a_clear_error(tmp_path, kafka_bootst
     res = _attrib(env, "stack", "up")
     assert res.returncode == 1
     assert "already taken by another process" in res.stderr
+
+
+
+def test_format_accepts_a_cluster_id_starting_with_a_dash(tmp_path, monkeypatch):
+    """Kafka's random ids are URL-safe base64: about 1 in 64 starts with '-', which the CLI parser took for a flag."""
+    from attrib import stack
+    from attrib.settings import Settings
+
+    monkeypatch.setattr(stack, "_kafka_uuid", lambda: "-vQ4Dzv2TJqSPLJ0pCcBvA")
+    b = stack.Broker.from_settings(Settings(var_dir=tmp_path / "var"))
+    b.write_config()
+    assert b.format_storage()
+    assert "-vQ4Dzv2TJqSPLJ0pCcBvA" in next((tmp_path / "var").rglob("meta.properties")).read_text()

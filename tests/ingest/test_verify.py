@@ -265,3 +265,20 @@ def test_chain_runs_all_checks_and_validates_configuration():
         with pytest.raises(ValueError, match=msg):
             chain.build(schemes, SourceOptions(), secrets, ips)
 
+
+
+_names = st.text(alphabet=st.characters(codec="utf-8", exclude_characters="&=#"), min_size=1, max_size=8)
+
+
+@settings(max_examples=80, deadline=None)
+@given(pairs=st.lists(st.tuples(_names, st.text(max_size=12)), max_size=6), secret=st.text(min_size=1, max_size=12),
+       at=st.integers(min_value=0, max_value=6))
+def test_url_secret_strip_removes_only_the_secret_parameter(pairs, secret, at):
+    from urllib.parse import quote, urlencode
+
+    pairs = [(k, v) for k, v in pairs if k != "secret"]
+    parts = [urlencode([p], quote_via=quote) for p in pairs]
+    with_secret = parts[:at] + [urlencode([("secret", secret)])] + parts[at:]
+    qs = "&".join(with_secret)
+    assert url_secret.find(qs, "secret") == secret
+    assert url_secret.strip(qs, "secret") == "&".join(parts)  # the rest byte for byte, in order

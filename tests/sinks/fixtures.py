@@ -36,14 +36,17 @@ def touch(eid: str, t: datetime, ms: str, campaign: str, ad_set: str) -> dict[st
 
 def event(eid: str, user: str, app: str, typ: str, t: datetime, *, version: int = 1, status: str = "attributed",
           ft: dict[str, Any] | None = None, platform: str = "android", revenue: Decimal | None = None,
-          currency: str | None = None, organic: bool = False) -> dict[str, Any]:
+          currency: str | None = None, organic: bool = False, own: tuple[str, str] | None = None) -> dict[str, Any]:
     ms = "organic" if organic else (ft["media_source"] if ft else None)
+    campaign = ft["campaign"] if ft else None
+    if own:  # the MMP's own attribution of this event, which may differ from the user's first touch
+        ms, campaign = own
     return {
         "event_id": eid, "mmp": "appsflyer", "source": "af-prod", "app_id": app, "event_name": typ.upper(),
         "event_type": typ, "event_time": t, "received_at": t + timedelta(seconds=3), "user_key": user,
         "customer_user_id": None, "platform": platform, "os_version": "14", "app_version": "3.2.1", "idfa": None,
         "idfv": None, "gaid": None, "android_id": None, "oaid": None, "media_source": ms,
-        "campaign": ft["campaign"] if ft else None, "campaign_id": None, "ad_set": ft["ad_set"] if ft else None,
+        "campaign": campaign, "campaign_id": None, "ad_set": ft["ad_set"] if ft else None,
         "ad_set_id": None, "ad": None, "ad_id": None, "channel": None, "click_id": None, "deep_link": None,
         "is_organic": organic if (ft or organic) else None, "touch_type": None, "touch_time": None,
         "revenue": revenue, "currency": currency, "properties": '{"city":"Pune"}',
@@ -79,6 +82,9 @@ def traffic(users: int = 300, seed: int = 7) -> Traffic:
         if not organic:
             ms, camps, sets = SOURCES[rnd.randrange(len(SOURCES))]
             ft = touch(f"{user}-inst", t0, ms, rnd.choice(camps), rnd.choice(sets))
+        elif rnd.random() < 0.5:  # the worker records organic installs as an organic first touch, no campaign
+            ft = {**touch(f"{user}-inst", t0, "organic", "", ""), "campaign": None, "campaign_id": None,
+                  "ad_set": None, "is_organic": True, "touch_type": None}
         status = "organic" if organic else "attributed"
         typ = "reinstall" if rnd.random() < 0.08 else "install"
         if ft:
@@ -98,9 +104,10 @@ def traffic(users: int = 300, seed: int = 7) -> Traffic:
                 if rnd.random() < 0.8:  # most get their attribution later; the rest stay pending
                     later.append(event(eid, user, app, "purchase", t, version=2, status=status, ft=ft,
                                        platform=platform, revenue=rev, currency=cur))
-            else:
+            else:  # organic users' purchases sometimes carry a network's own (re-engagement) attribution
+                own = ("googleadwords_int", "iOS_tCPA_Purchase_US") if organic and rnd.random() < 0.4 else None
                 out.add(event(eid, user, app, "purchase", t, status=status, ft=ft, platform=platform,
-                              revenue=rev, currency=cur, organic=organic))
+                              revenue=rev, currency=cur, organic=organic, own=own))
         if rnd.random() < 0.1:  # never attributed
             out.add(event(f"{user}-open", user, app, "open", t0 + timedelta(hours=2), status="unattributed",
                           platform=platform))
@@ -127,8 +134,9 @@ def truth_rollups(final: dict[str, dict[str, Any]]) -> dict[tuple, dict[str, Any
                                                            "users": set(), "events": 0})
     for e in final.values():
         ft = e["first_touch"] or {}
-        key = (e["event_time"].date(), e["app_id"], ft.get("media_source") or e["media_source"] or "",
-               ft.get("campaign") or e["campaign"] or "", ft.get("ad_set") or e["ad_set"] or "", e["platform"] or "")
+        src = ft if ft.get("media_source") else e  # the first touch as a whole, else the event's own fields
+        key = (e["event_time"].date(), e["app_id"], src["media_source"] or "", src["campaign"] or "",
+               src["ad_set"] or "", e["platform"] or "")
         g = out[key]
         g["events"] += 1
         g["users"].add(e["user_key"])

@@ -97,6 +97,13 @@ def test_sink_process_serves_live_sql_and_the_report(kafka_bootstrap, tmp_path):
                                 text=True)
         assert denied.returncode == 1 and "readonly" in denied.stderr.lower()
 
+        pack = subprocess.run([*ATTRIB, "sql", "--format", "json"], input=(ROOT / "docs/queries.sql").read_text(),
+                              env=env, cwd=ROOT, capture_output=True, text=True)
+        assert pack.returncode == 0, pack.stderr[-2000:]
+        first = json.loads(pack.stdout.splitlines()[0])  # the pack's first query, one JSON object per row
+        assert set(first) == {"day", "media_source", "campaign", "installs", "reinstalls", "purchases",
+                              "revenue_by_currency"}
+
         text = report.report(s)
         pending = sum(1 for e in tr.final.values() if e["attribution_status"].startswith("pending"))
         assert f"duplicate deliveries removed 9 " in text

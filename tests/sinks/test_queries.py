@@ -65,7 +65,8 @@ def _run(client, name: str) -> list[dict]:  # noqa: ANN001
 
 def _attr(e: dict) -> tuple[str, str]:
     ft = e["first_touch"] or {}
-    return ft.get("media_source") or e["media_source"] or "", ft.get("campaign") or e["campaign"] or ""
+    src = ft if ft.get("media_source") else e
+    return src["media_source"] or "", src["campaign"] or ""
 
 
 def _users(final: dict) -> dict:
@@ -204,3 +205,11 @@ def test_latest_alerts(loaded):
     assert {r["alert_id"]: r["state"] for r in rows} == {
         a["alert_id"]: "resolved" if a["alert_id"] in resolved else "firing" for a in firing}
     assert all((r["resolved_at"] is not None) == (r["state"] == "resolved") for r in rows)
+
+
+def test_a_script_splits_into_its_named_statements():
+    from sinks.sql import statements
+
+    got = statements(pack.PACK.read_text())
+    assert [name for name, _ in got] == list(pack.load())
+    assert statements("SELECT 1;\n-- only a comment;\nSELECT 2") == [("", "SELECT 1"), ("", "SELECT 2")]

@@ -12,6 +12,7 @@ from schemas import avro
 from sinks import rollups
 from sinks.service import Batch, Sink
 from tests.sinks.fixtures import produce, traffic, truth_rollups
+from tests.conftest import free_port
 from tests.sinks.helpers import caught_up, running, scalar, wait_for, warehouse
 
 
@@ -214,3 +215,18 @@ def test_dead_letters_alerts_raw_and_undecodable_bytes_land_in_their_tables(make
     assert client.query(f"SELECT delivery_id, headers, body FROM {db}.raw_deliveries").result_rows == [
         ("d1", {"content-type": "application/json"}, '{"event_name":"install"}')]
     client.close()
+
+
+def test_unreachable_server_keeps_the_backlog_in_kafka_and_says_so(make_settings):
+    dead = f"http://127.0.0.1:{free_port()}"  # nothing listens there: a ClickHouse server that is down
+    s = _sink_settings(make_settings, retry_initial_s=0.05, retry_max_s=0.2)
+    warehouse(s).close()  # topics exist
+    s = s.model_copy(update={"clickhouse": s.clickhouse.model_copy(update={"url": dead})})
+    tr = traffic(users=10, seed=2)
+    produce(s.kafka.bootstrap_servers, s.topics.events, tr.records)
+    with running(s) as sink:
+        wait_for(lambda: sink.metrics.insert_failures >= 3, "repeated failed attempts")
+        assert sink.metrics.clickhouse_down_since is not None and sink.metrics.inserted == {}
+        assert "Connection refused" in sink.metrics.last_error or "connect" in sink.metrics.last_error.lower()
+    committed, _ = _committed(s, s.sink.group_id)
+    assert all(c < 0 for c in committed)  # nothing committed: the records wait in Kafka for the next start

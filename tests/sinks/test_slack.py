@@ -172,3 +172,13 @@ def test_ping_batches_stay_within_block_kit_limits(events: list[dict[str, Any]])
 def test_fit_caps_block_count() -> None:
     msg = slack_blocks.fit({"text": "x", "blocks": [{"type": "divider"}] * 80})
     assert len(msg["blocks"]) == 50 and "31 more" in msg["blocks"][-1]["elements"][0]["text"]
+
+
+def test_notify_refuses_to_start_without_a_webhook_for_every_severity(capsys: pytest.CaptureFixture[str]) -> None:
+    import argparse
+
+    from sinks.slack import main
+
+    s = Settings(alerts={"webhooks": {"critical": "http://127.0.0.1:9/x"}})
+    assert main(argparse.Namespace(), s) == 2
+    assert "ATTRIB_ALERTS__WEBHOOKS__INFO" in capsys.readouterr().err

@@ -4,7 +4,6 @@ double counted, late counts are not added to judged buckets, ticks evaluate clos
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 from unittest.mock import AsyncMock
 
 import pytest
@@ -43,3 +42,23 @@ async def test_replayed_and_late_counts(app) -> None:  # type: ignore[no-untyped
     assert t["states"][K]["n"] == 2 and t["states"][P]["n"] == 2
     assert t["states"][K]["ewma"] == pytest.approx(0.7 * 12 + 0.3 * 3)  # 7+5 (not 19) then 3
     assert dict(t["counts"]) == {str(2 * B): {K: 1, P: 1}}
+
+
+async def test_counting_stage_batches_counts_and_dead_letters_only_bad_events(app) -> None:  # type: ignore[no-untyped-def]
+    from faust.topics import Topic
+
+    from schemas import avro
+
+    count = next(ag for name, ag in app.agents.items() if name.endswith(".count_events"))
+    ev = {"event_id": "e1", "mmp": "appsflyer", "source": "af", "app_id": "app", "event_name": "install",
+          "event_type": "install", "event_time": 3 * B + 5, "received_at": 0, "user_key": "k",
+          "attribution_status": "organic", "version": 1, "emitted_at": 0, "media_source": "fb"}
+    async with count.test_context() as agent:
+        for v in (avro.encode("enriched_event", ev), b"attrib-tick:123", avro.encode("enriched_event", ev),
+                  b"not avro"):
+            await agent.put(v, key=b"k")
+    sent = [c.kwargs["value"] for c in Topic.send.await_args_list]
+    counts = [v for v in sent if isinstance(v, dict)]
+    dead = [avro.decode(v, expect="dead_letter")[1] for v in sent if isinstance(v, bytes)]
+    assert [(d["reason"], d["payload"]) for d in dead] == [("undecodable_event", b"not avro")]
+    assert sum(n for c in counts for k, b, n in c["c"] if k == K and b == 3 * B) == 2  # the tick is not an event

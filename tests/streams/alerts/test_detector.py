@@ -175,3 +175,28 @@ def test_seasonal_history_takes_over_and_stays_quiet() -> None:
     out = run(5, lambda s, b: 0.0 if s == "fb" and 4 * DAY + 100 <= b < 4 * DAY + 110 else 1.0, seed=3)
     assert [(r["state"], r["media_source"]) for _, r in out] == [("firing", "fb"), ("resolved", "fb")]
     assert json.loads(out[0][1]["detail"])["method"] == "daily"
+
+
+def test_window_test_catches_a_sustained_partial_drop_that_no_single_bucket_shows() -> None:
+    """With seasonal history (here 3 days) a -45 % hour on the big source fires through the window test only."""
+    srcs = {"big": 60.0, "mid": 20.0}
+    t0 = 3 * DAY + 150
+    shape: Shape = lambda s, b: 0.55 if s == "big" and t0 <= b < t0 + 12 else 1.0  # noqa: E731
+    out = run(3.75, shape, sources=srcs, seed=5)
+    firing = [(b, r) for b, r in out if r["state"] == "firing" and not json.loads(r["detail"])["repeat"]]
+    assert [(r["direction"], r["media_source"]) for _, r in firing] == [("drop", "big")]
+    assert json.loads(firing[0][1]["detail"])["method"] == "window" and t0 <= firing[0][0] < t0 + 10
+    off = AlertSettings(thresholds={"window_buckets": 0})
+    assert run(3.75, shape, sources=srcs, settings=off, seed=5) == []
+
+
+def test_a_single_bucket_burst_is_not_an_alert() -> None:
+    out = run(0.75, lambda s, b: 6.0 if s == "fb" and b == 150 else 1.0)
+    assert out == []
+
+
+def test_recovery_from_an_outage_is_not_read_as_a_spike() -> None:
+    out = run(1, lambda s, b: 0.0 if 100 <= b < 130 else 1.0)
+    out = [(b, r) for b, r in out if not json.loads(r["detail"]).get("repeat")]
+    assert [(r["state"], r["scope"], r["direction"]) for _, r in out] == [
+        ("firing", "platform", "drop"), ("resolved", "platform", "drop")]
