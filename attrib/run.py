@@ -98,6 +98,7 @@ def run(args: argparse.Namespace, s: Settings) -> int:
 
         print()
         print(report(s))
+        print(_worker_line(s))
         print(_where(s, broker, log_dir))
         if getattr(args, "exit", False):
             return 0
@@ -121,9 +122,30 @@ def run(args: argparse.Namespace, s: Settings) -> int:
             print("stopped: ingress, worker, alerts, sink and broker (data stays in var/)")
 
 
+def _worker_line(s: Settings) -> str:
+    """Live figures only the worker knows: events still waiting for their install are not in the warehouse yet."""
+    import urllib.request
+
+    if not s.streams.metrics_port:
+        return ""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{s.streams.metrics_port}/metrics", timeout=3) as r:  # noqa: S310
+            text = r.read().decode()
+    except OSError:
+        return "worker: metrics unavailable"
+    vals: dict[str, float] = {}
+    for line in text.splitlines():
+        name, _, value = line.partition(" ")
+        if name in ("attrib_worker_duplicates_total", "attrib_worker_pending", "attrib_worker_timeouts_total"):
+            vals[name] = float(value)
+    return (f"worker: {vals.get('attrib_worker_duplicates_total', 0):,.0f} duplicate events dropped  ·  "
+            f"{vals.get('attrib_worker_pending', 0):,.0f} events waiting for their install (emitted when it arrives, "
+            f"or as pending_timeout after {s.streams.pending_timeout_s / 3600:g} h)\n")
+
+
 def _traffic(s: Settings, count: int) -> None:
     argv = attrib_argv("send", "--count", str(count), "--duplicates", "0.1", "--out-of-order", "0.15",
-                       "--concurrency", "16", "--seed", "7")
+                       "--concurrency", "16")
     print(f"sending {count} signed deliveries per source ({len(s.sources)} sources) with 10% duplicates and "
           f"15% purchases/signups before their install …", flush=True)
     subprocess.run(argv, check=False)
