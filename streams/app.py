@@ -94,6 +94,11 @@ class Processor:
         self.index: dict[int, PartitionIndex] = {}
         self.pending_total = 0
         self.last_sweep: dict[int, int] = {}
+        self.tally = m.Tally()
+
+    def publish_metrics(self) -> None:
+        self.tally.publish()
+        m.PENDING.set(self.pending_total)
 
     # --- index ------------------------------------------------------------------------------------------------
 
@@ -146,7 +151,7 @@ class Processor:
                 log.exception("tick failed", extra={"fields": {"partition": partition, "offset": offset}})
                 self._dead(ref, "process", "tick_failed", f"{type(exc).__name__}: {exc}", value)
             return
-        m.DELIVERIES.inc()
+        self.tally.inc(m.DELIVERIES)
         raw: dict[str, Any] | None = None
         try:
             if value is None:
@@ -175,7 +180,7 @@ class Processor:
     def _events(self, raw: dict[str, Any], events: list[dict[str, Any]], partition: int, offset: int) -> None:
         user = raw["user_key"]
         for e in events:
-            m.EVENTS_IN.labels(e.get("event_type") or "unknown").inc()
+            self.tally.inc(m.EVENTS_IN, e.get("event_type") or "unknown")
         ix = self._index(partition)
         stored = self.table.get(user)
         state = codec.load_state(stored) if stored is not None else new_state(partition)
@@ -184,10 +189,11 @@ class Processor:
         now = _ms(raw["received_at"])
         res = apply_events(state, events, (partition, offset), now, self.limits,
                            self.rules.get(raw["source"], Rules()), room)
-        m.DUPLICATES.inc(res.duplicates)
-        m.FILTERED.inc(res.filtered)
-        m.REPLAYED.inc(res.replayed)
-        m.BUFFERED.inc(res.buffered)
+        t = self.tally
+        t.inc(m.DUPLICATES, n=res.duplicates)
+        t.inc(m.FILTERED, n=res.filtered)
+        t.inc(m.REPLAYED, n=res.replayed)
+        t.inc(m.BUFFERED, n=res.buffered)
         # Duplicates and replays change nothing worth a changelog record.
         if res.changed:
             self.table[user] = codec.dump_state(state)
@@ -236,20 +242,19 @@ class Processor:
 
     def _account(self, ix: PartitionIndex, user: str, state: dict[str, Any]) -> None:
         self.pending_total += ix.update(user, state)
-        m.PENDING.set(self.pending_total)
 
     def _emit(self, user: str, res: Result) -> None:
         now = int(time.time() * 1000)
         key = user.encode()
         for kind, out in res.outputs:
             out["emitted_at"] = now
-            m.EVENTS_OUT.labels(kind, out["attribution_status"]).inc()
+            self.tally.inc(m.EVENTS_OUT, kind, out["attribution_status"])
             if kind == TIMEOUT:
-                m.TIMEOUTS.inc()
+                self.tally.inc(m.TIMEOUTS)
             elif kind == CORRECTION:
-                m.CORRECTIONS.inc()
+                self.tally.inc(m.CORRECTIONS)
             elif kind == OVERFLOW:
-                m.OVERFLOWS.inc()
+                self.tally.inc(m.OVERFLOWS)
             self.send(self.topics.events, key, avro.encode("enriched_event", out))
 
     def _dead(self, ref: dict[str, Any], stage: str, reason: str, detail: str, value: bytes | None,
@@ -347,6 +352,7 @@ def build_app(settings: Settings, data_dir: Path, store: str, normalizer: Normal
             committed = app.consumer._committed_offset.get(tp)  # noqa: SLF001 - no public accessor
             if hw is not None and committed is not None:
                 m.LAG.labels(str(tp.partition)).set(max(0, hw - committed))
+        proc.publish_metrics()
         if batcher.due:  # outputs of a quiet stream still go out within the linger time
             await batcher.send_due()
 

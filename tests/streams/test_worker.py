@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import time
+import urllib.request
 from collections import Counter
 
 from confluent_kafka import Producer
 
 from schemas import avro
+from tests.conftest import free_port
 from tests.streams.conftest import Reader, generic_body, produce, produce_raw, raw_delivery
 
 LINKRUNNER_SIGNUP = json.dumps({
@@ -16,6 +18,27 @@ LINKRUNNER_SIGNUP = json.dumps({
     "app_version": "2.4.1", "attributed_on": "2024-10-22T19:45:03.007Z", "installed_at": "2024-10-22T19:31:10.742Z",
     "gaid": "9b8a7c6d-5e4f-4a3b-9c2d-1e0f9a8b7c6d",
 }).encode()
+
+
+def scrape(port: int) -> dict[str, float]:
+    """Prometheus text → {metric name: sum over its labels}."""
+    out: dict[str, float] = {}
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:
+        for line in r.read().decode().splitlines():
+            if line and not line.startswith("#"):
+                name, _, value = line.rpartition(" ")
+                base = name.split("{")[0]
+                out[base] = out.get(base, 0) + float(value)
+    return out
+
+
+def scrape_until(port, done, proc, limit_s: float = 60):
+    end = time.monotonic() + limit_s
+    while True:
+        mt = scrape(port)
+        if done(mt) or time.monotonic() > end or proc.p.poll() is not None:
+            return mt
+        time.sleep(0.5)
 
 
 def by_id(records):
@@ -64,7 +87,8 @@ def test_worker_dedupes_buffers_times_out_corrects_and_dead_letters(worker_setti
 
     events = Reader(s, s.topics.events)
     dead = Reader(s, s.topics.dead_letters)
-    w = workers(s)
+    port = free_port()
+    w = workers(s, metrics_port=port)
     try:
         want = {"dup-i", "ord-i", "ord-p1", "ord-p2", "r-i", "r-s1", "r-p", "after-poison",
                 *(f"ovf-{i}" for i in range(5)), "late-p"}
@@ -81,6 +105,7 @@ def test_worker_dedupes_buffers_times_out_corrects_and_dead_letters(worker_setti
                                  "correction of late-p", proc=w)
         dls = dead.read_until(lambda rs: len(rs) >= 3, "three dead letters", proc=w)
         recs = events.drain()
+        metrics = scrape_until(port, lambda mt: mt.get("attrib_worker_dead_letters_total", 0) >= 3, w)
     finally:
         events.close()
         dead.close()
@@ -113,3 +138,9 @@ def test_worker_dedupes_buffers_times_out_corrects_and_dead_letters(worker_setti
     assert all(d["raw"]["topic"] == s.topics.raw and d["payload"] for d in dls)
     assert "after-poison" in ids
     assert all(r["raw"] is None or r["raw"]["topic"] == s.topics.raw for r in recs)
+    # metrics
+    assert metrics["attrib_worker_duplicates_total"] >= 3  # dup-i twice, the linkrunner retry once
+    assert metrics["attrib_worker_dead_letters_total"] == 3
+    assert metrics["attrib_worker_timeouts_total"] >= 4 and metrics["attrib_worker_corrections_total"] >= 1
+    assert metrics["attrib_worker_overflow_total"] == 2 and metrics["attrib_worker_filtered_total"] == 2
+    assert metrics["attrib_worker_events_out_total"] >= len(ids)
