@@ -141,7 +141,7 @@ class StreamsSettings(_Section):
     commit_interval_s: float = Field(2.8, gt=0)
     max_poll_records: int = Field(2000, gt=0)
     buffer_maxsize: int = Field(16384, gt=0)
-    linger_ms: int = Field(5, ge=0)
+    linger_ms: int = Field(50, ge=0, description="Output/changelog batching delay (also bounds output latency).")
 
 
 class SinkSettings(_Section):
