@@ -95,6 +95,7 @@ class Processor:
         self.pending_total = 0
         self.last_sweep: dict[int, int] = {}
         self.tally = m.Tally()
+        self.assigned: set[int] = set()
 
     def publish_metrics(self) -> None:
         self.tally.publish()
@@ -103,11 +104,13 @@ class Processor:
     # --- index ------------------------------------------------------------------------------------------------
 
     def on_assigned(self, partitions: set[int]) -> None:
+        self.assigned = set(partitions)
         for p in partitions:
             self.index.pop(p, None)  # rebuilt lazily on the partition's next message
         self._recount()
 
     def on_revoked(self, partitions: set[int]) -> None:
+        self.assigned -= partitions
         for p in partitions:
             self.index.pop(p, None)
         self._recount()
@@ -119,25 +122,33 @@ class Processor:
     def _index(self, p: int) -> PartitionIndex:
         ix = self.index.get(p)
         if ix is None:
-            ix = self.index[p] = PartitionIndex()
-            t0 = time.monotonic()
-            n = 0
-            for key, raw in self.table.items():
-                if raw is None or b'"h":[]' in raw:  # no held events: nothing to index (cheap test)
-                    continue
-                st = codec.load_state(raw)
-                if st["p"] != p:
-                    continue
-                user = key.decode() if isinstance(key, bytes) else key
-                ix.update(user, st)
-                for h in st["h"]:
-                    if h["st"] != "p" and h["at"] + self.limits.reemit_grace_ms > st["c"]:
-                        ix.by_ref.setdefault(h["r"][1], set()).add(user)
-                n += 1
-            self._recount()
-            log.info("partition index rebuilt", extra={"fields": {
-                "partition": p, "users_held": n, "due": len(ix.due), "seconds": round(time.monotonic() - t0, 3)}})
+            ix = self._rebuild(p)
         return ix
+
+    def _rebuild(self, p: int) -> PartitionIndex:
+        """One scan of the table builds the index of every owned partition not indexed yet (after an assignment)."""
+        todo = {q for q in self.assigned if q not in self.index} | {p}
+        fresh = {q: PartitionIndex() for q in todo}
+        t0 = time.monotonic()
+        n = 0
+        for key, raw in self.table.items():
+            if raw is None or b'"h":[]' in raw:  # no held events: nothing to index (cheap test)
+                continue
+            st = codec.load_state(raw)
+            ix = fresh.get(st["p"])
+            if ix is None:
+                continue
+            user = key.decode() if isinstance(key, bytes) else key
+            ix.update(user, st)
+            for h in st["h"]:
+                if h["st"] != "p" and h["at"] + self.limits.reemit_grace_ms > st["c"]:
+                    ix.by_ref.setdefault(h["r"][1], set()).add(user)
+            n += 1
+        self.index.update(fresh)
+        self._recount()
+        log.info("partition index rebuilt", extra={"fields": {
+            "partitions": sorted(todo), "users_held": n, "seconds": round(time.monotonic() - t0, 3)}})
+        return fresh[p]
 
     # --- messages -----------------------------------------------------------------------------------------------
 
