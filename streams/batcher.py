@@ -25,6 +25,8 @@ class Batcher:
         self.full: list[tuple[str, int, Any]] = []
         self.inflight: set[asyncio.Future[Any]] = set()
         self.error: BaseException | None = None
+        # Submitting awaits; flush() must not return while another task holds batches it already took off `open`.
+        self.lock = asyncio.Lock()
 
     def add(self, topic: str, partition: int, key: bytes | None, value: bytes | None) -> None:
         slot = self.open.get((topic, partition))
@@ -46,6 +48,10 @@ class Batcher:
 
     async def send_due(self, everything: bool = False) -> None:
         """Hand full and lingering batches to the producer (without waiting for delivery)."""
+        async with self.lock:
+            await self._submit(everything)
+
+    async def _submit(self, everything: bool) -> None:
         now = time.monotonic()
         todo, self.full = self.full, []
         for key, (batch, t) in list(self.open.items()):
