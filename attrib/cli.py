@@ -78,6 +78,7 @@ COMMANDS: dict[str, Handler] = {"stack": _stack, "migrate": _migrate, "config": 
 # Subcommands owned by an area live in that area's module, which defines HELP: str, add_arguments(parser) and
 # main(args, settings) -> int. One line per command here; keep the table sorted.
 PLUGINS: dict[str, str] = {
+    "normalize": "schemas.cli_normalize",
     "worker": "streams.worker",
 }
 

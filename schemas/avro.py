@@ -78,6 +78,8 @@ def encode(name: str, record: dict[str, Any]) -> bytes:
 
 def decode(data: bytes, expect: str | None = None) -> tuple[str, dict[str, Any]]:
     """Decode single-object bytes into (schema name, record in the current reader schema)."""
+    if data[:1] == b"\x00" and len(data) >= 5:
+        raise AvroError("Confluent wire format (schema registry id); decode with schemas.wire.serde(settings)")
     if len(data) < 10 or data[:2] != MAGIC:
         raise AvroError("not Avro single-object encoding (bad magic)")
     found = _writers().get(data[2:10])

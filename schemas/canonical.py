@@ -56,7 +56,7 @@ def event_type(name: str, options: dict[str, Any], mmp_defaults: dict[str, str] 
         low = name.lower()
         hit = next((v for k, v in custom.items() if str(k).lower() == low), None)
     if hit is not None:
-        if hit not in EVENT_TYPES:
+        if not isinstance(hit, str) or hit not in EVENT_TYPES:
             raise NormalizeError(INVALID_CONFIG, f"options.event_types.{name}",
                                  f"{hit!r} is not one of {', '.join(sorted(EVENT_TYPES))}")
         return str(hit)

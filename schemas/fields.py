@@ -78,6 +78,8 @@ def first(d: dict[str, Any], *keys: str) -> str | None:
 
 def get_path(d: Any, path: str) -> Any:
     """``a.b.c`` lookup through nested dicts; None when any step is missing."""
+    if "." not in path:  # the common case, kept cheap
+        return d.get(path) if isinstance(d, dict) else None
     for part in path.split("."):
         if not isinstance(d, dict):
             return None
@@ -145,7 +147,7 @@ def time_ms(v: Any, unit: str | None = None) -> int | None:
 
 
 _NUM = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$")
-_REV_MAX = Decimal("1e20")  # decimal(38,9) leaves 29 integer digits; anything near is garbage anyway
+_REV_MAX = Decimal("1e18")  # keeps 9 decimals inside the default 28-digit context; larger is garbage anyway
 
 
 def decimal(v: Any) -> Decimal | None:

@@ -72,7 +72,9 @@ def query_to_body(mmp: str, query_string: str, options: dict[str, Any] | None = 
     custom = options.get("query_map")
     if isinstance(custom, dict):
         mapping.update({str(k): str(v) for k, v in custom.items()})
-    secret = SECRET_PARAMS | {str(p).lower() for p in options.get("secret_params", []) if isinstance(p, str)}
+    extra = options.get("secret_params")
+    named = [*(extra if isinstance(extra, list) else [extra]), options.get("url_secret_param")]  # ingress's option too
+    secret = SECRET_PARAMS | {p.lower() for p in named if isinstance(p, str)}
     out: dict[str, Any] = {}
     for k, v in query_dict(query_string).items():
         if k.lower() in secret:

@@ -48,7 +48,8 @@ def _branch(b: dict[str, Any]) -> list[Candidate]:
         hw = _dev("idfv" if os_ == "ios" else "android_id", b.get("hardware_id"))
         return (hw + _dev("gaid", b.get("google_advertising_id")) + _dev("idfa", b.get("idfa"))
                 + _cust(b.get("identity")))
-    u = b.get("user_data") if isinstance(b.get("user_data"), dict) else b
+    ud = b.get("user_data")
+    u: dict[str, Any] = ud if isinstance(ud, dict) else b
     return (_dev("idfv", u.get("idfv")) + _dev("android_id", u.get("android_id")) + _dev("gaid", u.get("aaid"))
             + _dev("idfa", u.get("idfa")) + _cust(u.get("developer_identity")))
 
@@ -78,7 +79,8 @@ def _linkrunner(b: dict[str, Any]) -> list[Candidate]:
 
 
 def _generic(b: dict[str, Any]) -> list[Candidate]:
-    dev = b.get("device") if isinstance(b.get("device"), dict) else {}
+    d = b.get("device")
+    dev: dict[str, Any] = d if isinstance(d, dict) else {}
     out: list[Candidate] = []
     for kind, key in (("idfv", "idfv"), ("android_id", "android_id"), ("gaid", "gaid"), ("idfa", "idfa")):
         out += _dev(kind, dev.get(key) if dev.get(key) is not None else b.get(key))

@@ -12,12 +12,14 @@ from __future__ import annotations
 import importlib
 import time
 from datetime import datetime, timedelta, timezone
-from typing import Any, Protocol
+from typing import Any
 
+from attrib.settings import SourceSettings
 from schemas import canonical
 from schemas.errors import EMPTY_BODY, INTERNAL, INVALID_JSON, NOT_AN_OBJECT, UNKNOWN_MMP, NormalizeError
 from schemas.normalize.base import Extract
 from schemas.normalize.payload import Payload
+from schemas.templates import query_to_body
 from schemas.user_key import FP_HEX, candidates, fingerprint, parse_delivery
 
 MODULES = {m: f"schemas.normalize.{m}" for m in
@@ -25,14 +27,7 @@ MODULES = {m: f"schemas.normalize.{m}" for m in
 MAX_BATCH = 10_000
 
 
-class SourceLike(Protocol):
-    name: str
-    mmp: str
-    app_id: str | None
-    options: dict[str, Any]
-
-
-def normalize(source: SourceLike, raw: dict[str, Any]) -> list[dict[str, Any]]:
+def normalize(source: SourceSettings, raw: dict[str, Any]) -> list[dict[str, Any]]:
     """Canonical event dicts for one raw delivery (a batch body gives several). Raises only NormalizeError."""
     try:
         return _normalize(source, raw)
@@ -52,7 +47,7 @@ def _ms(v: Any) -> int:
     return int(time.time() * 1000)
 
 
-def parse(source: SourceLike, raw: dict[str, Any]) -> list[dict[str, Any]]:
+def parse(source: SourceSettings, raw: dict[str, Any]) -> list[dict[str, Any]]:
     """The delivery's event objects, or NormalizeError (empty body, invalid JSON, not an object)."""
     body = raw.get("body") or b""
     if isinstance(body, str):
@@ -88,12 +83,24 @@ def _module(mmp: str) -> Any:
 
 def event_fingerprint(mmp: str, app_id: str | None, who: str | None, id_fields: dict[str, Any] | None,
                       whole: dict[str, Any]) -> str:
-    """``fp:<hex>`` over mmp, app, the user key candidate and the MMP's identifying fields (whole object if none)."""
-    basis = {"mmp": mmp, "app_id": app_id, "who": who, "fields": id_fields if id_fields is not None else whole}
+    """``fp:<hex>`` over mmp, app, the user key candidate and the MMP's identifying fields. Without a device/user id
+    (or identifying fields) the whole object counts, so two anonymous events never share an id."""
+    fields = id_fields if id_fields is not None and who is not None else whole
+    basis = {"mmp": mmp, "app_id": app_id, "who": who, "fields": fields}
     return "fp:" + fingerprint(basis)[:FP_HEX]
 
 
-def _normalize(source: SourceLike, raw: dict[str, Any]) -> list[dict[str, Any]]:
+def _with_query(rest: dict[str, Any], raw: dict[str, Any], options: dict[str, Any]) -> dict[str, Any]:
+    """A body delivery's URL parameters (secrets dropped) are kept too, under ``_query``."""
+    body, qs = raw.get("body") or b"", raw.get("query_string") or ""
+    if qs and body.strip():
+        extra = query_to_body("", qs, options)
+        if extra:
+            rest = {**rest, "_query": extra}
+    return rest
+
+
+def _normalize(source: SourceSettings, raw: dict[str, Any]) -> list[dict[str, Any]]:
     mod = _module(source.mmp)
     items = parse(source, raw)
     options = source.options if isinstance(source.options, dict) else {}
@@ -116,5 +123,5 @@ def _normalize(source: SourceLike, raw: dict[str, Any]) -> list[dict[str, Any]]:
         out.append(canonical.build(
             event_id=event_id, mmp=source.mmp, source=source.name, app_id=app_id, received_at=received_at,
             user_key=who[0] if who else "fp:" + fingerprint(item)[:FP_HEX],
-            properties=canonical.properties_json(p.rest()), raw=raw_ref, **f))
+            properties=canonical.properties_json(_with_query(p.rest(), raw, options)), raw=raw_ref, **f))
     return out

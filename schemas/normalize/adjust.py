@@ -28,10 +28,13 @@ def extract(p: Payload, options: dict[str, Any]) -> Extract:
         etype = event_type(name, options, {name.lower(): ACTIVITY[kind.lower()]})
     else:  # "event" and anything new: by the event name
         etype = event_type(name, options)
-    time_ = require(p.time("created_at", unit="s"), "created_at")
+    time_ = require(p.time("created_at"), "created_at")
     tracker = (p.peek("tracker_name") or "")
     parts = [s.strip() or None for s in str(tracker).split("::")] if "::" in str(tracker) else []
-    part = (lambda i: parts[i] if i < len(parts) else None)
+    parts += [None] * (4 - len(parts))
+
+    def part(i: int) -> str | None:
+        return parts[i]
     network = p.text("network_name") or part(0)
     organic_flag = p.bool("is_organic")
     organic = organic_flag if organic_flag is not None else (network or "").lower() == "organic" if network else None
@@ -41,8 +44,8 @@ def extract(p: Payload, options: dict[str, Any]) -> Extract:
         revenue = (cents / 100).quantize(Decimal("1e-9")) if cents is not None else None
     if isinstance(json_in_string(p.peek("partner_parameters")), (dict, list)):
         p.replace("partner_parameters", json_in_string(p.peek("partner_parameters")))
-    click_time = p.time("click_time", unit="s")
-    impression_time = None if click_time else p.time("impression_time", unit="s")
+    click_time = p.time("click_time")
+    impression_time = None if click_time else p.time("impression_time")
     return Extract(
         fields={
             "app_id": p.text("app_id", "store_id"),

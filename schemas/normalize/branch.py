@@ -2,9 +2,9 @@
 click/event webhooks.
 
 Data Feeds: attribution from ``last_attributed_touch_data`` (never ``last_cta_view_data``); media_source =
-``~advertising_partner_name`` else ``~channel``; organic = ``attributed`` false or no touch data. Legacy: first-referring
-= first touch (kept in properties), session-referring = last touch (the columns); ``*_referring_identity`` /
-``*_hardware_id`` describe the referrer, never this user, so they stay in properties.
+``~advertising_partner_name`` else ``~channel``; organic = ``attributed`` false or no touch data.
+Legacy: first-referring = first touch (kept in properties), session-referring = last touch (the columns);
+``*_referring_identity`` / ``*_hardware_id`` describe the referrer, never this user, so they stay in properties.
 event_id: ``id`` (Data Feeds; kept as the exact digit string even when sent as a number > 2^53) or ``click_id``
 (legacy clicks); otherwise a fingerprint of name, timestamp/event_timestamp, the user key and
 ``event_data.transaction_id`` (Data Feeds) or event, event_timestamp, the user key and the link id (legacy).
@@ -15,6 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 from schemas.canonical import event_type, platform
+from schemas.fields import boolean
 from schemas.normalize.base import Extract, require
 from schemas.normalize.payload import Payload
 
@@ -32,7 +33,7 @@ def extract(p: Payload, options: dict[str, Any]) -> Extract:
 
 def _ontology(p: Payload, options: dict[str, Any]) -> Extract:
     name = require(p.text("name"), "name")
-    time_ = require(p.time("event_timestamp", "timestamp", unit="ms"), "timestamp")
+    time_ = require(p.time("event_timestamp", "timestamp"), "timestamp")
     touch = p.obj("last_attributed_touch_data")
     attributed = p.bool("attributed")
     organic = attributed is False or not touch
@@ -87,6 +88,9 @@ def _legacy(p: Payload, options: dict[str, Any]) -> Extract:
     referred = p.bool("metadata.referred")
     organic = False if is_click else (referred is False or (referred is None and not has_link))
     hw = p.dev("hardware_id")
+    etype = event_type(name, options, DEFAULTS)
+    if etype == "install" and boolean(p.peek("metadata.reinstall")):
+        etype = "reinstall"
     touch_prefix = link.replace("link_data.", "click_timestamp") if not is_click else None
     touch_time = p.time(touch_prefix) if touch_prefix else None
     return Extract(
@@ -94,7 +98,7 @@ def _legacy(p: Payload, options: dict[str, Any]) -> Extract:
             "event_id": p.text("click_id"),
             "app_id": p.text("app_id"),
             "event_name": name,
-            "event_type": event_type(name, options, DEFAULTS),
+            "event_type": etype,
             "event_time": time_,
             "customer_user_id": p.text("identity"),
             "platform": os_,

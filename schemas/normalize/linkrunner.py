@@ -3,8 +3,8 @@
 Time: install → installed_at else attributed_on; signup (and others) → attributed_on else installed_at. Attribution
 comes from ``network_name`` (trusted over ``ad_channel``), ad set/ad from ``meta_campaign_details`` or
 ``google_campaign_details``; platform is inferred from gaid (android) / idfa (ios).
-event_id: none → fingerprint of event_type, campaign_id, the user key (gaid / idfa / user_id), user_id and the event
-time (attributed_on / installed_at).
+event_id: none → fingerprint of event_type, campaign_id, the user key (gaid / idfa / user_id), user_id, attributed_on
+and installed_at.
 """
 
 from __future__ import annotations
@@ -52,5 +52,5 @@ def extract(p: Payload, options: dict[str, Any]) -> Extract:
             "touch_time": touch,
         },
         id_fields={"event_type": name, "campaign_id": p.peek("campaign_id"), "user_id": p.peek("user_id"),
-                   "time": time_},
+                   "attributed_on": p.peek("attributed_on"), "installed_at": p.peek("installed_at")},
     )

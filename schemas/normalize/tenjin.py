@@ -17,14 +17,14 @@ from schemas.normalize.payload import Payload
 
 def extract(p: Payload, options: dict[str, Any]) -> Extract:
     name = require(p.text("event", "value", "event_name"), "event")
-    time_ = require(p.time("time_in_ms", "event_at_ms", "created_at_ms", "acquired_at_ms", unit="ms"), "time_in_ms")
+    time_ = require(p.time("time_in_ms", "event_at_ms", "created_at_ms", "acquired_at_ms"), "time_in_ms")
     plat = platform(p.text("platform"))
     ad_id = p.dev("advertising_id")
     network = p.text("ad_network", "network")
     organic = (network or "").lower() == "organic" if network else None
     revenue = p.decimal("revenue_usd_gross", "revenue")
     currency = "USD" if p.peek("revenue_usd_gross") is not None else p.currency("currency")
-    touch = p.time("engaged_at_ms", unit="ms")
+    touch = p.time("engaged_at_ms")
     return Extract(
         fields={
             "app_id": p.text("store_id", "bundle_id", "app_id"),

@@ -26,7 +26,9 @@ def sample_mmp(s: dict[str, Any]) -> str:
 def wire(s: dict[str, Any]) -> tuple[bytes, str, str | None]:
     """(body bytes, raw query string, content type) as the ingress would see the delivery."""
     body = s.get("body")
-    raw = b"" if body is None else body.encode() if isinstance(body, str) else json.dumps(body, ensure_ascii=False).encode()
+    if body is None:
+        return b"", s.get("raw_query_string") or "", s.get("content_type")
+    raw = body.encode() if isinstance(body, str) else json.dumps(body, ensure_ascii=False).encode()
     return raw, s.get("raw_query_string") or "", s.get("content_type")
 
 

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import copy
 import json
+import re
 from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Any
+from urllib.parse import urlencode
 
 from attrib.settings import SourceSettings
 from schemas import avro
+from schemas.fields import get_path
 from schemas.normalize import normalize
 from tests.schemas.conftest import SAMPLES, sample_mmp, wire
 
@@ -99,3 +103,41 @@ def test_distinct_samples_get_distinct_event_ids() -> None:
     ids = [normalize(source_for(s), raw_delivery(s))[0]["event_id"] for s in SAMPLES
            if s["sample_id"] != "linkrunner_03_signup_organic_retry_duplicate"]
     assert len(ids) == len(set(ids))
+
+
+def _bump(v: Any) -> Any:
+    """A different but still valid value of the same kind."""
+    if isinstance(v, int):
+        return v + 1
+    if v.isdigit():
+        return str(int(v) + 1)
+    if re.match(r"^\d{4}-", v):
+        return str(int(v[:4]) + 1) + v[4:]
+    return v + "x"
+
+
+def test_each_natural_dedupe_field_changes_the_fingerprint(sample: dict[str, Any]) -> None:
+    """Each of the sample's `derived.dedupe_key_fields` (first present alternative of a|b; sha1(x) = x) identifies the
+    event: changing it changes the fingerprint event_id."""
+    [base] = normalize(source_for(sample), raw_delivery(sample))
+    if not base["event_id"].startswith("fp:"):
+        return
+    body = sample["body"] if isinstance(sample["body"], dict) else sample["query"]
+    for spec in sample["derived"]["dedupe_key_fields"]:
+        spec = re.sub(r"^sha1\((.*)\)$", r"\1", spec)
+        first, *alts = spec.split("|")
+        prefix = first.rsplit(".", 1)[0] + "." if "." in first else ""
+        paths = [first] + [prefix + a for a in alts]
+        path = next((p for p in paths if get_path(body, p) not in (None, "")), None)
+        if path is None:
+            continue
+        changed = copy.deepcopy(body)
+        *parents, leaf = path.split(".")
+        d = changed
+        for p in parents:
+            d = d[p]
+        d[leaf] = _bump(d[leaf])
+        s2 = {**sample, "body": changed} if isinstance(sample["body"], dict) else {
+            **sample, "raw_query_string": urlencode(changed)}
+        [other] = normalize(source_for(s2), raw_delivery(s2))
+        assert other["event_id"] != base["event_id"], path

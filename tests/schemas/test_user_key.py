@@ -64,3 +64,9 @@ def test_never_raises_on_json(mmp: str, value: Any, ct: str | None) -> None:
 def test_never_raises_on_bytes(mmp: str, body: bytes, qs: str) -> None:
     key = user_key(mmp, body, qs, None, {})
     assert isinstance(key, str) and ":" in key
+
+
+def test_ingress_url_secret_param_never_counts() -> None:
+    opts = {"url_secret_param": "k"}
+    assert user_key("generic", b"", "k=one", None, opts) == user_key("generic", b"", "k=two", None, opts)
+    assert query_to_body("generic", "k=s&a=1", opts) == {"a": "1"}

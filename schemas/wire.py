@@ -1,0 +1,162 @@
+"""Record bytes on Kafka: Avro single-object encoding by default, the Confluent wire format when
+``settings.kafka.schema_registry_url`` is set.
+
+Confluent framing: ``0x00`` + 4-byte big-endian schema id + Avro binary body. Schemas are registered under the
+TopicNameStrategy subject ``<topic>-value`` (POST /subjects/<subject>/versions) and writer schemas are fetched by id
+(GET /schemas/ids/<id>); both are cached for the life of the process, so the registry is called once per schema.
+:func:`decode` tells the two framings apart by their first byte, so consumers read either.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import struct
+import threading
+import urllib.error
+import urllib.parse
+import urllib.request
+from functools import cache
+from typing import Any, Protocol
+
+import fastavro
+
+from schemas import avro
+
+CONFLUENT_MAGIC = b"\x00"
+CONTENT_TYPE = "application/vnd.schemaregistry.v1+json"
+
+
+class RegistryError(RuntimeError):
+    """The schema registry could not be reached or refused a request."""
+
+
+class Serde(Protocol):
+    def encode(self, name: str, record: dict[str, Any], topic: str) -> bytes: ...
+
+    def decode(self, data: bytes, expect: str | None = None) -> tuple[str, dict[str, Any]]: ...
+
+
+@cache
+def _schema_text(name: str) -> str:
+    return json.dumps(json.loads((avro.HERE / f"{name}.avsc").read_text()), separators=(",", ":"))
+
+
+@cache
+def _fullnames() -> dict[str, str]:
+    """Record full name (``attrib.CanonicalEvent``) → logical name (``canonical_event``)."""
+    out = {}
+    for n in avro.NAMES:
+        s = json.loads((avro.HERE / f"{n}.avsc").read_text())
+        out[f"{s.get('namespace', '')}.{s['name']}".lstrip(".")] = n
+    return out
+
+
+class RegistryClient:
+    """Minimal Confluent Schema Registry client (register + fetch by id), cached, thread-safe."""
+
+    def __init__(self, url: str, timeout_s: float = 5.0) -> None:
+        self.url = url.rstrip("/")
+        self.timeout_s = timeout_s
+        self._ids: dict[tuple[str, str], int] = {}
+        self._schemas: dict[int, Any] = {}
+        self._lock = threading.Lock()
+
+    def _call(self, method: str, path: str, payload: dict[str, Any] | None = None) -> Any:
+        data = json.dumps(payload).encode() if payload is not None else None
+        req = urllib.request.Request(self.url + path, data=data, method=method,
+                                     headers={"Content-Type": CONTENT_TYPE, "Accept": CONTENT_TYPE})
+        try:
+            with urllib.request.urlopen(req, timeout=self.timeout_s) as resp:
+                return json.loads(resp.read())
+        except urllib.error.HTTPError as exc:
+            detail = exc.read()[:200].decode("utf-8", "replace")
+            raise RegistryError(f"schema registry {method} {path}: HTTP {exc.code} {detail}") from None
+        except (OSError, ValueError) as exc:
+            raise RegistryError(f"schema registry {method} {path}: {exc}") from None
+
+    def register(self, subject: str, schema: str) -> int:
+        key = (subject, schema)
+        with self._lock:
+            if key in self._ids:
+                return self._ids[key]
+        sid = int(self._call("POST", f"/subjects/{urllib.parse.quote(subject, safe='')}/versions",
+                             {"schema": schema})["id"])
+        with self._lock:
+            self._ids[key] = sid
+        return sid
+
+    def schema(self, schema_id: int) -> Any:
+        """The parsed writer schema with this id."""
+        with self._lock:
+            if schema_id in self._schemas:
+                return self._schemas[schema_id]
+        text = self._call("GET", f"/schemas/ids/{schema_id}")["schema"]
+        parsed = fastavro.parse_schema(json.loads(text), named_schemas={})
+        with self._lock:
+            self._schemas[schema_id] = parsed
+        return parsed
+
+
+class SingleObjectSerde:
+    def encode(self, name: str, record: dict[str, Any], topic: str) -> bytes:
+        return avro.encode(name, record)
+
+    def decode(self, data: bytes, expect: str | None = None) -> tuple[str, dict[str, Any]]:
+        return avro.decode(data, expect)
+
+
+class ConfluentSerde:
+    def __init__(self, client: RegistryClient) -> None:
+        self.client = client
+
+    def encode(self, name: str, record: dict[str, Any], topic: str) -> bytes:
+        sid = self.client.register(f"{topic}-value", _schema_text(name))
+        buf = io.BytesIO()
+        buf.write(CONFLUENT_MAGIC + struct.pack(">I", sid))
+        fastavro.schemaless_writer(buf, avro.codec(name).schema, record)
+        return buf.getvalue()
+
+    def decode(self, data: bytes, expect: str | None = None) -> tuple[str, dict[str, Any]]:
+        if len(data) < 5 or data[:1] != CONFLUENT_MAGIC:
+            raise avro.AvroError("not Confluent wire format (bad magic)")
+        (sid,) = struct.unpack(">I", data[1:5])
+        writer = self.client.schema(sid)
+        name = _fullnames().get(writer["name"]) if isinstance(writer, dict) else None
+        if name is None:
+            raise avro.AvroError(f"schema id {sid} is not one of {', '.join(avro.NAMES)}")
+        if expect is not None and name != expect:
+            raise avro.AvroError(f"expected a {expect} record, got {name}")
+        try:
+            rec = fastavro.schemaless_reader(io.BytesIO(data[5:]), writer, avro.codec(name).schema)
+        except Exception as exc:
+            raise avro.AvroError(f"corrupt {name} record: {exc}") from None
+        return name, rec  # type: ignore[return-value]
+
+
+class AutoSerde:
+    """Writes with ``writer``; reads both framings (so a registry can be switched on without a flag day)."""
+
+    def __init__(self, writer: Serde, registry: RegistryClient | None) -> None:
+        self.writer = writer
+        self.single = SingleObjectSerde()
+        self.confluent = ConfluentSerde(registry) if registry else None
+
+    def encode(self, name: str, record: dict[str, Any], topic: str) -> bytes:
+        return self.writer.encode(name, record, topic)
+
+    def decode(self, data: bytes, expect: str | None = None) -> tuple[str, dict[str, Any]]:
+        if data[:1] == CONFLUENT_MAGIC:
+            if self.confluent is None:
+                raise avro.AvroError("Confluent-framed record but no kafka.schema_registry_url configured")
+            return self.confluent.decode(data, expect)
+        return self.single.decode(data, expect)
+
+
+def serde(settings: Any) -> AutoSerde:
+    """The serde the settings ask for: Confluent framing when ``kafka.schema_registry_url`` is set."""
+    url = getattr(settings.kafka, "schema_registry_url", None)
+    if url:
+        client = RegistryClient(url)
+        return AutoSerde(ConfluentSerde(client), client)
+    return AutoSerde(SingleObjectSerde(), None)
