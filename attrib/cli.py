@@ -54,7 +54,7 @@ def _migrate(args: argparse.Namespace, s: Settings) -> int:
 
     client = connect(s)
     try:
-        done = migrate.apply(client, s.clickhouse.database)
+        done = migrate.migrate(client, s)
     finally:
         client.close()
     names = ", ".join(f"{m.version:04d}_{m.name}" for m in done) or "none pending"
@@ -78,7 +78,13 @@ COMMANDS: dict[str, Handler] = {"stack": _stack, "migrate": _migrate, "config": 
 # Subcommands owned by an area live in that area's module, which defines HELP: str, add_arguments(parser) and
 # main(args, settings) -> int. One line per command here; keep the table sorted.
 PLUGINS: dict[str, str] = {
+    "alerts": "streams.alerts.app",
+    "ingest": "ingest.server",
     "normalize": "schemas.cli_normalize",
+    "notify": "sinks.slack",
+    "send": "ingest.send",
+    "sink": "sinks.command",
+    "sql": "sinks.sql",
     "worker": "streams.worker",
 }
 
@@ -98,7 +104,9 @@ def build_parser() -> argparse.ArgumentParser:
     mg = sub.add_parser("migrate", help="apply ClickHouse migrations (idempotent)")
     mg.add_argument("--topics", action="store_true", help="also create missing Kafka topics")
     sub.add_parser("config", help="print the effective settings, secrets masked")
-    sub.add_parser("run", help="local stack + pipeline with sample traffic (what `make run` does)")
+    from attrib.run import add_arguments as run_arguments
+
+    run_arguments(sub.add_parser("run", help="local stack + pipeline with sample traffic (what `make run` does)"))
     for name in PLUGINS:
         mod = _plugin(name)
         mod.add_arguments(sub.add_parser(name, help=mod.HELP, description=mod.HELP))

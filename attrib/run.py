@@ -1,41 +1,145 @@
-"""`make run` / `attrib run`: bring the local stack up and show where to look.
+"""`make run` / `attrib run`: the whole pipeline on this machine, with sample traffic and a report.
 
-Grows with the pipeline: each stage that exists is started here, sample traffic is sent, and a report is printed.
+Starts the broker, then the sink (it owns the embedded ClickHouse and applies migrations), the worker, the alert
+detector, the ingress (and the Slack notifier when a webhook is configured) as child processes; sends signed
+deliveries from several MMPs through `attrib send`; waits until the warehouse has settled; prints a report and where
+to look; keeps everything running until Ctrl-C, then stops it all in reverse order.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
 
-from attrib.settings import Settings
+from attrib import settings as settings_mod
+from attrib.settings import REPO_ROOT, Settings
+from attrib.supervise import Service, ServiceError, attrib_argv
+
+DEMO_CONFIG = REPO_ROOT / "dev" / "demo.toml"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--count", type=int, default=600, help="sample deliveries per source (default 600)")
+    p.add_argument("--no-traffic", action="store_true", help="start the pipeline without sending sample traffic")
+    p.add_argument("--exit", action="store_true", help="stop everything after the report instead of waiting for Ctrl-C")
+
+
+def _services(s: Settings) -> list[Service]:
+    ingest = f"http://{_loopback(s.ingest.host)}:{s.ingest.port}"
+    svcs = [
+        Service("sink", attrib_argv("sink"), f"http://127.0.0.1:{s.sink.query_port}/health"),
+        Service("worker", attrib_argv("worker"),
+                f"http://127.0.0.1:{s.streams.metrics_port}/metrics" if s.streams.metrics_port else None),
+        Service("alerts", attrib_argv("alerts")),
+        Service("ingest", attrib_argv("ingest"), f"{ingest}/readyz"),
+    ]
+    if s.slack_webhook_url or s.alerts.webhooks:
+        svcs.append(Service("notify", attrib_argv("notify")))
+    return svcs
+
+
+def _loopback(host: str) -> str:
+    return "127.0.0.1" if host in ("0.0.0.0", "", "::") else host
+
+
+def _settle(s: Settings, timeout_s: float = 120.0) -> int:
+    """Wait until the warehouse's event count stops moving (the worker and sink have caught up)."""
+    from sinks.sql import query_rows
+
+    last, stable_since, deadline = -1, time.monotonic(), time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            n = int(query_rows(s, f"SELECT count() AS n FROM {s.clickhouse.database}.events")[0]["n"])
+        except Exception:  # noqa: BLE001 - the sink may still be starting
+            n = -1
+        if n != last:
+            last, stable_since = n, time.monotonic()
+        elif n > 0 and time.monotonic() - stable_since > 4:
+            return n
+        time.sleep(0.5)
+    return last
 
 
 def run(args: argparse.Namespace, s: Settings) -> int:
     from attrib.stack import Broker, fetch_jars
     from attrib.topics import ensure_topics
-    from sinks import migrate
-    from sinks.clickhouse import connect, describe
+
+    if not s.sources:  # a fresh machine: demo sources so there is something to see
+        os.environ[settings_mod.CONFIG_ENV] = str(DEMO_CONFIG)
+        s = settings_mod.load()
+        print(f"no sources configured: using the demo sources in {DEMO_CONFIG.relative_to(REPO_ROOT)}")
 
     fetch_jars(s)
     broker = Broker.from_settings(s)
     broker.start()
     ensure_topics(s)
-    client = connect(s)
-    migrate.apply(client, s.clickhouse.database)
-    tables = [r[0] for r in client.query(
-        "SELECT name FROM system.tables WHERE database = {db:String} ORDER BY name",
-        parameters={"db": s.clickhouse.database}).result_rows]
-    client.close()
+    log_dir = s.var_dir / "run" / "logs"
+    services = _services(s)
+    stopping = False
 
-    print(f"""
-attrib local stack is up
-  kafka       {broker.bootstrap}  (pid {broker.pid()}, data in {broker.home}, log {broker.log_file})
-  topics      {', '.join(s.topics.all())}  ({s.topics.partitions} partitions each)
-  clickhouse  {describe(s)}, database {s.clickhouse.database}: {', '.join(tables)}
+    def _term(*_: object) -> None:
+        raise KeyboardInterrupt
 
-next
-  .venv/bin/attrib stack status     what runs
-  .venv/bin/attrib config           effective settings (secrets masked)
-  make down                         stop the broker (data stays in var/)
-""")
-    return 0
+    signal.signal(signal.SIGTERM, _term)
+    try:
+        for svc in services:
+            print(f"starting {svc.name:<7} log {svc.log or log_dir / (svc.name + '.log')}", flush=True)
+            svc.start(log_dir)
+            svc.wait_ready(120)
+        if not getattr(args, "no_traffic", False):
+            _traffic(s, getattr(args, "count", 600))
+            print("waiting for the worker and sink to catch up …", flush=True)
+            _settle(s)
+        from sinks.report import report
+
+        print()
+        print(report(s))
+        print(_where(s, broker, log_dir))
+        if getattr(args, "exit", False):
+            return 0
+        while True:
+            for svc in services:
+                if not svc.alive():
+                    raise ServiceError(f"{svc.name} stopped unexpectedly; see {svc.log}")
+            time.sleep(1)
+    except KeyboardInterrupt:
+        stopping = True
+        print("\nstopping …", flush=True)
+        return 0
+    except ServiceError as exc:
+        print(f"attrib run: {exc}")
+        return 1
+    finally:
+        for svc in reversed(services):
+            svc.stop()
+        broker.stop()
+        if stopping:
+            print("stopped: ingress, worker, alerts, sink and broker (data stays in var/)")
+
+
+def _traffic(s: Settings, count: int) -> None:
+    argv = attrib_argv("send", "--count", str(count), "--duplicates", "0.1", "--out-of-order", "0.15",
+                       "--concurrency", "16", "--seed", "7")
+    print(f"sending {count} signed deliveries per source ({len(s.sources)} sources) with 10% duplicates and "
+          f"15% purchases/signups before their install …", flush=True)
+    subprocess.run(argv, check=False)
+
+
+def _where(s: Settings, broker: object, log_dir: Path) -> str:
+    ingest = f"http://{_loopback(s.ingest.host)}:{s.ingest.port}"
+    return f"""the pipeline is running
+  ingress     {ingest}/webhooks/<source>   sources: {', '.join(x.name for x in s.sources)}
+              {ingest}/metrics · /readyz · /ops/rejections (why deliveries were refused)
+  worker      http://127.0.0.1:{s.streams.metrics_port}/metrics
+  warehouse   {s.clickhouse.url or 'embedded ClickHouse in ' + str(s.clickhouse_path)}, database {s.clickhouse.database}
+  logs        {log_dir}/
+
+keep querying (in another terminal)
+  .venv/bin/attrib sql "SELECT event_type, attribution_status, count() FROM {s.clickhouse.database}.events FINAL GROUP BY ALL"
+  .venv/bin/attrib sql < docs/queries.sql        # or one query from the analyst pack
+  .venv/bin/attrib send --count 200             # more signed traffic
+Ctrl-C stops everything cleanly."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
@@ -115,11 +116,41 @@ class StackSettings(_Section):
 
 
 class IngestSettings(_Section):
-    """The aiohttp ingress (ingest/)."""
+    """The aiohttp ingress (ingest/). Per-source verification lives in SourceSettings (verify, secrets, options)."""
 
     host: str = "127.0.0.1"
     port: int = Field(8080, gt=0, lt=65536)
-    max_body_bytes: int = Field(1 << 20, gt=0)
+    max_body_bytes: int = Field(1 << 20, gt=0, description="Limit on the body, also after gzip/deflate decoding.")
+    workers: int = Field(1, ge=1, le=64, description="Processes sharing the port (SO_REUSEPORT).")
+    read_timeout_s: float = Field(10.0, gt=0, description="Whole body must arrive within this; else 408.")
+    keepalive_timeout_s: float = Field(75.0, gt=0)
+    shutdown_timeout_s: float = Field(15.0, gt=0, description="Grace for in-flight deliveries on SIGTERM.")
+    trusted_proxies: list[str] = Field(default_factory=list, description="CIDRs whose X-Forwarded-* are believed.")
+    tls_cert: Path | None = Field(None, description="Serve HTTPS with this PEM certificate (and tls_key).")
+    tls_key: Path | None = None
+    rejections_kept: int = Field(500, ge=1, le=100_000, description="Recent rejections shown on /ops/rejections.")
+    ops_allowlist: list[str] = Field(
+        default_factory=lambda: ["127.0.0.0/8", "::1/128", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"],
+        description="CIDRs allowed to read /ops/rejections.")
+    retry_after_s: int = Field(5, ge=1, description="Retry-After on 503 when Kafka can't take a delivery.")
+    linger_ms: float = Field(1.0, ge=0, le=1000, description="Producer batching delay; small keeps acks fast.")
+    producer: dict[str, str | int | float | bool] = Field(
+        default_factory=dict, description="Extra librdkafka settings (cannot weaken acks/idempotence).")
+
+    @field_validator("trusted_proxies", "ops_allowlist")
+    @classmethod
+    def _cidrs(cls, v: list[str]) -> list[str]:
+        import ipaddress
+
+        for c in v:
+            ipaddress.ip_network(c, strict=False)  # ValueError names the bad entry
+        return v
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> IngestSettings:
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("tls_cert and tls_key must be set together")
+        return self
 
 
 class StreamsSettings(_Section):
@@ -150,6 +181,66 @@ class SinkSettings(_Section):
     batch_rows: int = Field(10_000, gt=0)
     batch_seconds: float = Field(1.0, gt=0)
     query_port: int = Field(8124, gt=0, lt=65536, description="Loopback port serving read-only SQL on embedded mode.")
+    group_id: str = "attrib-sink"
+    raw_ttl_days: int = Field(7, ge=1, le=3650, description="raw_deliveries keeps verified deliveries this long.")
+    archive_raw: bool = Field(True, description="Also load the raw-deliveries topic into raw_deliveries.")
+    rollup_refresh_s: float = Field(2.0, ge=0, description="Rebuild the daily rollups of touched days at most this often.")
+    retry_initial_s: float = Field(0.5, gt=0, description="First backoff when ClickHouse refuses a batch.")
+    retry_max_s: float = Field(30.0, gt=0, description="Backoff ceiling while ClickHouse stays unreachable.")
+
+
+class AlertThresholds(_Section):
+    """Detector thresholds; every field may be overridden per media source (AlertSettings.source_thresholds)."""
+
+    p_value: float = Field(1e-4, gt=0, lt=0.5, description="One-sided tail probability that counts as abnormal.")
+    silence_p_value: float = Field(1e-6, gt=0, lt=0.5, description="Silence timer: alert when P(no event for "
+                                   "that long) drops below this (stricter: it can fire on any gap, day and night).")
+    dispersion_k: float | None = Field(30.0, gt=0, description="Negative-binomial size k (Var = mu + mu^2/k); "
+                                       "unset = Poisson.")
+    min_expected: float = Field(10.0, ge=0, description="Drops are tested per bucket only above this expected count; "
+                                "below it the silence timer applies.")
+    min_delta: float = Field(20.0, ge=0, description="A spike needs at least this many extra events per bucket.")
+    spike_ratio: float = Field(2.0, ge=1, description="A spike needs observed >= ratio x expected.")
+    drop_ratio: float = Field(0.5, gt=0, le=1, description="A drop needs observed <= ratio x expected.")
+    fire_after: int = Field(2, ge=1, description="N consecutive abnormal buckets fire an alert.")
+    recover_after: int = Field(2, ge=1, description="M consecutive clean buckets resolve it.")
+    warmup_buckets: int = Field(6, ge=1, description="Buckets of history before a series is evaluated.")
+    ewma_alpha: float = Field(0.3, gt=0, le=1, description="Weight of the newest bucket in the no-history baseline.")
+    season_alpha: float = Field(0.5, gt=0, le=1, description="Weight of the newest day/week in a seasonal slot.")
+    min_seasons: int = Field(3, ge=1, description="Days (weeks) of history before the daily (weekly) slot is used.")
+
+
+class MuteWindow(_Section):
+    """Alerts matching app/source/event type (unset = any) are not sent while muted. Either an absolute [start, end)
+    or a daily UTC window 'HH:MM-HH:MM' (may wrap midnight)."""
+
+    app_id: str | None = None
+    media_source: str | None = None
+    event_type: str | None = None
+    start: datetime | None = None
+    end: datetime | None = None
+    daily: str | None = Field(None, pattern=r"^([01][0-9]|2[0-3]):[0-5][0-9]-([01][0-9]|2[0-3]):[0-5][0-9]$")
+
+    @model_validator(mode="after")
+    def _window(self) -> MuteWindow:
+        if self.daily is None and self.start is None and self.end is None:
+            raise ValueError("a mute window needs start/end or daily")
+        for t in (self.start, self.end):
+            if t is not None and t.tzinfo is None:
+                raise ValueError("start/end need a timezone, e.g. 2026-01-01T00:00:00Z")
+        return self
+
+
+class QualifiedInstallRule(_Section):
+    """Installs worth an info ping: any listed campaign, or revenue >= min_revenue (both optional; none = off)."""
+
+    event_types: list[str] = Field(default_factory=lambda: ["install"])
+    campaigns: list[str] = Field(default_factory=list)
+    min_revenue: float | None = Field(None, ge=0)
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.campaigns) or self.min_revenue is not None
 
 
 class AlertSettings(_Section):
@@ -157,6 +248,50 @@ class AlertSettings(_Section):
 
     bucket_s: int = Field(300, gt=0)
     lateness_s: int = Field(600, ge=0)
+    app_id: str = Field("attrib-alerts", description="Faust app id (consumer group) of `attrib alerts`.")
+    counts_topic: str | None = Field(None, description="Internal one-partition topic; default <app_id>-counts.")
+    data_dir: Path | None = Field(None, description="Faust data directory; default <var_dir>/alerts.")
+    tick_interval_s: float = Field(30.0, ge=0, description="Wall-clock evaluation tick; 0 = no timer (tests drive "
+                                   "ticks themselves).")
+    batch_max: int = Field(2000, gt=0, description="Events counted in memory before one counts record is sent.")
+    batch_within_s: float = Field(1.0, gt=0)
+    max_catchup_buckets: int = Field(288, gt=0)
+    series_ttl_s: float = Field(14 * 86400, gt=0, description="Forget a series silent (and not firing) this long.")
+    platform_min_sources: int = Field(2, ge=1, description="Sources abnormal together that make a platform alert.")
+    repeat_s: float = Field(3600, gt=0, description="An open alert is repeated at most this often.")
+    thresholds: AlertThresholds = AlertThresholds()
+    source_thresholds: dict[str, dict[str, Any]] = Field(
+        default_factory=dict, description="media source ('*' = platform) -> AlertThresholds fields to override.")
+    mutes: list[MuteWindow] = Field(default_factory=list)
+    # --- Slack delivery (sinks/slack) ---
+    notify_group: str = "attrib-notify"
+    webhooks: dict[Literal["info", "warning", "critical"], SecretStr] = Field(
+        default_factory=dict, description="Slack incoming webhook per severity; missing = slack_webhook_url.")
+    slack_min_interval_s: float = Field(1.0, ge=0, description="At most one message per this many s per webhook.")
+    slack_timeout_s: float = Field(10.0, gt=0)
+    slack_max_backoff_s: float = Field(60.0, gt=0)
+    qualified: QualifiedInstallRule = QualifiedInstallRule()
+    ping_batch_s: float = Field(10.0, gt=0, description="Qualified-install pings are batched this long.")
+    ping_batch_max: int = Field(20, gt=0, le=40)
+    sql_database: str | None = Field(None, description="Database named in the investigate SQL; default "
+                                     "clickhouse.database.")
+    dashboard_url: str | None = Field(None, description="Optional link template with {app_id} {media_source} "
+                                      "{event_type} {start} {end}.")
+
+    @model_validator(mode="after")
+    def _overrides(self) -> AlertSettings:
+        base = self.thresholds.model_dump()
+        for src, over in self.source_thresholds.items():
+            try:
+                AlertThresholds(**{**base, **over})
+            except ValidationError as exc:
+                raise ValueError(f"source_thresholds[{src}]: {exc.errors()[0]['loc']} {exc.errors()[0]['msg']}") \
+                    from None
+        return self
+
+    def thresholds_for(self, media_source: str) -> AlertThresholds:
+        over = self.source_thresholds.get(media_source)
+        return self.thresholds if not over else AlertThresholds(**{**self.thresholds.model_dump(), **over})
 
 
 # --- the whole system ---------------------------------------------------------------------------------------------

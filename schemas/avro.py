@@ -19,6 +19,9 @@ from fastavro.schema import fingerprint, to_parsing_canonical_form
 
 HERE = Path(__file__).resolve().parent
 MAGIC = b"\xc3\x01"
+# Control records the worker produces into the raw topic (expiry ticks). Not deliveries: every raw-topic consumer
+# other than the worker skips values starting with this.
+TICK = b"attrib-tick:"
 
 # logical name -> file stem; the current schema of each is <stem>.avsc
 NAMES = ("raw_delivery", "canonical_event", "enriched_event", "dead_letter", "alert")

@@ -17,16 +17,20 @@ from attrib.settings import Settings
 CLIENT_SETTINGS = {"async_insert": 0}
 
 
-def connect(settings: Settings) -> Client:
+def connect(settings: Settings, database: str | None = None, url: str | None = None) -> Client:
+    """A client for the configured target (or ``url``); ``database`` makes unqualified table names resolve there."""
     ch = settings.clickhouse
-    if ch.embedded:
+    db = {"database": database} if database else {}
+    if ch.embedded and url is None:
         path = settings.clickhouse_path
         path.mkdir(parents=True, exist_ok=True)
-        return clickhouse_connect.get_client(interface="chdb", path=str(path.resolve()), settings=CLIENT_SETTINGS)
-    u = urlparse(ch.url)
+        return clickhouse_connect.get_client(interface="chdb", path=str(path.resolve()), settings=CLIENT_SETTINGS,
+                                             **db)
+    u = urlparse(url or ch.url)
     return clickhouse_connect.get_client(
         interface=u.scheme, host=u.hostname, port=u.port or (8443 if u.scheme == "https" else 8123),
-        username=ch.username, password=ch.password.get_secret_value(), settings=CLIENT_SETTINGS,
+        username=u.username or ch.username, password=u.password or ch.password.get_secret_value(),
+        settings=CLIENT_SETTINGS, **db,
     )
 
 

@@ -31,7 +31,7 @@ from streams.state import (
 )
 
 log = logging.getLogger("attrib.worker")
-TICK = b"attrib-tick:"  # raw-topic records starting with this are expiry ticks, not deliveries (Avro starts C3 01)
+TICK = avro.TICK  # raw-topic records starting with this are expiry ticks, not deliveries (Avro starts C3 01)
 Normalizer = Callable[[SourceSettings, dict[str, Any]], list[dict[str, Any]]]
 
 

@@ -1,0 +1,239 @@
+"""Ingress benchmark: loopback load of signed deliveries at 64 concurrent connections against a real broker, for 1 and
+2 ingress processes. Prints deliveries/s (2xx = durably acknowledged by Kafka) and p50/p99 ack latency.
+
+    .venv/bin/python bench/ingest.py [--duration 20] [--workers 1 2] [--connections 64] [--bootstrap host:port]
+
+Starts a private broker on free ports (unless --bootstrap), `attrib ingest --workers N` as a subprocess, and the load
+generator in its own process: wrk (Debian package `wrk`) replaying pre-signed requests when installed, else an
+aiohttp client. Not part of the test suite."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from attrib.settings import Settings  # noqa: E402
+
+SECRET = "bench-secret-0123456789"
+SOURCE = {"name": "bench", "mmp": "generic", "verify": ["hmac"], "secrets": [SECRET],
+          "options": {"hmac_header": "X-Hub-Signature-256", "hmac_prefix": "sha256="}}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_ready(url: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url + "/readyz", timeout=2) as r:
+                if r.status == 200:
+                    return
+        except Exception:
+            pass
+        time.sleep(0.3)
+    raise RuntimeError(f"ingress at {url} not ready after {timeout}s")
+
+
+def deliveries(n: int) -> list[tuple[str, dict[str, str], bytes]]:
+    from attrib.settings import SourceSettings
+    from ingest import signing, traffic
+
+    src = SourceSettings(**SOURCE)
+    out = []
+    for p in traffic.plan(src, n, seed=1):
+        signing.sign(src, p.out, time.time())
+        out.append((p.out.path, p.out.headers, p.out.body))
+    return out
+
+
+def wrk_script(reqs: list[tuple[str, dict[str, str], bytes]], path: Path) -> None:
+    lines = ["local reqs = {}", "init = function(args)"]
+    for i, (p, h, b) in enumerate(reqs, 1):
+        hs = ", ".join(f'["{k}"] = "{v}"' for k, v in h.items())
+        lines.append(f'  reqs[{i}] = wrk.format("POST", "{p}", {{{hs}}}, [==[{b.decode()}]==])')
+    lines += ["end", "local i = 0", "request = function()", "  i = i + 1", "  if i > #reqs then i = 1 end",
+              "  return reqs[i]", "end"]
+    path.write_text("\n".join(lines))
+
+
+def run_wrk(url: str, script: Path, connections: int, duration: int) -> dict[str, float]:
+    out = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency", "--timeout", "10s",
+                          "-s", str(script), url], capture_output=True, text=True, check=True).stdout
+    def ms(label: str) -> float:
+        m = re.search(rf"^\s*{label}\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
+        if not m:
+            return float("nan")
+        v, unit = float(m[1]), m[2]
+        return v / 1000 if unit == "us" else v * 1000 if unit == "s" else v
+    total = int(re.search(r"(\d+) requests in", out)[1])
+    non2xx = int(m[1]) if (m := re.search(r"Non-2xx or 3xx responses: (\d+)", out)) else 0
+    errors = re.search(r"Socket errors: (.*)", out)
+    return {"requests": total, "non_2xx": non2xx, "ok_per_s": (total - non2xx) / duration,
+            "p50_ms": ms("50%"), "p99_ms": ms("99%"), "socket_errors": errors[1] if errors else "none"}
+
+
+def run_aiohttp(url: str, reqs: list, connections: int, duration: int) -> dict[str, float]:
+    """Fallback load generator, run in its own process by the caller."""
+    import asyncio
+
+    import aiohttp
+
+    async def go() -> dict[str, float]:
+        lat: list[float] = []
+        bad = 0
+        stop = time.monotonic() + duration
+        conn = aiohttp.TCPConnector(limit=connections)
+        async with aiohttp.ClientSession(connector=conn) as s:
+            async def worker(k: int) -> None:
+                nonlocal bad
+                i = k
+                while time.monotonic() < stop:
+                    p, h, b = reqs[i % len(reqs)]
+                    i += connections
+                    t0 = time.perf_counter()
+                    async with s.post(url + p, data=b, headers=h) as r:
+                        await r.read()
+                        if r.status != 200:
+                            bad += 1
+                    lat.append(time.perf_counter() - t0)
+            await asyncio.gather(*(worker(k) for k in range(connections)))
+        lat.sort()
+        return {"requests": len(lat), "non_2xx": bad, "ok_per_s": (len(lat) - bad) / duration,
+                "p50_ms": lat[len(lat) // 2] * 1000, "p99_ms": lat[int(len(lat) * 0.99)] * 1000, "socket_errors": "n/a"}
+
+    return asyncio.run(go())
+
+
+def group_cpu_s(pgid: int) -> float:
+    """user+system CPU seconds of every live process in a process group (the ingress and its workers)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            fields = (d / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid:  # field 5 (pgrp), after the ")"-terminated comm
+            total += (int(fields[11]) + int(fields[12])) / tick
+    return total
+
+
+def stored_count(bootstrap: str, topic: str) -> int:
+    from confluent_kafka import Consumer, TopicPartition
+
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": "bench-count"})
+    md = c.list_topics(topic, timeout=10)
+    total = 0
+    for p in md.topics[topic].partitions:
+        lo, hi = c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
+        total += hi - lo
+    c.close()
+    return total
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--duration", type=int, default=20)
+    ap.add_argument("--warmup", type=int, default=3)
+    ap.add_argument("--connections", type=int, default=64)
+    ap.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    ap.add_argument("--bootstrap", help="use this broker instead of starting a private one")
+    ap.add_argument("--generator", choices=["auto", "wrk", "aiohttp"], default="auto")
+    args = ap.parse_args()
+
+    tmp = Path(tempfile.mkdtemp(prefix="attrib-bench-"))
+    broker = None
+    if args.bootstrap:
+        bootstrap = args.bootstrap
+    else:
+        from attrib.stack import Broker, fetch_jars
+
+        s = Settings(var_dir=tmp, kafka={"bootstrap_servers": f"127.0.0.1:{free_port()}"},
+                     stack={"controller_port": free_port()})
+        fetch_jars(s)
+        broker = Broker.from_settings(s)
+        broker.start(log=lambda *_: None)
+        bootstrap = broker.bootstrap
+    use_wrk = args.generator == "wrk" or (args.generator == "auto" and shutil.which("wrk"))
+    reqs = deliveries(2000)
+    script = tmp / "bench.lua"
+    wrk_script(reqs, script)
+    results = []
+    try:
+        for n in args.workers:
+            topic = f"bench-{n}-{int(time.time())}"
+            port = free_port()
+            env = {**os.environ, "ATTRIB_KAFKA__BOOTSTRAP_SERVERS": bootstrap, "ATTRIB_TOPICS__RAW": topic,
+                   "ATTRIB_TOPICS__DEAD_LETTERS": topic + "-dlq", "ATTRIB_TOPICS__EVENTS": topic + "-ev",
+                   "ATTRIB_TOPICS__ALERTS_SPIKE": topic + "-s", "ATTRIB_TOPICS__ALERTS_DROP": topic + "-d",
+                   "ATTRIB_VAR_DIR": str(tmp / f"var-{n}"), "ATTRIB_SOURCES": json.dumps([SOURCE]),
+                   "ATTRIB_LOG_LEVEL": "WARNING"}
+            env.pop("ATTRIB_CONFIG", None)
+            from attrib import settings as settings_mod
+
+            old = dict(os.environ)
+            os.environ.update(env)
+            try:
+                from attrib.topics import ensure_topics
+
+                ensure_topics(settings_mod.load())
+            finally:
+                os.environ.clear()
+                os.environ.update(old)
+            proc = subprocess.Popen([sys.executable, "-m", "attrib.cli", "ingest", "--port", str(port), "--workers",
+                                     str(n)], env=env, start_new_session=True)
+            url = f"http://127.0.0.1:{port}"
+            try:
+                wait_ready(url)
+                if use_wrk:
+                    run_wrk(url, script, args.connections, args.warmup)
+                    cpu0 = group_cpu_s(proc.pid)
+                    r = run_wrk(url, script, args.connections, args.duration)
+                    r["ingress_cpu_us_per_delivery"] = (group_cpu_s(proc.pid) - cpu0) / max(1, r["requests"]) * 1e6
+                else:
+                    import multiprocessing as mp
+
+                    with mp.get_context("spawn").Pool(1) as pool:
+                        pool.apply(run_aiohttp, (url, reqs, args.connections, args.warmup))
+                        r = pool.apply(run_aiohttp, (url, reqs, args.connections, args.duration))
+            finally:
+                os.killpg(proc.pid, signal.SIGTERM)
+                proc.wait(60)
+            r["stored"] = stored_count(bootstrap, topic)
+            r["workers"] = n
+            results.append(r)
+            print(f"workers={n}: {r['ok_per_s']:.0f} deliveries/s acked (2xx), p50 {r['p50_ms']:.2f} ms, "
+                  f"p99 {r['p99_ms']:.2f} ms, non-2xx {r['non_2xx']}, socket errors {r['socket_errors']}, "
+                  f"records in topic {r['stored']} (incl. warm-up), ingress CPU "
+                  f"{r.get('ingress_cpu_us_per_delivery', float('nan')):.0f} us/delivery", flush=True)
+    finally:
+        if broker is not None:
+            broker.stop(log=lambda *_: None)
+        shutil.rmtree(tmp, ignore_errors=True)
+    print(json.dumps({"generator": "wrk" if use_wrk else "aiohttp", "connections": args.connections,
+                      "duration_s": args.duration, "results": results}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

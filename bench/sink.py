@@ -1,0 +1,166 @@
+"""Sink benchmark (on demand, not in CI): rows/s into embedded ClickHouse, and produce → queryable latency.
+
+    .venv/bin/python bench/sink.py [--rows 200000] [--rate 1000] [--seconds 20] [--bootstrap host:port]
+
+Without --bootstrap a private Kafka broker is started on free ports (jars from `make broker`). Throughput: N
+enriched events are produced first, then one sink thread loads them; rows/s counts from its first record to its
+last flush. Latency: the sink runs while events are produced at --rate/s, each stamped with its produce time in
+``emitted_at``; latency = ``loaded_at`` (set by ClickHouse when the insert runs) − ``emitted_at``, plus the mean
+insert duration for the time until the rows are visible.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import socket
+import sys
+import tempfile
+import time
+import uuid
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from confluent_kafka import Producer  # noqa: E402
+
+from attrib.settings import Settings  # noqa: E402
+from attrib.stack import Broker, fetch_jars  # noqa: E402
+from attrib.topics import ensure_topics  # noqa: E402
+from schemas import avro  # noqa: E402
+from sinks import migrate  # noqa: E402
+from sinks.clickhouse import connect  # noqa: E402
+from sinks.service import Sink  # noqa: E402
+from tests.sinks.fixtures import traffic  # noqa: E402
+
+
+def _port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _settings(bootstrap: str, path: Path, **sink: object) -> Settings:
+    tag = uuid.uuid4().hex[:8]
+    return Settings(var_dir=path, kafka={"bootstrap_servers": bootstrap},
+                    clickhouse={"path": path / "ch", "database": f"bench_{tag}"},
+                    topics={"raw": f"b-{tag}.raw", "events": f"b-{tag}.events", "dead_letters": f"b-{tag}.dlq",
+                            "alerts_spike": f"b-{tag}.spike", "alerts_drop": f"b-{tag}.drop"},
+                    sink={"group_id": f"bench-{tag}", "query_port": _port(), **sink})
+
+
+def _templates() -> list[dict]:
+    return list(traffic(users=2000, seed=1).final.values())
+
+
+def _producer(bootstrap: str) -> Producer:
+    return Producer({"bootstrap.servers": bootstrap, "partitioner": "murmur2_random", "linger.ms": 20,
+                     "batch.num.messages": 10000, "queue.buffering.max.messages": 1_000_000,
+                     "enable.idempotence": True})
+
+
+def throughput(bootstrap: str, rows: int, tmp: Path) -> None:
+    s = _settings(bootstrap, tmp / "tp")
+    ensure_topics(s)
+    client = connect(s)
+    migrate.migrate(client, s)
+    base = _templates()
+    p = _producer(bootstrap)
+    t0 = time.perf_counter()
+    for i in range(rows):
+        rec = dict(base[i % len(base)])
+        rec["event_id"] = f"{rec['event_id']}#{i}"
+        p.produce(s.topics.events, key=rec["user_key"].encode(), value=avro.encode("enriched_event", rec))
+        if i % 10_000 == 0:
+            p.poll(0)
+    p.flush(120)
+    print(f"produced {rows:,} enriched events in {time.perf_counter() - t0:.1f}s (setup, not measured)")
+
+    sink = Sink(s)
+    sink.start()
+    first = None
+    while sink.metrics.inserted.get("events", 0) < rows:
+        if first is None and sink.metrics.consumed:
+            first = time.perf_counter()
+        time.sleep(0.01)
+    done = time.perf_counter()
+    sink.stop()
+    loaded = client.query(f"SELECT count() FROM {s.clickhouse.database}.events FINAL").result_rows[0][0]
+    first = first or done
+    print(f"sink throughput: {rows / (done - first):,.0f} rows/s  ({rows:,} rows in {done - first:.2f}s, "
+          f"{sink.metrics.batches} batches; {loaded:,} rows queryable)")
+    client.close()
+
+
+def latency(bootstrap: str, rate: int, seconds: int, tmp: Path, batch_seconds: float) -> None:
+    s = _settings(bootstrap, tmp / f"lat{batch_seconds}", batch_seconds=batch_seconds)
+    ensure_topics(s)
+    client = connect(s)
+    migrate.migrate(client, s)
+    base = _templates()
+    sink = Sink(s)
+    sink.start()
+    time.sleep(3)  # group join before the clock starts
+    p = _producer(bootstrap)
+    p_cfg_linger = 5
+    p = Producer({"bootstrap.servers": bootstrap, "partitioner": "murmur2_random", "linger.ms": p_cfg_linger,
+                  "enable.idempotence": True})
+    total = rate * seconds
+    start = time.perf_counter()
+    for i in range(total):
+        due = start + i / rate
+        while (now := time.perf_counter()) < due:
+            time.sleep(min(0.002, due - now))
+        rec = dict(base[i % len(base)])
+        rec["event_id"] = f"{rec['event_id']}#{i}"
+        rec["emitted_at"] = datetime.now(timezone.utc)
+        p.produce(s.topics.events, key=rec["user_key"].encode(), value=avro.encode("enriched_event", rec))
+        p.poll(0)
+    p.flush(30)
+    deadline = time.monotonic() + 60
+    while sink.metrics.inserted.get("events", 0) < total and time.monotonic() < deadline:
+        time.sleep(0.05)
+    sink.stop()
+    q = client.query(f"SELECT quantilesExact(0.5, 0.99)(dateDiff('millisecond', emitted_at, loaded_at)), count() "
+                     f"FROM {s.clickhouse.database}.events").result_rows[0]
+    (p50, p99), n = q
+    print(f"produce→loaded latency at {rate}/s for {seconds}s, batch_seconds={batch_seconds}: "
+          f"p50 {p50} ms, p99 {p99} ms over {n:,} rows ({sink.metrics.batches} batches)")
+    client.close()
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--rows", type=int, default=200_000)
+    ap.add_argument("--rate", type=int, default=1000)
+    ap.add_argument("--seconds", type=int, default=20)
+    ap.add_argument("--bootstrap")
+    ap.add_argument("--skip-throughput", action="store_true")
+    ap.add_argument("--skip-latency", action="store_true")
+    args = ap.parse_args()
+    tmp = Path(tempfile.mkdtemp(prefix="attrib-bench-"))
+    broker = None
+    bootstrap = args.bootstrap
+    if bootstrap is None:
+        s = Settings(var_dir=tmp / "stack", kafka={"bootstrap_servers": f"127.0.0.1:{_port()}"},
+                     stack={"controller_port": _port()})
+        fetch_jars(s)
+        broker = Broker.from_settings(s)
+        broker.start(log=lambda *_: None)
+        bootstrap = broker.bootstrap
+    try:
+        if not args.skip_throughput:
+            throughput(bootstrap, args.rows, tmp)
+        if not args.skip_latency:
+            for bs in (1.0, 0.25):
+                latency(bootstrap, args.rate, args.seconds, tmp, bs)
+    finally:
+        if broker is not None:
+            broker.stop(log=lambda *_: None)
+    return 0
+
+
+if __name__ == "__main__":
+    random.seed(0)
+    sys.exit(main())

@@ -1,0 +1,77 @@
+"""JSON error bodies ``{"error": "<code>", "detail": "…"}``. The table in docs/ingest.md lists every code; the detail
+never says which part of verification failed (that goes to metrics and /ops/rejections only)."""
+
+from __future__ import annotations
+
+import json
+
+from aiohttp import web
+
+
+class IngestError(Exception):
+    """A request that gets an error answer; raised anywhere on the request path, answered by the handler."""
+
+    def __init__(self, status: int, code: str, detail: str, headers: dict[str, str] | None = None,
+                 reason: str | None = None) -> None:
+        super().__init__(detail)
+        self.status, self.code, self.detail, self.headers = status, code, detail, headers or {}
+        self.reason = reason or code  # the internal reason (metrics / rejections), may be finer than `code`
+
+
+def response(status: int, code: str, detail: str, headers: dict[str, str] | None = None) -> web.Response:
+    return web.Response(status=status, body=json.dumps({"error": code, "detail": detail}).encode(),
+                        content_type="application/json", headers=headers)
+
+
+def from_error(e: IngestError) -> web.Response:
+    return response(e.status, e.code, e.detail, e.headers)
+
+
+# Constructors for the codes of the table in docs/ingest.md
+def unknown_source(name: str) -> IngestError:
+    return IngestError(404, "unknown_source", f"no source named {name!r} is configured")
+
+
+def method_not_allowed(method: str, allowed: frozenset[str]) -> IngestError:
+    allow = ", ".join(sorted(allowed))
+    return IngestError(405, "method_not_allowed", f"{method} is not allowed for this source (allowed: {allow})",
+                       {"Allow": allow})
+
+
+def verification_failed(reason: str) -> IngestError:
+    return IngestError(401, "verification_failed", "the delivery could not be verified", reason=reason)
+
+
+def ip_not_allowed() -> IngestError:
+    return IngestError(403, "ip_not_allowed", "the sender address is not on this source's allowlist")
+
+
+def https_required() -> IngestError:
+    return IngestError(403, "https_required", "this source accepts deliveries over HTTPS only")
+
+
+def too_large(limit: int) -> IngestError:
+    return IngestError(413, "body_too_large", f"the body exceeds {limit} bytes (after decompression)")
+
+
+def unsupported_type(ct: str, allowed: frozenset[str]) -> IngestError:
+    return IngestError(415, "unsupported_media_type",
+                       f"content type {ct or '(none)'!r} is not accepted; use one of {', '.join(sorted(allowed))}")
+
+
+def unsupported_encoding(enc: str) -> IngestError:
+    return IngestError(415, "unsupported_content_encoding", f"content encoding {enc!r} is not accepted; use gzip, "
+                       "deflate or none")
+
+
+def bad_encoding(detail: str) -> IngestError:
+    return IngestError(400, "bad_content_encoding", detail)
+
+
+def timeout(seconds: float) -> IngestError:
+    return IngestError(408, "request_timeout", f"the body did not arrive within {seconds:g} s")
+
+
+def unavailable(retry_after: int, reason: str) -> IngestError:
+    return IngestError(503, "kafka_unavailable", "the delivery could not be stored; retry later",
+                       {"Retry-After": str(retry_after)}, reason=reason)

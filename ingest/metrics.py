@@ -1,0 +1,46 @@
+"""Prometheus metrics of the ingress. With several worker processes (``--workers N``) prometheus-client's multiprocess
+mode aggregates them: server.py sets PROMETHEUS_MULTIPROC_DIR before any worker imports this module."""
+
+from __future__ import annotations
+
+import os
+from functools import cache
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+UNKNOWN_SOURCE = "_unknown"  # label for requests naming no configured source (bounded cardinality)
+
+REQUESTS = Counter("attrib_ingest_requests_total", "Requests answered, by source and HTTP status.",
+                   ["source", "status"])
+VERIFY_FAILURES = Counter("attrib_ingest_verification_failures_total",
+                          "Rejected by verification, by source and reason.", ["source", "reason"])
+DEAD_LETTERS = Counter("attrib_ingest_dead_letters_total",
+                       "Verified deliveries stored to the dead-letter topic, by source and reason.",
+                       ["source", "reason"])
+PRODUCE_SECONDS = Histogram("attrib_ingest_produce_seconds", "Time from produce to Kafka's acknowledgement.",
+                            buckets=(.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10))
+IN_FLIGHT = Gauge("attrib_ingest_in_flight", "Deliveries waiting for Kafka's acknowledgement.",
+                  multiprocess_mode="livesum")
+KAFKA_ERRORS = Counter("attrib_ingest_kafka_errors_total", "Producer errors, by kind.", ["kind"])
+BODY_BYTES = Histogram("attrib_ingest_body_bytes", "Body sizes after transport decoding.", ["source"],
+                       buckets=(256, 1024, 4096, 16384, 65536, 262144, 1 << 20, 4 << 20))
+
+
+@cache
+def requests(source: str, status: int):  # type: ignore[no-untyped-def]
+    return REQUESTS.labels(source, str(status))  # cached child: label lookup off the hot path
+
+
+@cache
+def body_bytes(source: str):  # type: ignore[no-untyped-def]
+    return BODY_BYTES.labels(source)
+
+
+def exposition() -> tuple[bytes, str]:
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        return generate_latest(registry), CONTENT_TYPE_LATEST
+    return generate_latest(), CONTENT_TYPE_LATEST

@@ -1,0 +1,170 @@
+"""Durable produce for the request path: a record counts as stored only when Kafka acknowledged it (acks=all,
+idempotent producer), and the caller waits a bounded time for that.
+
+librdkafka delivers reports on whichever thread calls ``poll``. The event loop itself polls (non-blocking, every
+millisecond while records are in flight), so reports resolve request futures directly: no Python thread competing
+for the GIL and no cross-thread wake-up per record (a polling thread cost ~10% more CPU per delivery in bench/ingest.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from confluent_kafka import KafkaError, KafkaException, Producer
+
+from attrib.settings import Settings
+from ingest import metrics
+
+log = logging.getLogger("attrib.ingest.producer")
+
+# Settings the ingress relies on; ingest.producer overrides can add, never weaken these.
+FIXED = {"acks": "all", "enable.idempotence": True, "partitioner": "murmur2_random"}
+
+
+class ProduceError(Exception):
+    """Kafka did not acknowledge the record (``reason``: timeout, queue_full, or a librdkafka error name)."""
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        super().__init__(detail or reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True, slots=True)
+class Stored:
+    topic: str
+    partition: int
+    offset: int
+
+
+def config(s: Settings) -> dict[str, Any]:
+    timeout_ms = int(s.kafka.produce_timeout_s * 1000)
+    conf: dict[str, Any] = {
+        "bootstrap.servers": s.kafka.bootstrap_servers,
+        "linger.ms": s.ingest.linger_ms,
+        "compression.type": "none",  # loopback/LAN: CPU matters more than bytes; set lz4 via ingest.producer
+        # librdkafka gives up at about the moment the request does: fewer records stored after a 503 was answered
+        # (those would only be duplicates of the sender's retry, which streams dedupe anyway).
+        "message.timeout.ms": max(timeout_ms, 1000),
+        "client.id": "attrib-ingest",
+        "log_level": 3,
+    }
+    conf.update({k: v for k, v in s.ingest.producer.items()})
+    conf.update(FIXED)
+    return conf
+
+
+class DurableProducer:
+    def __init__(self, s: Settings) -> None:
+        self._conf = config(s)
+        self._timeout = s.kafka.produce_timeout_s
+        self._p = Producer({**self._conf, "error_cb": self._on_error, "logger": logging.getLogger("attrib.ingest.kafka")})
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._poller: asyncio.Task[None] | None = None
+        self._pending = 0
+        self._closing = False
+        self._wake = asyncio.Event()
+        self.last_error: str | None = None
+
+    # -- lifecycle -------------------------------------------------------------------------------------------------
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._wake = asyncio.Event()
+        self._poller = loop.create_task(self._poll_loop(), name="kafka-delivery-reports")
+
+    def close(self, timeout: float = 10.0) -> int:
+        """Wait (blocking) for queued records; returns how many were still undelivered. Called after the server
+        stopped taking requests and in-flight handlers finished (server.py), so no request waits for these reports."""
+        if self._closing:  # idempotent: a runner may clean up twice
+            return 0
+        self._closing = True
+        remaining = self._p.flush(timeout)
+        if remaining:
+            log.error("producer closed with undelivered records", extra={"fields": {"undelivered": remaining}})
+            self._p.purge()  # their senders got 503 already; don't let close() wait for them
+        self._p.close()  # stop librdkafka's threads now, not whenever the object is collected
+        return remaining
+
+    async def stop_polling(self) -> None:
+        if self._poller is not None:
+            self._poller.cancel()
+            try:
+                await self._poller
+            except asyncio.CancelledError:
+                pass
+            self._poller = None
+
+    # -- the request path ------------------------------------------------------------------------------------------
+    async def send(self, topic: str, key: bytes, value: bytes, timeout: float | None = None) -> Stored:
+        """Produce and wait for Kafka's acknowledgement, at most ``timeout`` s (default kafka.produce_timeout_s)."""
+        loop = self._loop
+        assert loop is not None, "start() the producer first"
+        fut: asyncio.Future[Stored] = loop.create_future()
+        started = time.perf_counter()
+        try:
+            self._p.produce(topic, value, key, on_delivery=lambda err, msg: self._report(fut, err, msg))
+        except BufferError:
+            metrics.KAFKA_ERRORS.labels("queue_full").inc()
+            raise ProduceError("queue_full", "the local produce queue is full") from None
+        except KafkaException as exc:
+            metrics.KAFKA_ERRORS.labels("produce").inc()
+            raise ProduceError("produce", str(exc)) from None
+        metrics.IN_FLIGHT.inc()
+        self._pending += 1
+        if self._pending == 1:
+            self._wake.set()
+        try:
+            async with asyncio.timeout(self._timeout if timeout is None else timeout):
+                stored = await fut
+        except TimeoutError:
+            metrics.KAFKA_ERRORS.labels("timeout").inc()
+            raise ProduceError("timeout", "Kafka did not acknowledge in time") from None
+        finally:
+            self._pending -= 1
+            metrics.IN_FLIGHT.dec()
+        metrics.PRODUCE_SECONDS.observe(time.perf_counter() - started)
+        return stored
+
+    # -- delivery reports ------------------------------------------------------------------------------------------
+    async def _poll_loop(self) -> None:
+        poll = self._p.poll
+        while True:
+            poll(0)  # non-blocking: runs the on_delivery callbacks of whatever Kafka acknowledged
+            if self._pending:
+                await asyncio.sleep(0.001)
+            else:  # idle: sleep until a produce wakes us (error callbacks wait for the next poll; fine when idle)
+                self._wake.clear()
+                try:
+                    await asyncio.wait_for(self._wake.wait(), 0.5)
+                except TimeoutError:
+                    pass
+
+    def _report(self, fut: asyncio.Future[Stored], err: KafkaError | None, msg: Any) -> None:
+        if self._closing or fut.done():  # shutting down (flush thread), or the request gave up and answered 503
+            return
+        if err is not None:
+            metrics.KAFKA_ERRORS.labels("delivery").inc()
+            fut.set_exception(ProduceError(err.name(), err.str()))
+        else:
+            fut.set_result(Stored(msg.topic(), msg.partition(), msg.offset()))
+
+    def _on_error(self, err: KafkaError) -> None:
+        self.last_error = err.name()
+        metrics.KAFKA_ERRORS.labels("client").inc()
+        level = logging.ERROR if err.fatal() else logging.WARNING
+        log.log(level, "kafka client error", extra={"fields": {"code": err.name(), "detail": err.str()}})
+
+    # -- readiness -------------------------------------------------------------------------------------------------
+    def reachable(self, topic: str, timeout: float = 2.0) -> tuple[bool, str]:
+        """Blocking: can the producer see the broker and the topic's partitions? (run in an executor)"""
+        try:
+            md = self._p.list_topics(topic, timeout=timeout)
+        except KafkaException as exc:
+            return False, f"kafka unreachable: {exc.args[0].name() if exc.args else exc}"
+        t = md.topics.get(topic)
+        if t is None or t.error is not None or not t.partitions:
+            return False, f"topic {topic} not available" + (f": {t.error.name()}" if t and t.error else "")
+        return True, f"{len(t.partitions)} partitions"
+

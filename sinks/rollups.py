@@ -1,0 +1,155 @@
+"""Daily rollups rebuilt from ``events FINAL``, one day at a time, swapped in atomically.
+
+Why rebuild instead of an incremental materialized view: an MV aggregates each inserted block, so a token-less
+replay inflates it, and a correction (a pending purchase later attributed) would stay counted under the old
+attribution too — aggregates cannot subtract. A rebuild reads the deduplicated latest version of every event of a
+day, so it is correct by construction however often a batch is retried or corrected; the sink rebuilds only the
+days its loads touched, at most every ``sink.rollup_refresh_s``.
+
+Mechanics: aggregate the days into a private staging table with the rollups' exact layout, then ``REPLACE
+PARTITION`` each day (a partition = a day) into ``daily_rollups``: readers see the old day or the new one, never a
+half-built day.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from datetime import date, datetime, timedelta, timezone
+
+from clickhouse_connect.driver.client import Client
+
+log = logging.getLogger("attrib.sink.rollups")
+
+COLUMNS = ("day", "app_id", "media_source", "campaign", "ad_set", "platform", "installs", "reinstalls", "signups",
+           "purchases", "revenue", "users", "users_state", "events")
+
+# Attribution dimensions: the user's first touch (install attribution), else what the event itself carried.
+# '' = not attributed (yet): pending or unattributed events stay visible instead of silently disappearing.
+SELECT = """
+SELECT
+    toDate(event_time)                                                     AS day,
+    app_id,
+    coalesce(first_touch_media_source, media_source, '')                   AS media_source,
+    coalesce(first_touch_campaign, campaign, '')                           AS campaign,
+    coalesce(first_touch_ad_set, ad_set, '')                               AS ad_set,
+    coalesce(platform, '')                                                 AS platform,
+    countIf(event_type = 'install')                                        AS installs,
+    countIf(event_type = 'reinstall')                                      AS reinstalls,
+    countIf(event_type = 'signup')                                         AS signups,
+    countIf(event_type = 'purchase')                                       AS purchases,
+    sumMapIf(map(assumeNotNull(currency), toDecimal128(assumeNotNull(revenue), 6)),
+             event_type = 'purchase' AND revenue IS NOT NULL AND currency IS NOT NULL) AS revenue,
+    uniqExact(user_key)                                                    AS users,
+    uniqState(user_key)                                                    AS users_state,
+    count()                                                                AS events
+FROM {db}.events FINAL
+WHERE event_time >= {lo:DateTime64(3, 'UTC')} AND event_time < {hi:DateTime64(3, 'UTC')}
+  AND toDate(event_time) IN {days:Array(Date)}
+GROUP BY day, app_id, media_source, campaign, ad_set, platform
+"""
+
+
+def refresh(client: Client, database: str, days: Iterable[date]) -> int:
+    """Rebuild ``daily_rollups`` for ``days``; return the number of rollup rows written."""
+    days = sorted(set(days))
+    if not days:
+        return 0
+    staging = f"{database}.daily_rollups_staging_{uuid.uuid4().hex[:12]}"
+    client.command(
+        f"CREATE TABLE {staging} AS {database}.daily_rollups ENGINE = MergeTree "
+        "PARTITION BY toYYYYMMDD(day) ORDER BY (app_id, day, media_source, campaign, ad_set, platform)")
+    try:
+        lo = datetime.combine(days[0], datetime.min.time(), timezone.utc)
+        hi = datetime.combine(days[-1] + timedelta(days=1), datetime.min.time(), timezone.utc)
+        client.command(
+            f"INSERT INTO {staging} ({', '.join(COLUMNS)}) " + SELECT.replace("{db}", database),
+            parameters={"lo": lo, "hi": hi, "days": days}, settings={"async_insert": 0})
+        built = dict(client.query(f"SELECT day, count() FROM {staging} GROUP BY day").result_rows)
+        for d in days:
+            if d in built:
+                client.command(f"ALTER TABLE {database}.daily_rollups REPLACE PARTITION {d:%Y%m%d} FROM {staging}")
+            else:  # no events that day (any more): the day's rollup must be empty too
+                client.command(f"ALTER TABLE {database}.daily_rollups DROP PARTITION {d:%Y%m%d}")
+        return sum(built.values())
+    finally:
+        client.command(f"DROP TABLE IF EXISTS {staging}")
+
+
+class Refresher:
+    """Rebuilds the days recorded in ``rollup_dirty_days`` every ``interval_s``, in its own thread and with its own
+    client, so loading never waits for a rebuild. ``margin_s`` re-reads recently touched days, covering inserts by
+    other sink processes whose clocks or commits interleave with ours (a rebuild too many is harmless)."""
+
+    def __init__(self, connect: Callable[[], Client], database: str, interval_s: float, margin_s: float = 10.0):
+        self._connect = connect
+        self.db = database
+        self.interval_s = interval_s
+        self.margin_s = margin_s
+        self.watermark: datetime | None = None
+        self.settled_at = 0.0  # wall-clock start of the last completed round: later loads are not in it yet
+        self.refreshes = self.failures = 0
+        self.last_error = ""
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._client: Client | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._loop, name="attrib-rollups", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+        if self._client is not None:
+            self._client.close()
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.run_once()
+            except Exception as exc:  # noqa: BLE001 - warehouse down: the days stay recorded, try next round
+                self.failures += 1
+                self.last_error = str(exc)[:300]
+                log.error("rollup refresh failed; will retry", extra={"fields": {"error": self.last_error}})
+                if self._client is not None:
+                    self._client.close()
+                    self._client = None
+            self._stop.wait(self.interval_s)
+
+    def run_once(self) -> int:
+        started = time.time()
+        if self._client is None:
+            self._client = self._connect()
+        c = self._client
+        if self.watermark is None:  # first round: whatever was touched since the last rebuild (crash leftovers)
+            last = c.query(f"SELECT max(refreshed_at) FROM {self.db}.daily_rollups").result_rows[0][0]
+            self.watermark = (_utc(last) if last else datetime(1970, 1, 1, tzinfo=timezone.utc)) \
+                - timedelta(minutes=5)
+        since = self.watermark - timedelta(seconds=self.margin_s)
+        rows = c.query(f"SELECT day, max(touched_at) FROM {self.db}.rollup_dirty_days "
+                       "WHERE touched_at > {since:DateTime64(3, 'UTC')} GROUP BY day",
+                       parameters={"since": since}).result_rows
+        written = 0
+        if rows:
+            written = refresh(c, self.db, [d for d, _ in rows])
+            self.watermark = max(self.watermark, *(_utc(t) for _, t in rows))
+            self.refreshes += 1
+        self.settled_at = started
+        return written
+
+
+def _utc(t: datetime) -> datetime:
+    return t.replace(tzinfo=timezone.utc) if t.tzinfo is None else t
+
+
+def mark_dirty(client: Client, database: str, days: Iterable[date]) -> None:
+    """Record days loaded by the row path (the fast path's view records its own)."""
+    days = sorted(set(days))
+    if days:
+        client.insert(f"{database}.rollup_dirty_days", [[d] for d in days], column_names=["day"],
+                      settings={"async_insert": 0})

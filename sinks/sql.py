@@ -1,0 +1,73 @@
+"""`attrib sql "SELECT …"`: ask the live warehouse.
+
+Embedded mode: the running sink owns the chdb directory, so the query goes to its loopback port
+(``sink.query_port``); if no sink runs, the directory is opened directly. Server mode (``clickhouse.url`` or
+``--url``): the server is queried directly. Unqualified table names resolve in ``clickhouse.database``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import urllib.error
+import urllib.request
+from typing import Any
+
+from attrib.settings import Settings
+from sinks.clickhouse import connect
+from sinks.query import FORMATS, READ_ONLY
+
+HELP = "run a read-only SQL query against the warehouse (live embedded sink or a ClickHouse server)"
+
+
+class SqlError(Exception):
+    pass
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("query", nargs="?", default="-", help="SQL text, or - (default) to read it from stdin")
+    parser.add_argument("--format", choices=sorted(FORMATS), default="table")
+    parser.add_argument("--url", help="query this ClickHouse server (http(s)://user:password@host:port)")
+
+
+def run_sql(s: Settings, sql: str, fmt: str = "table", url: str | None = None, timeout: float = 60.0) -> bytes:
+    """The query's result in the given output format (table|csv|json|tsv), wherever the warehouse is."""
+    if url is None and s.clickhouse.embedded:
+        req = urllib.request.Request(f"http://127.0.0.1:{s.sink.query_port}/sql?format={fmt}",
+                                     data=sql.encode(), method="POST")
+        try:
+            with urllib.request.urlopen(req, timeout=timeout) as resp:
+                return resp.read()
+        except urllib.error.HTTPError as exc:
+            raise SqlError(exc.read().decode("utf-8", "replace").strip()) from None
+        except (urllib.error.URLError, ConnectionError):
+            pass  # no sink serving: open the directory ourselves (fails clearly if another process holds it)
+    try:
+        client = connect(s, database=s.clickhouse.database, url=url)
+    except Exception as exc:  # noqa: BLE001
+        raise SqlError(f"cannot open the warehouse: {exc}") from None
+    try:
+        return client.raw_query(sql, settings=READ_ONLY, fmt=FORMATS[fmt])
+    except Exception as exc:  # noqa: BLE001
+        raise SqlError(str(exc).strip()) from None
+    finally:
+        client.close()
+
+
+def query_rows(s: Settings, sql: str, url: str | None = None) -> list[dict[str, Any]]:
+    """Rows as dicts (JSON types: numbers, strings, lists, objects)."""
+    body = run_sql(s, sql, "json", url)
+    return [json.loads(line) for line in body.decode().splitlines() if line.strip()]
+
+
+def main(args: argparse.Namespace, s: Settings) -> int:
+    sql = sys.stdin.read() if args.query == "-" else args.query
+    try:
+        out = run_sql(s, sql, args.format, args.url)
+    except SqlError as exc:
+        print(f"attrib sql: {exc}", file=sys.stderr)
+        return 1
+    sys.stdout.buffer.write(out)
+    sys.stdout.flush()
+    return 0
