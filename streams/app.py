@@ -219,7 +219,6 @@ class Processor:
             if stored is None:
                 ix.due.pop(user, None)
                 continue
-            state = codec.load_state(stored)
             self._tick_user(ix, user, stored, partition, offset, now)
         self._sweep(ix, partition, offset, now)
 
@@ -242,8 +241,9 @@ class Processor:
         self.last_sweep[partition] = now
         idle_before = now - self.limits.dedupe_retention_ms
         n = 0
+        mine = b'{"p":%d,' % partition  # dump_state writes "p" first: skip other partitions without decoding
         for key, raw in list(self.table.items()):
-            if raw is None:
+            if raw is None or not raw.startswith(mine):
                 continue
             st = codec.load_state(raw)
             if st["p"] == partition and st["l"] <= idle_before and (st["s"] or not st["h"]):

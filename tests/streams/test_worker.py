@@ -144,3 +144,33 @@ def test_worker_dedupes_buffers_times_out_corrects_and_dead_letters(worker_setti
     assert metrics["attrib_worker_timeouts_total"] >= 4 and metrics["attrib_worker_corrections_total"] >= 1
     assert metrics["attrib_worker_overflow_total"] == 2 and metrics["attrib_worker_filtered_total"] == 2
     assert metrics["attrib_worker_events_out_total"] >= len(ids)
+
+
+def test_idle_users_state_is_dropped_by_the_tick_sweep(worker_settings, workers):
+    """Plain tables have no TTL: ticks sweep idle users out (a tombstone in the changelog), and an id seen before the
+    dedupe window is new again."""
+    s = worker_settings(streams={"dedupe_retention_s": 2, "state_retention_s": 3})
+    now = int(time.time() * 1000)
+    produce_raw(s, [raw_delivery("gen", "generic", generic_body("idle-i", "install", now, "u-idle"), "cuid:u-idle",
+                                 now)])
+    changelog = Reader(s, f"{s.streams.app_id}-users-changelog")
+    events = Reader(s, s.topics.events)
+    w = workers(s)
+    try:
+        events.read_until(lambda rs: len(rs) == 1, "the install", proc=w)
+        end = time.monotonic() + 120
+        tomb = None
+        while tomb is None:  # Reader decodes values, so look at raw messages here
+            assert time.monotonic() < end and w.p.poll() is None, w.log_tail()
+            for msg in changelog.c.consume(100, 0.5):
+                if msg.error() is None and msg.key() == b"cuid:u-idle" and msg.value() is None:
+                    tomb = msg
+        later = int(time.time() * 1000)
+        produce_raw(s, [raw_delivery("gen", "generic", generic_body("idle-i", "install", now, "u-idle"),
+                                     "cuid:u-idle", later)])
+        recs = events.read_until(lambda rs: len(rs) == 2, "the install again after the window", proc=w)
+    finally:
+        changelog.close()
+        events.close()
+    assert [r["event_id"] for r in recs] == ["idle-i", "idle-i"]
+    assert "state sweep" in w.log_tail(10**7)
