@@ -247,6 +247,7 @@ def main() -> int:
     ap.add_argument("--bootstrap", help="use a running broker instead of starting a private one")
     ap.add_argument("--profile", action="store_true", help="py-spy the full worker (needs py-spy in the venv)")
     ap.add_argument("--state-users", type=int, default=1_000_000)
+    ap.add_argument("--store", default="memory://", help="store of the full workers (b, c)")
     ap.add_argument("--set", action="append", default=[], help="streams setting override, e.g. linger_ms=50")
     ap.add_argument("--skip", default="", help="comma list of phases to skip: a,b,c,mem")
     args = ap.parse_args()
@@ -302,9 +303,9 @@ def main() -> int:
             res["a"] = run_phase("floor", s, 1, target, tmp, floor=True)
         if "b" not in skip:
             prof = PROFILE if args.profile else None
-            res["b"] = run_phase("worker", s, 1, target, tmp, profile=prof)
+            res["b"] = run_phase("worker", s, 1, target, tmp, profile=prof, store=args.store)
         if "c" not in skip:
-            res["c"] = run_phase("two-workers", s, 2, target, tmp)
+            res["c"] = run_phase("two-workers", s, 2, target, tmp, store=args.store)
         if "a" in res and "b" in res:
             print(f"(b)/(a) = {res['b']['rate'] / res['a']['rate']:.2f} wall-clock, "
                   f"{res['b']['rate_per_cpu_s'] / res['a']['rate_per_cpu_s']:.2f} per CPU second  (target >= 0.6)")
