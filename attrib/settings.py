@@ -165,14 +165,14 @@ class StreamsSettings(_Section):
     max_pending_total: int = Field(1_000_000, ge=0, description="Events waiting for an install, per worker.")
     state_retention_s: float = Field(90 * 86400, gt=0, description="Idle users' attribution state is dropped after.")
     reemit_grace_s: float = Field(900, gt=0, description="How long released events stay re-emittable after a crash.")
-    tick_interval_s: float = Field(1.0, gt=0, description="Expiry tick produced into every owned input partition.")
+    tick_interval_s: float = Field(5.0, gt=0, description="Expiry tick produced into every owned input partition.")
     metrics_port: int = Field(9102, ge=0, lt=65536, description="Prometheus /metrics port; 0 = off.")
     session_timeout_s: float = Field(30.0, ge=6, description="Consumer group session timeout (failover time).")
     standby_replicas: int = Field(0, ge=0)
     commit_interval_s: float = Field(2.8, gt=0)
     max_poll_records: int = Field(2000, gt=0)
     buffer_maxsize: int = Field(16384, gt=0)
-    linger_ms: int = Field(5, ge=0)
+    linger_ms: int = Field(50, ge=0, description="Output/changelog batching delay (also bounds output latency).")
 
 
 class SinkSettings(_Section):
