@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test install broker up down status send bench clean
+.PHONY: run test install broker browser up down status send bench clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -29,7 +29,13 @@ status:
 run: broker              ## local stack + pipeline with visible results
 	@$(BIN)/attrib run
 
-test: broker             ## the whole suite against a real broker the fixtures start (and stop)
+browser:                 ## Debian's chromium for the inspector's headless browser test (installed when root)
+	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 \
+	  && { DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null 2>&1 \
+	  || { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null; }; }; } \
+	  || echo "chromium unavailable: the inspector browser test will skip (apt-get install -y chromium)"
+
+test: broker browser     ## the whole suite against a real broker the fixtures start (and stop)
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
 send: install            ## more signed sample traffic to a running `make run`

@@ -80,11 +80,15 @@ COMMANDS: dict[str, Handler] = {"stack": _stack, "migrate": _migrate, "config": 
 PLUGINS: dict[str, str] = {
     "alerts": "streams.alerts.app",
     "ingest": "ingest.server",
+    "inspect": "sinks.inspect.command",
     "normalize": "schemas.cli_normalize",
     "notify": "sinks.slack",
+    "replay": "streams.replay.command",
+    "route": "sinks.route.command",
     "send": "ingest.send",
     "sink": "sinks.command",
     "sql": "sinks.sql",
+    "tail": "sinks.inspect.tail",
     "worker": "streams.worker",
 }
 

@@ -165,14 +165,14 @@ class StreamsSettings(_Section):
     max_pending_total: int = Field(1_000_000, ge=0, description="Events waiting for an install, per worker.")
     state_retention_s: float = Field(90 * 86400, gt=0, description="Idle users' attribution state is dropped after.")
     reemit_grace_s: float = Field(900, gt=0, description="How long released events stay re-emittable after a crash.")
-    tick_interval_s: float = Field(1.0, gt=0, description="Expiry tick produced into every owned input partition.")
+    tick_interval_s: float = Field(5.0, gt=0, description="Expiry tick produced into every owned input partition.")
     metrics_port: int = Field(9102, ge=0, lt=65536, description="Prometheus /metrics port; 0 = off.")
     session_timeout_s: float = Field(30.0, ge=6, description="Consumer group session timeout (failover time).")
     standby_replicas: int = Field(0, ge=0)
     commit_interval_s: float = Field(2.8, gt=0)
     max_poll_records: int = Field(2000, gt=0)
     buffer_maxsize: int = Field(16384, gt=0)
-    linger_ms: int = Field(5, ge=0)
+    linger_ms: int = Field(50, ge=0, description="Output/changelog batching delay (also bounds output latency).")
 
 
 class SinkSettings(_Section):
@@ -300,6 +300,70 @@ class AlertSettings(_Section):
         return self.thresholds if not over else AlertThresholds(**{**self.thresholds.model_dump(), **over})
 
 
+class DestinationSettings(_Section):
+    """One outbound destination of `attrib route`: a filter on the enriched event and an HTTP target."""
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")
+    url: str = Field(description="URL template; {{ path }} tags are filled from the event, URL-encoded.")
+    method: Literal["POST", "GET"] = "POST"
+    body: str | None = Field(None, description="POST body template ({{ path }} → JSON value); unset = the event as JSON.")
+    content_type: str = "application/json"
+    headers: dict[str, SecretStr] = Field(default_factory=dict, description="Static headers (auth tokens…).")
+    filters: dict[str, str | int | float | bool | list[str]] = Field(
+        default_factory=dict, description="key path → value (or '*' = present, or a list = any of); AND-ed.")
+    events: list[str] = Field(default_factory=list, description="Allowlist of event names/types (empty = all).")
+    first_time_per_user: bool = Field(False, description="Send only the first matching event per user and event.")
+    missing: Literal["error", "empty", "skip"] = Field(
+        "error", description="A template tag without value: dead-letter, fill empty/null, or skip the event.")
+    max_attempts: int = Field(6, ge=1, le=100)
+    backoff_initial_s: float = Field(0.5, gt=0)
+    backoff_max_s: float = Field(60.0, gt=0)
+    timeout_s: float = Field(10.0, gt=0)
+    rate_per_s: float = Field(50.0, gt=0, description="Token-bucket rate limit of requests.")
+    burst: int = Field(10, ge=1)
+    concurrency: int = Field(4, ge=1, le=256, description="Requests in flight to this destination.")
+    queue_size: int = Field(10_000, ge=1, description="Events waiting for this destination.")
+    breaker_failures: int = Field(5, ge=1, description="Consecutive failed attempts that open the circuit.")
+    breaker_reset_s: float = Field(30.0, gt=0, description="Open circuit waits this long before one probe.")
+
+
+class RouteSettings(_Section):
+    """Outbound routing of enriched events (sinks/route, `attrib route`)."""
+
+    group_id: str = "attrib-route"
+    state_dir: Path | None = Field(None, description="First-time-per-user stores; default <var_dir>/route.")
+    metrics_port: int = Field(9104, ge=0, lt=65536, description="Prometheus /metrics port; 0 = off.")
+    commit_interval_s: float = Field(1.0, gt=0)
+    destinations: list[DestinationSettings] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _unique(self) -> RouteSettings:
+        names = [d.name for d in self.destinations]
+        dup = {n for n in names if names.count(n) > 1}
+        if dup:
+            raise ValueError(f"destination names must be unique, repeated: {sorted(dup)}")
+        return self
+
+
+class InspectorSettings(_Section):
+    """The live delivery inspector (sinks/inspect, `attrib inspect`): an operator page, off unless enabled."""
+
+    enabled: bool = False
+    host: str = "127.0.0.1"
+    port: int = Field(8090, gt=0, lt=65536)
+    token: SecretStr | None = Field(None, description="Bearer/?token= required by every request; must be set.")
+    keep: int = Field(2000, ge=10, description="Latest deliveries kept in memory.")
+    rejections_url: str | None = Field(None, description="Ingress rejection feed (default http://<ingest>/_rejections).")
+    redact_keys: list[str] = Field(default_factory=list, description="Extra payload keys to mask.")
+
+
+class ReplaySettings(_Section):
+    """`attrib replay`: re-processing archived raw deliveries and dead letters."""
+
+    state_dir: Path | None = Field(None, description="Resumable replay checkpoints; default <var_dir>/replay.")
+    batch: int = Field(500, gt=0)
+
+
 # --- the whole system ---------------------------------------------------------------------------------------------
 
 
@@ -320,6 +384,9 @@ class Settings(BaseSettings):
     alerts: AlertSettings = AlertSettings()
     sources: list[SourceSettings] = Field(default_factory=list)
     slack_webhook_url: SecretStr | None = None
+    route: RouteSettings = RouteSettings()
+    inspector: InspectorSettings = InspectorSettings()
+    replay: ReplaySettings = ReplaySettings()
 
     @model_validator(mode="after")
     def _unique_sources(self) -> Settings:

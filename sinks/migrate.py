@@ -69,6 +69,7 @@ SHARD_KEYS = {
     "events": "cityHash64(user_key)",
     "raw_deliveries": "cityHash64(user_key)",
     "dead_letters": "cityHash64(dead_letter_id)",
+    "dead_letter_resolutions": "cityHash64(dead_letter_id)",  # co-sharded with dead_letters (issue 8)
     "alerts": "cityHash64(alert_id)",
 }
 # Small tables replicated whole to every node (one replica set across the cluster, no Distributed table): the rollups

@@ -98,15 +98,23 @@ class Processor:
         self.index: dict[int, PartitionIndex] = {}
         self.pending_total = 0
         self.last_sweep: dict[int, int] = {}
+        self.tally = m.Tally()
+        self.assigned: set[int] = set()
+
+    def publish_metrics(self) -> None:
+        self.tally.publish()
+        m.PENDING.set(self.pending_total)
 
     # --- index ------------------------------------------------------------------------------------------------
 
     def on_assigned(self, partitions: set[int]) -> None:
+        self.assigned = set(partitions)
         for p in partitions:
             self.index.pop(p, None)  # rebuilt lazily on the partition's next message
         self._recount()
 
     def on_revoked(self, partitions: set[int]) -> None:
+        self.assigned -= partitions
         for p in partitions:
             self.index.pop(p, None)
         self._recount()
@@ -118,25 +126,33 @@ class Processor:
     def _index(self, p: int) -> PartitionIndex:
         ix = self.index.get(p)
         if ix is None:
-            ix = self.index[p] = PartitionIndex()
-            t0 = time.monotonic()
-            n = 0
-            for key, raw in self.table.items():
-                if raw is None or b'"h":[]' in raw:  # no held events: nothing to index (cheap test)
-                    continue
-                st = codec.load_state(raw)
-                if st["p"] != p:
-                    continue
-                user = key.decode() if isinstance(key, bytes) else key
-                ix.update(user, st)
-                for h in st["h"]:
-                    if h["st"] != "p" and h["at"] + self.limits.reemit_grace_ms > st["c"]:
-                        ix.by_ref.setdefault(h["r"][1], set()).add(user)
-                n += 1
-            self._recount()
-            log.info("partition index rebuilt", extra={"fields": {
-                "partition": p, "users_held": n, "due": len(ix.due), "seconds": round(time.monotonic() - t0, 3)}})
+            ix = self._rebuild(p)
         return ix
+
+    def _rebuild(self, p: int) -> PartitionIndex:
+        """One scan of the table builds the index of every owned partition not indexed yet (after an assignment)."""
+        todo = {q for q in self.assigned if q not in self.index} | {p}
+        fresh = {q: PartitionIndex() for q in todo}
+        t0 = time.monotonic()
+        n = 0
+        for key, raw in self.table.items():
+            if raw is None or b'"h":[]' in raw:  # no held events: nothing to index (cheap test)
+                continue
+            st = codec.load_state(raw)
+            ix = fresh.get(st["p"])
+            if ix is None:
+                continue
+            user = key.decode() if isinstance(key, bytes) else key
+            ix.update(user, st)
+            for h in st["h"]:
+                if h["st"] != "p" and h["at"] + self.limits.reemit_grace_ms > st["c"]:
+                    ix.by_ref.setdefault(h["r"][1], set()).add(user)
+            n += 1
+        self.index.update(fresh)
+        self._recount()
+        log.info("partition index rebuilt", extra={"fields": {
+            "partitions": sorted(todo), "users_held": n, "seconds": round(time.monotonic() - t0, 3)}})
+        return fresh[p]
 
     # --- messages -----------------------------------------------------------------------------------------------
 
@@ -150,7 +166,7 @@ class Processor:
                 log.exception("tick failed", extra={"fields": {"partition": partition, "offset": offset}})
                 self._dead(ref, "process", "tick_failed", f"{type(exc).__name__}: {exc}", value)
             return
-        m.DELIVERIES.inc()
+        self.tally.inc(m.DELIVERIES)
         raw: dict[str, Any] | None = None
         try:
             if value is None:
@@ -182,7 +198,7 @@ class Processor:
     def _events(self, raw: dict[str, Any], events: list[dict[str, Any]], partition: int, offset: int) -> None:
         user = raw["user_key"]
         for e in events:
-            m.EVENTS_IN.labels(e.get("event_type") or "unknown").inc()
+            self.tally.inc(m.EVENTS_IN, e.get("event_type") or "unknown")
         ix = self._index(partition)
         stored = self.table.get(user)
         state = codec.load_state(stored) if stored is not None else new_state(partition)
@@ -191,10 +207,11 @@ class Processor:
         now = _ms(raw["received_at"])
         res = apply_events(state, events, (partition, offset), now, self.limits,
                            self.rules.get(raw["source"], Rules()), room)
-        m.DUPLICATES.inc(res.duplicates)
-        m.FILTERED.inc(res.filtered)
-        m.REPLAYED.inc(res.replayed)
-        m.BUFFERED.inc(res.buffered)
+        t = self.tally
+        t.inc(m.DUPLICATES, n=res.duplicates)
+        t.inc(m.FILTERED, n=res.filtered)
+        t.inc(m.REPLAYED, n=res.replayed)
+        t.inc(m.BUFFERED, n=res.buffered)
         # Duplicates and replays change nothing worth a changelog record.
         if res.changed:
             self.table[user] = codec.dump_state(state)
@@ -209,7 +226,6 @@ class Processor:
             if stored is None:
                 ix.due.pop(user, None)
                 continue
-            state = codec.load_state(stored)
             self._tick_user(ix, user, stored, partition, offset, now)
         self._sweep(ix, partition, offset, now)
 
@@ -232,8 +248,9 @@ class Processor:
         self.last_sweep[partition] = now
         idle_before = now - self.limits.dedupe_retention_ms
         n = 0
+        mine = b'{"p":%d,' % partition  # dump_state writes "p" first: skip other partitions without decoding
         for key, raw in list(self.table.items()):
-            if raw is None:
+            if raw is None or not raw.startswith(mine):
                 continue
             st = codec.load_state(raw)
             if st["p"] == partition and st["l"] <= idle_before and (st["s"] or not st["h"]):
@@ -243,20 +260,19 @@ class Processor:
 
     def _account(self, ix: PartitionIndex, user: str, state: dict[str, Any]) -> None:
         self.pending_total += ix.update(user, state)
-        m.PENDING.set(self.pending_total)
 
     def _emit(self, user: str, res: Result) -> None:
         now = int(time.time() * 1000)
         key = user.encode()
         for kind, out in res.outputs:
             out["emitted_at"] = now
-            m.EVENTS_OUT.labels(kind, out["attribution_status"]).inc()
+            self.tally.inc(m.EVENTS_OUT, kind, out["attribution_status"])
             if kind == TIMEOUT:
-                m.TIMEOUTS.inc()
+                self.tally.inc(m.TIMEOUTS)
             elif kind == CORRECTION:
-                m.CORRECTIONS.inc()
+                self.tally.inc(m.CORRECTIONS)
             elif kind == OVERFLOW:
-                m.OVERFLOWS.inc()
+                self.tally.inc(m.OVERFLOWS)
             self.send(self.topics.events, key, self.encode_event(out))
 
     def _dead(self, ref: dict[str, Any], stage: str, reason: str, detail: str, value: bytes | None,
@@ -355,6 +371,7 @@ def build_app(settings: Settings, data_dir: Path, store: str, normalizer: Normal
             committed = app.consumer._committed_offset.get(tp)  # noqa: SLF001 - no public accessor
             if hw is not None and committed is not None:
                 m.LAG.labels(str(tp.partition)).set(max(0, hw - committed))
+        proc.publish_metrics()
         if batcher.due:  # outputs of a quiet stream still go out within the linger time
             await batcher.send_due()
 

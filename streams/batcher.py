@@ -1,19 +1,23 @@
-"""Produce many small records cheaply: one aiokafka BatchBuilder per (topic, partition), sent when full, when
-older than ``linger_s``, and always before Faust commits offsets (the app wraps the producer's flush).
+"""Produce many small records cheaply: one aiokafka BatchBuilder per (topic, partition), closed when full or older
+than ``linger_s`` and handed to the producer by a background pump; everything is sent and acknowledged before Faust
+commits offsets (the app wraps the producer's flush).
 
 Why: per-record ``producer.send`` and Faust's changelog path (FutureMessage → ProducerBuffer → send) cost more than
-the processing itself here (docs/streams.md). At-least-once holds because ``flush`` sends every open batch and waits
-for all in-flight ones before the consumer commits; a failed batch fails the flush, so offsets are not committed.
+the processing itself here (docs/streams.md); and ``send_batch`` waits until the partition's previous batch has been
+drained, so the agent must not await it per batch. At-least-once holds because ``flush`` submits every open batch
+and waits for all of them; a failed batch fails the flush, so offsets are not committed.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
 OnSent = Callable[[str, int, int], None]  # topic, partition, last offset
+MAX_QUEUED = 256  # closed batches waiting for the pump before the agent waits too (bounded memory)
 
 
 class Batcher:
@@ -22,16 +26,21 @@ class Batcher:
         self.linger_s = linger_s
         self.on_sent = on_sent
         self.open: dict[tuple[str, int], tuple[Any, float]] = {}
-        self.full: list[tuple[str, int, Any]] = []
+        self.queue: deque[tuple[str, int, Any]] = deque()  # closed batches, FIFO (keeps per-partition order)
+        self.pump: asyncio.Task[None] | None = None
         self.inflight: set[asyncio.Future[Any]] = set()
         self.error: BaseException | None = None
+        self.queued = 0  # batches ever queued / ever handed to the producer: flush waits for its own horizon only
+        self.submitted = 0
+        self.progress = asyncio.Event()
 
     def add(self, topic: str, partition: int, key: bytes | None, value: bytes | None) -> None:
         slot = self.open.get((topic, partition))
         if slot is None:
             slot = self.open[(topic, partition)] = (self._producer().create_batch(), time.monotonic())
         if slot[0].append(timestamp=None, key=key, value=value) is None:  # full: queue it, start a new one
-            self.full.append((topic, partition, slot[0]))
+            self.queue.append((topic, partition, slot[0]))
+            self.queued += 1
             batch = self._producer().create_batch()
             self.open[(topic, partition)] = (batch, time.monotonic())
             if batch.append(timestamp=None, key=key, value=value) is None:
@@ -39,27 +48,39 @@ class Batcher:
 
     @property
     def due(self) -> bool:
-        if self.full:
+        if self.queue:
             return True
         now = time.monotonic()
         return any(now - t >= self.linger_s for _, t in self.open.values())
 
     async def send_due(self, everything: bool = False) -> None:
-        """Hand full and lingering batches to the producer (without waiting for delivery)."""
+        """Close lingering batches and let the pump submit them; waits only when too many are queued."""
         now = time.monotonic()
-        todo, self.full = self.full, []
         for key, (batch, t) in list(self.open.items()):
             if everything or now - t >= self.linger_s:
                 del self.open[key]
-                todo.append((key[0], key[1], batch))
+                self.queue.append((key[0], key[1], batch))
+                self.queued += 1
+        if self.queue and (self.pump is None or self.pump.done()):
+            self.pump = asyncio.ensure_future(self._pump())
+        if len(self.queue) > MAX_QUEUED and self.pump is not None:
+            await asyncio.shield(self.pump)
+
+    async def _pump(self) -> None:
         producer = self._producer()
-        for topic, partition, batch in todo:
+        while self.queue:
+            topic, partition, batch = self.queue.popleft()
             n = batch.record_count()
-            if n == 0:
-                continue
-            fut = await producer.send_batch(batch, topic, partition=partition)
-            self.inflight.add(fut)
-            fut.add_done_callback(lambda f, t=topic, p=partition, n=n: self._done(f, t, p, n))
+            try:
+                if n:
+                    fut = await producer.send_batch(batch, topic, partition=partition)
+                    self.inflight.add(fut)
+                    fut.add_done_callback(lambda f, t=topic, p=partition, n=n: self._done(f, t, p, n))
+            except Exception as exc:  # noqa: BLE001 - surfaced by flush()
+                self.error = self.error or exc
+            finally:
+                self.submitted += 1
+                self.progress.set()
 
     def _done(self, fut: asyncio.Future[Any], topic: str, partition: int, n: int) -> None:
         self.inflight.discard(fut)
@@ -73,6 +94,12 @@ class Batcher:
     async def flush(self) -> None:
         """Everything added so far is acknowledged by the broker when this returns (else it raises)."""
         await self.send_due(everything=True)
+        target = self.queued
+        while self.submitted < target:
+            if self.pump is None or self.pump.done():
+                self.pump = asyncio.ensure_future(self._pump())
+            self.progress.clear()
+            await self.progress.wait()
         if self.inflight:
             await asyncio.gather(*list(self.inflight), return_exceptions=True)
         if self.error is not None:

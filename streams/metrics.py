@@ -18,3 +18,21 @@ CORRECTIONS = Counter("attrib_worker_corrections_total", "Corrected versions emi
 OVERFLOWS = Counter("attrib_worker_overflow_total", "Events emitted unattributed because the buffer was full")
 DEAD_LETTERS = Counter("attrib_worker_dead_letters_total", "Deliveries sent to the dead-letter topic", ["reason"])
 LAG = Gauge("attrib_worker_lag", "Messages behind the end of the raw topic, by partition", ["partition"])
+
+
+class Tally:
+    """Per-event increments into a plain dict, published to Prometheus on each tick: a labelled ``inc()`` per event
+    costs more than the state machine step it reports on."""
+
+    def __init__(self) -> None:
+        self.counts: dict[tuple[Counter, tuple[str, ...]], float] = {}
+
+    def inc(self, metric: Counter, *labels: str, n: float = 1) -> None:
+        if n:
+            k = (metric, labels)
+            self.counts[k] = self.counts.get(k, 0) + n
+
+    def publish(self) -> None:
+        counts, self.counts = self.counts, {}
+        for (metric, labels), n in counts.items():
+            (metric.labels(*labels) if labels else metric).inc(n)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 from pathlib import Path
 
 from attrib.settings import Settings
@@ -28,7 +29,7 @@ def main(args: argparse.Namespace, settings: Settings) -> int:
     s = settings.streams
     store = args.store or s.store
     if not store.startswith(("memory://", "rocksdb://", "rocksdict://")):
-        print(f"attrib worker: unsupported store {store!r} (memory:// or rocksdb://)")
+        print(f"attrib worker: unsupported store {store!r} (memory:// or rocksdb://)", file=sys.stderr)
         return 2
     data_dir = args.data_dir or s.data_dir or settings.var_dir / "worker"
     data_dir.mkdir(parents=True, exist_ok=True)

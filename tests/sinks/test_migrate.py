@@ -74,9 +74,9 @@ def test_fresh_database_skips_superseded_migrations_and_needs_no_beta_types(make
         for stmt in old.statements(f"{db}_probe"):
             client.command(stmt)
     done = migrate.apply(client, db)
-    assert [m.version for m in done] == [1, 2, 5]
-    assert sorted(r[0] for r in client.query(f"SELECT version FROM {db}.schema_migrations FINAL").result_rows) == \
-        [1, 2, 3, 4, 5]
+    assert [m.version for m in done if m.version <= 5] == [1, 2, 5]  # later migrations are not about this
+    assert sorted(r[0] for r in client.query(f"SELECT version FROM {db}.schema_migrations FINAL").result_rows
+                  if r[0] <= 5) == [1, 2, 3, 4, 5]
     types = dict(client.query(f"SELECT name, type FROM system.columns WHERE database = '{db}' "
                               "AND table = 'events_avro_in'").result_rows)
     assert types["raw"].startswith("Tuple(") and types["first_touch"].startswith("Tuple(")
@@ -97,7 +97,7 @@ def test_database_that_applied_0003_gets_the_portable_landing_table_and_still_lo
     client = connect(s)
     every = migrate.discover()
     assert [m.version for m in migrate.apply(client, db, [m for m in every if m.version <= 4])] == [1, 2, 3, 4]
-    assert [m.version for m in migrate.apply(client, db)] == [5]
+    assert [m.version for m in migrate.apply(client, db) if m.version <= 5] == [5]
     types = dict(client.query(f"SELECT name, type FROM system.columns WHERE database = '{db}' "
                               "AND table = 'events_avro_in'").result_rows)
     assert types["raw"].startswith("Tuple(")

@@ -117,8 +117,10 @@ def env_for(settings: Settings) -> dict[str, str]:
 
 
 class WorkerProc:
-    def __init__(self, settings: Settings, data_dir: Path, log: Path, store: str = "memory://") -> None:
+    def __init__(self, settings: Settings, data_dir: Path, log: Path, store: str = "memory://",
+                 metrics_port: int = 0) -> None:
         self.settings, self.data_dir, self.log, self.store = settings, data_dir, log, store
+        self.metrics_port = metrics_port
         self.p: subprocess.Popen[bytes] | None = None
 
     def start(self) -> WorkerProc:
@@ -126,7 +128,7 @@ class WorkerProc:
         out = self.log.open("ab")
         self.p = subprocess.Popen(
             [sys.executable, "-m", "attrib.cli", "worker", "--data-dir", str(self.data_dir), "--store", self.store,
-             "--metrics-port", "0"], env=env_for(self.settings), stdout=out, stderr=subprocess.STDOUT)
+             "--metrics-port", str(self.metrics_port)], env=env_for(self.settings), stdout=out, stderr=subprocess.STDOUT)
         return self
 
     def kill9(self) -> None:
@@ -168,8 +170,8 @@ def worker_settings(make_settings: Callable[..., Settings]) -> Callable[..., Set
 def workers(tmp_path: Path) -> Iterator[Callable[..., WorkerProc]]:
     started: list[WorkerProc] = []
 
-    def start(settings: Settings, name: str = "w1", store: str = "memory://") -> WorkerProc:
-        w = WorkerProc(settings, tmp_path / f"data-{name}", tmp_path / f"{name}.log", store).start()
+    def start(settings: Settings, name: str = "w1", store: str = "memory://", metrics_port: int = 0) -> WorkerProc:
+        w = WorkerProc(settings, tmp_path / f"data-{name}", tmp_path / f"{name}.log", store, metrics_port).start()
         started.append(w)
         return w
 

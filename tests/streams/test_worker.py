@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import time
+import urllib.request
 from collections import Counter
 
 from confluent_kafka import Producer
 
 from schemas import avro
+from tests.conftest import free_port
 from tests.streams.conftest import Reader, generic_body, produce, produce_raw, raw_delivery
 
 LINKRUNNER_SIGNUP = json.dumps({
@@ -16,6 +18,27 @@ LINKRUNNER_SIGNUP = json.dumps({
     "app_version": "2.4.1", "attributed_on": "2024-10-22T19:45:03.007Z", "installed_at": "2024-10-22T19:31:10.742Z",
     "gaid": "9b8a7c6d-5e4f-4a3b-9c2d-1e0f9a8b7c6d",
 }).encode()
+
+
+def scrape(port: int) -> dict[str, float]:
+    """Prometheus text → {metric name: sum over its labels}."""
+    out: dict[str, float] = {}
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:
+        for line in r.read().decode().splitlines():
+            if line and not line.startswith("#"):
+                name, _, value = line.rpartition(" ")
+                base = name.split("{")[0]
+                out[base] = out.get(base, 0) + float(value)
+    return out
+
+
+def scrape_until(port, done, proc, limit_s: float = 60):
+    end = time.monotonic() + limit_s
+    while True:
+        mt = scrape(port)
+        if done(mt) or time.monotonic() > end or proc.p.poll() is not None:
+            return mt
+        time.sleep(0.5)
 
 
 def by_id(records):
@@ -64,7 +87,8 @@ def test_worker_dedupes_buffers_times_out_corrects_and_dead_letters(worker_setti
 
     events = Reader(s, s.topics.events)
     dead = Reader(s, s.topics.dead_letters)
-    w = workers(s)
+    port = free_port()
+    w = workers(s, metrics_port=port)
     try:
         want = {"dup-i", "ord-i", "ord-p1", "ord-p2", "r-i", "r-s1", "r-p", "after-poison",
                 *(f"ovf-{i}" for i in range(5)), "late-p"}
@@ -81,6 +105,7 @@ def test_worker_dedupes_buffers_times_out_corrects_and_dead_letters(worker_setti
                                  "correction of late-p", proc=w)
         dls = dead.read_until(lambda rs: len(rs) >= 3, "three dead letters", proc=w)
         recs = events.drain()
+        metrics = scrape_until(port, lambda mt: mt.get("attrib_worker_dead_letters_total", 0) >= 3, w)
     finally:
         events.close()
         dead.close()
@@ -113,3 +138,39 @@ def test_worker_dedupes_buffers_times_out_corrects_and_dead_letters(worker_setti
     assert all(d["raw"]["topic"] == s.topics.raw and d["payload"] for d in dls)
     assert "after-poison" in ids
     assert all(r["raw"] is None or r["raw"]["topic"] == s.topics.raw for r in recs)
+    # metrics
+    assert metrics["attrib_worker_duplicates_total"] >= 3  # dup-i twice, the linkrunner retry once
+    assert metrics["attrib_worker_dead_letters_total"] == 3
+    assert metrics["attrib_worker_timeouts_total"] >= 4 and metrics["attrib_worker_corrections_total"] >= 1
+    assert metrics["attrib_worker_overflow_total"] == 2 and metrics["attrib_worker_filtered_total"] == 2
+    assert metrics["attrib_worker_events_out_total"] >= len(ids)
+
+
+def test_idle_users_state_is_dropped_by_the_tick_sweep(worker_settings, workers):
+    """Plain tables have no TTL: ticks sweep idle users out (a tombstone in the changelog), and an id seen before the
+    dedupe window is new again."""
+    s = worker_settings(streams={"dedupe_retention_s": 2, "state_retention_s": 3})
+    now = int(time.time() * 1000)
+    produce_raw(s, [raw_delivery("gen", "generic", generic_body("idle-i", "install", now, "u-idle"), "cuid:u-idle",
+                                 now)])
+    changelog = Reader(s, f"{s.streams.app_id}-users-changelog")
+    events = Reader(s, s.topics.events)
+    w = workers(s)
+    try:
+        events.read_until(lambda rs: len(rs) == 1, "the install", proc=w)
+        end = time.monotonic() + 120
+        tomb = None
+        while tomb is None:  # Reader decodes values, so look at raw messages here
+            assert time.monotonic() < end and w.p.poll() is None, w.log_tail()
+            for msg in changelog.c.consume(100, 0.5):
+                if msg.error() is None and msg.key() == b"cuid:u-idle" and msg.value() is None:
+                    tomb = msg
+        later = int(time.time() * 1000)
+        produce_raw(s, [raw_delivery("gen", "generic", generic_body("idle-i", "install", now, "u-idle"),
+                                     "cuid:u-idle", later)])
+        recs = events.read_until(lambda rs: len(rs) == 2, "the install again after the window", proc=w)
+    finally:
+        changelog.close()
+        events.close()
+    assert [r["event_id"] for r in recs] == ["idle-i", "idle-i"]
+    assert "state sweep" in w.log_tail(10**7)

@@ -1,0 +1,199 @@
+"""`attrib route`: consume enriched events, fan them out to every matching destination, dead-letter what fails, and
+commit a record's offset only when every destination is done with it."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from confluent_kafka import Consumer, Producer, TopicPartition
+from prometheus_client import generate_latest
+
+from attrib.settings import Settings
+from schemas import avro
+from schemas.avro import TICK
+from sinks.route import view as view_mod
+from sinks.route.firsttime import FirstTimeStore
+from sinks.route.metrics import RouteMetrics
+from sinks.route.offsets import OffsetTracker
+from sinks.route.sender import Destination, Failure, Job
+
+log = logging.getLogger("attrib.route")
+
+
+def dead_letter(job_payload: bytes, record: dict[str, Any] | None, destination: str | None, failure: Failure,
+                now_ms: int) -> dict[str, Any]:
+    """The DeadLetter record of a routing failure; the id is stable per (event, destination) so re-runs replace."""
+    event_id = (record or {}).get("event_id") or hashlib.sha256(job_payload).hexdigest()
+    detail = {"destination": destination, **failure.detail}
+    return {
+        "dead_letter_id": hashlib.sha256(f"route|{destination}|{event_id}".encode()).hexdigest()[:32],
+        "stage": "route",
+        "reason": failure.reason,
+        "detail": json.dumps(detail, ensure_ascii=False, default=str),
+        "field": failure.field,
+        "source": (record or {}).get("source"),
+        "mmp": (record or {}).get("mmp"),
+        "delivery_id": None,
+        "raw": (record or {}).get("raw"),
+        "payload": job_payload,
+        "failed_at": now_ms,
+    }
+
+
+class Router:
+    def __init__(self, settings: Settings, *, group_id: str | None = None) -> None:
+        self.s = settings
+        self.rs = settings.route
+        self.metrics = RouteMetrics()
+        self.tracker = OffsetTracker()
+        self.destinations = [Destination(d, self.metrics, self._done, self._dead) for d in self.rs.destinations]
+        state = self.rs.state_dir or settings.var_dir / "route"
+        self.first: dict[str, FirstTimeStore] = {
+            d.name: FirstTimeStore(Path(state) / f"{d.name}.first.sqlite")
+            for d in self.rs.destinations if d.first_time_per_user}
+        self.group_id = group_id or self.rs.group_id
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="route-consumer")
+        self._consumer: Consumer | None = None
+        self._producer = Producer({"bootstrap.servers": settings.kafka.bootstrap_servers, "linger.ms": 5,
+                                   "enable.idempotence": True, "partitioner": "murmur2_random"})
+
+    # --- completion callbacks -----------------------------------------------------------------------------------
+
+    def _done(self, job: Job) -> None:
+        self.tracker.done(job.partition, job.offset, job.gen)
+
+    async def _dead(self, job: Job, destination: str | None, failure: Failure) -> None:
+        rec = dead_letter(job.payload, job.record or None, destination, failure, int(time.time() * 1000))
+        await self.produce_dead_letter(rec, (job.record or {}).get("user_key"))
+        log.warning("route dead letter", extra={"fields": {"destination": destination, "reason": failure.reason,
+                                                           "event_id": (job.record or {}).get("event_id")}})
+        self.tracker.done(job.partition, job.offset, job.gen)
+
+    async def produce_dead_letter(self, rec: dict[str, Any], key: str | None) -> None:
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[None] = loop.create_future()
+
+        def ack(err: Any, _msg: Any) -> None:  # runs inside producer.poll() on this loop's thread
+            if fut.done():
+                return
+            if err is None:
+                fut.set_result(None)
+            else:
+                fut.set_exception(RuntimeError(f"dead letter not written: {err}"))
+
+        while True:
+            try:
+                self._producer.produce(self.s.topics.dead_letters, avro.encode("dead_letter", rec),
+                                       key=key.encode() if key else None, on_delivery=ack)
+                break
+            except BufferError:
+                await asyncio.sleep(0.05)
+        while not fut.done():
+            self._producer.poll(0)
+            await asyncio.sleep(0.005)
+        fut.result()  # raise if the broker refused: the offset stays uncommitted, the record comes back
+
+    # --- the consumer -------------------------------------------------------------------------------------------
+
+    def _on_revoke(self, consumer: Consumer, parts: list[TopicPartition]) -> None:
+        self._commit_sync(consumer)
+        self.tracker.forget([p.partition for p in parts])
+
+    def _commit_sync(self, consumer: Consumer) -> None:
+        offs = self.tracker.committable()
+        if offs:
+            consumer.commit(offsets=[TopicPartition(self.s.topics.events, p, o) for p, o in offs.items()],
+                            asynchronous=False)
+
+    async def _call(self, fn: Any, *a: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *a)
+
+    async def route_one(self, partition: int, offset: int, value: bytes | None) -> None:
+        self.metrics.consumed.inc()
+        if value is not None and value.startswith(TICK):  # a worker tick, should one ever reach this topic
+            self.tracker.add(partition, offset, 0)
+            return
+        try:
+            _, record = avro.decode(value or b"", expect="enriched_event")
+            view = view_mod.build(record)
+        except Exception as exc:  # not an enriched event: keep it, with the reason
+            gen = self.tracker.add(partition, offset, 1)
+            await self._dead(Job({}, {}, partition, offset, value or b"", gen), None,
+                             Failure("invalid_event", {"error": str(exc)[:500]}))
+            return
+        matched = [d for d in self.destinations if d.filter.matches(view) and self._first_ok(d.name, record)]
+        gen = self.tracker.add(partition, offset, len(matched))
+        for d in matched:
+            await d.submit(Job(record, view, partition, offset, value or b"", gen))
+
+    def _first_ok(self, name: str, record: dict[str, Any]) -> bool:
+        store = self.first.get(name)
+        if store is None:
+            return True
+        return store.claim(record["user_key"], store.kind(record["event_type"], record["event_name"]),
+                           record["event_id"])
+
+    async def run(self, stop: asyncio.Event, *, drain_s: float = 30.0) -> None:
+        """Route until ``stop`` is set, then give in-flight deliveries up to ``drain_s`` and commit."""
+        for d in self.destinations:
+            await d.start()
+        server = await self._serve_metrics()
+        self._consumer = c = Consumer({
+            "bootstrap.servers": self.s.kafka.bootstrap_servers, "group.id": self.group_id,
+            "enable.auto.commit": False, "auto.offset.reset": "earliest", "partition.assignment.strategy": "range",
+        })
+        await self._call(lambda: c.subscribe([self.s.topics.events], on_revoke=self._on_revoke))
+        last_commit = time.monotonic()
+        try:
+            while not stop.is_set():
+                msgs = await self._call(c.consume, 500, 0.2)
+                for m in msgs:
+                    if m.error():
+                        log.warning("route consume error", extra={"fields": {"error": str(m.error())}})
+                        continue
+                    await self.route_one(m.partition(), m.offset(), m.value())
+                if time.monotonic() - last_commit >= self.rs.commit_interval_s:
+                    await self._call(self._commit_sync, c)
+                    last_commit = time.monotonic()
+            deadline = time.monotonic() + drain_s
+            while self.tracker.in_flight() and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+            await self._call(self._commit_sync, c)
+        finally:
+            for d in self.destinations:
+                await d.stop()
+            await self._call(c.close)
+            self._pool.shutdown(wait=False)
+            self._producer.flush(5)
+            del self._producer  # librdkafka's threads go with the last reference
+            for st in self.first.values():
+                st.close()
+            if server is not None:
+                await server.cleanup()
+
+    async def _serve_metrics(self) -> Any:
+        if not self.rs.metrics_port:
+            return None
+        from aiohttp import web
+
+        async def metrics(_: web.Request) -> web.Response:
+            return web.Response(body=generate_latest(self.metrics.registry), content_type="text/plain")
+
+        async def health(_: web.Request) -> web.Response:
+            return web.json_response({d.name: {"circuit": d.breaker.state, "queued": d.queue.qsize()}
+                                      for d in self.destinations})
+
+        app = web.Application()
+        app.router.add_get("/metrics", metrics)
+        app.router.add_get("/health", health)
+        runner = web.AppRunner(app)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", self.rs.metrics_port).start()
+        return runner
