@@ -202,3 +202,20 @@ def serde(settings: Any) -> AutoSerde:
         client = RegistryClient(url)
         return AutoSerde(ConfluentSerde(client), client)
     return AutoSerde(SingleObjectSerde(), None)
+
+
+@cache
+def _shared(url: str | None) -> AutoSerde:
+    return serde(_UrlOnly(url))
+
+
+class _UrlOnly:
+    def __init__(self, url: str | None) -> None:
+        self.kafka = self
+        self.schema_registry_url = url
+
+
+def cached(settings: Any) -> AutoSerde:
+    """One serde per registry URL for the whole process (schema ids and writer schemas fetched once), for code that
+    has settings at hand but no long-lived object to keep a serde on (CLI tools, per-record helpers)."""
+    return _shared(getattr(settings.kafka, "schema_registry_url", None) or None)

@@ -17,7 +17,7 @@ import aiohttp
 from confluent_kafka import OFFSET_END, Consumer, KafkaException, TopicPartition
 
 from attrib.settings import Settings
-from schemas import avro
+from schemas import wire
 from sinks.inspect.redact import Redactor
 from sinks.inspect.store import Row
 
@@ -43,7 +43,7 @@ def _ref(r: dict[str, Any] | None) -> tuple[str, int, int] | None:
 def convert(s: Settings, red: Redactor, topic: str, partition: int, offset: int, value: bytes | None) -> Item | None:
     """One Kafka record → one store item (None for anything else, e.g. the worker's ticks)."""
     try:
-        name, rec = avro.decode(value or b"")
+        name, rec = wire.cached(s).decode(value or b"")
     except Exception:
         return None
     t = s.topics
@@ -65,7 +65,7 @@ def convert(s: Settings, red: Redactor, topic: str, partition: int, offset: int,
             return None  # outbound failures are not about a delivery
         if rec["stage"] == "ingress" and rec.get("payload"):
             try:
-                _, raw = avro.decode(rec["payload"], expect="raw_delivery")
+                _, raw = wire.cached(s).decode(rec["payload"], expect="raw_delivery")
             except Exception:
                 raw = None
             if raw is not None:

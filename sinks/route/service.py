@@ -16,7 +16,7 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from prometheus_client import generate_latest
 
 from attrib.settings import Settings
-from schemas import avro
+from schemas import wire
 from schemas.avro import TICK
 from sinks.route import view as view_mod
 from sinks.route.firsttime import FirstTimeStore
@@ -59,6 +59,7 @@ class Router:
             d.name: FirstTimeStore(Path(state) / f"{d.name}.first.sqlite")
             for d in self.rs.destinations if d.first_time_per_user}
         self.group_id = group_id or self.rs.group_id
+        self._encode_dead = wire.cached(settings).encoder("dead_letter", settings.topics.dead_letters)
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="route-consumer")
         self._consumer: Consumer | None = None
         self._producer = Producer({"bootstrap.servers": settings.kafka.bootstrap_servers, "linger.ms": 5,
@@ -90,7 +91,7 @@ class Router:
 
         while True:
             try:
-                self._producer.produce(self.s.topics.dead_letters, avro.encode("dead_letter", rec),
+                self._producer.produce(self.s.topics.dead_letters, self._encode_dead(rec),
                                        key=key.encode() if key else None, on_delivery=ack)
                 break
             except BufferError:
@@ -121,7 +122,7 @@ class Router:
             self.tracker.add(partition, offset, 0)
             return
         try:
-            _, record = avro.decode(value or b"", expect="enriched_event")
+            _, record = wire.cached(self.s).decode(value or b"", expect="enriched_event")
             view = view_mod.build(record)
         except Exception as exc:  # not an enriched event: keep it, with the reason
             gen = self.tracker.add(partition, offset, 1)

@@ -21,7 +21,7 @@ from typing import Any, TextIO
 from confluent_kafka import Producer
 
 from attrib.settings import Settings
-from schemas import avro
+from schemas import wire
 
 OPEN_SQL = """
 SELECT dead_letter_id, stage, reason, detail, source, hex(ifNull(payload, ''))
@@ -59,7 +59,7 @@ def retry_delivery(s: Settings, dl: dict[str, Any]) -> tuple[bool, str, dict[str
     from schemas.normalize import normalize
 
     try:
-        _, raw = avro.decode(dl["payload"], expect="raw_delivery")
+        _, raw = wire.cached(s).decode(dl["payload"], expect="raw_delivery")
     except Exception:
         return False, "no_replayable_payload", None
     src = s.source(raw["source"])
@@ -89,7 +89,7 @@ async def retry_routes(s: Settings, dls: list[dict[str, Any]]) -> list[tuple[boo
     async def one(dl: dict[str, Any]) -> tuple[bool, str]:
         try:
             name = json.loads(dl["detail"]).get("destination")
-            _, rec = avro.decode(dl["payload"], expect="enriched_event")
+            _, rec = wire.cached(s).decode(dl["payload"], expect="enriched_event")
         except Exception:
             return False, "no_replayable_payload"
         dest = dests.get(name)

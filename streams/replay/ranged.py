@@ -25,7 +25,7 @@ from typing import Any, TextIO
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 from attrib.settings import Settings
-from schemas import avro
+from schemas import wire
 from streams.replay.checkpoint import Checkpoint, StateTable
 from streams.replay.progress import Progress
 from streams.replay.spec import RangeSpec
@@ -184,7 +184,7 @@ class RangeReplay:
 
         def send(topic: str, key: bytes, value: bytes) -> None:  # the worker's outputs, redirected
             if topic == self.s.topics.events:
-                if self.spec.event_type and avro.decode(value)[1]["event_type"] != self.spec.event_type:
+                if self.spec.event_type and wire.cached(self.s).decode(value)[1]["event_type"] != self.spec.event_type:
                     return
                 produce(self.events_out, key, value, current["p"])
             elif topic == self.s.topics.dead_letters:
@@ -266,7 +266,7 @@ class RangeReplay:
             if v is None or v.startswith(TICK):
                 return not live
             try:
-                _, raw = avro.decode(v, expect="raw_delivery")
+                _, raw = wire.cached(self.s).decode(v, expect="raw_delivery")
             except Exception:
                 return not live  # the worker dead-letters undecodable records itself
             if src and raw["source"] != src:
@@ -382,7 +382,7 @@ def dry_run(s: Settings, spec: RangeSpec, out: TextIO = sys.stdout) -> dict[str,
                 if v is None or v.startswith(TICK):
                     continue
                 try:
-                    _, raw = avro.decode(v, expect="raw_delivery")
+                    _, raw = wire.cached(s).decode(v, expect="raw_delivery")
                 except Exception:
                     failing["undecodable"] += 1
                     continue

@@ -157,3 +157,12 @@ def test_default_mode_is_the_avro_functions_themselves() -> None:
     ev = _events()[0]
     assert sd.decode is avro.decode and sd.encoder("canonical_event", "t")(ev) == avro.encode("canonical_event", ev)
     sd.prepare([("canonical_event", "t")])  # nothing to register
+
+
+def test_cached_is_one_serde_per_registry_url(registry: FakeRegistry) -> None:
+    from schemas.wire import cached
+
+    with_registry = Settings(kafka={"schema_registry_url": registry.url})
+    assert cached(with_registry) is cached(Settings(kafka={"schema_registry_url": registry.url}))
+    assert cached(Settings()) is cached(Settings()) and cached(Settings()).confluent is None
+    assert cached(with_registry).confluent is not None
