@@ -12,6 +12,7 @@ found through an in-memory index rebuilt from the table whenever partitions are 
 from __future__ import annotations
 
 import logging
+import os
 import time
 import uuid
 from collections.abc import Callable
@@ -335,7 +336,13 @@ def build_app(settings: Settings, data_dir: Path, store: str, normalizer: Normal
     faust_flush = producer.flush
 
     async def flush() -> None:  # Faust calls this before every offset commit
-        await batcher.flush()
+        try:
+            await batcher.flush()
+        except Exception:
+            # Outputs or state records were lost: committing later offsets would lose events. Exit like a crash;
+            # the restarted worker re-processes from the last good commit (tested with kill -9).
+            log.critical("producing failed; exiting without committing", exc_info=True)
+            os._exit(70)
         await faust_flush()
 
     producer.flush = flush  # type: ignore[method-assign]

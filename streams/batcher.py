@@ -70,8 +70,8 @@ class Batcher:
         producer = self._producer()
         while self.queue:
             topic, partition, batch = self.queue.popleft()
-            n = batch.record_count()
             try:
+                n = batch.record_count()
                 if n:
                     fut = await producer.send_batch(batch, topic, partition=partition)
                     self.inflight.add(fut)
@@ -103,5 +103,6 @@ class Batcher:
         if self.inflight:
             await asyncio.gather(*list(self.inflight), return_exceptions=True)
         if self.error is not None:
-            err, self.error = self.error, None
-            raise RuntimeError(f"producing outputs failed: {err!r}") from err
+            # Sticky: a lost batch must never be followed by a commit past it. Every later flush fails too, so
+            # offsets stay where they were until the worker is restarted and re-processes from there.
+            raise RuntimeError(f"producing outputs failed, refusing to commit: {self.error!r}") from self.error

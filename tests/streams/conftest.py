@@ -76,14 +76,16 @@ class Reader:
         self.records: list[dict[str, Any]] = []
 
     def read_until(self, done: Callable[[list[dict[str, Any]]], bool], what: str, limit_s: float = 120.0,
-                   proc: WorkerProc | None = None) -> list[dict[str, Any]]:
+                   proc: WorkerProc | None = None, explain: Callable[[list[dict[str, Any]]], Any] | None = None,
+                   ) -> list[dict[str, Any]]:
         end = time.monotonic() + limit_s
         while not done(self.records):
             if proc is not None and proc.p is not None and proc.p.poll() is not None:
                 raise AssertionError(f"worker exited ({proc.p.returncode}) while waiting for {what}\n{proc.log_tail()}")
             if time.monotonic() > end:
                 tail = proc.log_tail() if proc else ""
-                raise AssertionError(f"gave up waiting for {what}; have {len(self.records)} records\n{tail}")
+                why = f" — {explain(self.records)}" if explain else ""
+                raise AssertionError(f"gave up waiting for {what}; have {len(self.records)} records{why}\n{tail}")
             for msg in self.c.consume(2000, 0.5):
                 if msg.error() is None:
                     self.records.append(avro.decode(msg.value())[1])

@@ -34,7 +34,8 @@ class Expectation:
             cur = best.get(r["event_id"])
             if cur is None or r["version"] >= cur["version"]:
                 best[r["event_id"]] = r
-        out = [f"missing {len(self.events.keys() - best.keys())} events"] if self.events.keys() - best.keys() else []
+        missing = sorted(self.events.keys() - best.keys())
+        out = [f"missing {len(missing)} events, e.g. {[(e, *self.events[e]) for e in missing[:5]]}"] if missing else []
         if best.keys() - self.events.keys():
             out.append(f"unexpected ids {sorted(best.keys() - self.events.keys())[:5]}")
         bad = [eid for eid, (etype, key) in self.events.items() if etype in WAITS and eid in best and (
@@ -79,7 +80,8 @@ def test_kill_9_at_random_moments_loses_nothing(worker_settings, workers):
             kills += 1
             w = workers(s, f"w1-{kills}")
         feeder.join()
-        recs = out.read_until(lambda rs: not expect.problems(rs), "complete output", limit_s=240, proc=w)
+        recs = out.read_until(lambda rs: not expect.problems(rs), "complete output", limit_s=240, proc=w,
+                              explain=expect.problems)
     finally:
         feeder.join()
         out.close()
@@ -108,7 +110,8 @@ def test_two_workers_with_a_rebalance_give_the_same_result(worker_settings, work
             assert time.monotonic() < end and w2.p.poll() is None, f"w2 never got partitions\n{w2.log_tail()}"
             time.sleep(0.5)
         produce(s, values[half:])
-        recs = out.read_until(lambda rs: not expect.problems(rs), "complete output", limit_s=180, proc=w2)
+        recs = out.read_until(lambda rs: not expect.problems(rs), "complete output", limit_s=180, proc=w2,
+                              explain=expect.problems)
         assert w1.p.poll() is None and w2.p.poll() is None
     finally:
         out.close()
