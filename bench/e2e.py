@@ -1,0 +1,97 @@
+"""End-to-end latency (on demand, not in CI): ingress receipt → row in ClickHouse, at a steady delivery rate.
+
+    .venv/bin/python bench/e2e.py [--rate 1000] [--seconds 20]
+
+Starts the whole local pipeline the way `make run` does (`attrib run --no-traffic`: private var dir, a broker on free
+ports, sink, worker, alerts, ingress), sends signed deliveries from the demo sources at --rate/s with `attrib send`,
+waits for the warehouse to settle and prints quantiles of ``loaded_at − received_at`` per event (``received_at`` is
+stamped by the ingress when the request arrives, before its 2xx; ``loaded_at`` by ClickHouse when the insert runs).
+Events held back for a missing install are excluded (their latency is the install's, by design).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from attrib import settings as settings_mod  # noqa: E402
+from attrib.supervise import attrib_argv  # noqa: E402
+from tests.conftest import free_port  # noqa: E402
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--rate", type=float, default=1000)
+    ap.add_argument("--seconds", type=float, default=20)
+    args = ap.parse_args()
+    tmp = Path(tempfile.mkdtemp(prefix="attrib-e2e-"))
+    kafka, controller = free_port(), free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ATTRIB_")} | {
+        "ATTRIB_CONFIG": str(ROOT / "dev" / "demo.toml"), "ATTRIB_VAR_DIR": str(tmp / "var"),
+        "ATTRIB_STACK__JARS_DIR": str(ROOT / "var" / "kafka" / "lib"),
+        "ATTRIB_KAFKA__BOOTSTRAP_SERVERS": f"127.0.0.1:{kafka}", "ATTRIB_STACK__CONTROLLER_PORT": str(controller),
+        "ATTRIB_INGEST__PORT": str(free_port()), "ATTRIB_SINK__QUERY_PORT": str(free_port()),
+        "ATTRIB_STREAMS__METRICS_PORT": str(free_port()),
+    }
+    os.environ.update(env)
+    s = settings_mod.load()
+    run = subprocess.Popen(attrib_argv("run", "--no-traffic"), env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                           text=True)
+    try:
+        assert run.stdout is not None
+        for line in run.stdout:
+            if "Ctrl-C stops everything" in line:
+                break
+        else:
+            print("attrib run exited before the pipeline was up", file=sys.stderr)
+            return 1
+        count = int(args.rate * args.seconds / len(s.sources))
+        t0 = time.time()
+        sent = subprocess.run(attrib_argv("send", "--count", str(count), "--rate", str(args.rate), "--concurrency", "64",
+                                          "--duplicates", "0.05", "--out-of-order", "0.0", "--json", "--no-progress"),
+                              env=env, capture_output=True, text=True)
+        summary = json.loads(sent.stdout.strip().splitlines()[-1])
+        from sinks.sql import query_rows
+
+        db = s.clickhouse.database
+        want, deadline, n = summary["sent"] - summary["duplicates"], time.monotonic() + 120, -1
+        while time.monotonic() < deadline:
+            n = int(query_rows(s, f"SELECT count() AS n FROM {db}.raw_deliveries")[0]["n"])
+            if n >= summary["sent"]:
+                break
+            time.sleep(0.5)
+        time.sleep(3)  # let the last worker outputs reach the sink
+        q = query_rows(s, f"""
+            SELECT count() AS events,
+                   quantile(0.5)(dateDiff('millisecond', received_at, loaded_at)) AS p50,
+                   quantile(0.99)(dateDiff('millisecond', received_at, loaded_at)) AS p99,
+                   max(dateDiff('millisecond', received_at, loaded_at)) AS max
+            FROM {db}.events WHERE received_at >= fromUnixTimestamp64Milli({int(t0 * 1000)})
+              AND version = 1 AND attribution_status != 'pending_timeout'""")[0]
+        print(f"sent {summary['sent']:,} deliveries at {summary['rate_per_s']}/s (target {args.rate:g}/s), "
+              f"ingress ack p50 {summary['latency_ms']['p50']} ms p99 {summary['latency_ms']['p99']} ms, "
+              f"statuses {summary['statuses']}; {want:,} non-duplicate, raw archived {n:,}")
+        print(f"ingress receipt → queryable in ClickHouse over {q['events']:,} events: "
+              f"p50 {q['p50']:.0f} ms, p99 {q['p99']:.0f} ms, max {q['max']:.0f} ms; load average "
+              f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+        return 0
+    finally:
+        run.send_signal(signal.SIGINT)
+        try:
+            run.wait(60)
+        except subprocess.TimeoutExpired:
+            run.kill()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
