@@ -70,7 +70,11 @@ def main() -> int:
             if n >= summary["sent"]:
                 break
             time.sleep(0.5)
-        time.sleep(3)  # let the last worker outputs reach the sink
+        last, since = -1, time.monotonic()  # then until the worker's outputs stop arriving (its backlog drained)
+        while time.monotonic() - since < 4 and time.monotonic() < deadline + 120:
+            m = int(query_rows(s, f"SELECT count() AS n FROM {db}.events")[0]["n"])
+            last, since = (m, time.monotonic()) if m != last else (last, since)
+            time.sleep(0.5)
         q = query_rows(s, f"""
             SELECT count() AS events,
                    quantile(0.5)(dateDiff('millisecond', received_at, loaded_at)) AS p50,
