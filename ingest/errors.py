@@ -1,4 +1,4 @@
-"""JSON error bodies ``{"error": "<code>", "detail": "…"}``. The table in docs/ingest.md lists every code; the detail
+"""JSON error bodies ``{"error": "<code>", "detail": "…"}``. The table in README "Ingress" lists every code; the detail
 never says which part of verification failed (that goes to metrics and /ops/rejections only)."""
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ def from_error(e: IngestError) -> web.Response:
     return response(e.status, e.code, e.detail, e.headers)
 
 
-# Constructors for the codes of the table in docs/ingest.md
+# Constructors for the codes of the table in README "Ingress"
 def unknown_source(name: str) -> IngestError:
     return IngestError(404, "unknown_source", f"no source named {name!r} is configured")
 

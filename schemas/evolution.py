@@ -1,4 +1,4 @@
-"""Schema evolution rules, checked mechanically (see docs/schemas.md).
+"""Schema evolution rules, checked mechanically (see README "Schemas and normalizers").
 
 A new version of a record schema must stay readable both ways:
 - forward (old reader ← new writer): a field the new writer no longer writes must have a default in the old schema;

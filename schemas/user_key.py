@@ -1,7 +1,7 @@
 """The per-user partition key, shared by the ingress (Kafka key) and the normalizers (``user_key`` field).
 
 Rule: the first present id of the MMP's ordered candidate list (device ids first, chosen so that installs and later
-events of one device meet on one key; see docs/schemas.md), else the customer id, else ``fp:<hex>`` — a fingerprint of
+events of one device meet on one key; see README "Schemas and normalizers"), else the customer id, else ``fp:<hex>`` — a fingerprint of
 the delivery, so an unkeyable delivery still has a stable key and its retries meet. Device ids are lower-cased;
 ``""``, ``"null"`` and all-zero ids are absent. :func:`user_key` never raises.
 """

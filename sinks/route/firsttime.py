@@ -3,7 +3,7 @@
 Claimed when the event matches (before sending), so a later duplicate or a different event of the same kind for the
 same user is filtered out, while the *same* event (a retry, a replay, a dead-letter re-run) still passes. The event kind
 is the event type, or the event name for custom events. The file lives under ``route.state_dir``; it is local state,
-so one `attrib route` process should own it (see docs/routing.md).
+so one `attrib route` process should own it (see README "Outbound routing").
 """
 
 from __future__ import annotations
