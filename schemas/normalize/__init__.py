@@ -78,7 +78,13 @@ def parse(source: SourceSettings, raw: dict[str, Any]) -> list[dict[str, Any]]:
 def _module(mmp: str) -> Any:
     if mmp not in MODULES:
         raise NormalizeError(UNKNOWN_MMP, "mmp", f"no normalizer for {mmp!r}; known: {', '.join(sorted(MODULES))}")
-    return importlib.import_module(MODULES[mmp])
+    mod = _LOADED.get(mmp)
+    if mod is None:
+        mod = _LOADED[mmp] = importlib.import_module(MODULES[mmp])
+    return mod
+
+
+_LOADED: dict[str, Any] = {}
 
 
 def event_fingerprint(mmp: str, app_id: str | None, who: str | None, id_fields: dict[str, Any] | None,
