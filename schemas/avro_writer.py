@@ -123,22 +123,34 @@ def _record(t: dict[str, Any], named: dict[str, Any], ns: str | None) -> Callabl
     named[name] = lambda rec: cell[0](rec)  # a record may refer to itself
     for i, f in enumerate(t["fields"]):
         ftype = f["type"]
-        nullable = isinstance(ftype, list) and "null" in ftype
+        if isinstance(ftype, list) and (len(ftype) != 2 or "null" not in ftype):
+            raise Unsupported("union")  # only [null, X] / [X, null]: the rest goes to fastavro
+        nullable = isinstance(ftype, list)
         default = f["default"] if "default" in f else (None if nullable else _MISSING)
         env[f"d{i}"] = default
         lines.append(f"    v = rec.get({f['name']!r}, d{i})")
         if default is _MISSING:
             lines.append("    if v is M: raise U")
-        if ftype in (["null", "string"], "string"):
-            pre = "    "
-            if nullable:
-                lines += ["    if v is None: a(b'\\x00')", "    else:"]
-                pre = "        "
+        inner = ftype
+        if nullable:
+            inner = ftype[1] if ftype[0] == "null" else ftype[0]
+        if isinstance(inner, dict) and inner.get("logicalType") == "timestamp-millis" and inner["type"] == "long":
+            inner = "long"  # int ms only; a datetime raises Unsupported in L and goes to fastavro
+        pre = "    "
+        if nullable:
+            tag_null, tag_val = (b"\x00", b"\x02") if ftype[0] == "null" else (b"\x02", b"\x00")
+            lines += [f"    if v is None: a({tag_null!r})", "    else:", f"        a({tag_val!r})"]
+            pre = "        "
+        if inner == "string":
             lines += [f"{pre}if type(v) is not str: raise U", f"{pre}b = v.encode()", f"{pre}n = len(b)",
-                      f"{pre}a({'b' + repr(chr(2)) + ' + ' if nullable else ''}(B[n << 1] if n < 64 else L(n)) + b)"]
+                      f"{pre}a((B[n << 1] if n < 64 else L(n)) + b)"]
+        elif inner == "long":
+            lines += [f"{pre}a(B[v << 1] if type(v) is int and 0 <= v < 64 else L(v))"]
+        elif inner == "boolean":
+            lines += [f"{pre}if v is True: a(b'\\x01')", f"{pre}elif v is False: a(b'\\x00')", f"{pre}else: raise U"]
         else:
-            env[f"e{i}"] = _resolve(ftype, named, ns)
-            lines.append(f"    a(e{i}(v))")
+            env[f"e{i}"] = _resolve(inner, named, ns)
+            lines.append(f"{pre}a(e{i}(v))")
     lines.append("    return b''.join(o)")
     exec(compile("\n".join(lines), f"<avro writer {name}>", "exec"), env)
     cell.append(env["write"])
