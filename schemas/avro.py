@@ -105,7 +105,8 @@ def decode(data: bytes, expect: str | None = None) -> tuple[str, dict[str, Any]]
         raise AvroError(f"expected a {expect} record, got {name}")
     reader = codec(name).schema
     try:
-        rec = fastavro.schemaless_reader(io.BytesIO(data[10:]), writer, reader)
+        # The current schema needs no resolution: None spares fastavro a deep compare of the two schemas per record.
+        rec = fastavro.schemaless_reader(io.BytesIO(data[10:]), writer, None if writer is reader else reader)
     except Exception as exc:  # truncated or corrupt body
         raise AvroError(f"corrupt {name} record: {exc}") from None
     return name, rec  # type: ignore[return-value]
