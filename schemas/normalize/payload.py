@@ -9,6 +9,9 @@ from schemas import fields as F
 from schemas.errors import INVALID_FIELD, NormalizeError
 
 
+_parts = F.path_parts
+
+
 class Payload:
     """A parsed delivery object. Paths are dotted (``user_data.idfv``); lookups try each path in order."""
 
@@ -31,9 +34,14 @@ class Payload:
             if "." not in p:
                 raw = data.get(p)
             else:
-                raw = data
-                for part in F.path_parts(p):
-                    raw = raw.get(part) if isinstance(raw, dict) else None
+                parts = _parts(p)
+                if len(parts) == 2:  # "object.field": most dotted paths
+                    raw = data.get(parts[0])
+                    raw = raw.get(parts[1]) if isinstance(raw, dict) else None
+                else:
+                    raw = data
+                    for part in parts:
+                        raw = raw.get(part) if isinstance(raw, dict) else None
             if raw is None or isinstance(raw, (dict, list)):  # an object where a value belongs stays in properties
                 continue
             self._used.add(p)
