@@ -12,10 +12,12 @@ import struct
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import fastavro
 from fastavro.schema import fingerprint, to_parsing_canonical_form
+
+from schemas.avro_writer import Unsupported, compile_writer
 
 HERE = Path(__file__).resolve().parent
 MAGIC = b"\xc3\x01"
@@ -36,8 +38,14 @@ class Codec:
     name: str
     schema: Any  # parsed fastavro schema
     fingerprint: bytes  # 8 bytes, little-endian CRC-64-AVRO as the spec writes it
+    body: Callable[[dict[str, Any]], bytes] | None = None  # compiled fast path (schemas/avro_writer.py)
 
     def encode(self, record: dict[str, Any]) -> bytes:
+        if self.body is not None:
+            try:
+                return MAGIC + self.fingerprint + self.body(record)
+            except (Unsupported, UnicodeEncodeError):
+                pass  # fastavro gives the same bytes, or the proper error
         buf = io.BytesIO()
         buf.write(MAGIC)
         buf.write(self.fingerprint)
@@ -59,7 +67,11 @@ def codec(name: str) -> Codec:
     if name not in NAMES:
         raise KeyError(f"unknown schema {name!r}; known: {', '.join(NAMES)}")
     parsed = _parse(HERE / f"{name}.avsc")
-    return Codec(name, parsed, _fp(parsed))
+    try:
+        body = compile_writer(json.loads((HERE / f"{name}.avsc").read_text()))
+    except Unsupported:
+        body = None
+    return Codec(name, parsed, _fp(parsed), body)
 
 
 @cache
@@ -93,7 +105,8 @@ def decode(data: bytes, expect: str | None = None) -> tuple[str, dict[str, Any]]
         raise AvroError(f"expected a {expect} record, got {name}")
     reader = codec(name).schema
     try:
-        rec = fastavro.schemaless_reader(io.BytesIO(data[10:]), writer, reader)
+        # The current schema needs no resolution: None spares fastavro a deep compare of the two schemas per record.
+        rec = fastavro.schemaless_reader(io.BytesIO(data[10:]), writer, None if writer is reader else reader)
     except Exception as exc:  # truncated or corrupt body
         raise AvroError(f"corrupt {name} record: {exc}") from None
     return name, rec  # type: ignore[return-value]

@@ -88,15 +88,24 @@ def _json_default(v: Any) -> Any:
 
 def properties_json(rest: dict[str, Any]) -> str:
     """JSON object text of the fields no canonical column took; unicode kept verbatim when it is valid UTF-8."""
-    s = json.dumps(rest, ensure_ascii=False, separators=(",", ":"), default=_json_default, sort_keys=True)
+    s = _PROPS_UNICODE(rest)
     try:
-        s.encode("utf-8")
+        s.isascii() or s.encode("utf-8")
     except UnicodeEncodeError:  # lone surrogates (from \ud800 escapes) cannot be UTF-8: fall back to escapes
-        s = json.dumps(rest, ensure_ascii=True, separators=(",", ":"), default=_json_default, sort_keys=True)
+        s = _PROPS_ASCII(rest)
     return s
 
 
+# json.dumps(..., options) builds an encoder per call; these are the same encoders, built once.
+_PROPS_UNICODE = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=_json_default,
+                                  sort_keys=True).encode
+_PROPS_ASCII = json.JSONEncoder(ensure_ascii=True, separators=(",", ":"), default=_json_default,
+                                sort_keys=True).encode
+
+
 def _clean(s: str) -> str:
+    if s.isascii():
+        return s
     try:
         s.encode("utf-8")
         return s
@@ -105,17 +114,17 @@ def _clean(s: str) -> str:
 
 
 _REV_SCALE = Decimal("1e-9")
+_FIELD_SET = frozenset(FIELDS)
 
 
 def build(**kw: Any) -> dict[str, Any]:
     """A canonical event dict from keyword fields (unknown keywords are a programming error)."""
-    unknown = set(kw) - set(FIELDS)
-    if unknown:
-        raise TypeError(f"unknown canonical fields: {sorted(unknown)}")
-    ev: dict[str, Any] = {f: kw.get(f) for f in FIELDS}
+    if not _FIELD_SET.issuperset(kw):
+        raise TypeError(f"unknown canonical fields: {sorted(set(kw) - _FIELD_SET)}")
+    ev: dict[str, Any] = {}
     for f in FIELDS:
-        if isinstance(ev[f], str):
-            ev[f] = _clean(ev[f])
+        v = kw.get(f)
+        ev[f] = (v if v.isascii() else _clean(v)) if isinstance(v, str) else v
     for f in REQUIRED_TEXT:
         if not ev[f]:
             raise NormalizeError(MISSING_FIELD, f, f"no value for {f}")

@@ -20,9 +20,18 @@ _TRUE = frozenset({"true", "1", "yes", "y", "t"})
 _FALSE = frozenset({"false", "0", "no", "n", "f"})
 
 
+_DECODER = json.JSONDecoder(parse_float=Decimal)  # one instance: json.loads(..., parse_float=) builds one per call
+
+
 def loads(body: bytes | str) -> Any:
     """JSON with exact numbers: big ints stay ints (Python ints are unbounded) and decimals never pass through float."""
-    return json.loads(body, parse_float=Decimal)
+    if isinstance(body, (bytes, bytearray)):  # as json.loads does
+        body = body.decode(json.detect_encoding(body), "surrogatepass")
+    elif not isinstance(body, str):
+        return json.loads(body, parse_float=Decimal)  # its TypeError
+    if body.startswith("\ufeff"):
+        raise json.JSONDecodeError("Unexpected UTF-8 BOM (decode using utf-8-sig)", body, 0)
+    return _DECODER.decode(body)
 
 
 def query_dict(query_string: str) -> dict[str, str]:
@@ -33,8 +42,14 @@ def query_dict(query_string: str) -> dict[str, str]:
     return out
 
 
+_ABSENT_MAX = max(map(len, ABSENT))
+
+
 def text(v: Any) -> str | None:
     """A present value as a string (numbers exactly, unicode kept), or None for null/empty/"null"."""
+    if type(v) is str:  # the common case, kept cheap: lower() only for strings short enough to be a null word
+        s = v.strip()
+        return None if len(s) <= _ABSENT_MAX and s.lower() in ABSENT else s
     if v is None or isinstance(v, (dict, list)):
         return None
     if isinstance(v, bool):
@@ -76,11 +91,23 @@ def first(d: dict[str, Any], *keys: str) -> str | None:
     return None
 
 
+_PARTS: dict[str, list[str]] = {}  # dotted path -> its steps (paths are the normalizers' constants: a small set)
+
+
+def path_parts(path: str) -> list[str]:
+    parts = _PARTS.get(path)
+    if parts is None:
+        parts = path.split(".")
+        if len(_PARTS) < 4096:
+            _PARTS[path] = parts
+    return parts
+
+
 def get_path(d: Any, path: str) -> Any:
     """``a.b.c`` lookup through nested dicts; None when any step is missing."""
     if "." not in path:  # the common case, kept cheap
         return d.get(path) if isinstance(d, dict) else None
-    for part in path.split("."):
+    for part in path_parts(path):
         if not isinstance(d, dict):
             return None
         d = d.get(part)

@@ -103,9 +103,12 @@ def candidates(mmp: str, fields: dict[str, Any]) -> list[str]:
     return seen
 
 
+_CANON = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str).encode
+
+
 def fingerprint(fields: Any) -> str:
     """sha256 hex of the canonical JSON of ``fields``: independent of key order and whitespace of the original."""
-    canon = json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+    canon = _CANON(fields)
     return hashlib.sha256(canon.encode("utf-8", "surrogatepass")).hexdigest()
 
 

@@ -1,5 +1,6 @@
 """Bytes <-> user state for the changelog table. JSON (not pickle): the changelog is data, not code, and stays
-readable. Canonical events hold ``revenue`` as a Decimal, kept as a string inside the state."""
+readable. orjson writes the same bytes as the json module, ~4x cheaper (state has only str keys and 64-bit ints:
+times, partitions, offsets). Canonical events hold ``revenue`` as a Decimal, kept as a string inside the state."""
 
 from __future__ import annotations
 
@@ -9,16 +10,26 @@ from typing import Any
 
 from streams.state import State
 
+try:  # 4x cheaper (de)serialization of the state, which happens on every event; same bytes as the json fallback
+    import orjson
+except ImportError:  # pragma: no cover - orjson is a declared dependency
+    orjson = None
+
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=str).encode
 _loads = json.loads
 
 
 def dump_state(state: State) -> bytes:
+    if orjson is not None:
+        try:
+            return orjson.dumps(state, default=str)  # type: ignore[no-any-return]
+        except TypeError:  # orjson.JSONEncodeError: an int beyond 64 bits, a non-str key, …: json handles those
+            pass
     return _dumps(state).encode()
 
 
 def load_state(data: bytes) -> State:
-    state = _loads(data)
+    state = orjson.loads(data) if orjson is not None else _loads(data)
     for h in state["h"]:
         rev = h["e"].get("revenue")
         if isinstance(rev, str):

@@ -39,8 +39,14 @@ def normalize(source: SourceSettings, raw: dict[str, Any]) -> list[dict[str, Any
         raise NormalizeError(INTERNAL, None, f"{type(exc).__name__}: {exc}") from exc
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_MS = timedelta(milliseconds=1)
+
+
 def _ms(v: Any) -> int:
     if isinstance(v, datetime):
+        if v.tzinfo is not None:  # aware (as Avro decodes it): the difference is exact without astimezone
+            return (v - _EPOCH) // _MS
         return (v.astimezone(timezone.utc) - datetime(1970, 1, 1, tzinfo=timezone.utc)) // timedelta(milliseconds=1)
     if isinstance(v, int) and not isinstance(v, bool):
         return v
@@ -78,7 +84,13 @@ def parse(source: SourceSettings, raw: dict[str, Any]) -> list[dict[str, Any]]:
 def _module(mmp: str) -> Any:
     if mmp not in MODULES:
         raise NormalizeError(UNKNOWN_MMP, "mmp", f"no normalizer for {mmp!r}; known: {', '.join(sorted(MODULES))}")
-    return importlib.import_module(MODULES[mmp])
+    mod = _LOADED.get(mmp)
+    if mod is None:
+        mod = _LOADED[mmp] = importlib.import_module(MODULES[mmp])
+    return mod
+
+
+_LOADED: dict[str, Any] = {}
 
 
 def event_fingerprint(mmp: str, app_id: str | None, who: str | None, id_fields: dict[str, Any] | None,

@@ -1,0 +1,158 @@
+"""A compiled Avro body writer for the schemas the pipeline writes on its hot path (canonical/enriched events).
+
+fastavro's ``schemaless_writer`` walks the schema for every record (≈30–40 µs for an enriched event); this generates
+one Python function per schema that writes the fields in order with no dispatch. It covers only what our schemas use
+(null, boolean, int, long, string, bytes, timestamp-millis as int ms, decimal bytes, records, unions with null). For
+anything it does not handle exactly (a datetime, a wrong type, a missing field without default) it raises
+:class:`Unsupported` and the caller falls back to fastavro, which gives the same bytes or the proper error — so
+output is byte-identical to fastavro (tests/schemas/test_avro_writer.py checks it).
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any, Callable
+
+_MISSING = object()
+
+
+class Unsupported(Exception):
+    """This record (or schema) needs fastavro's general writer."""
+
+
+def _long(n: Any) -> bytes:
+    if type(n) is not int or not -(1 << 63) <= n < (1 << 63):
+        raise Unsupported
+    n = (n << 1) ^ (n >> 63)
+    if n < 0x80:
+        return _BYTE[n]
+    out = bytearray()
+    while n >= 0x80:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+_BYTE = [bytes([i]) for i in range(256)]
+
+
+def _int(n: Any) -> bytes:
+    if type(n) is not int or not -(1 << 31) <= n < (1 << 31):
+        raise Unsupported
+    return _long(n)
+
+
+def _string(s: Any) -> bytes:
+    if type(s) is not str:
+        raise Unsupported
+    b = s.encode()  # lone surrogates raise: fastavro then raises its own error
+    return _long(len(b)) + b
+
+
+def _bytes(b: Any) -> bytes:
+    if type(b) is not bytes:
+        raise Unsupported
+    return _long(len(b)) + b
+
+
+def _boolean(v: Any) -> bytes:
+    if v is True:
+        return b"\x01"
+    if v is False:
+        return b"\x00"
+    raise Unsupported
+
+
+def _decimal(precision: int, scale: int) -> Callable[[Any], bytes]:
+    def enc(d: Any) -> bytes:  # same arithmetic as fastavro's prepare_bytes_decimal
+        if type(d) is not Decimal:
+            raise Unsupported
+        sign, digits, exp = d.as_tuple()
+        if not isinstance(exp, int) or len(digits) > precision or exp + scale < 0:
+            raise Unsupported
+        u = int("".join(map(str, digits)) or "0") * 10 ** (exp + scale)
+        b = (-u if sign else u).to_bytes((u.bit_length() + 8) // 8, "big", signed=True)
+        return _long(len(b)) + b
+    return enc
+
+
+def compile_writer(schema: dict[str, Any]) -> Callable[[dict[str, Any]], bytes]:
+    """A function record -> Avro body bytes for a record schema (raises Unsupported for unknown schema shapes)."""
+    named: dict[str, Any] = {}
+    return _record(schema, named, schema.get("namespace"))
+
+
+def _resolve(t: Any, named: dict[str, Any], ns: str | None) -> Callable[[Any], bytes]:
+    if isinstance(t, str):
+        simple = {"long": _long, "int": _int, "string": _string, "bytes": _bytes, "boolean": _boolean}
+        if t in simple:
+            return simple[t]
+        full = t if "." in t or not ns else f"{ns}.{t}"
+        if full in named:
+            return named[full]
+        raise Unsupported(t)
+    if isinstance(t, list):
+        nulls = [i for i, b in enumerate(t) if b == "null"]
+        if len(t) != 2 or len(nulls) != 1:
+            raise Unsupported("union")
+        null_ix = nulls[0]
+        inner = _resolve(t[1 - null_ix], named, ns)
+        tag_null, tag_val = _long(null_ix), _long(1 - null_ix)
+        return lambda v: tag_null if v is None else tag_val + inner(v)
+    if isinstance(t, dict):
+        kind, logical = t.get("type"), t.get("logicalType")
+        if kind == "record":
+            return _record(t, named, ns)
+        if kind == "long" and logical == "timestamp-millis":
+            return _long  # int ms only; datetimes go to fastavro
+        if kind == "bytes" and logical == "decimal":
+            return _decimal(int(t["precision"]), int(t.get("scale", 0)))
+        if logical is None and isinstance(kind, str):
+            return _resolve(kind, named, ns)
+    raise Unsupported(repr(t)[:60])
+
+
+def _record(t: dict[str, Any], named: dict[str, Any], ns: str | None) -> Callable[[Any], bytes]:
+    """Generated code: one straight-line function per record, common field shapes inlined (no per-field calls)."""
+    ns = t.get("namespace", ns)
+    name = t["name"] if "." in t["name"] or not ns else f"{ns}.{t['name']}"
+    env: dict[str, Any] = {"U": Unsupported, "M": _MISSING, "L": _long, "B": _BYTE}
+    lines = ["def write(rec):", "    if type(rec) is not dict: raise U", "    o = []", "    a = o.append"]
+    cell: list[Callable[[Any], bytes]] = []
+    named[name] = lambda rec: cell[0](rec)  # a record may refer to itself
+    for i, f in enumerate(t["fields"]):
+        ftype = f["type"]
+        if isinstance(ftype, list) and (len(ftype) != 2 or "null" not in ftype):
+            raise Unsupported("union")  # only [null, X] / [X, null]: the rest goes to fastavro
+        nullable = isinstance(ftype, list)
+        default = f["default"] if "default" in f else (None if nullable else _MISSING)
+        env[f"d{i}"] = default
+        lines.append(f"    v = rec.get({f['name']!r}, d{i})")
+        if default is _MISSING:
+            lines.append("    if v is M: raise U")
+        inner = ftype
+        if nullable:
+            inner = ftype[1] if ftype[0] == "null" else ftype[0]
+        if isinstance(inner, dict) and inner.get("logicalType") == "timestamp-millis" and inner["type"] == "long":
+            inner = "long"  # int ms only; a datetime raises Unsupported in L and goes to fastavro
+        pre = "    "
+        if nullable:
+            tag_null, tag_val = (b"\x00", b"\x02") if ftype[0] == "null" else (b"\x02", b"\x00")
+            lines += [f"    if v is None: a({tag_null!r})", "    else:", f"        a({tag_val!r})"]
+            pre = "        "
+        if inner == "string":
+            lines += [f"{pre}if type(v) is not str: raise U", f"{pre}b = v.encode()", f"{pre}n = len(b)",
+                      f"{pre}a((B[n << 1] if n < 64 else L(n)) + b)"]
+        elif inner == "long":
+            lines += [f"{pre}a(B[v << 1] if type(v) is int and 0 <= v < 64 else L(v))"]
+        elif inner == "boolean":
+            lines += [f"{pre}if v is True: a(b'\\x01')", f"{pre}elif v is False: a(b'\\x00')", f"{pre}else: raise U"]
+        else:
+            env[f"e{i}"] = _resolve(inner, named, ns)
+            lines.append(f"{pre}a(e{i}(v))")
+    lines.append("    return b''.join(o)")
+    exec(compile("\n".join(lines), f"<avro writer {name}>", "exec"), env)
+    cell.append(env["write"])
+    named[name] = env["write"]
+    return env["write"]  # type: ignore[no-any-return]
