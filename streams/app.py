@@ -1,6 +1,6 @@
 """The Faust worker: raw deliveries in → normalize → per-user state → enriched events out (DLQ for failures).
 
-Cost per event is what limits throughput here (see docs/streams.md): one table (``users``) holds each user's whole
+Cost per event is what limits throughput here (see README "Stream worker"): one table (``users``) holds each user's whole
 state so an event costs at most one changelog record (none for duplicates), and outputs go straight to the
 producer without awaiting delivery — Faust flushes the producer before every offset commit, so at-least-once holds.
 
