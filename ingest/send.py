@@ -140,7 +140,7 @@ async def send_all(base_url: str, sources: list[Any], count: int, rate: float = 
 def main(args: argparse.Namespace, s: Settings) -> int:
     names = args.source or [x.name for x in s.sources]
     if not names:
-        print("attrib send: no sources configured (see README "Ingress")", file=sys.stderr)
+        print("attrib send: no sources configured (see the README's Ingress section)", file=sys.stderr)
         return 2
     sources = []
     for n in names:

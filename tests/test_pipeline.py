@@ -17,6 +17,8 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from attrib import settings as settings_mod
@@ -61,15 +63,16 @@ def _settle(s: settings_mod.Settings, want: int, timeout_s: float = 150) -> int:
     return n
 
 
-def test_signed_deliveries_become_enriched_rows_and_the_analyst_pack_answers(kafka_bootstrap, tmp_path, monkeypatch):
-    env = _env(tmp_path, kafka_bootstrap)
+@contextmanager
+def running_pipeline(tmp: Path, env: dict[str, str], monkeypatch) -> Iterator[settings_mod.Settings]:
+    """Topics created, then sink, worker and ingress as their own processes (as `attrib run` starts them); stopped
+    with SIGTERM afterwards, and each must exit cleanly."""
     for k, v in env.items():
         monkeypatch.setenv(k, v)
     s = settings_mod.load()
     topics = subprocess.run(attrib_argv("migrate", "--topics"), env={**os.environ, **env,
-                            "ATTRIB_CLICKHOUSE__PATH": str(tmp_path / "ch-topics-only")}, capture_output=True)
+                            "ATTRIB_CLICKHOUSE__PATH": str(tmp / "ch-topics-only")}, capture_output=True)
     assert topics.returncode == 0, topics.stderr.decode()[-2000:]
-    db = s.clickhouse.database
     services = [
         Service("sink", attrib_argv("sink"), f"http://127.0.0.1:{s.sink.query_port}/health", env),
         Service("worker", attrib_argv("worker"), f"http://127.0.0.1:{s.streams.metrics_port}/metrics", env),
@@ -77,8 +80,20 @@ def test_signed_deliveries_become_enriched_rows_and_the_analyst_pack_answers(kaf
     ]
     try:
         for svc in services:
-            svc.start(tmp_path / "logs")
+            svc.start(tmp / "logs")
             svc.wait_ready(120)
+        yield s
+    finally:
+        for svc in reversed(services):
+            svc.stop()
+    for svc in services:
+        assert svc.proc is not None and svc.proc.returncode in (0, -15), (svc.name, svc.proc.returncode)
+
+
+def test_signed_deliveries_become_enriched_rows_and_the_analyst_pack_answers(kafka_bootstrap, tmp_path, monkeypatch):
+    env = _env(tmp_path, kafka_bootstrap)
+    with running_pipeline(tmp_path, env, monkeypatch) as s:
+        db = s.clickhouse.database
         sent = subprocess.run(attrib_argv("send", "--count", "120", "--duplicates", "0.15", "--out-of-order", "0.2",
                                           "--concurrency", "8", "--seed", "11", "--json", "--no-progress"),
                               env={**os.environ, **env}, capture_output=True, timeout=300)
@@ -132,8 +147,3 @@ def test_signed_deliveries_become_enriched_rows_and_the_analyst_pack_answers(kaf
         by_day = results["installs_revenue_by_campaign_day"]
         assert by_day and sum(int(x["installs"]) for x in by_day) == sum(
             1 for r in rows if r["event_type"] == "install")
-    finally:
-        for svc in reversed(services):
-            svc.stop()
-    for svc in services:
-        assert svc.proc is not None and svc.proc.returncode in (0, -15), (svc.name, svc.proc.returncode)

@@ -12,12 +12,12 @@ import urllib.request
 from confluent_kafka import Consumer, TopicPartition
 
 from attrib import settings as settings_mod
-from attrib.supervise import Service, attrib_argv
+from attrib.supervise import attrib_argv
 from schemas import avro
 from schemas.normalize import normalize
 from sinks.sql import query_rows
 from tests.schemas.test_wire import FakeRegistry, registry  # noqa: F401 - the fixture
-from tests.test_pipeline import _env, _settle
+from tests.test_pipeline import _env, _settle, running_pipeline
 
 
 def _values(bootstrap: str, topic: str, partitions: int) -> list[bytes]:
@@ -43,22 +43,8 @@ def test_registry_configured_pipeline_writes_confluent_framing_and_lands(kafka_b
                                                                         registry: FakeRegistry):  # noqa: F811
     env = {**_env(tmp_path, kafka_bootstrap), "ATTRIB_KAFKA__SCHEMA_REGISTRY_URL": registry.url,
            "ATTRIB_STREAMS__PENDING_TIMEOUT_S": "3"}
-    for k, v in env.items():
-        monkeypatch.setenv(k, v)
-    s = settings_mod.load()
-    topics = subprocess.run(attrib_argv("migrate", "--topics"), env={**os.environ, **env,
-                            "ATTRIB_CLICKHOUSE__PATH": str(tmp_path / "ch-topics-only")}, capture_output=True)
-    assert topics.returncode == 0, topics.stderr.decode()[-2000:]
-    db = s.clickhouse.database
-    services = [
-        Service("sink", attrib_argv("sink"), f"http://127.0.0.1:{s.sink.query_port}/health", env),
-        Service("worker", attrib_argv("worker"), f"http://127.0.0.1:{s.streams.metrics_port}/metrics", env),
-        Service("ingest", attrib_argv("ingest"), f"http://127.0.0.1:{s.ingest.port}/readyz", env),
-    ]
-    try:
-        for svc in services:
-            svc.start(tmp_path / "logs")
-            svc.wait_ready(120)
+    with running_pipeline(tmp_path, env, monkeypatch) as s:
+        db = s.clickhouse.database
         sent = subprocess.run(attrib_argv("send", "--count", "4", "--seed", "5", "--json", "--no-progress"),
                               env={**os.environ, **env}, capture_output=True, timeout=120)
         assert sent.returncode == 0, sent.stderr.decode()[-2000:]
@@ -91,8 +77,3 @@ def test_registry_configured_pipeline_writes_confluent_framing_and_lands(kafka_b
         assert {f"{s.topics.raw}-value", f"{s.topics.events}-value"} <= set(registry.subjects)
         metrics = urllib.request.urlopen(f"http://127.0.0.1:{s.sink.query_port}/metrics", timeout=5).read().decode()
         assert "attrib_sink_undecodable_total 0" in metrics
-    finally:
-        for svc in reversed(services):
-            svc.stop()
-    for svc in services:
-        assert svc.proc is not None and svc.proc.returncode in (0, -15), (svc.name, svc.proc.returncode)
