@@ -171,6 +171,7 @@ class StreamsSettings(_Section):
     standby_replicas: int = Field(0, ge=0)
     commit_interval_s: float = Field(2.8, gt=0)
     max_poll_records: int = Field(2000, gt=0)
+    fetch_max_wait_ms: int = Field(100, gt=0, le=1500, description="Longest a fetch waits for data (Faust's is 1500).")
     buffer_maxsize: int = Field(16384, gt=0)
     linger_ms: int = Field(50, ge=0, description="Output/changelog batching delay (also bounds output latency).")
 

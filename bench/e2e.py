@@ -33,6 +33,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rate", type=float, default=1000)
     ap.add_argument("--seconds", type=float, default=20)
+    ap.add_argument("--set", action="append", default=[], metavar="ATTRIB_KEY=VALUE",
+                    help="extra settings for the pipeline, e.g. ATTRIB_SINK__BATCH_SECONDS=0.25 (repeatable)")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="attrib-e2e-"))
     kafka, controller = free_port(), free_port()
@@ -42,7 +44,7 @@ def main() -> int:
         "ATTRIB_KAFKA__BOOTSTRAP_SERVERS": f"127.0.0.1:{kafka}", "ATTRIB_STACK__CONTROLLER_PORT": str(controller),
         "ATTRIB_INGEST__PORT": str(free_port()), "ATTRIB_SINK__QUERY_PORT": str(free_port()),
         "ATTRIB_STREAMS__METRICS_PORT": str(free_port()),
-    }
+    } | dict(kv.split("=", 1) for kv in args.set)
     os.environ.update(env)
     s = settings_mod.load()
     run = subprocess.Popen(attrib_argv("run", "--no-traffic"), env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -85,6 +87,8 @@ def main() -> int:
         print(f"sent {summary['sent']:,} deliveries at {summary['rate_per_s']}/s (target {args.rate:g}/s), "
               f"ingress ack p50 {summary['latency_ms']['p50']} ms p99 {summary['latency_ms']['p99']} ms, "
               f"statuses {summary['statuses']}; {want:,} non-duplicate, raw archived {n:,}")
+        if args.set:
+            print("settings:", " ".join(args.set))
         print(f"ingress receipt → queryable in ClickHouse over {q['events']:,} events: "
               f"p50 {q['p50']:.0f} ms, p99 {q['p99']:.0f} ms, max {q['max']:.0f} ms; load average "
               f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")

@@ -299,8 +299,29 @@ def _ms(v: Any) -> int:
 # --- the Faust app --------------------------------------------------------------------------------------------------
 
 
+def _bound_fetch_wait(ms: int) -> None:
+    """Faust creates its aiokafka consumer with a hard-coded fetch_max_wait_ms=1500. aiokafka leaves partitions that
+    still hold buffered records out of the next fetch, so that fetch can wait the full 1.5 s on the others while
+    fresh records of the excluded partitions sit in Kafka: seconds of latency at moderate rates. Cap it."""
+    import aiokafka
+
+    base = aiokafka.AIOKafkaConsumer
+    if getattr(base, "_attrib_fetch_wait", None) == ms:
+        return
+
+    class Consumer(base):  # type: ignore[misc, valid-type]
+        _attrib_fetch_wait = ms
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            kwargs["fetch_max_wait_ms"] = min(int(kwargs.get("fetch_max_wait_ms", ms)), ms)
+            super().__init__(*args, **kwargs)
+
+    aiokafka.AIOKafkaConsumer = Consumer  # type: ignore[misc]
+
+
 def build_app(settings: Settings, data_dir: Path, store: str, normalizer: Normalizer | None = None) -> faust.App:
     s = settings.streams
+    _bound_fetch_wait(s.fetch_max_wait_ms)
     app = faust.App(
         s.app_id,
         broker=[f"kafka://{hp.strip()}" for hp in settings.kafka.bootstrap_servers.split(",")],
