@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -11,6 +13,10 @@ import urllib.request
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from attrib.settings import Settings
 
 
 class ServiceError(RuntimeError):
@@ -79,3 +85,22 @@ def tail(path: Path | None, lines: int = 15) -> str:
 def attrib_argv(*args: str) -> list[str]:
     """The same `attrib` this process runs, as a child command."""
     return [sys.executable, "-m", "attrib.cli", *args]
+
+
+def free_port() -> int:
+    """A loopback port free right now (for child services, tests and benchmarks)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def settings_env(s: Settings, sections: Sequence[str], log_level: str = "INFO") -> dict[str, str]:
+    """This process's environment minus ATTRIB_*, plus ``var_dir`` and the named sections of ``s`` as ATTRIB_* JSON:
+    a child `attrib` process then loads the same settings the parent built in code."""
+    d = s.model_dump(mode="json")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ATTRIB_")}
+    env["ATTRIB_VAR_DIR"] = d["var_dir"]
+    for section in sections:
+        env[f"ATTRIB_{section.upper()}"] = json.dumps(d[section])
+    env["ATTRIB_LOG_LEVEL"] = log_level
+    return env

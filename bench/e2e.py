@@ -25,8 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from attrib import settings as settings_mod  # noqa: E402
-from attrib.supervise import attrib_argv  # noqa: E402
-from tests.conftest import free_port  # noqa: E402
+from attrib.supervise import attrib_argv, free_port  # noqa: E402
 
 
 def main() -> int:

@@ -20,7 +20,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -32,16 +31,11 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from attrib.settings import Settings  # noqa: E402
+from attrib.supervise import free_port  # noqa: E402
 
 SECRET = "bench-secret-0123456789"
 SOURCE = {"name": "bench", "mmp": "generic", "verify": ["hmac"], "secrets": [SECRET],
           "options": {"hmac_header": "X-Hub-Signature-256", "hmac_prefix": "sha256="}}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_ready(url: str, timeout: float = 60) -> None:

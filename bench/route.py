@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import io
-import socket
 import sys
 import tempfile
 import time
@@ -25,14 +24,9 @@ from aiohttp import web  # noqa: E402
 from confluent_kafka import Consumer, Producer, TopicPartition  # noqa: E402
 
 from attrib.settings import Settings  # noqa: E402
+from attrib.supervise import free_port  # noqa: E402
 from attrib.topics import ensure_topics  # noqa: E402
 from schemas import avro  # noqa: E402
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 async def receiver() -> tuple[web.AppRunner, int, list[int]]:

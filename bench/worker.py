@@ -12,10 +12,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -29,24 +27,12 @@ sys.path.insert(0, str(ROOT))
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition  # noqa: E402
 
 from attrib.settings import Settings  # noqa: E402
+from attrib.supervise import free_port, settings_env  # noqa: E402
 from attrib.topics import ensure_topics  # noqa: E402
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def env_for(s: Settings) -> dict[str, str]:
-    d = s.model_dump(mode="json")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ATTRIB_")}
-    env["ATTRIB_VAR_DIR"] = d["var_dir"]
-    for section in ("kafka", "topics", "streams"):
-        env[f"ATTRIB_{section.upper()}"] = json.dumps(d[section])
-    env["ATTRIB_SOURCES"] = json.dumps(d["sources"])
-    env["ATTRIB_LOG_LEVEL"] = "WARNING"
-    return env
+    return settings_env(s, ("kafka", "topics", "streams", "sources"), log_level="WARNING")
 
 
 def rss_mb(pid: int) -> float:

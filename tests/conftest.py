@@ -4,7 +4,6 @@ ports) and factories for unique topics and settings. Set ATTRIB_TEST_BOOTSTRAP=h
 from __future__ import annotations
 
 import os
-import socket
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -14,12 +13,7 @@ import pytest
 from attrib import settings as settings_mod
 from attrib.settings import Settings
 from attrib.stack import Broker, fetch_jars
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from attrib.supervise import free_port
 
 
 @pytest.fixture(autouse=True)

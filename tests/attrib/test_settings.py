@@ -6,7 +6,6 @@ import json
 
 import pytest
 
-from attrib import settings as settings_mod
 from attrib.cli import main
 from attrib.settings import ConfigError, load
 

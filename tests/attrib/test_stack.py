@@ -31,7 +31,7 @@ def test_up_twice_down_twice_leaves_nothing_running(tmp_path):
 
     up = _attrib(env, "stack", "up")
     assert up.returncode == 0, up.stderr
-    assert "formatted new KRaft storage" in up.stdout and f"kafka up" in up.stdout
+    assert "formatted new KRaft storage" in up.stdout and "kafka up" in up.stdout
     assert "created topics" in up.stdout and "0001_events" in up.stdout
     assert len(_kafka_pids(var)) == 1
 

@@ -7,7 +7,6 @@ import asyncio
 import json
 from attrib.settings import Settings
 from attrib.stack import Broker, fetch_jars
-from attrib.topics import ensure_topics
 from ingest.verify import Outbound
 from tests.conftest import free_port
 from tests.ingest.conftest import SOURCES, consume

@@ -11,7 +11,6 @@ import urllib.request
 
 from confluent_kafka import Consumer, TopicPartition
 
-from attrib import settings as settings_mod
 from attrib.supervise import attrib_argv
 from schemas import avro
 from schemas.normalize import normalize

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime, timedelta, timezone
-from decimal import Decimal
 
 from confluent_kafka import Consumer, Producer, TopicPartition
 

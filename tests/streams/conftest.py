@@ -4,7 +4,6 @@ murmur2_random, keyed by user key), run `attrib worker` as a subprocess, read th
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -18,6 +17,7 @@ import pytest
 from confluent_kafka import Consumer, Producer
 
 from attrib.settings import Settings
+from attrib.supervise import settings_env
 from attrib.topics import ensure_topics
 from schemas import avro
 
@@ -108,14 +108,7 @@ class Reader:
 
 
 def env_for(settings: Settings) -> dict[str, str]:
-    d = settings.model_dump(mode="json")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ATTRIB_")}
-    env["ATTRIB_VAR_DIR"] = d["var_dir"]
-    for section in ("kafka", "topics", "streams"):
-        env[f"ATTRIB_{section.upper()}"] = json.dumps(d[section])
-    env["ATTRIB_SOURCES"] = json.dumps(d["sources"])
-    env["ATTRIB_LOG_LEVEL"] = "INFO"
-    return env
+    return settings_env(settings, ("kafka", "topics", "streams", "sources"), log_level="INFO")
 
 
 class WorkerProc:

@@ -7,9 +7,7 @@ import time
 import urllib.request
 from collections import Counter
 
-from confluent_kafka import Producer
 
-from schemas import avro
 from tests.conftest import free_port
 from tests.streams.conftest import Reader, generic_body, produce, produce_raw, raw_delivery
 

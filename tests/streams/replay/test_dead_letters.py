@@ -18,7 +18,7 @@ from streams.replay.dead import open_dead_letters, replay_dead_letters
 from tests.sinks.helpers import running, wait_for, warehouse
 from tests.sinks.route.events import enriched
 from tests.sinks.route.receivers import Receiver
-from tests.streams.conftest import Reader, generic_body, raw_delivery
+from tests.streams.conftest import generic_body, raw_delivery
 
 pytestmark = pytest.mark.timeout(240)
 BAD = {"event_types": {"level_up": "levelled"}}  # not an event type: the normalizer refuses (invalid_config)
