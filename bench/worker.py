@@ -1,8 +1,8 @@
 """Worker benchmark (run on demand, not in CI): `python bench/worker.py [--deliveries 200000] [--bootstrap h:p]`.
 
 On one topic and broker, in one run: (a) the framework floor — a Faust agent that only consumes and Avro-decodes;
-(b) the full worker (`attrib worker`: normalize, dedupe, state, enrich, DLQ, metrics); (c) two worker processes in
-one group. Throughput = raw deliveries / time between the group's first and last offset commit movement (same
+(n) the ceiling of any worker with our normalizer — the floor plus only `normalize()`; (b) the full worker
+(`attrib worker`: normalize, dedupe, state, enrich, DLQ, metrics); (c) two worker processes in one group. Throughput = raw deliveries / time between the group's first and last offset commit movement (same
 measure for all three). Also: worker RSS over the run, state memory for 1M users (dict of bytes as Faust's memory
 store holds it vs rocksdict on disk), optional py-spy top frames (--profile).
 """
@@ -106,25 +106,37 @@ from pathlib import Path
 sys.path.insert(0, sys.argv[1])
 from attrib import settings as sm
 from schemas import avro
+from streams.worker import use_event_loop
 s = sm.load()
+use_event_loop(s.streams.event_loop)  # the same event loop as the worker's
 app = faust.App(s.streams.app_id, broker=f"kafka://{s.kafka.bootstrap_servers}", store="memory://",
                 datadir=sys.argv[2], autodiscover=False, web_enabled=False, topic_partitions=s.topics.partitions,
                 broker_max_poll_records=s.streams.max_poll_records, stream_buffer_maxsize=s.streams.buffer_maxsize,
                 broker_commit_interval=s.streams.commit_interval_s, consumer_auto_offset_reset="earliest",
                 stream_recovery_delay=0.0)
 topic = app.topic(s.topics.raw, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
+sources = {src.name: src for src in s.sources}
+if sys.argv[3] == "normalize":  # the ceiling: floor + the normalizer, nothing else (no state, no produce)
+    from schemas.normalize import normalize
+else:
+    normalize = None
 @app.agent(topic, concurrency=1)
 async def floor(stream):
     async for event in stream.events():
         v = event.message.value
         if v and v[:2] == avro.MAGIC:
-            avro.decode(v, expect="raw_delivery")
+            _, raw = avro.decode(v, expect="raw_delivery")
+            if normalize is not None:
+                try:
+                    normalize(sources[raw["source"]], raw)
+                except Exception:
+                    pass
 from faust.worker import Worker
 Worker(app, loglevel="WARNING", quiet=True, override_logging=False, redirect_stdouts=False).execute_from_commandline()
 '''
 
 
-def run_phase(name: str, s: Settings, n_workers: int, target: dict[int, int], tmp: Path, floor: bool = False,
+def run_phase(name: str, s: Settings, n_workers: int, target: dict[int, int], tmp: Path, floor: str = "",
               profile: Path | None = None, store: str = "memory://") -> dict[str, float]:
     group = f"bench-{name}-{int(time.time())}"
     s = s.model_copy(update={"streams": s.streams.model_copy(update={"app_id": group})})
@@ -135,7 +147,7 @@ def run_phase(name: str, s: Settings, n_workers: int, target: dict[int, int], tm
         data.mkdir(parents=True)
         log = (tmp / f"{group}-{i}.log").open("wb")
         if floor:
-            cmd = [sys.executable, "-c", FLOOR_APP, str(ROOT), str(data)]
+            cmd = [sys.executable, "-c", FLOOR_APP, str(ROOT), str(data), floor]
         else:
             cmd = [sys.executable, "-m", "attrib.cli", "worker", "--data-dir", str(data), "--store", store,
                    "--metrics-port", "0"]
@@ -235,7 +247,7 @@ def main() -> int:
     ap.add_argument("--state-users", type=int, default=1_000_000)
     ap.add_argument("--store", default="memory://", help="store of the full workers (b, c)")
     ap.add_argument("--set", action="append", default=[], help="streams setting override, e.g. linger_ms=50")
-    ap.add_argument("--skip", default="", help="comma list of phases to skip: a,b,c,mem")
+    ap.add_argument("--skip", default="", help="comma list of phases to skip: a,n,b,c,mem")
     args = ap.parse_args()
     skip = set(args.skip.split(","))
     tmp = Path(tempfile.mkdtemp(prefix="bench-worker-"))
@@ -286,7 +298,9 @@ def main() -> int:
         print(f"machine: {cores} cores; broker {'external' if args.bootstrap else 'local, same cores'}", flush=True)
         res = {}
         if "a" not in skip:
-            res["a"] = run_phase("floor", s, 1, target, tmp, floor=True)
+            res["a"] = run_phase("floor", s, 1, target, tmp, floor="decode")
+        if "n" not in skip:
+            res["n"] = run_phase("floor-normalize", s, 1, target, tmp, floor="normalize")
         if "b" not in skip:
             prof = PROFILE if args.profile else None
             res["b"] = run_phase("worker", s, 1, target, tmp, profile=prof, store=args.store)
@@ -295,6 +309,10 @@ def main() -> int:
         if "a" in res and "b" in res:
             print(f"(b)/(a) = {res['b']['rate'] / res['a']['rate']:.2f} wall-clock, "
                   f"{res['b']['rate_per_cpu_s'] / res['a']['rate_per_cpu_s']:.2f} per CPU second  (target >= 0.6)")
+        if "a" in res and "n" in res:
+            print(f"(n)/(a) = {res['n']['rate'] / res['a']['rate']:.2f} wall-clock, "
+                  f"{res['n']['rate_per_cpu_s'] / res['a']['rate_per_cpu_s']:.2f} per CPU second  (the ceiling of "
+                  f"(b)/(a): the floor plus only the normalizer)")
         if "b" in res and "c" in res:
             print(f"(c)/(b) = {res['c']['rate'] / res['b']['rate']:.2f}  (target >= 1.6 with two free cores)")
         if args.profile:

@@ -20,6 +20,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--metrics-port", type=int, help="Prometheus port (default streams.metrics_port; 0 = off)")
 
 
+def use_event_loop(name: str) -> None:
+    """Must run before the Faust app exists: its loop (and the consumer thread's) come from the policy."""
+    if name == "uvloop":
+        import asyncio
+
+        import uvloop
+
+        asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+
+
 def main(args: argparse.Namespace, settings: Settings) -> int:
     from faust.worker import Worker
 
@@ -27,6 +37,7 @@ def main(args: argparse.Namespace, settings: Settings) -> int:
     from streams.app import build_app
 
     s = settings.streams
+    use_event_loop(s.event_loop)
     store = args.store or s.store
     if not store.startswith(("memory://", "rocksdb://", "rocksdict://")):
         print(f"attrib worker: unsupported store {store!r} (memory:// or rocksdb://)", file=sys.stderr)
