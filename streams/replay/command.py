@@ -41,7 +41,7 @@ def main(args: argparse.Namespace, settings: Settings) -> int:
     try:
         now = int(time.time() * 1000)
         spec = RangeSpec(parse_time(args.since, now), parse_time(args.until, now),
-                         Target.parse(args.into or "live"), args.source, args.event_type)
+                         Target.parse(args.into or "live"), args.source, args.event_type, (args.since, args.until))
     except SpecError as exc:
         print(f"attrib replay: {exc}", file=sys.stderr)
         return 2

@@ -19,6 +19,8 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import replace
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -31,6 +33,10 @@ from streams.replay.progress import Progress
 from streams.replay.spec import RangeSpec
 
 log = logging.getLogger("attrib.replay")
+
+
+def _iso(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 class ReplayError(Exception):
@@ -142,9 +148,13 @@ class RangeReplay:
                 spans = self.plan(c)
                 self._prepare_target(c)
                 ck.set_meta(spans={str(p): v for p, v in spans.items()}, spec=str(self.spec), target_ready=True,
-                            produced={})
+                            produced={}, range=[self.spec.since_ms, self.spec.until_ms])
                 ck.save({p: a for p, (a, _) in spans.items()}, None)
                 meta = ck.meta()
+            elif "range" in meta:  # resuming: the range its first run planned, not what an age means now
+                self.spec = replace(self.spec, since_ms=meta["range"][0], until_ms=meta["range"][1])
+                self.out.write(f"resuming from {self.path.name}: range {_iso(self.spec.since_ms)} – "
+                               f"{_iso(self.spec.until_ms)} as planned by its first run\n")
             spans = {int(p): tuple(v) for p, v in meta["spans"].items()}
             self.counts.update(meta.get("produced", {}))
             done = self._process(ck, c, spans)

@@ -63,6 +63,9 @@ class RangeSpec:
     target: Target
     source: str | None = None
     event_type: str | None = None
+    # --since/--until as typed. An age ("2h") resolves to a later time on every run, so the id is taken from the
+    # text: the same command resumes the range planned by its first run (kept in the checkpoint).
+    asked: tuple[str, str] | None = None
 
     def __post_init__(self) -> None:
         if self.until_ms <= self.since_ms:
@@ -70,5 +73,9 @@ class RangeSpec:
 
     @property
     def replay_id(self) -> str:
-        blob = json.dumps({**asdict(self), "target": str(self.target)}, sort_keys=True)
-        return hashlib.sha256(blob.encode()).hexdigest()[:12]
+        d = {**asdict(self), "target": str(self.target)}
+        if self.asked is not None:
+            d.pop("since_ms"), d.pop("until_ms")
+        else:
+            d.pop("asked")
+        return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]

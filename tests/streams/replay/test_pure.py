@@ -37,6 +37,11 @@ def test_replay_id_is_stable_and_specific() -> None:
     assert a.replay_id == RangeSpec(NOW - 10, NOW, Target.parse("topic:x")).replay_id
     assert a.replay_id != RangeSpec(NOW - 10, NOW, Target.parse("topic:y")).replay_id
     assert a.replay_id != RangeSpec(NOW - 10, NOW, Target.parse("topic:x"), source="s").replay_id
+    # typed as ages: the same command later has the same id (it resumes), another age does not
+    asked = RangeSpec(NOW - 7_200_000, NOW, Target.parse("topic:x"), asked=("2h", "now"))
+    assert asked.replay_id == RangeSpec(NOW + 5_000 - 7_200_000, NOW + 5_000, Target.parse("topic:x"),
+                                        asked=("2h", "now")).replay_id
+    assert asked.replay_id != RangeSpec(NOW - 10_800_000, NOW, Target.parse("topic:x"), asked=("3h", "now")).replay_id
 
 
 @given(st.integers(1, 10**9), st.integers(0, 10**9), st.floats(0.1, 10**5))
