@@ -441,13 +441,24 @@ def load(**overrides: Any) -> Settings:
     except ValidationError as exc:
         lines = []
         for err in exc.errors(include_url=False, include_input=False):
-            lines.append(f"{_key(err['loc'])}: {err['msg']}")
+            lines.append(f"{_name(err['loc'], toml)}: {err['msg']}")
         raise ConfigError("invalid settings:\n  " + "\n  ".join(lines)) from None
     except ValueError as exc:  # e.g. unparsable JSON in a complex env var or a broken TOML file
         m = re.search(r'field "([^"]+)"', str(exc))
         key = _key((m[1],)) if m else CONFIG_ENV
         cause = exc.__cause__ or exc
         raise ConfigError(f"invalid settings:\n  {key}: {cause}") from None
+
+
+def _name(loc: tuple[int | str, ...], toml: str | None) -> str:
+    """The bad key as the user wrote it: the environment variable, or the TOML key when the file set it."""
+    env = _key(loc)
+    from_env = any(k.upper() == env or env.startswith(k.upper() + ENV_NESTED) or env.startswith(k.upper() + "[")
+                   for k in os.environ)
+    if toml and not from_env and loc:
+        dotted = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc)[1:]
+        return f"{dotted} (in {toml})"
+    return env
 
 
 def _key(loc: tuple[int | str, ...]) -> str:

@@ -49,6 +49,19 @@ def test_bad_values_fail_naming_the_key(monkeypatch, env, value, named):
     assert named in str(err.value)
 
 
+def test_bad_toml_values_are_named_as_written_in_the_file(monkeypatch, tmp_path):
+    cfg = tmp_path / "attrib.toml"
+    cfg.write_text('[streams]\nlinger_ms = "x"\n\n[[sources]]\nname = "a"\nmmp = "nope"\n')
+    monkeypatch.setenv("ATTRIB_CONFIG", str(cfg))
+    with pytest.raises(ConfigError) as err:
+        load()
+    assert f"streams.linger_ms (in {cfg})" in str(err.value) and f"sources[0].mmp (in {cfg})" in str(err.value)
+    monkeypatch.setenv("ATTRIB_STREAMS__LINGER_MS", "y")  # the environment wins, so it is the one named
+    with pytest.raises(ConfigError) as err:
+        load()
+    assert "ATTRIB_STREAMS__LINGER_MS:" in str(err.value) and f"sources[0].mmp (in {cfg})" in str(err.value)
+
+
 def test_missing_config_file_is_named(monkeypatch, tmp_path):
     monkeypatch.setenv("ATTRIB_CONFIG", str(tmp_path / "nope.toml"))
     with pytest.raises(ConfigError, match="ATTRIB_CONFIG"):
