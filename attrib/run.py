@@ -85,6 +85,9 @@ def run(args: argparse.Namespace, s: Settings) -> int:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, _term)
+    # Python leaves SIGINT ignored when started in the background by a non-interactive shell (`attrib run &`):
+    # install it explicitly so `kill -INT` stops the pipeline there too, as Ctrl-C does in a terminal.
+    signal.signal(signal.SIGINT, _term)
     try:
         for svc in services:
             print(f"starting {svc.name:<7} log {svc.log or log_dir / (svc.name + '.log')}", flush=True)
