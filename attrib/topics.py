@@ -3,6 +3,9 @@ so one user's raw deliveries, state changelogs and outputs share a partition num
 
 from __future__ import annotations
 
+import logging
+
+from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from attrib.settings import Settings
@@ -34,3 +37,17 @@ def ensure_topics(settings: Settings, timeout: float = 30.0) -> list[str]:
             if "TOPIC_ALREADY_EXISTS" not in str(exc):
                 raise
     return [n.topic for n in wanted]
+
+
+def unreachable(settings: Settings, timeout: float = 5.0) -> str | None:
+    """Why the broker cannot be reached (None if it can). For interactive tools, which should say so and exit rather
+    than let librdkafka retry (and log to stderr) forever; the probe's own connection logs are silenced."""
+    quiet = logging.getLogger("attrib.kafka.probe")
+    quiet.setLevel(logging.CRITICAL)
+    admin = AdminClient({"bootstrap.servers": settings.kafka.bootstrap_servers, "logger": quiet})
+    try:
+        admin.list_topics(timeout=timeout)
+    except KafkaException as exc:
+        return (f"Kafka at {settings.kafka.bootstrap_servers} is not reachable ({exc.args[0].str()}); start it with "
+                "`attrib stack up` (or `make run`), or set ATTRIB_KAFKA__BOOTSTRAP_SERVERS")
+    return None

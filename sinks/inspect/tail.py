@@ -59,6 +59,12 @@ async def _run(args: argparse.Namespace, s: Settings, out: TextIO) -> int:
         await stop.wait()
         await poller.stop()
         return 0
+    from attrib.topics import unreachable
+
+    why = await loop.run_in_executor(None, unreachable, s)
+    if why:
+        print(f"attrib tail: {why}", file=sys.stderr)
+        return 2
     since = int((time.time() - args.since * 60) * 1000)
     feed = KafkaFeed(s, lambda item: loop.call_soon_threadsafe(show, item), since, topics=[s.topics.raw,
                                                                                           s.topics.dead_letters])

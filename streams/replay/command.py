@@ -28,9 +28,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace, settings: Settings) -> int:
+    from attrib.topics import unreachable
     from streams.replay.spec import RangeSpec, SpecError, Target, parse_time
 
     if args.dead_letters:
+        if why := unreachable(settings):
+            print(f"attrib replay: {why}", file=sys.stderr)
+            return 2
         from streams.replay.dead import replay_dead_letters
 
         r = replay_dead_letters(settings, reason=args.reason, stage=args.stage, dry_run=args.dry_run)
@@ -47,6 +51,9 @@ def main(args: argparse.Namespace, settings: Settings) -> int:
         return 2
     if args.source and settings.source(args.source) is None:
         print(f"attrib replay: unknown source {args.source!r}", file=sys.stderr)
+        return 2
+    if why := unreachable(settings):
+        print(f"attrib replay: {why}", file=sys.stderr)
         return 2
     if args.dry_run:
         from streams.replay.ranged import dry_run

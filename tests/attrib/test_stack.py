@@ -78,3 +78,17 @@ def test_format_accepts_a_cluster_id_starting_with_a_dash(tmp_path, monkeypatch)
     b.write_config()
     assert b.format_storage()
     assert "-vQ4Dzv2TJqSPLJ0pCcBvA" in next((tmp_path / "var").rglob("meta.properties")).read_text()
+
+
+def test_interactive_tools_say_when_kafka_is_down_instead_of_retrying_forever(tmp_path, kafka_bootstrap):
+    from attrib.settings import Settings
+    from attrib.topics import unreachable
+
+    assert unreachable(Settings(kafka={"bootstrap_servers": kafka_bootstrap})) is None
+    down = f"127.0.0.1:{free_port()}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ATTRIB_")}
+    env |= {"ATTRIB_VAR_DIR": str(tmp_path), "ATTRIB_KAFKA__BOOTSTRAP_SERVERS": down}
+    for args in (("tail",), ("replay", "--since", "2h", "--into", "topic:x"), ("replay", "--dead-letters")):
+        r = _attrib(env, *args)
+        assert r.returncode == 2 and f"Kafka at {down} is not reachable" in r.stderr, (args, r.stderr)
+        assert "rdkafka" not in r.stderr  # no librdkafka retry noise
