@@ -61,11 +61,10 @@ def _producer(bootstrap: str) -> Producer:
                      "enable.idempotence": True})
 
 
-def throughput(bootstrap: str, rows: int, tmp: Path) -> None:
-    s = _settings(bootstrap, tmp / "tp", **({"rollup_refresh_s": float(os.environ["BENCH_REFRESH_S"])} if "BENCH_REFRESH_S" in os.environ else {}))
+def throughput(bootstrap: str, rows: int, tmp: Path, batch_rows: list[int | None]) -> None:
+    """Produce ``rows`` events once, then load them with one fresh sink (group, database) per batch size."""
+    s = _settings(bootstrap, tmp / "tp")
     ensure_topics(s)
-    client = connect(s)
-    migrate.migrate(client, s)
     base = _templates()
     p = _producer(bootstrap)
     t0 = time.perf_counter()
@@ -77,8 +76,17 @@ def throughput(bootstrap: str, rows: int, tmp: Path) -> None:
             p.poll(0)
     p.flush(120)
     print(f"produced {rows:,} enriched events in {time.perf_counter() - t0:.1f}s (setup, not measured)")
+    for n in batch_rows:
+        run = _settings(bootstrap, tmp / "tp", **({"batch_rows": n} if n else {}))
+        run = run.model_copy(update={"topics": s.topics})
+        _load_all(run, rows)
 
+
+def _load_all(s: Settings, rows: int) -> None:
+    client = connect(s)
+    migrate.migrate(client, s)
     sink = Sink(s)
+    load0 = os.getloadavg()[0]
     cpu0 = time.process_time()
     sink.start()
     first = None
@@ -91,11 +99,11 @@ def throughput(bootstrap: str, rows: int, tmp: Path) -> None:
     sink.stop()
     loaded = client.query(f"SELECT count() FROM {s.clickhouse.database}.events FINAL").result_rows[0][0]
     first = first or done
-    print(f"sink throughput: {rows / (done - first):,.0f} rows/s  ({rows:,} rows in {done - first:.2f}s, "
-          f"{sink.metrics.batches} batches; {loaded:,} rows queryable)")
-    load1 = os.getloadavg()[0]
+    print(f"sink throughput, batch_rows={s.sink.batch_rows:,}: {rows / (done - first):,.0f} rows/s  ({rows:,} rows "
+          f"in {done - first:.2f}s, {sink.metrics.batches} batches of {rows / max(1, sink.metrics.batches):,.0f} "
+          f"on average; {loaded:,} rows queryable)")
     print(f"  CPU: {cpu:.2f}s of process CPU (Python + embedded engine threads) = {rows / cpu:,.0f} rows per "
-          f"CPU-second; load average {load1:.1f} on {os.cpu_count()} cores while measuring")
+          f"CPU-second; load average {load0:.1f} before, {os.getloadavg()[0]:.1f} after, on {os.cpu_count()} cores")
     client.close()
 
 
@@ -145,6 +153,8 @@ def main() -> int:
     ap.add_argument("--rate", type=int, default=1000)
     ap.add_argument("--seconds", type=int, default=20)
     ap.add_argument("--bootstrap")
+    ap.add_argument("--batch-rows", default="", help="comma-separated sink.batch_rows values for the throughput run, "
+                    "one sink each over the same events (default: the setting's)")
     ap.add_argument("--skip-throughput", action="store_true")
     ap.add_argument("--skip-latency", action="store_true")
     args = ap.parse_args()
@@ -160,7 +170,8 @@ def main() -> int:
         bootstrap = broker.bootstrap
     try:
         if not args.skip_throughput:
-            throughput(bootstrap, args.rows, tmp)
+            sizes = [int(n) for n in args.batch_rows.split(",") if n] or [None]
+            throughput(bootstrap, args.rows, tmp, sizes)
         if not args.skip_latency:
             for bs in (1.0, 0.25):
                 latency(bootstrap, args.rate, args.seconds, tmp, bs)
