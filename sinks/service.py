@@ -88,6 +88,7 @@ class Batch:
     days: set[date] = field(default_factory=set)  # days of events loaded by the row path (the fast path's view
     # records its own in rollup_dirty_days)
     count: int = 0
+    size: int = 0  # bytes of fast-path bodies
     opened: float = 0.0  # monotonic time of the first record
 
     def add(self, table: str, row: tuple[Any, ...], msg: Message) -> None:
@@ -107,6 +108,7 @@ class Batch:
             self.where[fingerprint] = array("q")
         bodies.append(body)
         self.count += 1
+        self.size += len(body)
         key = (msg.topic(), msg.partition())
         offset = msg.offset()
         span = self.offsets.get(key)
@@ -203,7 +205,7 @@ class Sink:
                     if inflight[0].result():
                         self._commit(consumer, inflight[1])
                     inflight = None  # False only when stopping: those records are re-read after a restart
-                full = batch.count >= self.settings.sink.batch_rows
+                full = batch.count >= self.settings.sink.batch_rows or batch.size >= self.settings.sink.batch_bytes
                 if full and inflight is not None:  # the next batch is ready before the loader is
                     if self.metrics.clickhouse_down_since is None:
                         wait_futures([inflight[0]], timeout=0.05)
@@ -213,6 +215,7 @@ class Sink:
                 if not full:
                     batch = self._fill(consumer, batch)
                 due = batch.count and (batch.count >= self.settings.sink.batch_rows
+                                       or batch.size >= self.settings.sink.batch_bytes
                                        or time.monotonic() - batch.opened >= self.settings.sink.batch_seconds)
                 if due and inflight is None:
                     inflight = (loader.submit(self._load, batch), batch)
@@ -242,8 +245,10 @@ class Sink:
             msgs, self._carry = self._carry, []
         else:
             wait = s.batch_seconds - (time.monotonic() - batch.opened) if batch.count else s.batch_seconds
+            # at least 10 ms: a batch that is due while the loader is still busy must not spin here at timeout 0,
+            # taking CPU from the insert it waits for
             msgs = consumer.consume(num_messages=max(1, min(s.batch_rows - batch.count, 10_000)),
-                                    timeout=max(0.0, min(wait, 0.1)))
+                                    timeout=max(0.01, min(wait, 0.1)))
         fast = landing.writers()
         decode = self.serde.decode
         magic, tick = avro.MAGIC, avro.TICK
