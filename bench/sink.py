@@ -30,7 +30,7 @@ from attrib.settings import Settings  # noqa: E402
 from attrib.stack import Broker, fetch_jars  # noqa: E402
 from attrib.topics import ensure_topics  # noqa: E402
 from schemas import avro  # noqa: E402
-from sinks import migrate  # noqa: E402
+from sinks import landing, migrate  # noqa: E402
 from sinks.clickhouse import connect  # noqa: E402
 from sinks.service import Sink  # noqa: E402
 from tests.sinks.fixtures import traffic  # noqa: E402
@@ -61,24 +61,40 @@ def _producer(bootstrap: str) -> Producer:
                      "enable.idempotence": True})
 
 
-def throughput(bootstrap: str, rows: int, tmp: Path) -> None:
-    s = _settings(bootstrap, tmp / "tp", **({"rollup_refresh_s": float(os.environ["BENCH_REFRESH_S"])} if "BENCH_REFRESH_S" in os.environ else {}))
+def throughput(bootstrap: str, rows: int, tmp: Path, batch_rows: list[int | None], **sink: object) -> None:
+    """Produce ``rows`` events once, then load them with one fresh sink (group, database) per batch size."""
+    s = _settings(bootstrap, tmp / "tp")
     ensure_topics(s)
-    client = connect(s)
-    migrate.migrate(client, s)
-    base = _templates()
+    # encode each template once and splice a unique event_id in front (it is the record's first field): encoding
+    # every record in Python would make producing the slow part of the run
+    templates = []
+    for rec in _templates():
+        value = avro.encode("enriched_event", rec)
+        eid = rec["event_id"].encode()
+        head = landing.zigzag(len(eid)) + eid
+        assert value[10:10 + len(head)] == head
+        templates.append((value[:10], eid, value[10 + len(head):], rec["user_key"].encode()))
     p = _producer(bootstrap)
     t0 = time.perf_counter()
     for i in range(rows):
-        rec = dict(base[i % len(base)])
-        rec["event_id"] = f"{rec['event_id']}#{i}"
-        p.produce(s.topics.events, key=rec["user_key"].encode(), value=avro.encode("enriched_event", rec))
+        prefix, eid, rest, key = templates[i % len(templates)]
+        eid = b"%s#%d" % (eid, i)
+        p.produce(s.topics.events, key=key, value=prefix + landing.zigzag(len(eid)) + eid + rest)
         if i % 10_000 == 0:
             p.poll(0)
     p.flush(120)
     print(f"produced {rows:,} enriched events in {time.perf_counter() - t0:.1f}s (setup, not measured)")
+    for n in batch_rows:
+        run = _settings(bootstrap, tmp / "tp", **sink, **({"batch_rows": n} if n else {}))
+        run = run.model_copy(update={"topics": s.topics})
+        _load_all(run, rows)
 
+
+def _load_all(s: Settings, rows: int) -> None:
+    client = connect(s)
+    migrate.migrate(client, s)
     sink = Sink(s)
+    load0 = os.getloadavg()[0]
     cpu0 = time.process_time()
     sink.start()
     first = None
@@ -91,11 +107,11 @@ def throughput(bootstrap: str, rows: int, tmp: Path) -> None:
     sink.stop()
     loaded = client.query(f"SELECT count() FROM {s.clickhouse.database}.events FINAL").result_rows[0][0]
     first = first or done
-    print(f"sink throughput: {rows / (done - first):,.0f} rows/s  ({rows:,} rows in {done - first:.2f}s, "
-          f"{sink.metrics.batches} batches; {loaded:,} rows queryable)")
-    load1 = os.getloadavg()[0]
+    print(f"sink throughput, batch_rows={s.sink.batch_rows:,}: {rows / (done - first):,.0f} rows/s  ({rows:,} rows "
+          f"in {done - first:.2f}s, {sink.metrics.batches} batches of {rows / max(1, sink.metrics.batches):,.0f} "
+          f"on average; {loaded:,} rows queryable)")
     print(f"  CPU: {cpu:.2f}s of process CPU (Python + embedded engine threads) = {rows / cpu:,.0f} rows per "
-          f"CPU-second; load average {load1:.1f} on {os.cpu_count()} cores while measuring")
+          f"CPU-second; load average {load0:.1f} before, {os.getloadavg()[0]:.1f} after, on {os.cpu_count()} cores")
     client.close()
 
 
@@ -145,6 +161,9 @@ def main() -> int:
     ap.add_argument("--rate", type=int, default=1000)
     ap.add_argument("--seconds", type=int, default=20)
     ap.add_argument("--bootstrap")
+    ap.add_argument("--batch-rows", default="", help="comma-separated sink.batch_rows values for the throughput run, "
+                    "one sink each over the same events (default: the setting's)")
+    ap.add_argument("--rollup-refresh-s", type=float, help="sink.rollup_refresh_s for the throughput run")
     ap.add_argument("--skip-throughput", action="store_true")
     ap.add_argument("--skip-latency", action="store_true")
     args = ap.parse_args()
@@ -160,7 +179,9 @@ def main() -> int:
         bootstrap = broker.bootstrap
     try:
         if not args.skip_throughput:
-            throughput(bootstrap, args.rows, tmp)
+            sizes = [int(n) for n in args.batch_rows.split(",") if n] or [None]
+            extra = {"rollup_refresh_s": args.rollup_refresh_s} if args.rollup_refresh_s else {}
+            throughput(bootstrap, args.rows, tmp, sizes, **extra)
         if not args.skip_latency:
             for bs in (1.0, 0.25):
                 latency(bootstrap, args.rate, args.seconds, tmp, bs)

@@ -18,7 +18,8 @@ import hashlib
 import logging
 import threading
 import time
-from collections.abc import Callable
+from array import array
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import wait as wait_futures
 from dataclasses import dataclass, field
@@ -77,11 +78,17 @@ class Metrics:
 class Batch:
     rows: dict[str, list[tuple[Any, ...]]] = field(default_factory=dict)
     blobs: dict[bytes, list[bytes]] = field(default_factory=dict)  # writer fingerprint -> Avro bodies (fast path)
-    where: dict[bytes, list[Message]] = field(default_factory=dict)  # their messages (coordinates for fallbacks)
-    offsets: dict[tuple[str, int], list[int]] = field(default_factory=dict)  # (topic, partition) -> [first, last]
+    # where each body came from (for fallbacks), as (index into ``partitions``, offset) pairs in a flat array: keeping
+    # the Message objects instead kept ~100k GC-tracked objects alive per batch, and the collector's passes over
+    # them cost the consumer thread a quarter of its time
+    where: dict[bytes, array[int]] = field(default_factory=dict)
+    # (topic, partition) -> [first offset, last offset, index into ``partitions``]
+    offsets: dict[tuple[str, int], list[int]] = field(default_factory=dict)
+    partitions: list[tuple[str, int]] = field(default_factory=list)
     days: set[date] = field(default_factory=set)  # days of events loaded by the row path (the fast path's view
     # records its own in rollup_dirty_days)
     count: int = 0
+    size: int = 0  # bytes of fast-path bodies
     opened: float = 0.0  # monotonic time of the first record
 
     def add(self, table: str, row: tuple[Any, ...], msg: Message) -> None:
@@ -92,35 +99,46 @@ class Batch:
         self.track(msg)
 
     def add_blob(self, fingerprint: bytes, body: bytes, msg: Message) -> None:
-        # the hot path (once per record at 100k records/s): no helper calls, few lookups
+        # the hot path (once per record at 100k records/s): no helper calls, few lookups, nothing GC-tracked kept
         if not self.count:
             self.opened = time.monotonic()
         bodies = self.blobs.get(fingerprint)
         if bodies is None:
             bodies = self.blobs[fingerprint] = []
-            self.where[fingerprint] = []
+            self.where[fingerprint] = array("q")
         bodies.append(body)
-        self.where[fingerprint].append(msg)
         self.count += 1
+        self.size += len(body)
         key = (msg.topic(), msg.partition())
+        offset = msg.offset()
         span = self.offsets.get(key)
         if span is None:
-            offset = msg.offset()
-            self.offsets[key] = [offset, offset]
+            span = self.offsets[key] = [offset, offset, len(self.partitions)]
+            self.partitions.append(key)
         else:
-            span[1] = msg.offset()
+            span[1] = offset
+        where = self.where[fingerprint]
+        where.append(span[2])
+        where.append(offset)
 
     def track(self, msg: Message) -> None:
         key = (msg.topic(), msg.partition())
         span = self.offsets.get(key)
         if span is None:
-            self.offsets[key] = [msg.offset(), msg.offset()]
+            self.offsets[key] = [msg.offset(), msg.offset(), len(self.partitions)]
+            self.partitions.append(key)
         else:
             span[1] = msg.offset()
 
+    def coordinates(self, fingerprint: bytes) -> Iterator[tuple[str, int, int]]:
+        """(topic, partition, offset) of each body of ``fingerprint``, in order."""
+        where = self.where[fingerprint]
+        for i in range(0, len(where), 2):
+            yield (*self.partitions[where[i]], where[i + 1])
+
     def token(self, part: str, n: int) -> str:
         """Same batch → same token, so ClickHouse drops a retried insert it already stored."""
-        spans = ",".join(f"{t}:{p}:{a}-{b}" for (t, p), (a, b) in sorted(self.offsets.items()))
+        spans = ",".join(f"{t}:{p}:{span[0]}-{span[1]}" for (t, p), span in sorted(self.offsets.items()))
         return hashlib.sha256(f"{part}|{spans}|{n}".encode()).hexdigest()[:32]
 
 
@@ -187,7 +205,7 @@ class Sink:
                     if inflight[0].result():
                         self._commit(consumer, inflight[1])
                     inflight = None  # False only when stopping: those records are re-read after a restart
-                full = batch.count >= self.settings.sink.batch_rows
+                full = batch.count >= self.settings.sink.batch_rows or batch.size >= self.settings.sink.batch_bytes
                 if full and inflight is not None:  # the next batch is ready before the loader is
                     if self.metrics.clickhouse_down_since is None:
                         wait_futures([inflight[0]], timeout=0.05)
@@ -197,6 +215,7 @@ class Sink:
                 if not full:
                     batch = self._fill(consumer, batch)
                 due = batch.count and (batch.count >= self.settings.sink.batch_rows
+                                       or batch.size >= self.settings.sink.batch_bytes
                                        or time.monotonic() - batch.opened >= self.settings.sink.batch_seconds)
                 if due and inflight is None:
                     inflight = (loader.submit(self._load, batch), batch)
@@ -226,8 +245,10 @@ class Sink:
             msgs, self._carry = self._carry, []
         else:
             wait = s.batch_seconds - (time.monotonic() - batch.opened) if batch.count else s.batch_seconds
+            # at least 10 ms: a batch that is due while the loader is still busy must not spin here at timeout 0,
+            # taking CPU from the insert it waits for
             msgs = consumer.consume(num_messages=max(1, min(s.batch_rows - batch.count, 10_000)),
-                                    timeout=max(0.0, min(wait, 0.1)))
+                                    timeout=max(0.01, min(wait, 0.1)))
         fast = landing.writers()
         decode = self.serde.decode
         magic, tick = avro.MAGIC, avro.TICK
@@ -317,8 +338,9 @@ class Sink:
         """The engine refused a fast-path block: decode its records here, so a bad one becomes a dead letter."""
         w = landing.writers()[fingerprint]
         prefix = avro.MAGIC + fingerprint
-        for body, m in zip(batch.blobs.pop(fingerprint), batch.where.pop(fingerprint)):
-            topic, partition, offset = m.topic(), m.partition(), m.offset()
+        coordinates = list(batch.coordinates(fingerprint))
+        batch.where.pop(fingerprint)
+        for body, (topic, partition, offset) in zip(batch.blobs.pop(fingerprint), coordinates):
             if w.kafka_fields:  # drop what _fill appended
                 body = body[:len(body) - len(landing.kafka_suffix(topic, partition, offset))]
             try:
@@ -446,7 +468,7 @@ class Sink:
             pass
 
     def _commit(self, consumer: Consumer, batch: Batch) -> None:
-        offsets = [TopicPartition(t, p, last + 1) for (t, p), (_, last) in batch.offsets.items()]
+        offsets = [TopicPartition(t, p, span[1] + 1) for (t, p), span in batch.offsets.items()]
         try:
             consumer.commit(offsets=offsets, asynchronous=False)
         except Exception as exc:  # noqa: BLE001 - e.g. partitions revoked meanwhile: the next owner re-reads, and
