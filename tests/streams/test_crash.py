@@ -66,28 +66,30 @@ def reemission_problems(out: Reader, kills: list[KillPoint]) -> tuple[int, int, 
         if r["event_type"] in ("install", "reinstall"):
             ref = (r["raw"]["partition"], r["raw"]["offset"])
             install[r["user_key"]] = min(install.get(r["user_key"], ref), ref)
-    copies: dict[tuple[str, int], list[tuple[tuple[int, int], tuple[int, int]]]] = defaultdict(list)
+    copies: dict[tuple[str, int], list[tuple[tuple[int, int], tuple[int, int], Any]]] = defaultdict(list)
     for r, pos in zip(out.records, out.positions, strict=True):
         own = (r["raw"]["partition"], r["raw"]["offset"])
         inst = install.get(r["user_key"])
         emitter = inst if r["event_type"] not in NO_WAIT_TYPES and inst is not None and inst > own else own
-        copies[(r["event_id"], r["version"])].append((emitter, pos))
+        copies[(r["event_id"], r["version"])].append((emitter, pos, r["emitted_at"]))
     reemitted = allowed_total = 0
     problems: list[str] = []
     for key, cs in copies.items():
-        emitters = {e for e, _ in cs}
+        emitters = {e for e, _, _ in cs}
         if len(emitters) > 1:
             problems.append(f"{key} emitted by {len(emitters)} different raw messages {sorted(emitters)}: "
                             "a duplicate delivery was not deduplicated")
             continue
         (part, off), = emitters
         allowed = sum(1 for k in kills if k.reprocesses(part, off)
-                      and any(o < k.out_end.get(p, 0) for p, o in (pos for _, pos in cs)))
+                      and any(o < k.out_end.get(p, 0) for _, (p, o), _ in cs))
         reemitted += len(cs) - 1
         allowed_total += allowed
         if len(cs) - 1 > allowed:
+            at = [(k.committed.get(part), k.raw_end.get(part), k.out_end) for k in kills]
             problems.append(f"{key} emitted {len(cs)} times by raw {part}/{off}, but only {allowed} kill(s) "
-                            "re-processed that message after it had emitted")
+                            f"re-processed that message after it had emitted (outputs at, emitted at {[c[1:] for c in cs]}; "
+                            f"kills: committed, raw end, output ends {at})")
     return reemitted, allowed_total, problems
 
 
@@ -222,7 +224,7 @@ def test_the_reemission_check_catches_dedupe_failures_and_unexplained_reemits():
 
     class Out:
         def __init__(self, rows: list[tuple[dict[str, Any], tuple[int, int]]]) -> None:
-            self.records, self.positions = [r for r, _ in rows], [p for _, p in rows]
+            self.records, self.positions = [{**r, "emitted_at": 0} for r, _ in rows], [p for _, p in rows]
 
     kill = KillPoint(committed={0: 10}, raw_end={0: 20}, out_end={0: 5})
     # purchase at 3 waited for the install at 12 (in the re-processed range): its copy after the kill is allowed
