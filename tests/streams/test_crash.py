@@ -97,7 +97,7 @@ def diagnose(w: WorkerProc) -> str:
     """Where a restarted worker stands, from its log: what a stuck phase was waiting on."""
     log = w.log_tail(10**8)
     steps = [("joined the group", "Setting newly assigned partitions"), ("recovered its table",
-             "Done reading from changelog"), ("processed a partition", "partition index rebuilt")]
+             "Recovery complete"), ("processed a partition", "partition index rebuilt")]
     return "; ".join(f"{what}: {'yes' if needle in log else 'NO'}" for what, needle in steps)
 
 
@@ -189,6 +189,24 @@ def test_kill_9_at_random_moments_loses_nothing(worker_settings, workers):
     assert problems == [], f"{len(problems)} problems, e.g. {problems[:3]}; {summary}"
 
 
+def wait_for_partitions(w: WorkerProc, others: list[WorkerProc], limit_s: float = 90.0) -> None:
+    """Until ``w`` processes a partition of its own (its first tick ran), one limit per step of the way there, so a
+    stuck rebalance says which step it is stuck at instead of timing out the test."""
+    steps = [("Setting newly assigned partitions", "join the group and get an assignment"),
+             ("Recovery complete", "recover its table from the changelog"),
+             ("partition index rebuilt", "process a message of its partitions")]
+    for needle, what in steps:
+        end = time.monotonic() + limit_s
+        while needle not in w.log_tail(10**8):
+            if w.p is not None and w.p.poll() is not None:
+                raise AssertionError(f"{w.log.stem} exited ({w.p.returncode}) before it could {what}\n{w.log_tail()}")
+            if time.monotonic() > end:
+                tails = "\n".join(f"--- {o.log.stem}: {diagnose(o)}\n{o.log_tail(2500)}" for o in others)
+                raise AssertionError(f"{w.log.stem} did not {what} within {limit_s:.0f} s ({diagnose(w)})\n"
+                                     f"{w.log_tail()}\n{tails}")
+            time.sleep(0.5)
+
+
 def test_two_workers_with_a_rebalance_give_the_same_result(worker_settings, workers):
     """With RocksDB stores (each worker its own data dir): state follows the partitions through the changelog."""
     s = _settings(worker_settings)
@@ -202,10 +220,7 @@ def test_two_workers_with_a_rebalance_give_the_same_result(worker_settings, work
         produce(s, values[:half])
         out.read_until(lambda rs: len(rs) >= 1000, "first worker's output", proc=w1)
         w2 = workers(s, "w2", store="rocksdb://")  # joins the group: partitions (and their state) move to it
-        end = time.monotonic() + 120
-        while "partition index rebuilt" not in w2.log_tail(10**7):  # it owns partitions (its first tick ran)
-            assert time.monotonic() < end and w2.p.poll() is None, f"w2 never got partitions\n{w2.log_tail()}"
-            time.sleep(0.5)
+        wait_for_partitions(w2, others=[w1])
         produce(s, values[half:])
         recs = out.read_until(lambda rs: not expect.problems(rs), "complete output", limit_s=180, proc=w2,
                               explain=expect.problems)
