@@ -74,6 +74,13 @@ class Reader:
                            "auto.offset.reset": "earliest", "enable.auto.commit": False})
         self.c.subscribe([topic])
         self.records: list[dict[str, Any]] = []
+        self.positions: list[tuple[int, int]] = []  # (partition, offset) of each record, same order
+
+    def _take(self, msgs: list[Any]) -> None:
+        for msg in msgs:
+            if msg.error() is None:
+                self.records.append(avro.decode(msg.value())[1])
+                self.positions.append((msg.partition(), msg.offset()))
 
     def read_until(self, done: Callable[[list[dict[str, Any]]], bool], what: str, limit_s: float = 120.0,
                    proc: WorkerProc | None = None, explain: Callable[[list[dict[str, Any]]], Any] | None = None,
@@ -86,9 +93,7 @@ class Reader:
                 tail = proc.log_tail() if proc else ""
                 why = f" — {explain(self.records)}" if explain else ""
                 raise AssertionError(f"gave up waiting for {what}; have {len(self.records)} records{why}\n{tail}")
-            for msg in self.c.consume(2000, 0.5):
-                if msg.error() is None:
-                    self.records.append(avro.decode(msg.value())[1])
+            self._take(self.c.consume(2000, 0.5))
         return self.records
 
     def drain(self, idle_s: float = 3.0) -> list[dict[str, Any]]:
@@ -96,9 +101,7 @@ class Reader:
         quiet_since = time.monotonic()
         while time.monotonic() - quiet_since < idle_s:
             msgs = self.c.consume(2000, 0.5)
-            for msg in msgs:
-                if msg.error() is None:
-                    self.records.append(avro.decode(msg.value())[1])
+            self._take(msgs)
             if msgs:
                 quiet_since = time.monotonic()
         return self.records

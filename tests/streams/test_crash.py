@@ -1,20 +1,104 @@
 """No loss across kill -9 and rebalances: the set of unique events emitted is complete and every event that waited
-for an install ends up enriched with that user's install (the warehouse keeps the highest version per event id)."""
+for an install ends up enriched with that user's install (the warehouse keeps the highest version per event id).
+
+Re-emission is checked exactly, not against a rate: after a kill the restarted worker re-processes every raw message
+from the group's committed offset on, and only those messages may emit again. So the test records, at every kill, the
+committed offsets, the raw end offsets (the worker cannot have consumed further) and the output end offsets (what the
+killed worker had emitted), and then requires of every output (event id, version) that it was emitted by ONE message
+(else dedupe failed) and at most once more per kill whose re-processed range held that message."""
 
 from __future__ import annotations
 
 import random
 import threading
 import time
+from collections import defaultdict
+from dataclasses import dataclass
 from typing import Any
 
-from attrib.settings import SourceSettings
+from confluent_kafka import Consumer, TopicPartition
+
+from attrib.settings import Settings, SourceSettings
 from schemas import avro
 from schemas.normalize import normalize
+from streams.state import NO_WAIT_TYPES
 from streams.synthetic import SOURCES, generate
-from tests.streams.conftest import Reader, produce
+from tests.streams.conftest import Reader, WorkerProc, produce
 
 WAITS = {"purchase", "signup", "custom", "session", "open", "ad_revenue"}
+SETTLE_S = 1.0  # after a kill, before reading offsets: a commit or produce request already sent lands first
+
+
+@dataclass
+class KillPoint:
+    """Offsets read right after a kill -9, before the restart (partition -> offset)."""
+
+    committed: dict[int, int]  # the group's committed raw offsets: the restarted worker re-processes from here
+    raw_end: dict[int, int]  # raw end offsets: the killed worker consumed nothing at or past these
+    out_end: dict[int, int]  # output end offsets: outputs below these were emitted before the kill
+
+    def reprocesses(self, partition: int, offset: int) -> bool:
+        return self.committed.get(partition, 0) <= offset < self.raw_end.get(partition, 0)
+
+    def uncommitted(self) -> int:
+        return sum(max(0, e - self.committed.get(p, 0)) for p, e in self.raw_end.items())
+
+
+def offsets(s: Settings) -> KillPoint:
+    c = Consumer({"bootstrap.servers": s.kafka.bootstrap_servers, "group.id": s.streams.app_id,
+                  "enable.auto.commit": False})
+    try:
+        parts = range(s.topics.partitions)
+        got = c.committed([TopicPartition(s.topics.raw, p) for p in parts], timeout=30)
+        committed = {tp.partition: max(tp.offset, 0) for tp in got}  # none yet (-1001): from the start
+        raw_end = {p: c.get_watermark_offsets(TopicPartition(s.topics.raw, p), timeout=30)[1] for p in parts}
+        out_end = {p: c.get_watermark_offsets(TopicPartition(s.topics.events, p), timeout=30)[1] for p in parts}
+    finally:
+        c.close()
+    return KillPoint(committed, raw_end, out_end)
+
+
+def reemission_problems(out: Reader, kills: list[KillPoint]) -> tuple[int, int, list[str]]:
+    """(re-emitted outputs, re-emissions the kills allow, problems). An output's emitting message is its own delivery,
+    or — for an event that waited — the message carrying the user's install, when that came later."""
+    install: dict[str, tuple[int, int]] = {}
+    for r in out.records:
+        if r["event_type"] in ("install", "reinstall"):
+            ref = (r["raw"]["partition"], r["raw"]["offset"])
+            install[r["user_key"]] = min(install.get(r["user_key"], ref), ref)
+    copies: dict[tuple[str, int], list[tuple[tuple[int, int], tuple[int, int], Any]]] = defaultdict(list)
+    for r, pos in zip(out.records, out.positions, strict=True):
+        own = (r["raw"]["partition"], r["raw"]["offset"])
+        inst = install.get(r["user_key"])
+        emitter = inst if r["event_type"] not in NO_WAIT_TYPES and inst is not None and inst > own else own
+        copies[(r["event_id"], r["version"])].append((emitter, pos, r["emitted_at"]))
+    reemitted = allowed_total = 0
+    problems: list[str] = []
+    for key, cs in copies.items():
+        emitters = {e for e, _, _ in cs}
+        if len(emitters) > 1:
+            problems.append(f"{key} emitted by {len(emitters)} different raw messages {sorted(emitters)}: "
+                            "a duplicate delivery was not deduplicated")
+            continue
+        (part, off), = emitters
+        allowed = sum(1 for k in kills if k.reprocesses(part, off)
+                      and any(o < k.out_end.get(p, 0) for _, (p, o), _ in cs))
+        reemitted += len(cs) - 1
+        allowed_total += allowed
+        if len(cs) - 1 > allowed:
+            at = [(k.committed.get(part), k.raw_end.get(part), k.out_end) for k in kills]
+            problems.append(f"{key} emitted {len(cs)} times by raw {part}/{off}, but only {allowed} kill(s) "
+                            f"re-processed that message after it had emitted (outputs at, emitted at {[c[1:] for c in cs]}; "
+                            f"kills: committed, raw end, output ends {at})")
+    return reemitted, allowed_total, problems
+
+
+def diagnose(w: WorkerProc) -> str:
+    """Where a restarted worker stands, from its log: what a stuck phase was waiting on."""
+    log = w.log_tail(10**8)
+    steps = [("joined the group", "Setting newly assigned partitions"), ("recovered its table",
+             "Recovery complete"), ("processed a partition", "partition index rebuilt")]
+    return "; ".join(f"{what}: {'yes' if needle in log else 'NO'}" for what, needle in steps)
 
 
 class Expectation:
@@ -67,29 +151,60 @@ def test_kill_9_at_random_moments_loses_nothing(worker_settings, workers):
     feeder.start()
     out = Reader(s, s.topics.events)
     rnd = random.Random(5)
+    kills: list[KillPoint] = []
+    phases: list[str] = []
     w = workers(s, "w1")
     try:
-        kills = 0
         for _ in range(4):  # kill at random moments while events flow, restart straight away
+            t0 = time.monotonic()
             target = len(out.records) + rnd.randint(1500, 5000)
-            out.read_until(lambda rs, t=target: len(rs) >= t or not expect.problems(rs), "progress", proc=w)
+            # each phase has its own limit, and a stuck one says how far the worker got
+            out.read_until(lambda rs, t=target: len(rs) >= t or not expect.problems(rs), f"progress after "
+                           f"{len(kills)} kills", limit_s=90, proc=w, explain=lambda _, w=w: diagnose(w))
+            phases.append(f"{time.monotonic() - t0:.1f}s")
             if not expect.problems(out.records):
                 break
             time.sleep(rnd.random())
             w.kill9()
-            kills += 1
-            w = workers(s, f"w1-{kills}")
+            time.sleep(SETTLE_S)
+            kills.append(offsets(s))
+            w = workers(s, f"w1-{len(kills)}")
         feeder.join()
-        recs = out.read_until(lambda rs: not expect.problems(rs), "complete output", limit_s=240, proc=w,
-                              explain=expect.problems)
+        t0 = time.monotonic()
+        recs = out.read_until(lambda rs: not expect.problems(rs), "complete output", limit_s=150, proc=w,
+                              explain=lambda rs: f"{expect.problems(rs)}; {diagnose(w)}")
+        phases.append(f"{time.monotonic() - t0:.1f}s")
     finally:
         feeder.join()
         out.close()
-    assert kills >= 3, "the worker finished before being killed three times; feed more events"
+    assert len(kills) >= 3, "the worker finished before being killed three times; feed more events"
     assert expect.problems(recs) == []
-    ids = [r["event_id"] for r in recs]
-    # at-least-once: some events are re-emitted after a kill, but far fewer than the retries removed
-    assert len(ids) - len(set(ids)) < traffic.duplicates
+    # at-least-once: every output emitted more than once was re-emitted by a message a kill made the worker
+    # re-process (at most once per such kill), and no event was emitted by two messages (dedupe held)
+    reemitted, allowed, problems = reemission_problems(out, kills)
+    summary = (f"{len(kills)} kills, {sum(k.uncommitted() for k in kills)} raw messages past the committed offsets "
+               f"at the kills, {reemitted} outputs re-emitted (allowed {allowed}), {traffic.duplicates} duplicate "
+               f"deliveries removed; phases {phases}")
+    print(summary)
+    assert problems == [], f"{len(problems)} problems, e.g. {problems[:3]}; {summary}"
+
+
+def wait_for_partitions(w: WorkerProc, others: list[WorkerProc], limit_s: float = 90.0) -> None:
+    """Until ``w`` processes a partition of its own (its first tick ran), one limit per step of the way there, so a
+    stuck rebalance says which step it is stuck at instead of timing out the test."""
+    steps = [("Setting newly assigned partitions", "join the group and get an assignment"),
+             ("Recovery complete", "recover its table from the changelog"),
+             ("partition index rebuilt", "process a message of its partitions")]
+    for needle, what in steps:
+        end = time.monotonic() + limit_s
+        while needle not in w.log_tail(10**8):
+            if w.p is not None and w.p.poll() is not None:
+                raise AssertionError(f"{w.log.stem} exited ({w.p.returncode}) before it could {what}\n{w.log_tail()}")
+            if time.monotonic() > end:
+                tails = "\n".join(f"--- {o.log.stem}: {diagnose(o)}\n{o.log_tail(2500)}" for o in others)
+                raise AssertionError(f"{w.log.stem} did not {what} within {limit_s:.0f} s ({diagnose(w)})\n"
+                                     f"{w.log_tail()}\n{tails}")
+            time.sleep(0.5)
 
 
 def test_two_workers_with_a_rebalance_give_the_same_result(worker_settings, workers):
@@ -105,10 +220,7 @@ def test_two_workers_with_a_rebalance_give_the_same_result(worker_settings, work
         produce(s, values[:half])
         out.read_until(lambda rs: len(rs) >= 1000, "first worker's output", proc=w1)
         w2 = workers(s, "w2", store="rocksdb://")  # joins the group: partitions (and their state) move to it
-        end = time.monotonic() + 120
-        while "partition index rebuilt" not in w2.log_tail(10**7):  # it owns partitions (its first tick ran)
-            assert time.monotonic() < end and w2.p.poll() is None, f"w2 never got partitions\n{w2.log_tail()}"
-            time.sleep(0.5)
+        wait_for_partitions(w2, others=[w1])
         produce(s, values[half:])
         recs = out.read_until(lambda rs: not expect.problems(rs), "complete output", limit_s=180, proc=w2,
                               explain=expect.problems)
@@ -116,3 +228,30 @@ def test_two_workers_with_a_rebalance_give_the_same_result(worker_settings, work
     finally:
         out.close()
     assert expect.problems(recs) == []
+
+
+def test_the_reemission_check_catches_dedupe_failures_and_unexplained_reemits():
+    """The check above on hand-made outputs: it must fail when something is really wrong."""
+
+    def rec(eid: str, etype: str, part: int, off: int, user: str = "u1") -> dict[str, Any]:
+        return {"event_id": eid, "event_type": etype, "version": 1, "user_key": user,
+                "raw": {"topic": "raw", "partition": part, "offset": off}}
+
+    class Out:
+        def __init__(self, rows: list[tuple[dict[str, Any], tuple[int, int]]]) -> None:
+            self.records, self.positions = [{**r, "emitted_at": 0} for r, _ in rows], [p for _, p in rows]
+
+    kill = KillPoint(committed={0: 10}, raw_end={0: 20}, out_end={0: 5})
+    # purchase at 3 waited for the install at 12 (in the re-processed range): its copy after the kill is allowed
+    ok = Out([(rec("i", "install", 0, 12), (0, 0)), (rec("p", "purchase", 0, 3), (0, 1)),
+              (rec("i", "install", 0, 12), (0, 5)), (rec("p", "purchase", 0, 3), (0, 6))])
+    assert reemission_problems(ok, [kill]) == (2, 2, [])
+    # the same event from a second delivery (a retry at 15) is a dedupe failure, even inside the range
+    dup = Out([(rec("e", "purchase", 0, 2), (0, 0)), (rec("e", "purchase", 0, 15), (0, 6))])
+    assert "not deduplicated" in reemission_problems(dup, [kill])[2][0]
+    # a message before the committed offset was not re-processed: no second copy is allowed
+    early = Out([(rec("e", "install", 0, 4), (0, 0)), (rec("e", "install", 0, 4), (0, 6))])
+    assert "only 0 kill(s)" in reemission_problems(early, [kill])[2][0]
+    # a copy first emitted after the kill (at/after out_end) does not make a later copy allowed
+    late = Out([(rec("e", "install", 0, 12), (0, 7)), (rec("e", "install", 0, 12), (0, 8))])
+    assert reemission_problems(late, [kill])[2]

@@ -1,0 +1,30 @@
+"""Faust can hand the agent the record it just handled once more (its read-offset check is `>=`); the worker skips
+that one, but re-processes everything after a new assignment (which seeks back to the committed offsets)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from attrib.settings import Settings
+from schemas import avro
+from streams.app import Processor
+from tests.streams.conftest import T0, generic_body, raw_delivery
+
+
+def test_the_same_offset_twice_in_a_row_is_handled_once_until_the_next_assignment(tmp_path: Path):
+    s = Settings(var_dir=tmp_path, sources=[{"name": "gen", "mmp": "generic"}])
+    outs: list[bytes] = []
+    proc = Processor(s, {}, lambda topic, key, value: outs.append(value) if topic == s.topics.events else None)
+    proc.on_assigned({0})
+    value = avro.encode("raw_delivery", raw_delivery("gen", "generic", generic_body("e1", "install", T0, "c1"),
+                                                     "cuid:c1"))
+    proc.handle(None, value, 0, 5)
+    assert len(outs) == 1
+    proc.handle(None, value, 0, 5)  # re-delivered: skipped
+    assert len(outs) == 1
+    proc.handle(None, value, 1, 5)  # same offset, other partition: a different message (a duplicate here)
+    proc.handle(None, value, 0, 6)  # a retry at a later offset: a duplicate
+    assert len(outs) == 1
+    proc.on_assigned({0})  # after a rebalance the partition restarts from its committed offset: replayed, re-emitted
+    proc.handle(None, value, 0, 5)
+    assert len(outs) == 2 and avro.decode(outs[1])[1]["event_id"] == avro.decode(outs[0])[1]["event_id"]
