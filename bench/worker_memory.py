@@ -1,12 +1,12 @@
 """Worker memory over a long run (run on demand, not in CI):
-`python bench/worker_memory.py [--seconds 300] [--rate 1000] [--users 20000] [--grow-s 60] [--backlog 0] [--trace]`.
+`python bench/worker_memory.py [--seconds 300] [--rate 1000] [--users 20000] [--grow-s 60] [--backlog 0] [--probe]`.
 
 Feeds one `attrib worker` a steady rate of raw deliveries (generic MMP bodies, 30 % retries): new users (an install
 each) during the first ``--grow-s`` seconds, then only further events of those users, with a short dedupe window
 (``dedupe_retention_s``, default here 120 s) so per-user state stops growing too. Prints the worker's RSS over time
 with the users in state, the consumer lag and the worker's CPU: once state stops growing, RSS must stay flat.
 ``--backlog N`` first feeds N deliveries before the worker starts (catch-up at full speed, as bench/worker.py's
-phases do); ``--trace`` runs the worker under tracemalloc and prints its largest allocation sites at the end.
+phases do); ``--probe`` prints what the worker holds over time (table users and bytes, output batches, fetch and stream buffers).
 """
 
 from __future__ import annotations
@@ -31,24 +31,46 @@ from attrib.settings import Settings  # noqa: E402
 from attrib.supervise import free_port, settings_env  # noqa: E402
 from attrib.topics import ensure_topics  # noqa: E402
 
-# The worker under tracemalloc: every --trace-every seconds the top allocation sites go to a file (read at the end).
-TRACE_APP = r'''
-import sys, threading, time, tracemalloc
+# The worker plus a thread that writes, every few seconds, the sizes of what it holds: users and state bytes in
+# the table, open/queued/in-flight output batches, aiokafka's fetched-but-unread partitions, Faust's stream queues.
+PROBE_APP = r'''
+import gc, sys, threading, time
+from pathlib import Path
 sys.path.insert(0, sys.argv.pop(1))
 out, every = sys.argv.pop(1), float(sys.argv.pop(1))
-tracemalloc.start(10)
-def dump():
+
+def rss():
+    for l in Path("/proc/self/status").read_text().splitlines():
+        if l.startswith("VmRSS"): return int(l.split()[1]) / 1024
+
+def probe():
+    found = {}
     while True:
         time.sleep(every)
-        snap = tracemalloc.take_snapshot().filter_traces([tracemalloc.Filter(False, tracemalloc.__file__)])
-        lines = [f"--- traced {tracemalloc.get_traced_memory()[0] / 1e6:.1f} MB at {time.strftime('%H:%M:%S')}"]
-        for st in snap.statistics("traceback")[:10]:
-            frames = [f"{f.filename.rsplit('site-packages/', 1)[-1].rsplit('/attrib/', 1)[-1]}:{f.lineno}"
-                      for f in list(st.traceback)[::-1][:5]]
-            lines.append(f"  {st.size / 1e6:7.1f} MB {st.count:8d} blocks  " + " < ".join(frames))
-        with open(out, "a") as f:
-            f.write("\n".join(lines) + "\n")
-threading.Thread(target=dump, daemon=True).start()
+        try:
+            if "batcher" not in found:
+                for o in gc.get_objects():
+                    n = type(o).__name__
+                    if n == "Batcher": found["batcher"] = o
+                    elif n == "Processor" and hasattr(o, "table"): found["proc"] = o
+                    elif n == "Fetcher" and type(o).__module__.startswith("aiokafka"): found["fetcher"] = o
+                    elif n in ("FlowControlQueue", "ThrowableQueue"): found.setdefault("queues", []).append(o)
+            b = found.get("batcher"); p = found.get("proc"); f = found.get("fetcher")
+            qb = sum(x[2].size() for x in list(b.queue)) if b else -1
+            ob = sum(x[0].size() for x in list(b.open.values())) if b else -1
+            users = len(p.table.store.data) if p else -1
+            sbytes = sum(len(v) for v in list(p.table.store.data.values())) if p else -1
+            fr = len(f._records) if f else -1
+            qs = sum(q.qsize() for q in found.get("queues", []))
+            line = (f"{time.strftime('%H:%M:%S')} rss={rss():.0f}MB users={users} state_bytes={sbytes/1e6:.1f}MB "
+                    f"batcher open={len(b.open)}/{ob/1e6:.1f}MB queued={len(b.queue)}/{qb/1e6:.1f}MB "
+                    f"inflight={len(b.inflight)} fetcher_records={fr} stream_queues={qs} gc_objs={len(gc.get_objects())}")
+        except Exception as e:
+            line = f"probe error {e!r}"
+        with open(out, "a") as fh:
+            fh.write(line + "\n")
+
+threading.Thread(target=probe, daemon=True).start()
 from attrib.cli import main
 sys.exit(main(["worker"] + sys.argv[1:]))
 '''
@@ -144,7 +166,7 @@ def main() -> int:
     ap.add_argument("--set", action="append", default=[], help="streams setting override, e.g. linger_ms=50")
     ap.add_argument("--log-level", default="WARNING", help="the worker's log level")
     ap.add_argument("--keep", action="store_true", help="keep the temporary directory (worker log, data)")
-    ap.add_argument("--trace", action="store_true", help="tracemalloc the worker; print its top allocation sites")
+    ap.add_argument("--probe", action="store_true", help="print what the worker holds (table, batches, buffers)")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="bench-worker-memory-"))
     broker = proc = None
@@ -190,8 +212,8 @@ def main() -> int:
             print(f"backlog: {args.backlog} deliveries, {feed.users} users", flush=True)
         env = settings_env(s, ("kafka", "topics", "streams", "sources"), log_level=args.log_level)
         wargs = ["--data-dir", str(tmp / "data"), "--store", args.store, "--metrics-port", "0"]
-        trace_file = tmp / "trace.txt"
-        cmd = ([sys.executable, "-c", TRACE_APP, str(ROOT), str(trace_file), "20", *wargs] if args.trace else
+        probe_file = tmp / "probe.txt"
+        cmd = ([sys.executable, "-c", PROBE_APP, str(ROOT), str(probe_file), str(args.every), *wargs] if args.probe else
                [sys.executable, "-m", "attrib.cli", "worker", *wargs])
         proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=(tmp / "worker.log").open("wb"),
                                 stderr=subprocess.STDOUT)
@@ -242,12 +264,8 @@ def main() -> int:
             print(f"RSS after growth: first {grown[0]:.0f} MB, max {max(grown):.0f} MB, last {grown[-1]:.0f} MB; "
                   f"second half {min(half):.0f}–{max(half):.0f} MB; overall max {max(r for _, r in rows):.0f} MB",
                   flush=True)
-        if args.trace:
-            time.sleep(21)
-            blocks = trace_file.read_text().split("--- ")[1:] if trace_file.exists() else []
-            if blocks:
-                peak = max(blocks, key=lambda b: float(b.split()[1]))
-                print(f"tracemalloc, largest snapshot: --- {peak}tracemalloc, last: --- {blocks[-1]}", flush=True)
+        if args.probe and probe_file.exists():
+            print("what the worker holds:\n" + probe_file.read_text(), flush=True)
     finally:
         if proc is not None and proc.poll() is None:
             proc.terminate()
