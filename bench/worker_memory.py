@@ -39,6 +39,22 @@ from pathlib import Path
 sys.path.insert(0, sys.argv.pop(1))
 out, every = sys.argv.pop(1), float(sys.argv.pop(1))
 
+import ctypes
+class _MI(ctypes.Structure):
+    _fields_ = [(n, ctypes.c_size_t) for n in ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks",
+                                                "uordblks", "fordblks", "keepcost")]
+try:
+    _libc = ctypes.CDLL("libc.so.6")
+    _libc.mallinfo2.restype = _MI
+except (OSError, AttributeError):
+    _libc = None
+
+def malloc_mb():
+    if _libc is None:
+        return "?"
+    mi = _libc.mallinfo2()
+    return f"{(mi.uordblks + mi.hblkhd) / 1e6:.0f}MB in use/{(mi.arena + mi.hblkhd) / 1e6:.0f}MB held"
+
 def rss():
     for l in Path("/proc/self/status").read_text().splitlines():
         if l.startswith("VmRSS"): return int(l.split()[1]) / 1024
@@ -64,7 +80,8 @@ def probe():
             qs = sum(q.qsize() for q in found.get("queues", []))
             line = (f"{time.strftime('%H:%M:%S')} rss={rss():.0f}MB users={users} state_bytes={sbytes/1e6:.1f}MB "
                     f"batcher open={len(b.open)}/{ob/1e6:.1f}MB queued={len(b.queue)}/{qb/1e6:.1f}MB "
-                    f"inflight={len(b.inflight)} fetcher_records={fr} stream_queues={qs} gc_objs={len(gc.get_objects())}")
+                    f"inflight={len(b.inflight)} fetcher_records={fr} stream_queues={qs} "
+                    f"py_blocks={sys.getallocatedblocks()} malloc={malloc_mb()}")
         except Exception as e:
             line = f"probe error {e!r}"
         with open(out, "a") as fh:
