@@ -22,7 +22,9 @@ _loads = json.loads
 def dump_state(state: State) -> bytes:
     if orjson is not None:
         try:
-            return orjson.dumps(state, default=str)  # type: ignore[no-any-return]
+            # orjson returns bytes over-allocated to >= 4 KiB that it never shrinks, and a user's state bytes live as
+            # long as the user (memory store): copy them to their size (~0.2 µs), or each user costs ~8 KiB of RSS.
+            return bytes(memoryview(orjson.dumps(state, default=str)))
         except TypeError:  # orjson.JSONEncodeError: an int beyond 64 bits, a non-str key, …: json handles those
             pass
     return _dumps(state).encode()

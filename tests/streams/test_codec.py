@@ -9,6 +9,7 @@ from attrib.settings import Settings
 from schemas import avro
 from streams import codec
 from streams.app import Processor
+from streams.state import new_state
 from streams.synthetic import SOURCES, generate
 
 
@@ -28,3 +29,19 @@ def test_orjson_and_json_write_the_same_state_bytes() -> None:
 def test_fallback_for_what_orjson_refuses() -> None:
     st = {"p": 0, "c": 1 << 70, "l": 0, "s": {}, "t": [], "o": {}, "h": []}
     assert codec.dump_state(st) == codec._dumps(st).encode()
+
+
+def test_dumped_state_holds_no_spare_buffer():
+    """Stored state bytes live as long as the user: no over-allocated buffer behind them (orjson's are >= 4 KiB)."""
+    import tracemalloc
+
+    st = new_state(3)
+    st["s"] = {f"g-{i}-0": [1_780_000_000_000, 3, i] for i in range(5)}
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        kept = [codec.dump_state(st) for _ in range(1000)]
+        held = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert held < len(kept) * (len(kept[0]) + 200), f"{held / len(kept):.0f} B held per {len(kept[0])} B state"
