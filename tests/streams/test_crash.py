@@ -58,6 +58,20 @@ def offsets(s: Settings) -> KillPoint:
     return KillPoint(committed, raw_end, out_end)
 
 
+def settled_offsets(s: Settings, limit_s: float = 30.0) -> KillPoint:
+    """Offsets after a kill, once a request the killed worker had already sent can no longer land: read until two
+    reads SETTLE_S apart agree (the feeder only moves the raw end offsets)."""
+    time.sleep(SETTLE_S)
+    last = offsets(s)
+    end = time.monotonic() + limit_s
+    while True:
+        time.sleep(SETTLE_S / 2)
+        cur = offsets(s)
+        if (cur.committed, cur.out_end) == (last.committed, last.out_end) or time.monotonic() > end:
+            return KillPoint(cur.committed, cur.raw_end, cur.out_end)
+        last = cur
+
+
 def reemission_problems(out: Reader, kills: list[KillPoint]) -> tuple[int, int, list[str]]:
     """(re-emitted outputs, re-emissions the kills allow, problems). An output's emitting message is its own delivery,
     or — for an event that waited — the message carrying the user's install, when that came later."""
@@ -166,8 +180,7 @@ def test_kill_9_at_random_moments_loses_nothing(worker_settings, workers):
                 break
             time.sleep(rnd.random())
             w.kill9()
-            time.sleep(SETTLE_S)
-            kills.append(offsets(s))
+            kills.append(settled_offsets(s))
             w = workers(s, f"w1-{len(kills)}")
         feeder.join()
         t0 = time.monotonic()
