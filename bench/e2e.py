@@ -80,7 +80,9 @@ def main() -> int:
             SELECT count() AS events,
                    quantile(0.5)(dateDiff('millisecond', received_at, loaded_at)) AS p50,
                    quantile(0.99)(dateDiff('millisecond', received_at, loaded_at)) AS p99,
-                   max(dateDiff('millisecond', received_at, loaded_at)) AS max
+                   max(dateDiff('millisecond', received_at, loaded_at)) AS max,
+                   quantiles(0.5, 0.99)(dateDiff('millisecond', received_at, emitted_at)) AS worker,
+                   quantiles(0.5, 0.99)(dateDiff('millisecond', emitted_at, loaded_at)) AS sink
             FROM {db}.events WHERE received_at >= fromUnixTimestamp64Milli({int(t0 * 1000)})
               AND version = 1 AND attribution_status != 'pending_timeout'""")[0]
         print(f"sent {summary['sent']:,} deliveries at {summary['rate_per_s']}/s (target {args.rate:g}/s), "
@@ -91,6 +93,8 @@ def main() -> int:
         print(f"ingress receipt → queryable in ClickHouse over {q['events']:,} events: "
               f"p50 {q['p50']:.0f} ms, p99 {q['p99']:.0f} ms, max {q['max']:.0f} ms; load average "
               f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+        print("  of which receipt → emitted by the worker p50 {:.0f} / p99 {:.0f} ms; emitted → loaded by the sink "
+              "p50 {:.0f} / p99 {:.0f} ms".format(*q["worker"], *q["sink"]))
         return 0
     finally:
         run.send_signal(signal.SIGINT)
