@@ -21,6 +21,7 @@ import tempfile
 import time
 import uuid
 from datetime import datetime, timezone
+from collections.abc import Iterator
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -33,7 +34,7 @@ from attrib.topics import ensure_topics  # noqa: E402
 from schemas import avro  # noqa: E402
 from sinks import landing, migrate  # noqa: E402
 from sinks.clickhouse import connect  # noqa: E402
-from sinks.service import Sink  # noqa: E402
+from sinks.service import FAST_SETTINGS, Sink  # noqa: E402
 from tests.sinks.fixtures import traffic  # noqa: E402
 
 
@@ -56,6 +57,23 @@ def _templates() -> list[dict]:
     return list(traffic(users=2000, seed=1).final.values())
 
 
+def _events(rows: int) -> Iterator[tuple[bytes, bytes]]:
+    """(key, single-object Avro value) of ``rows`` enriched events with unique ids. Each template is encoded once and
+    a unique event_id spliced in front (it is the record's first field): encoding every record in Python would make
+    producing the slow part of a run."""
+    templates = []
+    for rec in _templates():
+        value = avro.encode("enriched_event", rec)
+        eid = rec["event_id"].encode()
+        head = landing.zigzag(len(eid)) + eid
+        assert value[10:10 + len(head)] == head
+        templates.append((value[:10], eid, value[10 + len(head):], rec["user_key"].encode()))
+    for i in range(rows):
+        prefix, eid, rest, key = templates[i % len(templates)]
+        eid = b"%s#%d" % (eid, i)
+        yield key, prefix + landing.zigzag(len(eid)) + eid + rest
+
+
 def _producer(bootstrap: str) -> Producer:
     return Producer({"bootstrap.servers": bootstrap, "partitioner": "murmur2_random", "linger.ms": 20,
                      "batch.num.messages": 10000, "queue.buffering.max.messages": 1_000_000,
@@ -66,21 +84,10 @@ def throughput(bootstrap: str, rows: int, tmp: Path, batch_rows: list[int | None
     """Produce ``rows`` events once, then load them with one fresh sink (group, database) per batch size."""
     s = _settings(bootstrap, tmp / "tp")
     ensure_topics(s)
-    # encode each template once and splice a unique event_id in front (it is the record's first field): encoding
-    # every record in Python would make producing the slow part of the run
-    templates = []
-    for rec in _templates():
-        value = avro.encode("enriched_event", rec)
-        eid = rec["event_id"].encode()
-        head = landing.zigzag(len(eid)) + eid
-        assert value[10:10 + len(head)] == head
-        templates.append((value[:10], eid, value[10 + len(head):], rec["user_key"].encode()))
     p = _producer(bootstrap)
     t0 = time.perf_counter()
-    for i in range(rows):
-        prefix, eid, rest, key = templates[i % len(templates)]
-        eid = b"%s#%d" % (eid, i)
-        p.produce(s.topics.events, key=key, value=prefix + landing.zigzag(len(eid)) + eid + rest)
+    for i, (key, value) in enumerate(_events(rows)):
+        p.produce(s.topics.events, key=key, value=value)
         if i % 10_000 == 0:
             p.poll(0)
     p.flush(120)
@@ -89,6 +96,31 @@ def throughput(bootstrap: str, rows: int, tmp: Path, batch_rows: list[int | None
         run = _settings(bootstrap, tmp / "tp", **sink, **({"batch_rows": n} if n else {}))
         run = run.model_copy(update={"topics": s.topics})
         _load_all(run, rows)
+
+
+def engine_only(rows: int, batch: int, tmp: Path) -> None:
+    """The ceiling without Python in the loop: the same events as ready-made Avro containers inserted one after the
+    other (the sink's insert call and settings), so only the engine works (parse, view, part writes, merges)."""
+    s = _settings("127.0.0.1:9", tmp / "engine")  # no Kafka involved
+    client = connect(s)
+    migrate.migrate(client, s)
+    values = [value for _, value in _events(rows)]
+    w = landing.writers()[values[0][2:10]]
+    blocks = [landing.container(w, [v[10:] for v in values[i:i + batch]]) for i in range(0, rows, batch)]
+    del values
+    gc.freeze()
+    threads0 = _thread_cpu()
+    t0, cpu0 = time.perf_counter(), time.process_time()
+    for i, block in enumerate(blocks):
+        client.raw_insert(f"{s.clickhouse.database}.events_avro_in", insert_block=block, fmt="Avro",
+                          settings={**FAST_SETTINGS, "insert_deduplication_token": f"engine-{i}"})
+    wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+    threads = {k: v - threads0.get(k, 0.0) for k, v in _thread_cpu().items()}
+    print(f"engine only, {batch:,}-row inserts: {rows / wall:,.0f} rows/s, {rows / cpu:,.0f} rows per CPU-second "
+          f"({rows:,} rows in {wall:.2f}s, {cpu:.2f} CPU-s); load average {os.getloadavg()[0]:.1f}")
+    top = sorted(((v, k) for k, v in threads.items() if v >= 0.05), reverse=True)
+    print("  CPU by thread: " + ", ".join(f"{k} {v:.2f}s" for v, k in top))
+    client.close()
 
 
 def _thread_cpu(skip_main: bool = False) -> dict[str, float]:
@@ -203,6 +235,8 @@ def main() -> int:
                     "one sink each over the same events (default: the setting's)")
     ap.add_argument("--rollup-refresh-s", type=float, help="sink.rollup_refresh_s for the throughput run")
     ap.add_argument("--batch-seconds", default="1.0,0.25", help="sink.batch_seconds values for the latency runs")
+    ap.add_argument("--engine-only", action="store_true", help="also time the same inserts without Kafka or Python "
+                    "per record (the engine's ceiling), at the default batch_rows")
     ap.add_argument("--skip-throughput", action="store_true")
     ap.add_argument("--skip-latency", action="store_true")
     args = ap.parse_args()
@@ -216,6 +250,8 @@ def main() -> int:
         broker = Broker.from_settings(s)
         broker.start(log=lambda *_: None)
         bootstrap = broker.bootstrap
+    if args.engine_only:
+        engine_only(args.rows, Settings().sink.batch_rows, tmp)
     try:
         if not args.skip_throughput:
             sizes = [int(n) for n in args.batch_rows.split(",") if n] or [None]
