@@ -1,12 +1,16 @@
 """Sink benchmark (on demand, not in CI): rows/s into embedded ClickHouse, and produce → queryable latency.
 
-    .venv/bin/python bench/sink.py [--rows 200000] [--rate 1000] [--seconds 20] [--bootstrap host:port]
+    .venv/bin/python bench/sink.py [--rows 200000] [--batch-rows 100000,10000] [--engine-only]
+                                   [--rate 1000] [--seconds 20] [--batch-seconds 1.0,0.5,0.25] [--bootstrap host:port]
 
 Without --bootstrap a private Kafka broker is started on free ports (jars from `make broker`). Throughput: N
-enriched events are produced first, then one sink thread loads them; rows/s counts from its first record to its
-last flush. Latency: the sink runs while events are produced at --rate/s, each stamped with its produce time in
-``emitted_at``; latency = ``loaded_at`` (set by ClickHouse when the insert runs) − ``emitted_at``, plus the mean
-insert duration for the time until the rows are visible.
+enriched events (unique ids) are produced first, then one sink per --batch-rows value loads them; rows/s counts
+from its first record to its last flush, rows per CPU-second from the process's CPU time (engine threads included),
+and CPU per thread name shows where it went (``MergeMutate`` = background merges). --engine-only: the same events as
+ready-made Avro containers inserted without Kafka or Python per record, the engine's ceiling. Latency: after a
+warm-up, the sink runs while events are produced at --rate/s, each stamped with its produce time in ``emitted_at``;
+latency = ``loaded_at`` (set by ClickHouse when the insert runs) − ``emitted_at``, plus the mean insert duration for
+the time until the rows are visible; and the sink's CPU share meanwhile.
 """
 
 from __future__ import annotations
