@@ -186,7 +186,9 @@ class SinkSettings(_Section):
                             "size, so under load big batches are what keeps up; at low rates batch_seconds decides.")
     batch_bytes: int = Field(64 << 20, gt=0, description="... or at this many bytes of fast-path record bodies "
                              "(bounds memory for wide records such as raw deliveries).")
-    batch_seconds: float = Field(1.0, gt=0)
+    batch_seconds: float = Field(0.5, gt=0, description="... or this long after its first record: the sink's share "
+                                 "of the end-to-end latency (p99 ≈ batch_seconds + ~0.1 s). Smaller means smaller parts "
+                                 "at moderate rates, which the engine merges at a CPU cost.")
     query_port: int = Field(8124, gt=0, lt=65536, description="Loopback port serving read-only SQL on embedded mode.")
     group_id: str = "attrib-sink"
     raw_ttl_days: int = Field(7, ge=1, le=3650, description="raw_deliveries keeps verified deliveries this long.")

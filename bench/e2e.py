@@ -34,6 +34,8 @@ def main() -> int:
     ap.add_argument("--seconds", type=float, default=20)
     ap.add_argument("--set", action="append", default=[], metavar="ATTRIB_KEY=VALUE",
                     help="extra settings for the pipeline, e.g. ATTRIB_SINK__BATCH_SECONDS=0.25 (repeatable)")
+    ap.add_argument("--no-warmup", action="store_true",
+                    help="start the clock right away (by default a few deliveries go through the pipeline first)")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="attrib-e2e-"))
     kafka, controller = free_port(), free_port()
@@ -56,31 +58,46 @@ def main() -> int:
         else:
             print("attrib run exited before the pipeline was up", file=sys.stderr)
             return 1
+        from sinks.sql import query_rows
+
+        db = s.clickhouse.database
+
+        def rows_in(table: str) -> int:
+            return int(query_rows(s, f"SELECT count() AS n FROM {db}.{table}")[0]["n"])
+
+        if not args.no_warmup:  # consumer-group joins and first fetches are start-up, not the steady state measured
+            subprocess.run(attrib_argv("send", "--count", "5", "--rate", "50", "--concurrency", "4", "--duplicates",
+                                       "0", "--out-of-order", "0.0", "--json", "--no-progress"),
+                           env=env, capture_output=True, text=True)
+            deadline = time.monotonic() + 60
+            while rows_in("events") == 0 and time.monotonic() < deadline:
+                time.sleep(0.5)
+            time.sleep(2)
+        warm_raw = rows_in("raw_deliveries")
         count = int(args.rate * args.seconds / len(s.sources))
         t0 = time.time()
         sent = subprocess.run(attrib_argv("send", "--count", str(count), "--rate", str(args.rate), "--concurrency", "64",
                                           "--duplicates", "0.05", "--out-of-order", "0.0", "--json", "--no-progress"),
                               env=env, capture_output=True, text=True)
         summary = json.loads(sent.stdout.strip().splitlines()[-1])
-        from sinks.sql import query_rows
-
-        db = s.clickhouse.database
         want, deadline, n = summary["sent"] - summary["duplicates"], time.monotonic() + 120, -1
         while time.monotonic() < deadline:
-            n = int(query_rows(s, f"SELECT count() AS n FROM {db}.raw_deliveries")[0]["n"])
+            n = rows_in("raw_deliveries") - warm_raw
             if n >= summary["sent"]:
                 break
             time.sleep(0.5)
         last, since = -1, time.monotonic()  # then until the worker's outputs stop arriving (its backlog drained)
         while time.monotonic() - since < 4 and time.monotonic() < deadline + 120:
-            m = int(query_rows(s, f"SELECT count() AS n FROM {db}.events")[0]["n"])
+            m = rows_in("events")
             last, since = (m, time.monotonic()) if m != last else (last, since)
             time.sleep(0.5)
         q = query_rows(s, f"""
             SELECT count() AS events,
                    quantile(0.5)(dateDiff('millisecond', received_at, loaded_at)) AS p50,
                    quantile(0.99)(dateDiff('millisecond', received_at, loaded_at)) AS p99,
-                   max(dateDiff('millisecond', received_at, loaded_at)) AS max
+                   max(dateDiff('millisecond', received_at, loaded_at)) AS max,
+                   quantiles(0.5, 0.99)(dateDiff('millisecond', received_at, emitted_at)) AS worker,
+                   quantiles(0.5, 0.99)(dateDiff('millisecond', emitted_at, loaded_at)) AS sink
             FROM {db}.events WHERE received_at >= fromUnixTimestamp64Milli({int(t0 * 1000)})
               AND version = 1 AND attribution_status != 'pending_timeout'""")[0]
         print(f"sent {summary['sent']:,} deliveries at {summary['rate_per_s']}/s (target {args.rate:g}/s), "
@@ -91,6 +108,8 @@ def main() -> int:
         print(f"ingress receipt → queryable in ClickHouse over {q['events']:,} events: "
               f"p50 {q['p50']:.0f} ms, p99 {q['p99']:.0f} ms, max {q['max']:.0f} ms; load average "
               f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+        print("  of which receipt → emitted by the worker p50 {:.0f} / p99 {:.0f} ms; emitted → loaded by the sink "
+              "p50 {:.0f} / p99 {:.0f} ms".format(*q["worker"], *q["sink"]))
         return 0
     finally:
         run.send_signal(signal.SIGINT)

@@ -365,7 +365,8 @@ class Sink:
         # fast-path blocks first (a refused block falls back to rows), then per-table rows; the same order every retry
         done_rows: set[str] = set()
         while True:
-            fast = sorted(batch.blobs)
+            # events first: their latency is what analysts see (raw deliveries are an archive)
+            fast = sorted(batch.blobs, key=lambda fp: (landing.writers()[fp].table != "events_avro_in", fp))
             pending = [t for t in sorted(batch.rows, key=lambda t: t == "dead_letters") if t not in done_rows]
             if not fast and not pending:
                 break
