@@ -28,6 +28,33 @@ from attrib import settings as settings_mod  # noqa: E402
 from attrib.supervise import attrib_argv, free_port  # noqa: E402
 
 
+def _cpu_by_process(root: int) -> dict[str, float]:
+    """CPU seconds of each process under ``root`` (Linux /proc), labelled by its command (attrib <cmd>, java, …)."""
+    procs: dict[int, tuple[int, str, float]] = {}
+    tick = os.sysconf("SC_CLK_TCK")
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            stat = (d / "stat").read_text()
+            argv = (d / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2:].split()
+        words = [a.decode(errors="replace") for a in argv if a]
+        label = next((f"attrib {words[i + 1]}" for i, w in enumerate(words[:-1]) if w.endswith("attrib")
+                      or w == "attrib.cli"), Path(words[0]).name if words else "?")
+        procs[int(d.name)] = (int(fields[1]), label, (int(fields[11]) + int(fields[12])) / tick)
+    out: dict[str, float] = {}
+    for pid, (_, label, cpu) in procs.items():
+        p = pid
+        while p in procs and p != root:
+            p = procs[p][0]
+        if p == root:
+            out[label] = out.get(label, 0.0) + cpu
+    return out
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rate", type=float, default=1000)
@@ -75,6 +102,7 @@ def main() -> int:
             time.sleep(2)
         warm_raw = rows_in("raw_deliveries")
         count = int(args.rate * args.seconds / len(s.sources))
+        cpu0 = _cpu_by_process(run.pid)
         t0 = time.time()
         sent = subprocess.run(attrib_argv("send", "--count", str(count), "--rate", str(args.rate), "--concurrency", "64",
                                           "--duplicates", "0.05", "--out-of-order", "0.0", "--json", "--no-progress"),
@@ -110,6 +138,10 @@ def main() -> int:
               f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
         print("  of which receipt → emitted by the worker p50 {:.0f} / p99 {:.0f} ms; emitted → loaded by the sink "
               "p50 {:.0f} / p99 {:.0f} ms".format(*q["worker"], *q["sink"]))
+        cpu = {k: v - cpu0.get(k, 0.0) for k, v in _cpu_by_process(run.pid).items()}
+        took = time.time() - t0
+        print(f"  CPU over those {took:.0f}s, % of one core: " + ", ".join(
+            f"{k} {100 * v / took:.0f}%" for k, v in sorted(cpu.items(), key=lambda kv: -kv[1]) if v > 0.05))
         return 0
     finally:
         run.send_signal(signal.SIGINT)

@@ -19,6 +19,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable
 from datetime import date, datetime, timedelta, timezone
+from typing import Any
 
 from clickhouse_connect.driver.client import Client
 
@@ -54,8 +55,9 @@ GROUP BY day, app_id, media_source, campaign, ad_set, platform
 """
 
 
-def refresh(client: Client, database: str, days: Iterable[date]) -> int:
-    """Rebuild ``daily_rollups`` for ``days``; return the number of rollup rows written."""
+def refresh(client: Client, database: str, days: Iterable[date], settings: dict[str, Any] | None = None) -> int:
+    """Rebuild ``daily_rollups`` for ``days``; return the number of rollup rows written. ``settings`` go with the
+    rebuild's aggregation (the expensive part)."""
     days = sorted(set(days))
     if not days:
         return 0
@@ -68,7 +70,7 @@ def refresh(client: Client, database: str, days: Iterable[date]) -> int:
         hi = datetime.combine(days[-1] + timedelta(days=1), datetime.min.time(), timezone.utc)
         client.command(
             f"INSERT INTO {staging} ({', '.join(COLUMNS)}) " + SELECT.replace("{db}", database),
-            parameters={"lo": lo, "hi": hi, "days": days}, settings={"async_insert": 0})
+            parameters={"lo": lo, "hi": hi, "days": days}, settings={"async_insert": 0, **(settings or {})})
         built = dict(client.query(f"SELECT day, count() FROM {staging} GROUP BY day").result_rows)
         for d in days:
             if d in built:
@@ -85,9 +87,11 @@ class Refresher:
     client, so loading never waits for a rebuild. ``margin_s`` re-reads recently touched days, covering inserts by
     other sink processes whose clocks or commits interleave with ours (a rebuild too many is harmless)."""
 
-    def __init__(self, connect: Callable[[], Client], database: str, interval_s: float, margin_s: float = 10.0):
+    def __init__(self, connect: Callable[[], Client], database: str, interval_s: float, margin_s: float = 10.0,
+                 query_settings: dict[str, Any] | None = None):
         self._connect = connect
         self.db = database
+        self.query_settings = query_settings or {}
         self.interval_s = interval_s
         self.margin_s = margin_s
         self.watermark: datetime | None = None
@@ -139,7 +143,7 @@ class Refresher:
                        parameters={"since": since}).result_rows
         written = 0
         if rows:
-            written = refresh(c, self.db, [d for d, _ in rows])
+            written = refresh(c, self.db, [d for d, _ in rows], self.query_settings)
             self.watermark = max(self.watermark, *(_utc(t) for _, t in rows))
             self.refreshes += 1
         self.settled_at = started

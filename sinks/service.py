@@ -151,7 +151,12 @@ class Sink:
         self._client: Client | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self.refresher = rollups.Refresher(self._connect, self.db, settings.sink.rollup_refresh_s)
+        # Embedded, the rebuild shares this machine's cores with the inserts (and often with the worker): its engine
+        # threads run at nice 10 (reset after each query), so under load loading and latency come first and the
+        # rollups lag a little. A server schedules its own queries.
+        self.refresher = rollups.Refresher(self._connect, self.db, settings.sink.rollup_refresh_s,
+                                           query_settings={"os_thread_priority": 10}
+                                           if settings.clickhouse.embedded else None)
         self._carry: list[Message] = []
         self.serde = wire.serde(settings)  # single-object Avro, or Confluent framing with a schema registry
         self.topics = [settings.topics.events, settings.topics.dead_letters, settings.topics.alerts_spike,

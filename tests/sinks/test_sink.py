@@ -128,14 +128,54 @@ def test_a_record_the_engine_refuses_becomes_a_dead_letter_and_the_rest_loads(ma
     truncated = good[:40]  # valid magic and fingerprint, body cut short: only the engine notices
     produce(s.kafka.bootstrap_servers, s.topics.events, tr.records)
     p = Producer({"bootstrap.servers": s.kafka.bootstrap_servers})
-    p.produce(s.topics.events, value=truncated)
+    where = []
+    p.produce(s.topics.events, value=truncated, on_delivery=lambda err, m: where.append((m.partition(), m.offset())))
     p.flush(10)
     with running(s) as sink:
         wait_for(caught_up(sink, len(tr.records) + 1), "every record")
     assert scalar(client, f"SELECT count() FROM {db}.events FINAL") == len(tr.final)
-    assert client.query(f"SELECT reason, length(payload) FROM {db}.dead_letters FINAL").result_rows == [
-        ("undecodable", len(truncated))]
+    # the dead letter names the bad record's own Kafka position (kept per body while its block was in flight)
+    (partition, offset), = where
+    assert client.query(f"SELECT dead_letter_id, reason, length(payload) FROM {db}.dead_letters FINAL").result_rows \
+        == [(f"sink:{s.topics.events}:{partition}:{offset}", "undecodable", len(truncated))]
     assert sink.metrics.undecodable == 1
+
+
+def test_batch_remembers_each_bodys_position_across_partitions_and_schemas():
+    class Msg:  # the three accessors Batch reads from a confluent_kafka Message
+        def __init__(self, topic: str, partition: int, offset: int) -> None:
+            self._c = (topic, partition, offset)
+
+        def topic(self) -> str:
+            return self._c[0]
+
+        def partition(self) -> int:
+            return self._c[1]
+
+        def offset(self) -> int:
+            return self._c[2]
+
+    arrivals = [(b"A", ("ev", 0, 5)), (b"B", ("raw", 2, 7)), (b"A", ("ev", 1, 3)), (b"A", ("ev", 0, 6)),
+                (b"B", ("raw", 2, 8))]
+    batch = Batch()
+    for fp, coords in arrivals:
+        batch.add_blob(fp, f"{coords}".encode(), Msg(*coords))
+    for fp in (b"A", b"B"):
+        assert list(batch.coordinates(fp)) == [c for f, c in arrivals if f == fp]
+        assert batch.blobs[fp] == [f"{c}".encode() for f, c in arrivals if f == fp]
+    assert {k: v[:2] for k, v in batch.offsets.items()} == {("ev", 0): [5, 6], ("ev", 1): [3, 3], ("raw", 2): [7, 8]}
+    assert batch.count == 5 and batch.size == sum(len(f"{c}") for _, c in arrivals)
+
+
+def test_a_batch_closes_at_batch_bytes_before_its_row_or_time_limit(make_settings):
+    # rows and seconds set out of reach: only the byte bound can close these batches
+    s = _sink_settings(make_settings, batch_rows=10**6, batch_seconds=3600.0, batch_bytes=1)
+    client = warehouse(s)
+    tr = traffic(users=10, seed=4)
+    produce(s.kafka.bootstrap_servers, s.topics.events, tr.records)
+    with running(s) as sink:
+        wait_for(caught_up(sink, len(tr.records)), "every record")
+    assert scalar(client, f"SELECT count() FROM {s.clickhouse.database}.events FINAL") == len(tr.final)
 
 
 def _committed(s, group):  # noqa: ANN001, ANN202
