@@ -102,6 +102,7 @@ class Processor:
         self.tally = m.Tally()
         self.assigned: set[int] = set()
         self.last_offset: dict[int, int] = {}  # partition -> offset of the last message handled since assignment
+        self.skipped: dict[int, int] = {}  # partition -> re-delivered messages skipped since assignment
 
     def publish_metrics(self) -> None:
         self.tally.publish()
@@ -112,6 +113,7 @@ class Processor:
     def on_assigned(self, partitions: set[int]) -> None:
         self.assigned = set(partitions)
         self.last_offset.clear()  # a new assignment seeks to the committed offsets: re-processing is wanted then
+        self.skipped.clear()
         for p in partitions:
             self.index.pop(p, None)  # rebuilt lazily on the partition's next message
         self._recount()
@@ -161,10 +163,15 @@ class Processor:
 
     def handle(self, key: bytes | None, value: bytes | None, partition: int, offset: int) -> None:
         """Process one raw-topic record; never raises (failures become dead letters)."""
-        if self.last_offset.get(partition) == offset:
-            # Faust passes a re-fetched record whose offset equals the last one delivered (its read-offset check is
-            # `>=`, seen after restarts under load): handling it twice would only emit its outputs twice.
-            log.info("skipped a re-delivered message", extra={"fields": {"partition": partition, "offset": offset}})
+        last = self.last_offset.get(partition)
+        if last is not None and offset <= last:
+            # Already handled in this assignment (state and outputs included it). Faust re-delivers such records: the
+            # last one again (its read-offset check is `>=`), or, right after a restart, the range since the committed
+            # offset a second time. Handling them again would only emit their outputs twice.
+            n = self.skipped[partition] = self.skipped.get(partition, 0) + 1
+            if n == 1 or n % 1000 == 0:
+                log.info("skipped re-delivered messages", extra={"fields": {
+                    "partition": partition, "offset": offset, "last_handled": last, "skipped": n}})
             return
         self.last_offset[partition] = offset
         ref = {"topic": self.topics.raw, "partition": partition, "offset": offset}

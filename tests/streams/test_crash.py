@@ -107,6 +107,45 @@ def reemission_problems(out: Reader, kills: list[KillPoint]) -> tuple[int, int, 
     return reemitted, allowed_total, problems
 
 
+def locate(s: Settings, expect: Expectation, records: list[dict[str, Any]], kills: list[KillPoint]) -> str:
+    """For a failure: where the deliveries of a few missing events sit in the raw topic, against the kills' offsets
+    and the group's committed offsets now (re-reads the raw topic; only called when the test fails)."""
+    try:
+        return _locate(s, expect, records, kills)
+    except Exception as exc:  # noqa: BLE001 - a diagnostic must not hide the failure it explains
+        return f"(locating the missing events failed: {exc!r})"
+
+
+def _locate(s: Settings, expect: Expectation, records: list[dict[str, Any]], kills: list[KillPoint]) -> str:
+    missing = sorted(expect.events.keys() - {r["event_id"] for r in records})[:5]
+    if not missing:
+        return ""
+    srcs = {x["name"]: SourceSettings(**x) for x in SOURCES}
+    c = Consumer({"bootstrap.servers": s.kafka.bootstrap_servers, "group.id": f"locate-{time.monotonic_ns()}",
+                  "auto.offset.reset": "earliest", "enable.auto.commit": False})
+    c.subscribe([s.topics.raw])
+    where: dict[str, list[tuple[int, int]]] = defaultdict(list)
+    quiet = time.monotonic()
+    try:
+        while time.monotonic() - quiet < 5:
+            msgs = c.consume(2000, 0.5)
+            if msgs:
+                quiet = time.monotonic()
+            for m in msgs:
+                v = m.value()
+                if m.error() is not None or not v or not v.startswith(avro.MAGIC):
+                    continue
+                raw = avro.decode(v)[1]
+                for e in normalize(srcs[raw["source"]], raw):
+                    if e["event_id"] in missing:
+                        where[e["event_id"]].append((m.partition(), m.offset()))
+    finally:
+        c.close()
+    now = offsets(s)
+    return (f"missing events' deliveries (partition, offset): {dict(where)}; kills (committed, raw end) per "
+            f"partition: {[(k.committed, k.raw_end) for k in kills]}; committed now {now.committed}")
+
+
 def diagnose(w: WorkerProc) -> str:
     """Where a restarted worker stands, from its log: what a stuck phase was waiting on."""
     log = w.log_tail(10**8)
@@ -185,7 +224,7 @@ def test_kill_9_at_random_moments_loses_nothing(worker_settings, workers):
         feeder.join()
         t0 = time.monotonic()
         recs = out.read_until(lambda rs: not expect.problems(rs), "complete output", limit_s=150, proc=w,
-                              explain=lambda rs: f"{expect.problems(rs)}; {diagnose(w)}")
+                              explain=lambda rs: f"{expect.problems(rs)}; {diagnose(w)}; {locate(s, expect, rs, kills)}")
         phases.append(f"{time.monotonic() - t0:.1f}s")
     finally:
         feeder.join()

@@ -1,5 +1,6 @@
-"""Faust can hand the agent the record it just handled once more (its read-offset check is `>=`); the worker skips
-that one, but re-processes everything after a new assignment (which seeks back to the committed offsets)."""
+"""Faust can hand the agent records it already handled in the same assignment (the last one again — its read-offset
+check is `>=` — or, right after a restart, the range since the committed offset a second time); the worker skips
+them, but re-processes everything after a new assignment (which seeks back to the committed offsets)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from streams.app import Processor
 from tests.streams.conftest import T0, generic_body, raw_delivery
 
 
-def test_the_same_offset_twice_in_a_row_is_handled_once_until_the_next_assignment(tmp_path: Path):
+def test_an_offset_is_handled_once_per_assignment(tmp_path: Path):
     s = Settings(var_dir=tmp_path, sources=[{"name": "gen", "mmp": "generic"}])
     outs: list[bytes] = []
     proc = Processor(s, {}, lambda topic, key, value: outs.append(value) if topic == s.topics.events else None)
@@ -24,6 +25,8 @@ def test_the_same_offset_twice_in_a_row_is_handled_once_until_the_next_assignmen
     assert len(outs) == 1
     proc.handle(None, value, 1, 5)  # same offset, other partition: a different message (a duplicate here)
     proc.handle(None, value, 0, 6)  # a retry at a later offset: a duplicate
+    assert len(outs) == 1
+    proc.handle(None, value, 0, 5)  # re-delivered from an earlier offset (a seek back): skipped too
     assert len(outs) == 1
     proc.on_assigned({0})  # after a rebalance the partition restarts from its committed offset: replayed, re-emitted
     proc.handle(None, value, 0, 5)
