@@ -150,7 +150,8 @@ def diagnose(w: WorkerProc) -> str:
     """Where a restarted worker stands, from its log: what a stuck phase was waiting on."""
     log = w.log_tail(10**8)
     steps = [("joined the group", "Setting newly assigned partitions"), ("recovered its table",
-             "Recovery complete"), ("processed a partition", "partition index rebuilt")]
+             "Recovery complete"), ("processed a partition", "partition index rebuilt"),
+             ("saw its stream skip offsets", "the stream skipped offsets")]
     return "; ".join(f"{what}: {'yes' if needle in log else 'NO'}" for what, needle in steps)
 
 
