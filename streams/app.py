@@ -101,8 +101,7 @@ class Processor:
         self.last_sweep: dict[int, int] = {}
         self.tally = m.Tally()
         self.assigned: set[int] = set()
-        self.last_offset: dict[int, int] = {}  # partition -> offset of the last message handled since assignment
-        self.skipped: dict[int, int] = {}  # partition -> re-delivered messages skipped since assignment
+        self.last_offset: dict[int, int] = {}  # partition -> last offset handled since assignment (gap warning)
         self.gaps: set[int] = set()  # partitions whose stream jumped over offsets since assignment (logged once)
 
     def publish_metrics(self) -> None:
@@ -113,8 +112,7 @@ class Processor:
 
     def on_assigned(self, partitions: set[int]) -> None:
         self.assigned = set(partitions)
-        self.last_offset.clear()  # a new assignment seeks to the committed offsets: re-processing is wanted then
-        self.skipped.clear()
+        self.last_offset.clear()
         self.gaps.clear()
         for p in partitions:
             self.index.pop(p, None)  # rebuilt lazily on the partition's next message
@@ -165,16 +163,10 @@ class Processor:
 
     def handle(self, key: bytes | None, value: bytes | None, partition: int, offset: int) -> None:
         """Process one raw-topic record; never raises (failures become dead letters)."""
+        # Never skip a record seen before: Faust may hand the agent a range again (its read-offset check is `>=`; after
+        # a restart it re-delivers since the committed offset) and processing it again only re-emits the same outputs
+        # (the state recognises the offset), while skipping it once cost events in a loaded crash test.
         last = self.last_offset.get(partition)
-        if last is not None and offset <= last:
-            # Already handled in this assignment (state and outputs included it). Faust re-delivers such records: the
-            # last one again (its read-offset check is `>=`), or, right after a restart, the range since the committed
-            # offset a second time. Handling them again would only emit their outputs twice.
-            n = self.skipped[partition] = self.skipped.get(partition, 0) + 1
-            if n == 1 or n % 1000 == 0:
-                log.info("skipped re-delivered messages", extra={"fields": {
-                    "partition": partition, "offset": offset, "last_handled": last, "skipped": n}})
-            return
         if last is not None and offset > last + 1 and partition not in self.gaps:
             # No producer of the raw topic is transactional, so offsets are contiguous: a jump means the stream never
             # delivered those records (suspected once under load, with events lost). Logged to catch it in the act.
