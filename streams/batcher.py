@@ -68,7 +68,14 @@ class Batcher:
             await asyncio.shield(self.pump)
 
     async def _pump(self) -> None:
-        producer = self._producer()
+        try:
+            producer = self._producer()
+        except Exception as exc:  # noqa: BLE001 - not started / already stopped: fail the flush, don't hang it
+            self.error = self.error or exc
+            self.submitted += len(self.queue)
+            self.queue.clear()
+            self.progress.set()
+            return
         while self.queue:
             topic, partition, batch = self.queue.popleft()
             try:
