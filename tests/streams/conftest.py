@@ -84,10 +84,15 @@ class Reader:
 
     def read_until(self, done: Callable[[list[dict[str, Any]]], bool], what: str, limit_s: float = 120.0,
                    proc: WorkerProc | None = None, explain: Callable[[list[dict[str, Any]]], Any] | None = None,
-                   ) -> list[dict[str, Any]]:
+                   restart: Callable[[WorkerProc], WorkerProc] | None = None) -> list[dict[str, Any]]:
+        """``restart``: a worker that exits with code 70 (it refuses to commit past a problem) is restarted through
+        it, as a supervisor would (compose: ``restart: unless-stopped``); any other exit fails."""
         end = time.monotonic() + limit_s
         while not done(self.records):
             if proc is not None and proc.p is not None and proc.p.poll() is not None:
+                if restart is not None and proc.p.returncode == 70:
+                    proc = restart(proc)
+                    continue
                 raise AssertionError(f"worker exited ({proc.p.returncode}) while waiting for {what}\n{proc.log_tail()}")
             if time.monotonic() > end:
                 tail = proc.log_tail() if proc else ""
