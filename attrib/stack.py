@@ -284,3 +284,15 @@ logger.kafka.level = INFO
 logger.broker.name = kafka.server.BrokerServer
 logger.broker.level = INFO
 """
+
+
+def throwaway_broker(home: Path) -> Broker:
+    """A started broker on free ports with its files under ``home``, for tests and benchmarks (``stop()`` it after)."""
+    from attrib.supervise import free_port
+
+    s = Settings(var_dir=home, kafka={"bootstrap_servers": f"127.0.0.1:{free_port()}"},
+                 stack={"controller_port": free_port()})
+    fetch_jars(s)
+    broker = Broker.from_settings(s)
+    broker.start(log=lambda *_: None)
+    return broker

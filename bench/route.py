@@ -132,13 +132,9 @@ def main() -> None:
     if args.bootstrap:
         bootstrap = args.bootstrap
     else:
-        from attrib.stack import Broker, fetch_jars
+        from attrib.stack import throwaway_broker
 
-        bs = Settings(var_dir=tmp / "stack", kafka={"bootstrap_servers": f"127.0.0.1:{free_port()}"},
-                      stack={"controller_port": free_port(), "jars_dir": ROOT / "var" / "kafka" / "lib"})
-        fetch_jars(bs)
-        broker = Broker.from_settings(bs)
-        broker.start(log=lambda *_: None)
+        broker = throwaway_broker(tmp / "stack")
         bootstrap = broker.bootstrap
     tag = uuid.uuid4().hex[:6]
     s = Settings(var_dir=tmp, kafka={"bootstrap_servers": bootstrap}, sources=[{"name": "gen", "mmp": "generic"}],

@@ -27,7 +27,7 @@ sys.path.insert(0, str(ROOT))
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition  # noqa: E402
 
 from attrib.settings import Settings  # noqa: E402
-from attrib.supervise import free_port, settings_env  # noqa: E402
+from attrib.supervise import cpu_s, rss_mb, settings_env  # noqa: E402
 from attrib.topics import ensure_topics  # noqa: E402
 
 
@@ -35,23 +35,8 @@ def env_for(s: Settings) -> dict[str, str]:
     return settings_env(s, ("kafka", "topics", "streams", "sources"), log_level="WARNING")
 
 
-def rss_mb(pid: int) -> float:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return 0.0
 
 
-def cpu_s(pid: int) -> float:
-    """User + system CPU seconds of a process (the machine is shared: wall-clock rates are noisy)."""
-    try:
-        f = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-        return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
-    except OSError:
-        return 0.0
 
 
 def end_offsets(s: Settings) -> dict[int, int]:
@@ -257,13 +242,9 @@ def main() -> int:
     if args.bootstrap:
         bootstrap = args.bootstrap
     else:
-        from attrib.stack import Broker, fetch_jars
+        from attrib.stack import throwaway_broker
 
-        bs = Settings(var_dir=tmp / "stack", kafka={"bootstrap_servers": f"127.0.0.1:{free_port()}"},
-                      stack={"controller_port": free_port(), "jars_dir": ROOT / "var" / "kafka" / "lib"})
-        fetch_jars(bs)
-        broker = Broker.from_settings(bs)
-        broker.start(log=lambda *_: None)
+        broker = throwaway_broker(tmp / "stack")
         bootstrap = broker.bootstrap
     tag = f"{int(time.time())}"
     s = Settings(var_dir=tmp, kafka={"bootstrap_servers": bootstrap}, sources=SOURCES,

@@ -28,7 +28,7 @@ sys.path.insert(0, str(ROOT))
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition  # noqa: E402
 
 from attrib.settings import Settings  # noqa: E402
-from attrib.supervise import free_port, settings_env  # noqa: E402
+from attrib.supervise import cpu_s, rss_mb, settings_env  # noqa: E402
 from attrib.topics import ensure_topics  # noqa: E402
 
 # The worker plus a thread that writes, every few seconds, the sizes of what it holds: users and state bytes in
@@ -93,24 +93,8 @@ sys.exit(main(["worker"] + sys.argv[1:]))
 '''
 
 
-def rss_mb(pid: int) -> float:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return 0.0
 
 
-def cpu_s(pid: int) -> float:
-    import os
-
-    try:
-        f = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-        return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
-    except OSError:
-        return 0.0
 
 
 class Feed:
@@ -191,13 +175,9 @@ def main() -> int:
         if args.bootstrap:
             bootstrap = args.bootstrap
         else:
-            from attrib.stack import Broker, fetch_jars
+            from attrib.stack import throwaway_broker
 
-            bs = Settings(var_dir=tmp / "stack", kafka={"bootstrap_servers": f"127.0.0.1:{free_port()}"},
-                          stack={"controller_port": free_port(), "jars_dir": ROOT / "var" / "kafka" / "lib"})
-            fetch_jars(bs)
-            broker = Broker.from_settings(bs)
-            broker.start(log=lambda *_: None)
+            broker = throwaway_broker(tmp / "stack")
             bootstrap = broker.bootstrap
         tag = f"mem-{int(time.time())}"
         streams = {"app_id": tag, "metrics_port": 0, "session_timeout_s": 10, "dedupe_retention_s": 120,

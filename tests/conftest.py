@@ -12,8 +12,7 @@ import pytest
 
 from attrib import settings as settings_mod
 from attrib.settings import Settings
-from attrib.stack import Broker, fetch_jars
-from attrib.supervise import free_port
+from attrib.stack import throwaway_broker
 
 
 @pytest.fixture(autouse=True)
@@ -30,12 +29,7 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     if reuse:
         yield reuse
         return
-    home = tmp_path_factory.mktemp("stack")
-    s = Settings(var_dir=home, kafka={"bootstrap_servers": f"127.0.0.1:{free_port()}"},
-                 stack={"controller_port": free_port()})
-    fetch_jars(s)
-    broker = Broker.from_settings(s)
-    broker.start(log=lambda *_: None)
+    broker = throwaway_broker(tmp_path_factory.mktemp("stack"))
     try:
         yield broker.bootstrap
     finally:

@@ -25,7 +25,7 @@ from attrib.supervise import Service, attrib_argv
 from schemas.normalize import normalize
 from sinks import pack
 from sinks.sql import query_rows
-from tests.conftest import free_port
+from attrib.supervise import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 

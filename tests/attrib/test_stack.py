@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.conftest import free_port
+from attrib.supervise import free_port
 
 
 def _attrib(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:

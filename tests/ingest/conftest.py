@@ -18,7 +18,7 @@ from attrib.settings import Settings
 from attrib.topics import ensure_topics
 from ingest import server
 from schemas import avro
-from tests.conftest import free_port
+from attrib.supervise import free_port
 
 LR_KEY = "lr_priv_6f1c2a9e4b7d"
 HMAC_SECRET = "It's a Secret to Everybody"

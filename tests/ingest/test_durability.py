@@ -8,7 +8,7 @@ import json
 from attrib.settings import Settings
 from attrib.stack import Broker, fetch_jars
 from ingest.verify import Outbound
-from tests.conftest import free_port
+from attrib.supervise import free_port
 from tests.ingest.conftest import SOURCES, consume
 
 BOUND_S = 2.0

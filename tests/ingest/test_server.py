@@ -12,7 +12,7 @@ import sys
 import time
 import urllib.request
 
-from tests.conftest import free_port
+from attrib.supervise import free_port
 from tests.ingest.conftest import LR_KEY, SOURCES, consume
 
 

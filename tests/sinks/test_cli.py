@@ -17,7 +17,7 @@ from attrib.settings import Settings
 from schemas import avro
 from sinks import report
 from sinks.sql import SqlError, query_rows, run_sql
-from tests.conftest import free_port
+from attrib.supervise import free_port
 from tests.sinks.fixtures import DAY0, produce, traffic
 from tests.sinks.helpers import wait_for
 

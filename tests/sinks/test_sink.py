@@ -11,7 +11,7 @@ from schemas import avro
 from sinks import rollups
 from sinks.service import Batch, Sink
 from tests.sinks.fixtures import produce, traffic, truth_rollups
-from tests.conftest import free_port
+from attrib.supervise import free_port
 from tests.sinks.helpers import caught_up, running, scalar, wait_for, warehouse
 
 

@@ -8,7 +8,7 @@ import urllib.request
 from collections import Counter
 
 
-from tests.conftest import free_port
+from attrib.supervise import free_port
 from tests.streams.conftest import Reader, generic_body, produce, produce_raw, raw_delivery
 
 LINKRUNNER_SIGNUP = json.dumps({

@@ -15,7 +15,7 @@ from ingest import server
 from sinks.inspect.feed import KafkaFeed, RejectionPoller
 from sinks.inspect.server import apply, rejections_url
 from sinks.inspect.store import Store
-from tests.conftest import free_port
+from attrib.supervise import free_port
 
 pytestmark = pytest.mark.timeout(120)
 TOKEN = "lr_priv_6f1c2a9e4b7d"

@@ -12,7 +12,7 @@ import pytest
 
 from attrib.topics import ensure_topics
 from sinks.inspect.server import serve
-from tests.conftest import free_port
+from attrib.supervise import free_port
 from tests.sinks.inspect.cdp import Browser
 from tests.sinks.inspect.feeds import RejectionFeed, produce, raw_delivery, rejection
 from tests.sinks.route.events import enriched

@@ -18,7 +18,7 @@ from attrib.settings import Settings
 from attrib.topics import ensure_topics
 from schemas import avro
 from sinks.route.service import Router
-from tests.conftest import free_port
+from attrib.supervise import free_port
 from tests.sinks.route.events import enriched
 from tests.sinks.route.receivers import Receiver
 
