@@ -286,6 +286,15 @@ logger.broker.level = INFO
 """
 
 
+def given_or_throwaway(bootstrap: str | None, home: Path) -> tuple[Broker | None, str]:
+    """The benchmarks' ``--bootstrap``: that broker if given, else a throwaway one under ``home`` (the caller stops
+    the returned Broker; None when it was given)."""
+    if bootstrap:
+        return None, bootstrap
+    broker = throwaway_broker(home)
+    return broker, broker.bootstrap
+
+
 def throwaway_broker(home: Path) -> Broker:
     """A started broker on free ports with its files under ``home``, for tests and benchmarks (``stop()`` it after)."""
     from attrib.supervise import free_port

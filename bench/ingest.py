@@ -30,8 +30,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from attrib.settings import Settings  # noqa: E402
-from attrib.supervise import free_port  # noqa: E402
+from attrib.stack import given_or_throwaway  # noqa: E402
+from attrib.supervise import cpu_s, free_port  # noqa: E402
 
 SECRET = "bench-secret-0123456789"
 SOURCE = {"name": "bench", "mmp": "generic", "verify": ["hmac"], "secrets": [SECRET],
@@ -154,11 +154,6 @@ def group_wait_s(pgid: int) -> float:
     return total
 
 
-def pid_cpu_s(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def stored_count(bootstrap: str, topic: str) -> int:
     from confluent_kafka import Consumer, TopicPartition
 
@@ -187,21 +182,10 @@ def main() -> int:
     args = ap.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="attrib-bench-"))
-    broker = None
-    if args.bootstrap:
-        bootstrap = args.bootstrap
-    else:
-        from attrib.stack import Broker, fetch_jars
-
-        s = Settings(var_dir=tmp, kafka={"bootstrap_servers": f"127.0.0.1:{free_port()}"},
-                     stack={"controller_port": free_port()})
-        fetch_jars(s)
-        broker = Broker.from_settings(s)
-        broker.start(log=lambda *_: None)
-        bootstrap = broker.bootstrap
+    broker, bootstrap = given_or_throwaway(args.bootstrap, tmp)
     def broker_cpu() -> float:
         pid = broker.pid() if broker is not None else None
-        return pid_cpu_s(pid) if pid else float("nan")
+        return cpu_s(pid) if pid else float("nan")
 
     use_wrk = args.generator == "wrk" or (args.generator == "auto" and shutil.which("wrk"))
     reqs = deliveries(2000)

@@ -24,6 +24,7 @@ from aiohttp import web  # noqa: E402
 from confluent_kafka import Consumer, Producer, TopicPartition  # noqa: E402
 
 from attrib.settings import Settings  # noqa: E402
+from attrib.stack import given_or_throwaway  # noqa: E402
 from attrib.supervise import free_port  # noqa: E402
 from attrib.topics import ensure_topics  # noqa: E402
 from schemas import avro  # noqa: E402
@@ -128,14 +129,7 @@ def main() -> None:
     ap.add_argument("--bootstrap")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="attrib-bench-route-"))
-    broker = None
-    if args.bootstrap:
-        bootstrap = args.bootstrap
-    else:
-        from attrib.stack import throwaway_broker
-
-        broker = throwaway_broker(tmp / "stack")
-        bootstrap = broker.bootstrap
+    broker, bootstrap = given_or_throwaway(args.bootstrap, tmp / "stack")
     tag = uuid.uuid4().hex[:6]
     s = Settings(var_dir=tmp, kafka={"bootstrap_servers": bootstrap}, sources=[{"name": "gen", "mmp": "generic"}],
                  topics={"raw": f"b-{tag}.raw", "events": f"b-{tag}.events", "dead_letters": f"b-{tag}.dlq",

@@ -19,7 +19,6 @@ import argparse
 import gc
 import os
 import random
-import socket
 import sys
 import tempfile
 import time
@@ -33,7 +32,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from confluent_kafka import Producer  # noqa: E402
 
 from attrib.settings import Settings  # noqa: E402
-from attrib.stack import Broker, fetch_jars  # noqa: E402
+from attrib.stack import given_or_throwaway  # noqa: E402
+from attrib.supervise import free_port  # noqa: E402
 from attrib.topics import ensure_topics  # noqa: E402
 from schemas import avro  # noqa: E402
 from sinks import landing, migrate  # noqa: E402
@@ -42,19 +42,13 @@ from sinks.service import FAST_SETTINGS, Sink  # noqa: E402
 from tests.sinks.fixtures import traffic  # noqa: E402
 
 
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _settings(bootstrap: str, path: Path, **sink: object) -> Settings:
     tag = uuid.uuid4().hex[:8]
     return Settings(var_dir=path, kafka={"bootstrap_servers": bootstrap},
                     clickhouse={"path": path / "ch", "database": f"bench_{tag}"},
                     topics={"raw": f"b-{tag}.raw", "events": f"b-{tag}.events", "dead_letters": f"b-{tag}.dlq",
                             "alerts_spike": f"b-{tag}.spike", "alerts_drop": f"b-{tag}.drop"},
-                    sink={"group_id": f"bench-{tag}", "query_port": _port(), **sink})
+                    sink={"group_id": f"bench-{tag}", "query_port": free_port(), **sink})
 
 
 def _templates() -> list[dict]:
@@ -245,15 +239,7 @@ def main() -> int:
     ap.add_argument("--skip-latency", action="store_true")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="attrib-bench-"))
-    broker = None
-    bootstrap = args.bootstrap
-    if bootstrap is None:
-        s = Settings(var_dir=tmp / "stack", kafka={"bootstrap_servers": f"127.0.0.1:{_port()}"},
-                     stack={"controller_port": _port()})
-        fetch_jars(s)
-        broker = Broker.from_settings(s)
-        broker.start(log=lambda *_: None)
-        bootstrap = broker.bootstrap
+    broker, bootstrap = given_or_throwaway(args.bootstrap, tmp / "stack")
     if args.engine_only:
         engine_only(args.rows, Settings().sink.batch_rows, tmp)
     try:

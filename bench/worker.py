@@ -27,6 +27,7 @@ sys.path.insert(0, str(ROOT))
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition  # noqa: E402
 
 from attrib.settings import Settings  # noqa: E402
+from attrib.stack import given_or_throwaway  # noqa: E402
 from attrib.supervise import cpu_s, rss_mb, settings_env  # noqa: E402
 from attrib.topics import ensure_topics  # noqa: E402
 
@@ -236,16 +237,9 @@ def main() -> int:
     args = ap.parse_args()
     skip = set(args.skip.split(","))
     tmp = Path(tempfile.mkdtemp(prefix="bench-worker-"))
-    broker = None
     from streams.synthetic import SOURCES, generate
 
-    if args.bootstrap:
-        bootstrap = args.bootstrap
-    else:
-        from attrib.stack import throwaway_broker
-
-        broker = throwaway_broker(tmp / "stack")
-        bootstrap = broker.bootstrap
+    broker, bootstrap = given_or_throwaway(args.bootstrap, tmp / "stack")
     tag = f"{int(time.time())}"
     s = Settings(var_dir=tmp, kafka={"bootstrap_servers": bootstrap}, sources=SOURCES,
                  topics={"raw": f"bench-{tag}.raw", "events": f"bench-{tag}.events",

@@ -28,6 +28,7 @@ sys.path.insert(0, str(ROOT))
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition  # noqa: E402
 
 from attrib.settings import Settings  # noqa: E402
+from attrib.stack import given_or_throwaway  # noqa: E402
 from attrib.supervise import cpu_s, rss_mb, settings_env  # noqa: E402
 from attrib.topics import ensure_topics  # noqa: E402
 
@@ -172,13 +173,7 @@ def main() -> int:
     tmp = Path(tempfile.mkdtemp(prefix="bench-worker-memory-"))
     broker = proc = None
     try:
-        if args.bootstrap:
-            bootstrap = args.bootstrap
-        else:
-            from attrib.stack import throwaway_broker
-
-            broker = throwaway_broker(tmp / "stack")
-            bootstrap = broker.bootstrap
+        broker, bootstrap = given_or_throwaway(args.bootstrap, tmp / "stack")
         tag = f"mem-{int(time.time())}"
         streams = {"app_id": tag, "metrics_port": 0, "session_timeout_s": 10, "dedupe_retention_s": 120,
                    "reemit_grace_s": 60, **{k: json.loads(v) for k, v in (kv.split("=", 1) for kv in args.set)}}
