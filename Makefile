@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test install broker browser up down status send bench clean
+.PHONY: run test lint install broker browser up down status send bench clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -37,6 +37,11 @@ browser:                 ## Debian's chromium for the inspector's headless brows
 
 test: broker browser     ## the whole suite against a real broker the fixtures start (and stop)
 	$(BIN)/python -m pytest -q -p no:cacheprovider
+
+lint: install            ## layer contracts (import-linter), ruff and mypy over the package
+	$(BIN)/lint-imports
+	$(BIN)/ruff check .
+	$(BIN)/mypy
 
 send: install            ## more signed sample traffic to a running `make run`
 	$(BIN)/attrib send --count 200 --duplicates 0.05 --out-of-order 0.1

@@ -26,9 +26,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from attrib.settings import AlertSettings  # noqa: E402
-from streams.alerts.detector import SeriesKey  # noqa: E402
-from streams.alerts.memory import MemoryDetector  # noqa: E402
+from alerts.detector import SeriesKey
+from alerts.memory import MemoryDetector
+from attrib.settings import AlertSettings
 
 B = 300_000
 DAY = 288

@@ -25,7 +25,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from attrib import settings as settings_mod  # noqa: E402
-from attrib.supervise import attrib_argv, free_port  # noqa: E402
+from ops.supervise import attrib_argv  # noqa: E402
+from tests.support import free_port  # noqa: E402
 
 
 def _cpu_by_process(root: int) -> dict[str, float]:
@@ -43,7 +44,7 @@ def _cpu_by_process(root: int) -> dict[str, float]:
         fields = stat[stat.rindex(")") + 2:].split()
         words = [a.decode(errors="replace") for a in argv if a]
         label = next((f"attrib {words[i + 1]}" for i, w in enumerate(words[:-1]) if w.endswith("attrib")
-                      or w == "attrib.cli"), Path(words[0]).name if words else "?")
+                      or w == "ops.cli"), Path(words[0]).name if words else "?")
         procs[int(d.name)] = (int(fields[1]), label, (int(fields[11]) + int(fields[12])) / tick)
     out: dict[str, float] = {}
     for pid, (_, label, cpu) in procs.items():
@@ -85,7 +86,7 @@ def main() -> int:
         else:
             print("attrib run exited before the pipeline was up", file=sys.stderr)
             return 1
-        from sinks.sql import query_rows
+        from ops.sql import query_rows
 
         db = s.clickhouse.database
 

@@ -30,8 +30,11 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from attrib.stack import given_or_throwaway  # noqa: E402
-from attrib.supervise import cpu_s, free_port  # noqa: E402
+from tests.support import (  # noqa: E402
+    cpu_s,
+    free_port,
+    given_or_throwaway,
+)
 
 SECRET = "bench-secret-0123456789"
 SOURCE = {"name": "bench", "mmp": "generic", "verify": ["hmac"], "secrets": [SECRET],
@@ -53,7 +56,7 @@ def wait_ready(url: str, timeout: float = 60) -> None:
 
 def deliveries(n: int) -> list[tuple[str, dict[str, str], bytes]]:
     from attrib.settings import SourceSettings
-    from ingest import signing, traffic
+    from ops.traffic import signing, traffic
 
     src = SourceSettings(**SOURCE)
     out = []
@@ -213,7 +216,7 @@ def main() -> int:
             finally:
                 os.environ.clear()
                 os.environ.update(old)
-            proc = subprocess.Popen([sys.executable, "-m", "attrib.cli", "ingest", "--port", str(port), "--workers",
+            proc = subprocess.Popen([sys.executable, "-m", "ops.cli", "ingest", "--port", str(port), "--workers",
                                      str(n)], env=env, start_new_session=True)
             url = f"http://127.0.0.1:{port}"
             try:

@@ -1,7 +1,7 @@
 """Per-delivery CPU of the worker's own code, without Kafka or Faust (run on demand, not in CI):
 `python bench/processor.py [--users 6000] [--rounds 3]`.
 
-Feeds streams/synthetic.py traffic (Avro raw deliveries, 30% duplicates, 10% out of order, three MMPs) through
+Feeds ops/traffic/synthetic.py traffic (Avro raw deliveries, 30% duplicates, 10% out of order, three MMPs) through
 `streams.app.Processor` with a dict as the table and a no-op producer, and prints CPU µs (process time) per delivery for the whole
 handle() plus each stage measured alone over the same deliveries: Avro decode, normalize, state load+apply+dump,
 enriched-event encode.
@@ -20,11 +20,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from attrib.settings import Settings  # noqa: E402
+from ops.traffic.synthetic import SOURCES, generate  # noqa: E402
 from schemas import avro  # noqa: E402
 from schemas.normalize import normalize  # noqa: E402
 from streams import codec  # noqa: E402
 from streams.app import Processor  # noqa: E402
-from streams.synthetic import SOURCES, generate  # noqa: E402
 
 
 def ints(rec: dict[str, Any]) -> dict[str, Any]:

@@ -24,10 +24,12 @@ from aiohttp import web  # noqa: E402
 from confluent_kafka import Consumer, Producer, TopicPartition  # noqa: E402
 
 from attrib.settings import Settings  # noqa: E402
-from attrib.stack import given_or_throwaway  # noqa: E402
-from attrib.supervise import free_port  # noqa: E402
 from attrib.topics import ensure_topics  # noqa: E402
 from schemas import avro  # noqa: E402
+from tests.support import (
+    free_port,
+    given_or_throwaway,
+)
 
 
 async def receiver() -> tuple[web.AppRunner, int, list[int]]:
@@ -100,8 +102,8 @@ async def bench_route(s: Settings, n: int) -> None:
 
 
 def bench_replay(s: Settings, n: int) -> None:
-    from streams.replay.ranged import RangeReplay
-    from streams.replay.spec import RangeSpec, Target
+    from ops.replay.ranged import RangeReplay
+    from ops.replay.spec import RangeSpec, Target
     from tests.streams.conftest import generic_body, raw_delivery
 
     t0 = int(time.time() * 1000) - 3_600_000

@@ -23,23 +23,25 @@ import sys
 import tempfile
 import time
 import uuid
-from datetime import datetime, timezone
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from confluent_kafka import Producer  # noqa: E402
+from confluent_kafka import Producer
 
-from attrib.settings import Settings  # noqa: E402
-from attrib.stack import given_or_throwaway  # noqa: E402
-from attrib.supervise import free_port  # noqa: E402
-from attrib.topics import ensure_topics  # noqa: E402
-from schemas import avro  # noqa: E402
-from sinks import landing, migrate  # noqa: E402
-from sinks.clickhouse import connect  # noqa: E402
-from sinks.service import FAST_SETTINGS, Sink  # noqa: E402
-from tests.sinks.fixtures import traffic  # noqa: E402
+from attrib.settings import Settings
+from attrib.topics import ensure_topics
+from schemas import avro
+from sinks import landing, migrate
+from sinks.clickhouse import connect
+from sinks.service import FAST_SETTINGS, Sink
+from tests.sinks.fixtures import traffic
+from tests.support import (
+    free_port,
+    given_or_throwaway,
+)
 
 
 def _settings(bootstrap: str, path: Path, **sink: object) -> Settings:
@@ -188,7 +190,7 @@ def latency(bootstrap: str, rate: int, seconds: int, tmp: Path, batch_seconds: f
     deadline = time.monotonic() + 60
     while sink.metrics.inserted.get("events", 0) < len(warm) and time.monotonic() < deadline:
         time.sleep(0.05)
-    measured_from = datetime.now(timezone.utc)
+    measured_from = datetime.now(UTC)
     # the sink's CPU: every thread but this one (the producer loop) and librdkafka's (producer and consumer alike)
     cpu0 = sum(v for k, v in _thread_cpu(skip_main=True).items() if not k.startswith("rdk:"))
     total = rate * seconds
@@ -199,7 +201,7 @@ def latency(bootstrap: str, rate: int, seconds: int, tmp: Path, batch_seconds: f
             time.sleep(min(0.002, due - now))
         rec = dict(base[i % len(base)])
         rec["event_id"] = f"{rec['event_id']}#{i}"
-        rec["emitted_at"] = datetime.now(timezone.utc)
+        rec["emitted_at"] = datetime.now(UTC)
         p.produce(s.topics.events, key=rec["user_key"].encode(), value=avro.encode("enriched_event", rec))
         p.poll(0)
     p.flush(30)

@@ -28,7 +28,7 @@ from schemas import avro  # noqa: E402
 from tests.sinks.fixtures import traffic  # noqa: E402
 
 try:
-    from schemas import wire  # noqa: E402
+    from schemas import wire
 except ImportError:  # an older tree
     wire = None  # type: ignore[assignment]
 
@@ -36,7 +36,7 @@ except ImportError:  # an older tree
 class _Msg:
     """Just what Sink._fill reads from a confluent_kafka Message."""
 
-    __slots__ = ("_v", "_o")
+    __slots__ = ("_o", "_v")
 
     def __init__(self, value: bytes, offset: int) -> None:
         self._v, self._o = value, offset
@@ -73,8 +73,8 @@ def _fill_rate(settings: Settings, values: list[bytes], seconds: float) -> float
     msgs = [_Msg(v, i) for i, v in enumerate(values)]
     n, start = 0, time.perf_counter()
     while time.perf_counter() - start < seconds:
-        sink._carry = list(msgs)  # noqa: SLF001 - _fill reads the carried messages first, no consumer needed
-        sink._fill(None, Batch())  # type: ignore[arg-type]  # noqa: SLF001
+        sink._carry = list(msgs)
+        sink._fill(None, Batch())  # type: ignore[arg-type]
         n += len(msgs)
     return n / (time.perf_counter() - start)
 

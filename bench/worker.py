@@ -27,9 +27,13 @@ sys.path.insert(0, str(ROOT))
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition  # noqa: E402
 
 from attrib.settings import Settings  # noqa: E402
-from attrib.stack import given_or_throwaway  # noqa: E402
-from attrib.supervise import cpu_s, rss_mb, settings_env  # noqa: E402
 from attrib.topics import ensure_topics  # noqa: E402
+from ops.supervise import settings_env  # noqa: E402
+from tests.support import (  # noqa: E402
+    cpu_s,
+    given_or_throwaway,
+    rss_mb,
+)
 
 
 def env_for(s: Settings) -> dict[str, str]:
@@ -135,7 +139,7 @@ def run_phase(name: str, s: Settings, n_workers: int, target: dict[int, int], tm
         if floor:
             cmd = [sys.executable, "-c", FLOOR_APP, str(ROOT), str(data), floor]
         else:
-            cmd = [sys.executable, "-m", "attrib.cli", "worker", "--data-dir", str(data), "--store", store,
+            cmd = [sys.executable, "-m", "ops.cli", "worker", "--data-dir", str(data), "--store", store,
                    "--metrics-port", "0"]
         procs.append(subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT))
     spy = None
@@ -237,7 +241,7 @@ def main() -> int:
     args = ap.parse_args()
     skip = set(args.skip.split(","))
     tmp = Path(tempfile.mkdtemp(prefix="bench-worker-"))
-    from streams.synthetic import SOURCES, generate
+    from ops.traffic.synthetic import SOURCES, generate
 
     broker, bootstrap = given_or_throwaway(args.bootstrap, tmp / "stack")
     tag = f"{int(time.time())}"

@@ -28,9 +28,13 @@ sys.path.insert(0, str(ROOT))
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition  # noqa: E402
 
 from attrib.settings import Settings  # noqa: E402
-from attrib.stack import given_or_throwaway  # noqa: E402
-from attrib.supervise import cpu_s, rss_mb, settings_env  # noqa: E402
 from attrib.topics import ensure_topics  # noqa: E402
+from ops.supervise import settings_env  # noqa: E402
+from tests.support import (  # noqa: E402
+    cpu_s,
+    given_or_throwaway,
+    rss_mb,
+)
 
 # The worker plus a thread that writes, every few seconds, the sizes of what it holds: users and state bytes in
 # the table, open/queued/in-flight output batches, aiokafka's fetched-but-unread partitions, Faust's stream queues.
@@ -89,7 +93,7 @@ def probe():
             fh.write(line + "\n")
 
 threading.Thread(target=probe, daemon=True).start()
-from attrib.cli import main
+from ops.cli import main
 sys.exit(main(["worker"] + sys.argv[1:]))
 '''
 
@@ -102,7 +106,7 @@ class Feed:
     """Deliveries for a fixed population: installs while it grows, then events of existing users; retries."""
 
     def __init__(self, users: int, seed: int = 3) -> None:
-        from streams.synthetic import NETWORKS
+        from ops.traffic.synthetic import NETWORKS
 
         self.rnd = random.Random(seed)
         self.max_users, self.networks = users, NETWORKS
@@ -111,9 +115,9 @@ class Feed:
         self.recent: list[tuple[bytes, bytes]] = []
 
     def next(self, growing: bool) -> tuple[bytes, bytes]:
+        from ops.traffic.synthetic import _body
         from schemas import avro
         from schemas.user_key import user_key
-        from streams.synthetic import _body
 
         rnd = self.rnd
         if self.recent and rnd.random() < 0.3:
@@ -206,7 +210,7 @@ def main() -> int:
         wargs = ["--data-dir", str(tmp / "data"), "--store", args.store, "--metrics-port", "0"]
         probe_file = tmp / "probe.txt"
         cmd = ([sys.executable, "-c", PROBE_APP, str(ROOT), str(probe_file), str(args.every), *wargs] if args.probe else
-               [sys.executable, "-m", "attrib.cli", "worker", *wargs])
+               [sys.executable, "-m", "ops.cli", "worker", *wargs])
         proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=(tmp / "worker.log").open("wb"),
                                 stderr=subprocess.STDOUT)
         stop = threading.Event()

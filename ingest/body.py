@@ -11,6 +11,7 @@ from aiohttp import web
 
 from ingest import errors
 
+
 def media_type(content_type: str | None) -> str:
     return (content_type or "").split(";", 1)[0].strip().lower()
 

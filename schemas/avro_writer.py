@@ -10,8 +10,9 @@ output is byte-identical to fastavro (tests/schemas/test_avro_writer.py checks i
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from decimal import Decimal
-from typing import Any, Callable
+from typing import Any
 
 _MISSING = object()
 

@@ -22,6 +22,9 @@ FIELDS = ("event_id", "mmp", "source", "app_id", "event_name", "event_type", "ev
           "customer_user_id", "platform", "os_version", "app_version", "idfa", "idfv", "gaid", "android_id", "oaid",
           "media_source", "campaign", "campaign_id", "ad_set", "ad_set_id", "ad", "ad_id", "channel", "click_id",
           "deep_link", "is_organic", "touch_type", "touch_time", "revenue", "currency", "properties", "raw")
+# What an attribution touch keeps (first/last touch on enriched events): the worker's state and the sink's columns.
+TOUCH_FIELDS = ("event_id", "event_type", "event_time", "media_source", "campaign", "campaign_id", "ad_set",
+                "ad_set_id", "ad", "ad_id", "channel", "click_id", "touch_type", "touch_time", "is_organic")
 REQUIRED_TEXT = ("event_id", "mmp", "source", "event_name", "event_type", "user_key")
 
 # Default event-name → event_type, matched on the name lower-cased with surrounding underscores stripped

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
 from urllib.parse import parse_qsl
@@ -128,7 +128,7 @@ def json_in_string(v: Any) -> Any:
 
 _EPOCH = re.compile(r"^-?\d+(\.\d+)?$")
 _SPACE_TS = re.compile(r"^(\d{4}-\d{2}-\d{2})[ T](\d{2}:\d{2}(:\d{2}(\.\d+)?)?)\s*(Z|UTC|[+-]\d{2}:?\d{2})?$", re.I)
-_EPOCH0 = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_EPOCH0 = datetime(1970, 1, 1, tzinfo=UTC)
 MIN_MS = 946_684_800_000  # 2000-01-01: anything earlier is a unit or format mistake
 MAX_MS = 4_102_444_800_000  # 2100-01-01
 

@@ -133,7 +133,7 @@ class ConfluentSerde:
         id: lets a consumer treat a Confluent record like a single-object one of a schema it knows."""
         fp = self._fps.get(schema_id)
         if fp is None:
-            fp = self._fps[schema_id] = avro._fp(self.client.schema(schema_id))  # noqa: SLF001
+            fp = self._fps[schema_id] = avro._fp(self.client.schema(schema_id))
         return fp
 
     def decode(self, data: bytes, expect: str | None = None) -> tuple[str, dict[str, Any]]:

@@ -33,7 +33,7 @@ class QueryServer:
         server = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802
+            def do_GET(self) -> None:
                 u = urlparse(self.path)
                 if u.path == "/health":
                     h = health()
@@ -46,7 +46,7 @@ class QueryServer:
                 else:
                     self._send(404, b"not found\n")
 
-            def do_POST(self) -> None:  # noqa: N802
+            def do_POST(self) -> None:
                 u = urlparse(self.path)
                 if u.path != "/sql":
                     self._send(404, b"not found\n")
@@ -81,7 +81,7 @@ class QueryServer:
                 self.end_headers()
                 self.wfile.write(body)
 
-            def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - silence per-request stderr
+            def log_message(self, format: str, *args: object) -> None:
                 pass
 
         self.httpd = ThreadingHTTPServer((host, port), Handler)

@@ -18,7 +18,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from clickhouse_connect.driver.client import Client
@@ -66,8 +66,8 @@ def refresh(client: Client, database: str, days: Iterable[date], settings: dict[
         f"CREATE TABLE {staging} AS {database}.daily_rollups ENGINE = MergeTree "
         "PARTITION BY toYYYYMMDD(day) ORDER BY (app_id, day, media_source, campaign, ad_set, platform)")
     try:
-        lo = datetime.combine(days[0], datetime.min.time(), timezone.utc)
-        hi = datetime.combine(days[-1] + timedelta(days=1), datetime.min.time(), timezone.utc)
+        lo = datetime.combine(days[0], datetime.min.time(), UTC)
+        hi = datetime.combine(days[-1] + timedelta(days=1), datetime.min.time(), UTC)
         client.command(
             f"INSERT INTO {staging} ({', '.join(COLUMNS)}) " + SELECT.replace("{db}", database),
             parameters={"lo": lo, "hi": hi, "days": days}, settings={"async_insert": 0, **(settings or {})})
@@ -135,7 +135,7 @@ class Refresher:
         c = self._client
         if self.watermark is None:  # first round: whatever was touched since the last rebuild (crash leftovers)
             last = c.query(f"SELECT max(refreshed_at) FROM {self.db}.daily_rollups").result_rows[0][0]
-            self.watermark = (_utc(last) if last else datetime(1970, 1, 1, tzinfo=timezone.utc)) \
+            self.watermark = (_utc(last) if last else datetime(1970, 1, 1, tzinfo=UTC)) \
                 - timedelta(minutes=5)
         since = self.watermark - timedelta(seconds=self.margin_s)
         rows = c.query(f"SELECT day, max(touched_at) FROM {self.db}.rollup_dirty_days "
@@ -151,7 +151,7 @@ class Refresher:
 
 
 def _utc(t: datetime) -> datetime:
-    return t.replace(tzinfo=timezone.utc) if t.tzinfo is None else t
+    return t.replace(tzinfo=UTC) if t.tzinfo is None else t
 
 
 def mark_dirty(client: Client, database: str, days: Iterable[date]) -> None:

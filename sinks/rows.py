@@ -9,8 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-TOUCH_FIELDS = ("event_id", "event_type", "event_time", "media_source", "campaign", "campaign_id", "ad_set",
-                "ad_set_id", "ad", "ad_id", "channel", "click_id", "touch_type", "touch_time", "is_organic")
+from schemas.canonical import TOUCH_FIELDS
 
 _EVENT_SCALARS = (
     "event_id", "version", "mmp", "source", "app_id", "event_name", "event_type", "event_time", "received_at",

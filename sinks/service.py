@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import wait as wait_futures
 from dataclasses import dataclass, field
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from typing import Any
 
 from clickhouse_connect.driver.client import Client
@@ -316,7 +316,7 @@ class Sink:
             "dead_letter_id": f"sink:{topic}:{partition}:{offset}", "stage": "sink",
             "reason": "undecodable", "detail": str(exc)[:500], "field": None, "source": None, "mmp": None,
             "delivery_id": None, "raw": {"topic": topic, "partition": partition, "offset": offset},
-            "payload": value, "failed_at": datetime.now(timezone.utc)})
+            "payload": value, "failed_at": datetime.now(UTC)})
 
     # --- loading -------------------------------------------------------------------------------------------------
 
@@ -446,7 +446,7 @@ class Sink:
         self.metrics.rejected_rows += len(bad)
         log.error("rows rejected by the client; dead-lettered", extra={"fields": {
             "table": table, "rejected": len(bad), "error": str(exc)[:200]}})
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         letters = [rows.dead_letter_row({
             "dead_letter_id": f"sink-reject:{table}:{hashlib.sha256(repr(row).encode()).hexdigest()[:24]}",
             "stage": "sink", "reason": "insert_rejected", "detail": str(row_exc)[:500], "field": None,

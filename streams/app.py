@@ -24,10 +24,20 @@ from faust.types import TP
 
 from attrib.settings import Settings, SourceSettings
 from schemas import avro, wire
-from streams import codec, metrics as m
+from streams import codec
+from streams import metrics as m
 from streams.batcher import Batcher
 from streams.state import (
-    CORRECTION, OVERFLOW, TIMEOUT, Limits, Result, Rules, apply_events, apply_tick, new_state, next_deadline,
+    CORRECTION,
+    OVERFLOW,
+    TIMEOUT,
+    Limits,
+    Result,
+    Rules,
+    apply_events,
+    apply_tick,
+    new_state,
+    next_deadline,
     pending_count,
 )
 
@@ -370,7 +380,7 @@ def build_app(settings: Settings, data_dir: Path, store: str, normalizer: Normal
         if topic == changelog:  # what Faust's own changelog callback does: RocksDB resumes recovery from here
             users.data.set_persisted_offset(TP(topic, partition), offset)
 
-    batcher = Batcher(lambda: producer._ensure_producer(), s.linger_ms / 1000, on_sent)  # noqa: SLF001
+    batcher = Batcher(lambda: producer._ensure_producer(), s.linger_ms / 1000, on_sent)
     faust_flush = producer.flush
 
     async def flush() -> None:  # Faust calls this before every offset commit
@@ -425,7 +435,7 @@ def build_app(settings: Settings, data_dir: Path, store: str, normalizer: Normal
         for tp in assigned:
             await producer.send(settings.topics.raw, None, value, tp.partition, None, None)
             hw = app.consumer.highwater(tp)
-            committed = app.consumer._committed_offset.get(tp)  # noqa: SLF001 - no public accessor
+            committed = app.consumer._committed_offset.get(tp)
             if hw is not None and committed is not None:
                 m.LAG.labels(str(tp.partition)).set(max(0, hw - committed))
         proc.publish_metrics()

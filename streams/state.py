@@ -26,6 +26,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from schemas.canonical import TOUCH_FIELDS
+
 State = dict[str, Any]
 Ref = tuple[int, int]  # (partition, offset) of the source message
 
@@ -34,8 +36,6 @@ INSTALL_TYPES = frozenset({"install", "reinstall"})
 TOUCH_TYPES = frozenset({"install", "reinstall", "reattribution", "reengagement"})
 # Events that never wait for an install (they precede it naturally).
 NO_WAIT_TYPES = TOUCH_TYPES | {"click"}
-TOUCH_FIELDS = ("event_id", "event_type", "event_time", "media_source", "campaign", "campaign_id", "ad_set",
-                "ad_set_id", "ad", "ad_id", "channel", "click_id", "touch_type", "touch_time", "is_organic")
 MAX_TOUCHES = 16
 
 # Output kinds (metrics label them; the enriched record carries status and version).

@@ -12,7 +12,7 @@ import pytest
 
 from attrib import settings as settings_mod
 from attrib.settings import Settings
-from attrib.stack import throwaway_broker
+from tests.support import throwaway_broker
 
 
 @pytest.fixture(autouse=True)

@@ -7,8 +7,8 @@ from urllib.parse import urlparse
 
 import yaml
 
-from attrib.cli import COMMANDS, PLUGINS, build_parser
 from attrib.settings import load
+from ops.cli import COMMANDS, PLUGINS, build_parser
 
 COMPOSE = yaml.safe_load((Path(__file__).parent.parent / "docker-compose.yml").read_text())
 SERVICES = COMPOSE["services"]

@@ -21,11 +21,11 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from attrib import settings as settings_mod
-from attrib.supervise import Service, attrib_argv
+from ops.sql import query_rows
+from ops.supervise import Service, attrib_argv
 from schemas.normalize import normalize
 from sinks import pack
-from sinks.sql import query_rows
-from attrib.supervise import free_port
+from tests.support import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -6,7 +6,18 @@ from __future__ import annotations
 from collections.abc import Callable
 from types import ModuleType
 
-from ingest.verify import Inbound, Outbound, Verifier, basic, hmac_body, network, standard_webhooks, stripe, token, url_secret
+from ingest.verify import (
+    Inbound,
+    Outbound,
+    Verifier,
+    basic,
+    hmac_body,
+    network,
+    standard_webhooks,
+    stripe,
+    token,
+    url_secret,
+)
 from ingest.verify.options import SourceOptions
 
 SCHEMES: dict[str, ModuleType] = {m.NAME: m for m in (hmac_body, standard_webhooks, stripe, token, url_secret, basic)}

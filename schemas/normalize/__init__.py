@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import importlib
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 from attrib.settings import SourceSettings
@@ -39,7 +39,7 @@ def normalize(source: SourceSettings, raw: dict[str, Any]) -> list[dict[str, Any
         raise NormalizeError(INTERNAL, None, f"{type(exc).__name__}: {exc}") from exc
 
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MS = timedelta(milliseconds=1)
 
 
@@ -47,7 +47,7 @@ def _ms(v: Any) -> int:
     if isinstance(v, datetime):
         if v.tzinfo is not None:  # aware (as Avro decodes it): the difference is exact without astimezone
             return (v - _EPOCH) // _MS
-        return (v.astimezone(timezone.utc) - datetime(1970, 1, 1, tzinfo=timezone.utc)) // timedelta(milliseconds=1)
+        return (v.astimezone(UTC) - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(milliseconds=1)
     if isinstance(v, int) and not isinstance(v, bool):
         return v
     return int(time.time() * 1000)

@@ -8,7 +8,6 @@ from typing import Any
 from schemas import fields as F
 from schemas.errors import INVALID_FIELD, NormalizeError
 
-
 _parts = F.path_parts
 
 

@@ -163,7 +163,7 @@ class Destination:
                     status = resp.status
                     resp_text = (await resp.content.read(RESPONSE_KEPT)).decode("utf-8", "replace")
                     resp_headers = dict(resp.headers)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 error = "timeout"
             except aiohttp.ClientError as exc:
                 error = "connect_error"

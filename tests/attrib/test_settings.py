@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from attrib.cli import main
 from attrib.settings import ConfigError, load
+from ops.cli import main
 
 
 def test_env_overrides_toml_overrides_defaults(tmp_path, monkeypatch):

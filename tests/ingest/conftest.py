@@ -18,7 +18,7 @@ from attrib.settings import Settings
 from attrib.topics import ensure_topics
 from ingest import server
 from schemas import avro
-from attrib.supervise import free_port
+from tests.support import free_port
 
 LR_KEY = "lr_priv_6f1c2a9e4b7d"
 HMAC_SECRET = "It's a Secret to Everybody"
@@ -64,7 +64,7 @@ class Ingress:
         """Sign ``out`` for source ``sign_as`` (unless None) and send it → (status, JSON body, headers)."""
         import time
 
-        from ingest import signing
+        from ops.traffic import signing
 
         if sign_as is not None:
             signing.sign(self.source(sign_as), out, time.time() if now is None else now, secret)

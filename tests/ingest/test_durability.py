@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+
 from attrib.settings import Settings
-from attrib.stack import Broker, fetch_jars
 from ingest.verify import Outbound
-from attrib.supervise import free_port
+from ops.stack import Broker, fetch_jars
 from tests.ingest.conftest import SOURCES, consume
+from tests.support import free_port
 
 BOUND_S = 2.0
 

@@ -36,7 +36,7 @@ async def test_each_scheme_accepts_signed_and_refuses_tampered(start_ingress, so
     status, answer, _ = await ing.send(post(source, body), sign_as=source)
     assert status == 200, answer
     tampered = post(source, body)
-    from ingest import signing
+    from ops.traffic import signing
 
     signing.sign(ing.source(source), tampered, time.time())
     tampered.body = body.replace(b"install", b"purchase")
@@ -93,7 +93,7 @@ async def test_expired_future_and_replayed_timestamps(start_ingress, source):
     assert (await ing.send(post(source, lr_body()), sign_as=source, now=now + 400))[0] == 401  # from the future
     # a signature captured 6 minutes ago and replayed now, byte for byte
     captured = post(source, lr_body())
-    from ingest import signing
+    from ops.traffic import signing
 
     signing.sign(ing.source(source), captured, now - 360)
     assert (await ing.send(captured))[0] == 401
@@ -155,7 +155,7 @@ async def test_serves_tls_itself(start_ingress, tmp_path):
     ctx = ssl.create_default_context(cafile=str(cert))
     ctx.check_hostname = False
     out = post("tls", lr_body())
-    from ingest import signing
+    from ops.traffic import signing
 
     signing.sign(ing.source("tls"), out, time.time())
     async with ing.session.post(ing.url + "/webhooks/tls", data=out.body, headers=out.headers, ssl=ctx) as r:

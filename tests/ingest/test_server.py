@@ -12,8 +12,8 @@ import sys
 import time
 import urllib.request
 
-from attrib.supervise import free_port
 from tests.ingest.conftest import LR_KEY, SOURCES, consume
+from tests.support import free_port
 
 
 def _get(url: str) -> tuple[int, bytes]:
@@ -35,7 +35,7 @@ def test_workers_share_the_port_and_stop_cleanly(make_settings, tmp_path):
     env = {**os.environ, "ATTRIB_KAFKA__BOOTSTRAP_SERVERS": s.kafka.bootstrap_servers, "ATTRIB_TOPICS__RAW": s.topics.raw,
            "ATTRIB_TOPICS__DEAD_LETTERS": s.topics.dead_letters, "ATTRIB_VAR_DIR": str(tmp_path / "var"),
            "ATTRIB_SOURCES": json.dumps([x for x in SOURCES if x["name"] == "lr"])}
-    proc = subprocess.Popen([sys.executable, "-m", "attrib.cli", "ingest", "--port", str(port), "--workers", "2"],
+    proc = subprocess.Popen([sys.executable, "-m", "ops.cli", "ingest", "--port", str(port), "--workers", "2"],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:

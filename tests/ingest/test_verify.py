@@ -10,7 +10,18 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from multidict import CIMultiDict
 
-from ingest.verify import Inbound, Outbound, basic, chain, hmac_body, network, standard_webhooks, stripe, token, url_secret
+from ingest.verify import (
+    Inbound,
+    Outbound,
+    basic,
+    chain,
+    hmac_body,
+    network,
+    standard_webhooks,
+    stripe,
+    token,
+    url_secret,
+)
 from ingest.verify.options import SourceOptions
 
 SW_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 
 import pytest
@@ -45,8 +45,8 @@ def test_time_invalid(value: object) -> None:
 
 @given(st.datetimes(min_value=datetime(2000, 1, 2), max_value=datetime(2099, 12, 30)))
 def test_time_round_trips_any_iso_rendering(dt: datetime) -> None:
-    dt = dt.replace(microsecond=dt.microsecond // 1000 * 1000, tzinfo=timezone.utc)
-    ms = (dt - datetime(1970, 1, 1, tzinfo=timezone.utc)) // timedelta(milliseconds=1)
+    dt = dt.replace(microsecond=dt.microsecond // 1000 * 1000, tzinfo=UTC)
+    ms = (dt - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(milliseconds=1)
     assert F.time_ms(dt.isoformat()) == ms
     assert F.time_ms(dt.strftime("%Y-%m-%d %H:%M:%S.") + f"{dt.microsecond // 1000:03d}") == ms
     assert F.time_ms(str(ms)) == ms

@@ -11,10 +11,10 @@ import urllib.request
 
 from confluent_kafka import Consumer, TopicPartition
 
-from attrib.supervise import attrib_argv
+from ops.sql import query_rows
+from ops.supervise import attrib_argv
 from schemas import avro
 from schemas.normalize import normalize
-from sinks.sql import query_rows
 from tests.schemas.test_wire import FakeRegistry, registry  # noqa: F401 - the fixture
 from tests.test_pipeline import _env, _settle, running_pipeline
 

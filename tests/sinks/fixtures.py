@@ -10,7 +10,7 @@ from __future__ import annotations
 import random
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -24,7 +24,7 @@ SOURCES = [  # (media_source, campaigns, platform-weighted ad sets)
     ("tiktok", ["TT_Spark_Summer"], ["creator_boost"]),
 ]
 APPS = ["com.example.shop", "id1234567890"]
-DAY0 = datetime(2024, 6, 20, tzinfo=timezone.utc)
+DAY0 = datetime(2024, 6, 20, tzinfo=UTC)
 
 
 def touch(eid: str, t: datetime, ms: str, campaign: str, ad_set: str) -> dict[str, Any]:

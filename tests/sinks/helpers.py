@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import Any
 
 from attrib.settings import Settings
 from attrib.topics import ensure_topics
@@ -14,7 +14,7 @@ from sinks.clickhouse import connect
 from sinks.service import Sink
 
 
-def warehouse(s: Settings):  # noqa: ANN201
+def warehouse(s: Settings):
     ensure_topics(s)
     client = connect(s)
     migrate.migrate(client, s)
@@ -50,5 +50,5 @@ def caught_up(sink: Sink, n: int) -> Callable[[], bool]:
     return check
 
 
-def scalar(client, sql: str) -> Any:  # noqa: ANN001
+def scalar(client, sql: str) -> Any:
     return client.query(sql).result_rows[0][0]

@@ -14,15 +14,15 @@ from pathlib import Path
 from confluent_kafka import Producer
 
 from attrib.settings import Settings
+from ops import report
+from ops.sql import SqlError, query_rows, run_sql
 from schemas import avro
-from sinks import report
-from sinks.sql import SqlError, query_rows, run_sql
-from attrib.supervise import free_port
 from tests.sinks.fixtures import DAY0, produce, traffic
 from tests.sinks.helpers import wait_for
+from tests.support import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
-ATTRIB = [sys.executable, "-m", "attrib.cli"]
+ATTRIB = [sys.executable, "-m", "ops.cli"]
 
 
 def _raw(i: int) -> dict:

@@ -4,7 +4,7 @@ records the producer wrote, for any field values; appended Kafka coordinates rea
 from __future__ import annotations
 
 import io
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
 
 import fastavro
@@ -18,7 +18,7 @@ from tests.sinks.fixtures import DAY0, event, touch
 text = st.text(max_size=40)
 opt = st.none() | text
 times = st.datetimes(min_value=datetime(2000, 1, 1), max_value=datetime(2100, 1, 1),
-                     timezones=st.just(timezone.utc)).map(lambda t: t.replace(microsecond=t.microsecond // 1000 * 1000))
+                     timezones=st.just(UTC)).map(lambda t: t.replace(microsecond=t.microsecond // 1000 * 1000))
 money = st.none() | st.decimals(min_value=Decimal("-1e12"), max_value=Decimal("1e12"), places=9, allow_nan=False)
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
 
 import pytest
@@ -21,7 +21,7 @@ def test_migrations_apply_once_and_typed_rows_round_trip(make_settings):
     assert superseded and [m.version for m in first] == [m.version for m in every if m.version not in superseded]
     assert migrate.apply(client, db) == []  # second run: nothing pending, no error
 
-    t = datetime(2024, 6, 20, 6, 18, 22, 417000, tzinfo=timezone.utc)
+    t = datetime(2024, 6, 20, 6, 18, 22, 417000, tzinfo=UTC)
     row = {"event_id": "1336547281934529118", "version": 1, "mmp": "branch", "source": "branch-prod",
            "app_id": "com.example", "event_name": "INSTALL", "event_type": "install", "event_time": t,
            "received_at": t, "user_key": "android_id:9c2e7d41b8a05f36", "platform": "android",
@@ -36,7 +36,7 @@ def test_migrations_apply_once_and_typed_rows_round_trip(make_settings):
     assert len(got) == 1
     back = dict(zip(cols, got[0]))
     assert back["version"] == 2
-    assert back["event_time"].replace(tzinfo=timezone.utc) == t
+    assert back["event_time"].replace(tzinfo=UTC) == t
     assert back["revenue"] == Decimal("4.99") and back["is_organic"] is False
     assert back["properties"] == '{"city":"Mumbaī"}'
     client.close()
@@ -56,7 +56,7 @@ def test_changed_migration_is_refused(make_settings, tmp_path):
 SERVER_DEFAULTS = {"enable_nullable_tuple_type": 0, "allow_experimental_nullable_tuple_type": 0}
 
 
-def _server_like_client(s):  # noqa: ANN001, ANN202
+def _server_like_client(s):
     """The embedded engine with a ClickHouse server's defaults for beta types (chdb enables Nullable(Tuple))."""
     import clickhouse_connect
 

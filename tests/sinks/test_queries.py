@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import uuid
 from collections import defaultdict
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
@@ -19,7 +19,7 @@ INSTALL = ("install", "reinstall")
 
 
 @pytest.fixture(scope="module")
-def loaded(tmp_path_factory, kafka_bootstrap, chdb_path):  # noqa: ANN001, ANN201
+def loaded(tmp_path_factory, kafka_bootstrap, chdb_path):
     from attrib.settings import Settings
 
     tag = uuid.uuid4().hex[:8]
@@ -44,7 +44,7 @@ def loaded(tmp_path_factory, kafka_bootstrap, chdb_path):  # noqa: ANN001, ANN20
 
 
 def _alerts() -> list[dict]:
-    t = datetime(2024, 6, 22, 8, 0, tzinfo=timezone.utc)
+    t = datetime(2024, 6, 22, 8, 0, tzinfo=UTC)
     base = {"severity": "warning", "scope": "source", "app_id": "com.example.shop", "event_type": "install",
             "observed": 2.0, "expected": 30.0, "resolved_at": None, "p_value": 0.001, "detail": ""}
     out = []
@@ -58,7 +58,7 @@ def _alerts() -> list[dict]:
     return out + [resolved, dict(out[1])]  # plus a duplicate firing record
 
 
-def _run(client, name: str) -> list[dict]:  # noqa: ANN001
+def _run(client, name: str) -> list[dict]:
     res = client.query(pack.load()[name])
     return [dict(zip(res.column_names, r)) for r in res.result_rows]
 
@@ -208,7 +208,7 @@ def test_latest_alerts(loaded):
 
 
 def test_a_script_splits_into_its_named_statements():
-    from sinks.sql import statements
+    from ops.sql import statements
 
     got = statements(pack.PACK.read_text())
     assert [name for name, _ in got] == list(pack.load())

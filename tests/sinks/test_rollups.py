@@ -18,7 +18,7 @@ SOURCES = [("Facebook Ads", "C1", "S1"), ("tiktok", "C2", "S2"), (None, None, No
 
 
 @pytest.fixture(scope="module")
-def warehouse(tmp_path_factory, chdb_path):  # noqa: ANN001, ANN201
+def warehouse(tmp_path_factory, chdb_path):
     from attrib.settings import Settings
 
     s = Settings(var_dir=tmp_path_factory.mktemp("r"), clickhouse={"path": chdb_path, "database": "r_x"})

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from confluent_kafka import Consumer, Producer, TopicPartition
 
@@ -11,17 +11,17 @@ from schemas import avro
 from sinks import rollups
 from sinks.service import Batch, Sink
 from tests.sinks.fixtures import produce, traffic, truth_rollups
-from attrib.supervise import free_port
 from tests.sinks.helpers import caught_up, running, scalar, wait_for, warehouse
+from tests.support import free_port
 
 
-def _sink_settings(make_settings, **sink):  # noqa: ANN001, ANN202
+def _sink_settings(make_settings, **sink):
     return make_settings(sink={"group_id": f"g-{uuid.uuid4().hex[:8]}", "rollup_refresh_s": 0.2,
                                "retry_initial_s": 0.1, "retry_max_s": 0.5, "batch_seconds": 0.3, **sink},
                          topics={"partitions": 3})
 
 
-def _rollups(client, db):  # noqa: ANN001, ANN202
+def _rollups(client, db):
     got = {}
     for r in client.query(f"SELECT day, app_id, media_source, campaign, ad_set, platform, installs, reinstalls, "
                           f"signups, purchases, revenue, users, events FROM {db}.daily_rollups").result_rows:
@@ -30,7 +30,7 @@ def _rollups(client, db):  # noqa: ANN001, ANN202
     return got
 
 
-def _expected(final):  # noqa: ANN001, ANN202
+def _expected(final):
     return {k: {**g, "revenue": dict(g["revenue"]), "users": len(g["users"])} for k, g in truth_rollups(final).items()}
 
 
@@ -178,7 +178,7 @@ def test_a_batch_closes_at_batch_bytes_before_its_row_or_time_limit(make_setting
     assert scalar(client, f"SELECT count() FROM {s.clickhouse.database}.events FINAL") == len(tr.final)
 
 
-def _committed(s, group):  # noqa: ANN001, ANN202
+def _committed(s, group):
     c = Consumer({"bootstrap.servers": s.kafka.bootstrap_servers, "group.id": group})
     parts = [TopicPartition(s.topics.events, p) for p in range(s.topics.partitions)]
     got = c.committed(parts, timeout=10)
@@ -219,7 +219,7 @@ def test_dead_letters_alerts_raw_and_undecodable_bytes_land_in_their_tables(make
     s = _sink_settings(make_settings)
     db = s.clickhouse.database
     client = warehouse(s)
-    now = datetime(2024, 6, 21, 10, 0, tzinfo=timezone.utc)
+    now = datetime(2024, 6, 21, 10, 0, tzinfo=UTC)
     dl = {"dead_letter_id": "dl-1", "stage": "normalize", "reason": "missing_field", "detail": "no event_time",
           "field": "event_time", "source": "af-prod", "mmp": "appsflyer", "delivery_id": "d1",
           "raw": {"topic": s.topics.raw, "partition": 1, "offset": 7}, "payload": b"\x00{body}", "failed_at": now}
@@ -229,9 +229,9 @@ def test_dead_letters_alerts_raw_and_undecodable_bytes_land_in_their_tables(make
              "resolved_at": None, "p_value": 1e-6, "detail": "installs dropped"}
     raw = {"delivery_id": "d1", "source": "af-prod", "mmp": "appsflyer", "app_id": None, "method": "POST",
            "path": "/hooks/af-prod", "query_string": "", "headers": {"content-type": "application/json"},
-           "body": b'{"event_name":"install"}', "remote_addr": "10.0.0.1", "received_at": datetime.now(timezone.utc),
+           "body": b'{"event_name":"install"}', "remote_addr": "10.0.0.1", "received_at": datetime.now(UTC),
            "user_key": "idfv:1"}
-    expired = {**raw, "delivery_id": "d0", "received_at": datetime.now(timezone.utc) - timedelta(days=8)}
+    expired = {**raw, "delivery_id": "d0", "received_at": datetime.now(UTC) - timedelta(days=8)}
     produce(s.kafka.bootstrap_servers, s.topics.dead_letters, [dl, dl], "dead_letter")
     produce(s.kafka.bootstrap_servers, s.topics.alerts_drop, [alert], "alert")
     produce(s.kafka.bootstrap_servers, s.topics.alerts_drop, [{**alert, "state": "resolved", "resolved_at": now}],

@@ -17,8 +17,8 @@ import pytest
 from confluent_kafka import Consumer, Producer
 
 from attrib.settings import Settings
-from attrib.supervise import settings_env
 from attrib.topics import ensure_topics
+from ops.supervise import settings_env
 from schemas import avro
 
 T0 = int(time.time() * 1000)
@@ -130,7 +130,7 @@ class WorkerProc:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         out = self.log.open("ab")
         self.p = subprocess.Popen(
-            [sys.executable, "-m", "attrib.cli", "worker", "--data-dir", str(self.data_dir), "--store", self.store,
+            [sys.executable, "-m", "ops.cli", "worker", "--data-dir", str(self.data_dir), "--store", self.store,
              "--metrics-port", str(self.metrics_port)], env=env_for(self.settings), stdout=out, stderr=subprocess.STDOUT)
         return self
 

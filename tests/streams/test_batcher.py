@@ -17,7 +17,7 @@ class Gone:
     def __init__(self) -> None:
         self.calls = 0
 
-    def __call__(self) -> "Gone":
+    def __call__(self) -> Gone:
         self.calls += 1
         if self.calls > 1:
             raise RuntimeError("producer not ready")

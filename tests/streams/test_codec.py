@@ -6,11 +6,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from attrib.settings import Settings
+from ops.traffic.synthetic import SOURCES, generate
 from schemas import avro
 from streams import codec
 from streams.app import Processor
 from streams.state import new_state
-from streams.synthetic import SOURCES, generate
 
 
 def test_orjson_and_json_write_the_same_state_bytes() -> None:

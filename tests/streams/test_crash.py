@@ -20,10 +20,10 @@ import pytest
 from confluent_kafka import Consumer, TopicPartition
 
 from attrib.settings import Settings, SourceSettings
+from ops.traffic.synthetic import SOURCES, generate
 from schemas import avro
 from schemas.normalize import normalize
 from streams.state import NO_WAIT_TYPES
-from streams.synthetic import SOURCES, generate
 from tests.streams.conftest import Reader, WorkerProc, produce
 
 WAITS = {"purchase", "signup", "custom", "session", "open", "ad_revenue"}

@@ -10,7 +10,17 @@ from hypothesis import strategies as st
 
 from streams import codec
 from streams.state import (
-    CORRECTION, FLUSHED, OVERFLOW, REEMIT, TIMEOUT, Limits, Rules, apply_events, apply_tick, new_state, pending_count,
+    CORRECTION,
+    FLUSHED,
+    OVERFLOW,
+    REEMIT,
+    TIMEOUT,
+    Limits,
+    Rules,
+    apply_events,
+    apply_tick,
+    new_state,
+    pending_count,
 )
 
 LIMITS = Limits(dedupe_retention_ms=10_000_000, pending_timeout_ms=1_000_000, max_pending_per_user=1000,

@@ -7,9 +7,8 @@ import time
 import urllib.request
 from collections import Counter
 
-
-from attrib.supervise import free_port
 from tests.streams.conftest import Reader, generic_body, produce, produce_raw, raw_delivery
+from tests.support import free_port
 
 LINKRUNNER_SIGNUP = json.dumps({
     "event_type": "signup", "user_id": "usr_20931", "campaign_id": "ORGANIC", "network_name": "ORGANIC",

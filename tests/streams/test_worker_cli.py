@@ -7,7 +7,7 @@ import sys
 
 
 def test_unknown_store_is_refused():
-    r = subprocess.run([sys.executable, "-m", "attrib.cli", "worker", "--store", "redis://x", "--metrics-port", "0"],
+    r = subprocess.run([sys.executable, "-m", "ops.cli", "worker", "--store", "redis://x", "--metrics-port", "0"],
                        capture_output=True, text=True, timeout=60,
                        env={"PATH": "/usr/bin:/bin", "ATTRIB_KAFKA__BOOTSTRAP_SERVERS": "127.0.0.1:1"})
     assert r.returncode == 2

@@ -18,9 +18,9 @@ from attrib.settings import Settings
 from attrib.topics import ensure_topics
 from schemas import avro
 from sinks.route.service import Router
-from attrib.supervise import free_port
 from tests.sinks.route.events import enriched
 from tests.sinks.route.receivers import Receiver
+from tests.support import free_port
 
 pytestmark = pytest.mark.timeout(120)
 

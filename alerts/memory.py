@@ -1,0 +1,45 @@
+"""The detector with its state in plain dicts: what the benchmark and the pure scenario tests drive. The Faust app
+keeps the same three kinds of state (series state, seasonal cells, counts) in tables instead."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+
+from alerts.detector import AlertOut, Cell, Config, SeriesInput, SeriesKey, SeriesState, evaluate_bucket, slots
+from attrib.settings import AlertSettings
+
+
+def config_from(s: AlertSettings) -> Config:
+    return Config(bucket_ms=s.bucket_s * 1000, thresholds_for=s.thresholds_for,
+                  platform_min_sources=s.platform_min_sources, repeat_ms=int(s.repeat_s * 1000),
+                  series_ttl_ms=int(s.series_ttl_s * 1000), mutes=tuple(s.mutes))
+
+
+class MemoryDetector:
+    def __init__(self, settings: AlertSettings) -> None:
+        self.cfg = config_from(settings)
+        self.states: dict[SeriesKey, SeriesState] = {}
+        self.cells: dict[tuple[SeriesKey, str], Cell] = {}
+
+    def step(self, bucket_start_ms: int, counts: dict[SeriesKey, int], now_ms: int | None = None) -> list[AlertOut]:
+        """Evaluate one closed bucket. ``counts`` holds per-source counts; platform totals are derived here."""
+        totals: dict[SeriesKey, int] = defaultdict(int)
+        for k, n in counts.items():
+            totals[k] += n
+            totals[k.platform()] += n
+        d, w = slots(bucket_start_ms, self.cfg.bucket_ms)
+        keys: Iterable[SeriesKey] = set(self.states) | set(totals)
+        inputs = {k: SeriesInput(self.states.get(k, SeriesState()), totals.get(k, 0),
+                                 self.cells.get((k, f"d{d}"), Cell()), self.cells.get((k, f"w{w}"), Cell()))
+                  for k in keys}
+        end = bucket_start_ms + self.cfg.bucket_ms
+        out, alerts = evaluate_bucket(inputs, bucket_start_ms, end if now_ms is None else now_ms, self.cfg)
+        for k, o in out.items():
+            if o.state is None:
+                self.states.pop(k, None)
+            else:
+                self.states[k] = o.state
+            self.cells[(k, f"d{d}")] = o.day
+            self.cells[(k, f"w{w}")] = o.week
+        return alerts

@@ -1,0 +1,189 @@
+"""Slack Block Kit messages for alerts and qualified-install pings. Pure: a record in, a webhook payload out.
+
+Every payload goes through :func:`fit`, which enforces Slack's documented limits (50 blocks; header plain_text
+<= 150 chars; section text <= 3000; <= 10 fields of <= 2000; context <= 10 elements; fallback text kept < 4000).
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+MAX_BLOCKS = 50
+MAX_HEADER = 150
+MAX_SECTION = 3000
+MAX_FIELDS = 10
+MAX_FIELD = 2000
+MAX_CONTEXT = 10
+MAX_TEXT = 3000
+MAX_BUTTON_URL = 3000
+ICON = {"critical": "🔴", "warning": "🟠", "info": "🔵"}
+
+
+def _cut(s: str, n: int) -> str:
+    return s if len(s) <= n else s[: n - 1] + "…"
+
+
+def _ts(v: Any) -> datetime:
+    if isinstance(v, datetime):
+        return v
+    return datetime.fromtimestamp(int(v) / 1000, tz=UTC)
+
+
+def _hm(v: Any) -> str:
+    return _ts(v).strftime("%H:%M")
+
+
+def _span(a: Any, b: Any) -> str:
+    x, y = _ts(a), _ts(b)
+    day = x.strftime("%Y-%m-%d")
+    return f"{day} {_hm(x)}–{_hm(y)} UTC" if x.date() == y.date() else f"{day} {_hm(x)} – {y:%Y-%m-%d %H:%M} UTC"
+
+
+def _num(x: float) -> str:
+    return f"{x:,.0f}" if abs(x) >= 10 or x == int(x) else f"{x:,.1f}"
+
+
+def magnitude(observed: float, expected: float) -> str:
+    """'−92%' for drops, '×3.1' for spikes (x-fold reads better than +210%)."""
+    if expected <= 0:
+        return f"+{_num(observed)}"
+    r = observed / expected
+    return f"×{r:.1f}" if r >= 2 else f"{(r - 1) * 100:+.0f}%".replace("-", "−")
+
+
+def scope_text(a: dict[str, Any]) -> str:
+    app = a.get("app_id") or "(no app)"
+    if a.get("scope") == "platform":
+        return f"app={app} · all sources · {a.get('event_type')}"
+    return f"app={app} · source={a.get('media_source')} · {a.get('event_type')}"
+
+
+def _sql_str(s: str) -> str:
+    return "'" + s.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def investigate_sql(a: dict[str, Any], database: str, bucket_s: int) -> str:
+    """Counts per bucket around the incident, from the analysts' events table."""
+    start = _ts(a["bucket_start"]).timestamp() - 6 * 3600
+    end = _ts(a.get("resolved_at") or a["bucket_end"]).timestamp() + 3600
+    where = [f"app_id = {_sql_str(a.get('app_id') or '')}", f"event_type = {_sql_str(a.get('event_type') or '')}"]
+    if a.get("scope") != "platform" and a.get("media_source") is not None:
+        where.append(f"media_source = {_sql_str(a['media_source'])}")
+    where.append(f"event_time >= toDateTime64({int(start)}, 3, 'UTC')")
+    where.append(f"event_time < toDateTime64({int(end)}, 3, 'UTC')")
+    platform = a.get("scope") == "platform"
+    return (f"SELECT toStartOfInterval(event_time, INTERVAL {bucket_s} SECOND) AS bucket, "
+            f"{'media_source, ' if platform else ''}count() AS n\n"
+            f"FROM {database}.events FINAL\nWHERE " + "\n  AND ".join(where) +
+            f"\nGROUP BY bucket{', media_source' if platform else ''}\nORDER BY bucket")
+
+
+def alert_message(a: dict[str, Any], *, database: str, bucket_s: int, dashboard_url: str | None = None
+                  ) -> dict[str, Any]:
+    """A firing / repeated / resolved alert, verdict first."""
+    detail = _detail(a)
+    sev = str(a.get("severity", "warning"))
+    obs, exp = float(a["observed"]), float(a["expected"])
+    what = f"{a.get('event_type')} {'SPIKE' if a['direction'] == 'spike' else 'DROP'} {magnitude(obs, exp)}"
+    who = "platform-wide" if a.get("scope") == "platform" else str(a.get("media_source"))
+    end = a.get("resolved_at") or a["bucket_end"]
+    span = _span(a["bucket_start"], end)
+    if a["state"] == "resolved":
+        mins = int((_ts(end) - _ts(a["bucket_start"])).total_seconds() // 60)
+        diff = obs - exp
+        word = "excess" if diff > 0 else "shortfall"
+        head = f"✅ RESOLVED · {what} · {who}"
+        text = f"[RESOLVED] {what} · {scope_text(a)} · {span} · {mins} min, {word} ≈ {_num(abs(diff))}"
+        fields = [("Duration", f"{mins} min ({detail.get('buckets', '?')} buckets)"),
+                  (word.capitalize(), f"≈ {_num(abs(diff))} events ({_num(obs)} observed vs {_num(exp)} expected)"),
+                  ("Scope", scope_text(a)), ("Window", span)]
+    else:
+        again = " (still firing)" if detail.get("repeat") else ""
+        head = f"{ICON.get(sev, '⚪')} {sev.upper()} · {what} · {who}{again}"
+        text = f"[{sev.upper()}] {what} · {scope_text(a)} · {span}{again}"
+        p = a.get("p_value")
+        fields = [("Observed", _num(obs)), ("Expected", _num(exp) + (f" (p={p:.1e})" if p is not None else "")),
+                  ("Scope", scope_text(a)), ("Since", f"{span} ({detail.get('buckets', '?')} buckets)")]
+        if detail.get("sources"):
+            fields.append(("Sources dropping together" if a["direction"] == "drop" else "Sources spiking together",
+                           ", ".join(map(str, detail["sources"]))))
+    blocks: list[dict[str, Any]] = [
+        {"type": "header", "text": {"type": "plain_text", "text": head, "emoji": True}},
+        {"type": "section", "fields": [{"type": "mrkdwn", "text": f"*{k}*\n{v}"} for k, v in fields]},
+        {"type": "section", "text": {"type": "mrkdwn", "text": "*Investigate*\n```" +
+                                     investigate_sql(a, database, bucket_s) + "```"}},
+        {"type": "context", "elements": [{"type": "mrkdwn", "text":
+            f"alert `{a['alert_id']}` · {a['state']} · detector={detail.get('method', '?')} · "
+            f"key=`{a.get('event_type')}:{a.get('app_id')}:{who}:{a['direction']}`"}]},
+    ]
+    if dashboard_url:
+        url = dashboard_url.format(app_id=a.get("app_id") or "", media_source=a.get("media_source") or "",
+                                   event_type=a.get("event_type") or "", start=int(_ts(a["bucket_start"]).timestamp()),
+                                   end=int(_ts(end).timestamp()))
+        blocks.append({"type": "actions", "elements": [
+            {"type": "button", "text": {"type": "plain_text", "text": "Dashboard"}, "url": url}]})
+    return fit({"text": text, "unfurl_links": False, "unfurl_media": False, "blocks": blocks})
+
+
+def pings_message(events: list[dict[str, Any]]) -> dict[str, Any]:
+    """One info message for a batch of qualified installs."""
+    n = len(events)
+    what = f"{n} qualified install{'s' * (n != 1)}"
+    blocks: list[dict[str, Any]] = [{"type": "header", "text": {"type": "plain_text", "text": f"🔵 INFO · {what}"}}]
+    lines = []
+    for e in events:
+        rev = f" · revenue {e['revenue']} {e.get('currency') or ''}".rstrip() if e.get("revenue") is not None else ""
+        t = _ts(e["event_time"]).strftime("%Y-%m-%d %H:%M:%S UTC")
+        lines.append(f"• *{e.get('app_id') or '-'}* · {e.get('media_source') or '-'} · campaign "
+                     f"`{e.get('campaign') or '-'}`{rev} · {e.get('event_type')} at {t} · `{e.get('event_id')}`")
+    for i in range(0, len(lines), 10):
+        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": "\n".join(lines[i:i + 10])}})
+    return fit({"text": f"[INFO] {what}", "unfurl_links": False,
+                "unfurl_media": False, "blocks": blocks})
+
+
+def _detail(a: dict[str, Any]) -> dict[str, Any]:
+    try:
+        d = json.loads(a.get("detail") or "{}")
+        return d if isinstance(d, dict) else {}
+    except ValueError:
+        return {}
+
+
+def _fit_text(obj: dict[str, Any], n: int) -> None:
+    if isinstance(obj.get("text"), str):
+        t = obj["text"]
+        if len(t) > n:
+            # keep an open ``` code fence closed so the cut message still renders
+            cut = _cut(t, n - 4)
+            obj["text"] = cut + "```" if cut.count("```") % 2 else cut
+
+
+def fit(msg: dict[str, Any]) -> dict[str, Any]:
+    """Clamp a payload to Slack's Block Kit limits (never raises; shortens text, drops overflow blocks)."""
+    blocks = list(msg.get("blocks", []))
+    if len(blocks) > MAX_BLOCKS:
+        extra = len(blocks) - (MAX_BLOCKS - 1)
+        blocks = blocks[: MAX_BLOCKS - 1] + [
+            {"type": "context", "elements": [{"type": "mrkdwn", "text": f"… {extra} more blocks not shown"}]}]
+    for b in blocks:
+        t = b.get("type")
+        if t == "header":
+            b["text"]["text"] = _cut(b["text"]["text"], MAX_HEADER)
+        elif t == "section":
+            if "text" in b:
+                _fit_text(b["text"], MAX_SECTION)
+            if "fields" in b:
+                b["fields"] = b["fields"][:MAX_FIELDS]
+                for f in b["fields"]:
+                    _fit_text(f, MAX_FIELD)
+        elif t == "context":
+            b["elements"] = b["elements"][:MAX_CONTEXT]
+            for e in b["elements"]:
+                _fit_text(e, MAX_FIELD)
+        elif t == "actions":
+            b["elements"] = [e for e in b["elements"] if len(e.get("url", "")) <= MAX_BUTTON_URL][:25]
+    blocks = [b for b in blocks if b.get("type") != "actions" or b["elements"]]
+    return {**msg, "text": _cut(str(msg.get("text", "")), MAX_TEXT), "blocks": blocks}

@@ -1,0 +1,149 @@
+"""`attrib` command line. Each subcommand is a thin shell over a module; settings come from env/TOML."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Callable, Sequence
+
+from attrib import settings as settings_mod
+from attrib.settings import ConfigError, Settings
+
+Handler = Callable[[argparse.Namespace, Settings], int]
+
+
+def _stack(args: argparse.Namespace, s: Settings) -> int:
+    from attrib.topics import ensure_topics
+    from ops.stack import Broker, fetch_jars
+
+    b = Broker.from_settings(s)
+    if args.action == "fetch":
+        print(f"broker jars ready in {fetch_jars(s)}")
+    elif args.action == "up":
+        fetch_jars(s)
+        b.start()
+        created = ensure_topics(s)
+        if created:
+            print(f"created topics: {', '.join(created)}")
+        _migrate(args, s)
+    elif args.action == "down":
+        b.stop()
+    elif args.action == "status":
+        pid = b.pid()
+        up = pid is not None and b.answers()
+        print(f"kafka: {'running' if up else 'stopped'}" + (f" (pid {pid}) on {b.bootstrap}" if pid else ""))
+        print(f"kafka data: {b.home}")
+        from sinks.clickhouse import describe
+
+        print(f"clickhouse: {describe(s)}")
+        return 0 if up else 3
+    return 0
+
+
+def _migrate(args: argparse.Namespace, s: Settings) -> int:
+    from sinks import migrate
+    from sinks.clickhouse import connect, describe
+
+    if getattr(args, "topics", False):
+        from attrib.topics import ensure_topics
+
+        created = ensure_topics(s)
+        print(f"kafka topics created: {', '.join(created) or 'none missing'}")
+
+    client = connect(s)
+    try:
+        done = migrate.migrate(client, s)
+    finally:
+        client.close()
+    names = ", ".join(f"{m.version:04d}_{m.name}" for m in done) or "none pending"
+    print(f"clickhouse ({describe(s)}): migrations applied: {names}")
+    return 0
+
+
+def _config(args: argparse.Namespace, s: Settings) -> int:
+    print(json.dumps(s.redacted(), indent=2))
+    return 0
+
+
+def _run(args: argparse.Namespace, s: Settings) -> int:
+    from ops.run import run
+
+    return run(args, s)
+
+
+COMMANDS: dict[str, Handler] = {"stack": _stack, "migrate": _migrate, "config": _config, "run": _run}
+
+# Subcommands owned by an area live in that area's module, which defines HELP: str, add_arguments(parser) and
+# main(args, settings) -> int. One line per command here; keep the table sorted.
+PLUGINS: dict[str, str] = {
+    "alerts": "alerts.app",
+    "ingest": "ingest.server",
+    "inspect": "ops.inspect.command",
+    "normalize": "ops.normalize",
+    "notify": "alerts.slack",
+    "replay": "ops.replay.command",
+    "route": "sinks.route.command",
+    "send": "ops.traffic.send",
+    "sink": "sinks.command",
+    "sql": "ops.sql",
+    "tail": "ops.inspect.tail",
+    "worker": "streams.worker",
+}
+
+
+def _plugin(name: str):  # type: ignore[no-untyped-def]
+    import importlib
+
+    return importlib.import_module(PLUGINS[name])
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="attrib", description=__doc__)
+    p.add_argument("--config", help="TOML settings file (same as ATTRIB_CONFIG)")
+    sub = p.add_subparsers(dest="command", required=True)
+    st = sub.add_parser("stack", help="local Kafka broker: fetch jars, start, stop, status")
+    st.add_argument("action", choices=["up", "down", "status", "fetch"])
+    mg = sub.add_parser("migrate", help="apply ClickHouse migrations (idempotent)")
+    mg.add_argument("--topics", action="store_true", help="also create missing Kafka topics")
+    sub.add_parser("config", help="print the effective settings, secrets masked")
+    from ops.run import add_arguments as run_arguments
+
+    run_arguments(sub.add_parser("run", help="local stack + pipeline with sample traffic (what `make run` does)"))
+    for name in PLUGINS:
+        mod = _plugin(name)
+        mod.add_arguments(sub.add_parser(name, help=mod.HELP, description=mod.HELP))
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.config:
+        os.environ[settings_mod.CONFIG_ENV] = args.config
+    try:
+        s = settings_mod.load()
+    except ConfigError as exc:
+        print(f"attrib: {exc}", file=sys.stderr)
+        return 2
+    from attrib import logs
+
+    logs.setup(s.log_level)
+    try:
+        if args.command in PLUGINS:
+            return int(_plugin(args.command).main(args, s))
+        return COMMANDS[args.command](args, s)
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # one clear line for the operator; details in --debug logs
+        from ops.stack import StackError
+        from sinks.migrate import MigrationError
+
+        if isinstance(exc, (StackError, MigrationError)):
+            print(f"attrib {args.command}: {exc}", file=sys.stderr)
+            return 1
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,170 @@
+"""`make run` / `attrib run`: the whole pipeline on this machine, with sample traffic and a report.
+
+Starts the broker, then the sink (it owns the embedded ClickHouse and applies migrations), the worker, the alert
+detector, the ingress (and the Slack notifier when a webhook is configured) as child processes; sends signed
+deliveries from several MMPs through `attrib send`; waits until the warehouse has settled; prints a report and where
+to look; keeps everything running until Ctrl-C, then stops it all in reverse order.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+from attrib import settings as settings_mod
+from attrib.settings import REPO_ROOT, Settings
+from ops.supervise import Service, ServiceError, attrib_argv
+
+DEMO_CONFIG = REPO_ROOT / "dev" / "demo.toml"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--count", type=int, default=600, help="sample deliveries per source (default 600)")
+    p.add_argument("--no-traffic", action="store_true", help="start the pipeline without sending sample traffic")
+    p.add_argument("--exit", action="store_true", help="stop everything after the report instead of waiting for Ctrl-C")
+
+
+def _services(s: Settings) -> list[Service]:
+    ingest = f"http://{_loopback(s.ingest.host)}:{s.ingest.port}"
+    svcs = [
+        Service("sink", attrib_argv("sink"), f"http://127.0.0.1:{s.sink.query_port}/health"),
+        Service("worker", attrib_argv("worker"),
+                f"http://127.0.0.1:{s.streams.metrics_port}/metrics" if s.streams.metrics_port else None),
+        Service("alerts", attrib_argv("alerts")),
+        Service("ingest", attrib_argv("ingest"), f"{ingest}/readyz"),
+    ]
+    if s.slack_webhook_url or s.alerts.webhooks:
+        svcs.append(Service("notify", attrib_argv("notify")))
+    return svcs
+
+
+def _loopback(host: str) -> str:
+    return "127.0.0.1" if host in ("0.0.0.0", "", "::") else host
+
+
+def _settle(s: Settings, timeout_s: float = 120.0) -> int:
+    """Wait until the warehouse's event count stops moving (the worker and sink have caught up)."""
+    from ops.sql import query_rows
+
+    last, stable_since, deadline = -1, time.monotonic(), time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            n = int(query_rows(s, f"SELECT count() AS n FROM {s.clickhouse.database}.events")[0]["n"])
+        except Exception:  # noqa: BLE001 - the sink may still be starting
+            n = -1
+        if n != last:
+            last, stable_since = n, time.monotonic()
+        elif n > 0 and time.monotonic() - stable_since > 4:
+            return n
+        time.sleep(0.5)
+    return last
+
+
+def run(args: argparse.Namespace, s: Settings) -> int:
+    from attrib.topics import ensure_topics
+    from ops.stack import Broker, fetch_jars
+
+    if not s.sources:  # a fresh machine: demo sources so there is something to see
+        os.environ[settings_mod.CONFIG_ENV] = str(DEMO_CONFIG)
+        s = settings_mod.load()
+        print(f"no sources configured: using the demo sources in {DEMO_CONFIG.relative_to(REPO_ROOT)}")
+
+    fetch_jars(s)
+    broker = Broker.from_settings(s)
+    broker.start()
+    ensure_topics(s)
+    log_dir = s.var_dir / "run" / "logs"
+    services = _services(s)
+    stopping = False
+
+    def _term(*_: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, _term)
+    # Python leaves SIGINT ignored when started in the background by a non-interactive shell (`attrib run &`):
+    # install it explicitly so `kill -INT` stops the pipeline there too, as Ctrl-C does in a terminal.
+    signal.signal(signal.SIGINT, _term)
+    try:
+        for svc in services:
+            print(f"starting {svc.name:<7} log {svc.log or log_dir / (svc.name + '.log')}", flush=True)
+            svc.start(log_dir)
+            svc.wait_ready(120)
+        if not getattr(args, "no_traffic", False):
+            _traffic(s, getattr(args, "count", 600))
+            print("waiting for the worker and sink to catch up …", flush=True)
+            _settle(s)
+        from ops.report import report
+
+        print()
+        print(report(s))
+        print(_worker_line(s))
+        print(_where(s, broker, log_dir))
+        if getattr(args, "exit", False):
+            return 0
+        while True:
+            for svc in services:
+                if not svc.alive():
+                    raise ServiceError(f"{svc.name} stopped unexpectedly; see {svc.log}")
+            time.sleep(1)
+    except KeyboardInterrupt:
+        stopping = True
+        print("\nstopping …", flush=True)
+        return 0
+    except ServiceError as exc:
+        print(f"attrib run: {exc}")
+        return 1
+    finally:
+        for svc in reversed(services):
+            svc.stop()
+        broker.stop()
+        if stopping:
+            print("stopped: ingress, worker, alerts, sink and broker (data stays in var/)")
+
+
+def _worker_line(s: Settings) -> str:
+    """Live figures only the worker knows: events still waiting for their install are not in the warehouse yet."""
+    import urllib.request
+
+    if not s.streams.metrics_port:
+        return ""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{s.streams.metrics_port}/metrics", timeout=3) as r:
+            text = r.read().decode()
+    except OSError:
+        return "worker: metrics unavailable"
+    vals: dict[str, float] = {}
+    for line in text.splitlines():
+        name, _, value = line.partition(" ")
+        if name in ("attrib_worker_duplicates_total", "attrib_worker_pending", "attrib_worker_timeouts_total"):
+            vals[name] = float(value)
+    return (f"worker: {vals.get('attrib_worker_duplicates_total', 0):,.0f} duplicate events dropped  ·  "
+            f"{vals.get('attrib_worker_pending', 0):,.0f} events waiting for their install (emitted when it arrives, "
+            f"or as pending_timeout after {s.streams.pending_timeout_s / 3600:g} h)\n")
+
+
+def _traffic(s: Settings, count: int) -> None:
+    argv = attrib_argv("send", "--count", str(count), "--duplicates", "0.1", "--out-of-order", "0.15",
+                       "--concurrency", "16")
+    print(f"sending {count} signed deliveries per source ({len(s.sources)} sources) with 10% duplicates and "
+          f"15% purchases/signups before their install …", flush=True)
+    subprocess.run(argv, check=False)
+
+
+def _where(s: Settings, broker: object, log_dir: Path) -> str:
+    ingest = f"http://{_loopback(s.ingest.host)}:{s.ingest.port}"
+    return f"""the pipeline is running
+  ingress     {ingest}/webhooks/<source>   sources: {', '.join(x.name for x in s.sources)}
+              {ingest}/metrics · /readyz · /ops/rejections (why deliveries were refused)
+  worker      http://127.0.0.1:{s.streams.metrics_port}/metrics
+  warehouse   {s.clickhouse.url or 'embedded ClickHouse in ' + str(s.clickhouse_path)}, database {s.clickhouse.database}
+  logs        {log_dir}/
+
+keep querying (in another terminal)
+  .venv/bin/attrib sql "SELECT event_type, attribution_status, count() FROM {s.clickhouse.database}.events FINAL GROUP BY ALL"
+  .venv/bin/attrib sql < docs/queries.sql        # or one query from the analyst pack
+  .venv/bin/attrib send --count 200             # more signed traffic
+Ctrl-C stops everything cleanly."""

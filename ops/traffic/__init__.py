@@ -1,0 +1,1 @@
+"""Signed sample traffic for a running ingress (`attrib send`) and synthetic deliveries for benches and tests."""

@@ -1,0 +1,202 @@
+"""The pure detector: state-machine properties (hypothesis) and seeded traffic scenarios."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from alerts.detector import Cell, Check, SeriesKey, SeriesState, advance, assess, baseline, muted
+from alerts.memory import MemoryDetector
+from attrib.settings import AlertSettings, AlertThresholds
+
+B = 300_000
+DAY = 288
+TH = AlertThresholds()
+KEY = SeriesKey("app", "fb", "install")
+SOURCES = {"fb": 20.0, "google": 10.0, "tiktok": 6.0}
+Shape = Callable[[str, int], float]  # (source, bucket index) -> multiplier
+
+
+def seasonal(b: int) -> float:
+    return 1 + 0.5 * math.sin(2 * math.pi * (b % DAY) / DAY - math.pi / 2)
+
+
+def run(days: float, shape: Shape = lambda s, b: 1.0, seed: int = 7, settings: AlertSettings | None = None,
+        sources: dict[str, float] = SOURCES) -> list[tuple[int, dict]]:
+    det = MemoryDetector(settings or AlertSettings())
+    rng = np.random.default_rng(seed)
+    out = []
+    for b in range(int(days * DAY)):
+        counts = {SeriesKey("app", s, "install"): int(rng.poisson(r * seasonal(b) * shape(s, b)))
+                  for s, r in sources.items()}
+        out += [(b, a.record) for a in det.step(b * B, counts)]
+    return out
+
+
+# --- state machine properties --------------------------------------------------------------------------------------
+
+verdicts = st.lists(st.sampled_from([None, "spike", "drop"]), max_size=60)
+
+
+@given(vs=verdicts, n=st.integers(1, 4), m=st.integers(1, 4))
+@settings(max_examples=300, deadline=None)
+def test_fires_only_after_n_consecutive_and_resolves_after_m_clean(vs: list, n: int, m: int) -> None:
+    th = AlertThresholds(fire_after=n, recover_after=m)
+    stt, run_, open_dir, clean = SeriesState(), 0, None, 0
+    prev = None
+    for i, v in enumerate(vs):
+        chk = Check(v, 10.0 if v else 10.0, 1e-6 if v else 1.0, "ewma")
+        stt, tr = advance(stt, KEY, 0, chk, i * B, B, th)
+        if open_dir is None:
+            run_ = run_ + 1 if v is not None and v == prev else (1 if v is not None else 0)
+            if tr is not None:
+                assert tr.kind == "fired" and run_ >= n and tr.incident.direction == v
+                assert tr.incident.start_ms == (i - n + 1) * B and tr.incident.end_ms == (i + 1) * B
+                open_dir, clean = v, 0
+            else:
+                assert run_ < n
+        else:
+            clean = 0 if v == open_dir else clean + 1
+            if tr is not None:
+                assert tr.kind == "resolved" and clean == m
+                open_dir, run_ = None, 0
+            else:
+                assert clean < m
+        prev = v
+        assert (stt.incident is None) == (open_dir is None)
+
+
+@given(st.builds(SeriesState, n=st.integers(0, 10**6), ewma=st.one_of(st.none(), st.floats(0, 1e6)),
+                 level=st.floats(0.1, 10), silent_expected=st.floats(0, 100)))
+def test_state_round_trips_through_json(s: SeriesState) -> None:
+    assert SeriesState.from_dict(json.loads(json.dumps(s.to_dict()))) == s
+
+
+@given(obs=st.integers(0, 10_000), exp=st.floats(0, 5_000))
+@settings(max_examples=300, deadline=None)
+def test_floors_hold_for_every_verdict(obs: int, exp: float) -> None:
+    stt = SeriesState(n=100, ewma=exp)
+    c = assess(stt, obs, Cell(), Cell(), TH)
+    if c.verdict == "spike":
+        assert obs >= TH.spike_ratio * exp and obs - exp >= TH.min_delta and c.p_value < TH.p_value
+    if c.verdict == "drop" and c.method != "silence":
+        assert exp >= TH.min_expected and obs <= TH.drop_ratio * exp and c.p_value < TH.p_value
+    if c.method == "silence":
+        assert obs == 0 and exp < TH.min_expected
+
+
+def test_baseline_prefers_weekly_then_daily_then_ewma() -> None:
+    s = SeriesState(n=50, ewma=5.0)
+    assert baseline(s, Cell(7.0, 3), Cell(9.0, 3), TH) == (9.0, "weekly")
+    assert baseline(s, Cell(7.0, 3), Cell(9.0, 2), TH) == (7.0, "daily")
+    assert baseline(s, Cell(7.0, 2), Cell(9.0, 2), TH) == (5.0, "ewma")
+    assert baseline(SeriesState(n=2, ewma=5.0), Cell(), Cell(), TH)[1] == "warmup"
+
+
+def test_mute_windows() -> None:
+    s = AlertSettings(mutes=[{"media_source": "fb", "daily": "23:00-01:00"},
+                             {"app_id": "app", "start": "2026-01-01T00:00:00Z", "end": "2026-01-02T00:00:00Z"}])
+    ts = int(datetime(2026, 3, 1, 23, 30, tzinfo=UTC).timestamp() * 1000)
+    assert muted(s.mutes, KEY, ts)
+    assert not muted(s.mutes, SeriesKey("app", "google", "install"), ts)
+    jan1 = int(datetime(2026, 1, 1, 12, tzinfo=UTC).timestamp() * 1000)
+    assert muted(s.mutes, SeriesKey("app", "google", "install"), jan1)
+    assert not muted(s.mutes, SeriesKey("other", "google", "install"), jan1)
+
+
+# --- scenarios ------------------------------------------------------------------------------------------------------
+
+def test_steady_seasonal_traffic_raises_nothing_for_a_day() -> None:
+    for seed in range(3):
+        assert run(1, seed=seed) == []
+
+
+def test_spike_from_one_source_fires_once_within_two_buckets_and_resolves() -> None:
+    start = 150
+    out = run(0.75, lambda s, b: 3.0 if s == "fb" and start <= b < start + 3 else 1.0)
+    assert [(r["state"], r["direction"], r["scope"], r["media_source"]) for _, r in out] == [
+        ("firing", "spike", "source", "fb"), ("resolved", "spike", "source", "fb")]
+    (b_fire, fire), (_, res) = out
+    assert b_fire - start <= 1  # fired at the close of the 2nd spike bucket
+    assert fire["alert_id"] == res["alert_id"] and fire["observed"] > 2 * fire["expected"]
+    assert res["bucket_start"] == start * B and res["resolved_at"] == (start + 3) * B
+
+
+def test_one_source_stopping_fires_a_source_drop_not_a_platform_one() -> None:
+    out = run(0.75, lambda s, b: 0.0 if s == "fb" and b >= 150 else 1.0)
+    out = [(b, r) for b, r in out if not json.loads(r["detail"]).get("repeat")]
+    assert [(r["state"], r["direction"], r["scope"], r["media_source"]) for _, r in out] == [
+        ("firing", "drop", "source", "fb")]
+    assert out[0][0] - 150 <= 1 and out[0][1]["observed"] == 0 and out[0][1]["severity"] == "warning"
+
+
+def test_all_sources_stopping_fires_one_platform_alert_not_n() -> None:
+    out = run(0.75, lambda s, b: 0.0 if 150 <= b < 160 else 1.0)
+    assert [(r["state"], r["scope"], r["direction"]) for _, r in out] == [
+        ("firing", "platform", "drop"), ("resolved", "platform", "drop")]
+    assert out[0][0] - 150 <= 1 and out[0][1]["severity"] == "critical"
+    assert sorted(json.loads(out[0][1]["detail"])["sources"]) == sorted(SOURCES)
+
+
+def test_low_volume_source_going_silent_trips_the_silence_timer() -> None:
+    srcs = {"big": 40.0, "tiny": 1.0}  # tiny: 1/bucket, below min_expected -> silence timer (~10 buckets)
+    out = run(0.75, lambda s, b: 0.0 if s == "tiny" and b >= 150 else 1.0, sources=srcs)
+    out = [(b, r) for b, r in out if not json.loads(r["detail"]).get("repeat")]
+    assert [(r["state"], r["media_source"]) for _, r in out] == [("firing", "tiny")]
+    delay = out[0][0] - 150
+    assert 5 <= delay <= 30 and json.loads(out[0][1]["detail"])["method"] == "silence"
+
+
+def test_per_source_thresholds_and_mutes_silence_sending_only() -> None:
+    shape: Shape = lambda s, b: 4.0 if s == "fb" and 150 <= b < 153 else 1.0  # noqa: E731
+    assert run(0.75, shape, settings=AlertSettings(source_thresholds={"fb": {"min_delta": 1000}})) == []
+    assert len(run(0.75, shape, settings=AlertSettings(source_thresholds={"google": {"min_delta": 1000}}))) == 2
+    assert run(0.75, shape, settings=AlertSettings(mutes=[{"media_source": "fb", "daily": "12:00-13:00"}])) == []
+    assert len(run(0.75, shape)) == 2
+
+
+def test_long_incident_repeats_hourly() -> None:
+    out = run(0.75, lambda s, b: 0.0 if s == "fb" and b >= 100 else 1.0)
+    fires = [b for b, r in out if r["state"] == "firing"]
+    assert len({r["alert_id"] for _, r in out}) == 1
+    assert [y - x for x, y in zip(fires, fires[1:])] == [12] * (len(fires) - 1) and len(fires) >= 5
+
+
+def test_seasonal_history_takes_over_and_stays_quiet() -> None:
+    det_settings = AlertSettings()
+    out = run(5, seed=3, settings=det_settings)
+    assert out == []
+    out = run(5, lambda s, b: 0.0 if s == "fb" and 4 * DAY + 100 <= b < 4 * DAY + 110 else 1.0, seed=3)
+    assert [(r["state"], r["media_source"]) for _, r in out] == [("firing", "fb"), ("resolved", "fb")]
+    assert json.loads(out[0][1]["detail"])["method"] == "daily"
+
+
+def test_window_test_catches_a_sustained_partial_drop_that_no_single_bucket_shows() -> None:
+    """With seasonal history (here 3 days) a -45 % hour on the big source fires through the window test only."""
+    srcs = {"big": 60.0, "mid": 20.0}
+    t0 = 3 * DAY + 150
+    shape: Shape = lambda s, b: 0.55 if s == "big" and t0 <= b < t0 + 12 else 1.0  # noqa: E731
+    out = run(3.75, shape, sources=srcs, seed=5)
+    firing = [(b, r) for b, r in out if r["state"] == "firing" and not json.loads(r["detail"])["repeat"]]
+    assert [(r["direction"], r["media_source"]) for _, r in firing] == [("drop", "big")]
+    assert json.loads(firing[0][1]["detail"])["method"] == "window" and t0 <= firing[0][0] < t0 + 10
+    off = AlertSettings(thresholds={"window_buckets": 0})
+    assert run(3.75, shape, sources=srcs, settings=off, seed=5) == []
+
+
+def test_a_single_bucket_burst_is_not_an_alert() -> None:
+    out = run(0.75, lambda s, b: 6.0 if s == "fb" and b == 150 else 1.0)
+    assert out == []
+
+
+def test_recovery_from_an_outage_is_not_read_as_a_spike() -> None:
+    out = run(1, lambda s, b: 0.0 if 100 <= b < 130 else 1.0)
+    out = [(b, r) for b, r in out if not json.loads(r["detail"]).get("repeat")]
+    assert [(r["state"], r["scope"], r["direction"]) for _, r in out] == [
+        ("firing", "platform", "drop"), ("resolved", "platform", "drop")]

@@ -1,0 +1,94 @@
+"""`attrib stack up|down|status` through the real CLI: idempotent, and no stray process left behind."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.support import free_port
+
+
+def _attrib(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "ops.cli", *args], env=env, capture_output=True, text=True,
+                          timeout=180)
+
+
+def _kafka_pids(var: Path) -> list[int]:
+    out = subprocess.run(["pgrep", "-f", f"kafka.Kafka {var}"], capture_output=True, text=True).stdout
+    return [int(p) for p in out.split()]
+
+
+def test_up_twice_down_twice_leaves_nothing_running(tmp_path):
+    var = tmp_path / "var"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ATTRIB_")}
+    port = free_port()
+    env |= {"ATTRIB_VAR_DIR": str(var), "ATTRIB_KAFKA__BOOTSTRAP_SERVERS": f"127.0.0.1:{port}",
+            "ATTRIB_STACK__CONTROLLER_PORT": str(free_port())}
+
+    assert _attrib(env, "stack", "status").returncode == 3  # nothing yet
+
+    up = _attrib(env, "stack", "up")
+    assert up.returncode == 0, up.stderr
+    assert "formatted new KRaft storage" in up.stdout and "kafka up" in up.stdout
+    assert "created topics" in up.stdout and "0001_events" in up.stdout
+    assert len(_kafka_pids(var)) == 1
+
+    again = _attrib(env, "stack", "up")
+    assert again.returncode == 0, again.stderr
+    assert "already running" in again.stdout and "formatted" not in again.stdout
+    assert "none pending" in again.stdout
+    assert len(_kafka_pids(var)) == 1
+
+    status = _attrib(env, "stack", "status")
+    assert status.returncode == 0 and "kafka: running" in status.stdout
+
+    down = _attrib(env, "stack", "down")
+    assert down.returncode == 0 and "kafka stopped" in down.stdout
+    assert _kafka_pids(var) == []
+    down2 = _attrib(env, "stack", "down")
+    assert down2.returncode == 0 and "not running" in down2.stdout
+
+    # warm restart keeps the formatted storage and the topics
+    up3 = _attrib(env, "stack", "up")
+    assert up3.returncode == 0, up3.stderr
+    assert "formatted" not in up3.stdout and "created topics" not in up3.stdout
+    assert _attrib(env, "stack", "down").returncode == 0
+    assert _kafka_pids(var) == []
+
+
+def test_port_taken_by_a_foreign_process_is_a_clear_error(tmp_path, kafka_bootstrap):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ATTRIB_")}
+    env |= {"ATTRIB_VAR_DIR": str(tmp_path / "var"), "ATTRIB_KAFKA__BOOTSTRAP_SERVERS": kafka_bootstrap,
+            "ATTRIB_STACK__CONTROLLER_PORT": str(free_port())}
+    res = _attrib(env, "stack", "up")
+    assert res.returncode == 1
+    assert "already taken by another process" in res.stderr
+
+
+
+def test_format_accepts_a_cluster_id_starting_with_a_dash(tmp_path, monkeypatch):
+    """Kafka's random ids are URL-safe base64: about 1 in 64 starts with '-', which the CLI parser took for a flag."""
+    from attrib.settings import Settings
+    from ops import stack
+
+    monkeypatch.setattr(stack, "_kafka_uuid", lambda: "-vQ4Dzv2TJqSPLJ0pCcBvA")
+    b = stack.Broker.from_settings(Settings(var_dir=tmp_path / "var"))
+    b.write_config()
+    assert b.format_storage()
+    assert "-vQ4Dzv2TJqSPLJ0pCcBvA" in next((tmp_path / "var").rglob("meta.properties")).read_text()
+
+
+def test_interactive_tools_say_when_kafka_is_down_instead_of_retrying_forever(tmp_path, kafka_bootstrap):
+    from attrib.settings import Settings
+    from attrib.topics import unreachable
+
+    assert unreachable(Settings(kafka={"bootstrap_servers": kafka_bootstrap})) is None
+    down = f"127.0.0.1:{free_port()}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ATTRIB_")}
+    env |= {"ATTRIB_VAR_DIR": str(tmp_path), "ATTRIB_KAFKA__BOOTSTRAP_SERVERS": down}
+    for args in (("tail",), ("replay", "--since", "2h", "--into", "topic:x"), ("replay", "--dead-letters")):
+        r = _attrib(env, *args)
+        assert r.returncode == 2 and f"Kafka at {down} is not reachable" in r.stderr, (args, r.stderr)
+        assert "rdkafka" not in r.stderr  # no librdkafka retry noise
