@@ -17,18 +17,21 @@ Two stages, so one place sees every series (the platform-wide view) without a gl
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
 import time
-import uuid
 from collections import Counter, defaultdict
-from typing import Any
+from typing import Any, cast
 
 import faust
+from aiokafka.errors import KafkaError
+from faust.streams import Stream
 
+from alerts.config import config_from
 from alerts.detector import Cell, SeriesInput, SeriesKey, SeriesState, evaluate_bucket, slots
-from alerts.memory import config_from
 from attrib.settings import Settings
 from schemas import avro, wire
+from schemas.dead_letter import dead_letter as dead_letter_record
 
 log = logging.getLogger("attrib.alerts")
 HELP = "run the spike/drop alert detector (Faust app `attrib alerts`)"
@@ -46,8 +49,8 @@ def series_of(rec: dict[str, Any]) -> SeriesKey:
 
 def build(s: Settings) -> faust.App:
     a = s.alerts
-    bucket_ms = a.bucket_s * 1000
-    cfg = config_from(a)
+    bucket_ms = a.detect.bucket_s * 1000
+    cfg = config_from(a.detect)
     datadir = a.data_dir or s.var_dir / "alerts"
     datadir.mkdir(parents=True, exist_ok=True)
     app = faust.App(
@@ -74,15 +77,24 @@ def build(s: Settings) -> faust.App:
     cells = app.Table("alert-cells", partitions=1)  # series|d<slot> / |w<slot> -> [m, n]
     meta = app.Table("alert-meta", partitions=1)  # evaluated_until, first_bucket, hw:<p>
 
-    async def dead_letter(reason: str, exc: BaseException, value: bytes | None, ref: dict[str, Any] | None) -> None:
-        log.warning("alerts dead letter", extra={"fields": {"reason": reason, "error": str(exc)[:200], **(ref or {})}})
-        rec = {"dead_letter_id": uuid.uuid4().hex, "stage": "process", "reason": reason, "detail": str(exc)[:1000],
-               "raw": ref, "payload": value, "failed_at": int(time.time() * 1000)}
-        await dlq.send(key=None, value=encode_dead(rec))
+    async def dead_letter(reason: str, exc: BaseException, value: bytes | None, ref: dict[str, Any]) -> None:
+        log.warning("alerts dead letter", extra={"fields": {"reason": reason, "error": str(exc)[:200], **ref}})
+        rec = dead_letter_record(stage="alerts", reason=reason, detail=f"{type(exc).__name__}: {exc}",
+                                 raw_ref=ref, payload=value)
+        await dlq.send(key=rec["dead_letter_id"].encode(), value=encode_dead(rec))
+
+    async def decode_event(value: bytes) -> dict[str, Any]:
+        while True:  # a schema registry outage delays counting, it never dead-letters good events
+            try:
+                return serde.decode(value, expect="enriched_event")[1]
+            except wire.RegistryError as exc:
+                log.warning("schema registry unavailable; retrying", extra={"fields": {"error": str(exc)[:300]}})
+                await asyncio.sleep(5)
 
     @app.agent(events, concurrency=1)
     async def count_events(stream: faust.StreamT) -> None:
-        async for batch in stream.take_events(a.batch_max, within=a.batch_within_s):
+        # take_events is on Faust's Stream, not on its StreamT protocol
+        async for batch in cast(Stream, stream).take_events(a.batch_max, within=a.batch_within_s):
             per_part: dict[int, dict[str, Any]] = {}
             for ev in batch:
                 m = ev.message
@@ -91,10 +103,10 @@ def build(s: Settings) -> faust.App:
                 if ev.value is None or ev.value.startswith(TICK):  # tombstone / a stage's tick record: not an event
                     continue
                 try:
-                    _, rec = serde.decode(ev.value, expect="enriched_event")
+                    rec = await decode_event(ev.value)
                     ms = int(rec["event_time"].timestamp() * 1000)
                     agg["c"][(series_of(rec).encode(), ms - ms % bucket_ms)] += 1
-                except Exception as exc:  # noqa: BLE001 - one bad event must not ack the batch unprocessed
+                except (avro.AvroError, KeyError, AttributeError) as exc:  # bad bytes / no usable event_time
                     await dead_letter("undecodable_event", exc, ev.value if isinstance(ev.value, bytes) else None,
                                       {"topic": m.topic, "partition": m.partition, "offset": m.offset})
             for p, agg in per_part.items():
@@ -157,7 +169,8 @@ def build(s: Settings) -> faust.App:
             await outputs[d].send(key=r["alert_id"].encode(), value=encode_alert[d](r))
 
     async def on_tick(now_ms: int) -> None:
-        target = (now_ms - a.lateness_s * 1000) // bucket_ms * bucket_ms  # buckets ending at or before are closed
+        # buckets ending at or before the target are closed
+        target = (now_ms - a.detect.lateness_s * 1000) // bucket_ms * bucket_ms
         last = meta.get("evaluated_until")
         if last is None:
             last = meta.get("first_bucket")
@@ -166,7 +179,7 @@ def build(s: Settings) -> faust.App:
         if target - last > a.max_catchup_buckets * bucket_ms:
             log.warning("alerts fell behind; skipping buckets",
                         extra={"fields": {"skipped": (target - last) // bucket_ms - a.max_catchup_buckets}})
-            for key in [k for k in counts.keys() if int(k) < target - a.max_catchup_buckets * bucket_ms]:
+            for key in [k for k in counts if int(k) < target - a.max_catchup_buckets * bucket_ms]:
                 del counts[key]
             last = target - a.max_catchup_buckets * bucket_ms
         while last < target:
@@ -183,7 +196,8 @@ def build(s: Settings) -> faust.App:
                     await on_tick(int(rec["tick"]))
                 else:
                     apply_counts(rec)
-            except Exception as exc:  # noqa: BLE001 - keep the agent alive; the record is kept in the DLQ
+            except Exception as exc:  # noqa: BLE001 - any failure (a detector bug, odd record) is dead-lettered
+                # with its position rather than acked silently by Faust (which would also stop this agent)
                 m = ev.message
                 await dead_letter("alerts_evaluate_failed", exc, None,
                                   {"topic": m.topic, "partition": m.partition, "offset": m.offset})
@@ -193,8 +207,8 @@ def build(s: Settings) -> faust.App:
         async def tick() -> None:
             try:
                 await counts_topic.send(key=b"c", value={"tick": int(time.time() * 1000)})
-            except Exception:
-                log.exception("alerts tick failed")
+            except KafkaError as exc:  # the next tick covers this one: evaluation catches up to wall-clock time
+                log.warning("alerts tick not sent", extra={"fields": {"error": f"{type(exc).__name__}: {exc}"[:200]}})
 
     app.alert_tables = {"counts": counts, "states": states, "cells": cells, "meta": meta}  # type: ignore[attr-defined]
     return app

@@ -22,13 +22,13 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+from alerts.config import Config, Mute, Thresholds
 from alerts.tails import cdf, sf
-from attrib.settings import AlertThresholds, MuteWindow
 
 PLATFORM = "*"
 SEP = "\x1f"
@@ -131,7 +131,7 @@ class Check:
     method: str  # weekly|daily|ewma|warmup|silence
 
 
-def baseline(state: SeriesState, day: Cell, week: Cell, th: AlertThresholds) -> tuple[float | None, str]:
+def baseline(state: SeriesState, day: Cell, week: Cell, th: Thresholds) -> tuple[float | None, str]:
     """Expected count for the bucket and the method that produced it (None while warming up)."""
     if week.n >= th.min_seasons or day.n >= th.min_seasons:
         seasonal, method = (week.mean, "weekly") if week.n >= th.min_seasons else (day.mean, "daily")
@@ -141,7 +141,7 @@ def baseline(state: SeriesState, day: Cell, week: Cell, th: AlertThresholds) -> 
     return state.ewma, "ewma"
 
 
-def assess(state: SeriesState, observed: int, day: Cell, week: Cell, th: AlertThresholds) -> Check:
+def assess(state: SeriesState, observed: int, day: Cell, week: Cell, th: Thresholds) -> Check:
     """Is this bucket abnormal, and which way?"""
     expected, method = baseline(state, day, week, th)
     if expected is None:
@@ -167,7 +167,7 @@ def assess(state: SeriesState, observed: int, day: Cell, week: Cell, th: AlertTh
     return _window(state, observed, expected, method, th)
 
 
-def _window(state: SeriesState, observed: int, expected: float, method: str, th: AlertThresholds) -> Check:
+def _window(state: SeriesState, observed: int, expected: float, method: str, th: Thresholds) -> Check:
     """The sum of the last W buckets against the sum expected: sees a sustained -40 % or +60 % that no single bucket
     can show. The current bucket must lean the same way, so the tail of a one-bucket burst does not keep firing."""
     w = th.window_buckets
@@ -191,7 +191,7 @@ def _window(state: SeriesState, observed: int, expected: float, method: str, th:
 
 
 def learn(state: SeriesState, observed: int, check: Check, day: Cell, week: Cell, bucket_end_ms: int,
-          th: AlertThresholds, frozen: bool = False) -> tuple[SeriesState, Cell, Cell]:
+          th: Thresholds, frozen: bool = False) -> tuple[SeriesState, Cell, Cell]:
     """Move the baseline with a clean bucket; abnormal buckets (and ``frozen`` ones: the platform-wide series is
     abnormal, so this source's bucket says nothing about its own normal) leave it where it was."""
     exp_ = check.expected or 0.0
@@ -200,7 +200,8 @@ def learn(state: SeriesState, observed: int, check: Check, day: Cell, week: Cell
         # a bucket the per-bucket test already flagged enters the window as neutral: its burst must not echo
         # through the next W buckets as a second alert
         x = float(observed) if not frozen and (check.verdict is None or check.method == "window") else exp_
-        state = replace(state, recent=(state.recent + ((x, exp_),))[-(th.window_buckets - 1):])
+        state = replace(state, recent=((*state.recent, (x, exp_)))[-(th.window_buckets - 1):])
+    seen: int | None
     if observed > 0:
         silent, rate, seen = 0.0, 0.0, bucket_end_ms
     else:
@@ -238,7 +239,7 @@ class Transition:
 
 
 def advance(st: SeriesState, state_key: SeriesKey, observed: int, check: Check, bucket_start_ms: int,
-            bucket_ms: int, th: AlertThresholds) -> tuple[SeriesState, Transition | None]:
+            bucket_ms: int, th: Thresholds) -> tuple[SeriesState, Transition | None]:
     """The N-to-fire / M-to-recover state machine for one series."""
     end = bucket_start_ms + bucket_ms
     inc = st.incident
@@ -270,7 +271,7 @@ def advance(st: SeriesState, state_key: SeriesKey, observed: int, check: Check, 
 
 # --- mutes ----------------------------------------------------------------------------------------------------------
 
-def muted(mutes: Iterable[MuteWindow], key: SeriesKey, ts_ms: int) -> bool:
+def muted(mutes: Iterable[Mute], key: SeriesKey, ts_ms: int) -> bool:
     t = datetime.fromtimestamp(ts_ms / 1000, tz=UTC)
     for m in mutes:
         if m.app_id is not None and m.app_id != key.app_id:
@@ -309,16 +310,6 @@ class SeriesOutput:
     day: Cell
     week: Cell
     check: Check
-
-
-@dataclass(frozen=True)
-class Config:
-    bucket_ms: int
-    thresholds_for: Callable[[str], AlertThresholds]
-    platform_min_sources: int = 2
-    repeat_ms: int = 3_600_000
-    series_ttl_ms: int = 14 * 86_400_000
-    mutes: tuple[MuteWindow, ...] = ()
 
 
 @dataclass
@@ -401,9 +392,9 @@ def evaluate_bucket(series: dict[SeriesKey, SeriesInput], bucket_start_ms: int, 
 
     # silence during an open platform-wide drop is explained by it: it must not count towards a source's own timer
     for key, o in list(out.items()):
-        p = out.get(key.platform())
-        if (not key.is_platform and o.state is not None and o.state.silent_expected > 0 and p is not None
-                and p.state is not None and p.state.incident is not None and p.state.incident.direction == "drop"):
+        po = out.get(key.platform())
+        if (not key.is_platform and o.state is not None and o.state.silent_expected > 0 and po is not None
+                and po.state is not None and po.state.incident is not None and po.state.incident.direction == "drop"):
             out[key] = replace(o, state=replace(o.state, silent_expected=0.0))
 
     def platform_sent(key: SeriesKey, d: str) -> bool:
@@ -445,6 +436,7 @@ def evaluate_bucket(series: dict[SeriesKey, SeriesInput], bucket_start_ms: int, 
         if key.is_platform and b is not None:
             detail["sources"] = [k.media_source for k in b]
         alerts.append(AlertOut(_record(key, inc, "firing", now_ms, json.dumps(detail)), key))
+        assert o.state is not None
         out[key] = replace(o, state=replace(o.state, incident=replace(inc, notified=True, last_notified_ms=end)))
     return out, alerts
 

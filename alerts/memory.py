@@ -6,19 +6,14 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable
 
-from alerts.detector import AlertOut, Cell, Config, SeriesInput, SeriesKey, SeriesState, evaluate_bucket, slots
-from attrib.settings import AlertSettings
-
-
-def config_from(s: AlertSettings) -> Config:
-    return Config(bucket_ms=s.bucket_s * 1000, thresholds_for=s.thresholds_for,
-                  platform_min_sources=s.platform_min_sources, repeat_ms=int(s.repeat_s * 1000),
-                  series_ttl_ms=int(s.series_ttl_s * 1000), mutes=tuple(s.mutes))
+from alerts.config import Config, config_from
+from alerts.detector import AlertOut, Cell, SeriesInput, SeriesKey, SeriesState, evaluate_bucket, slots
+from attrib.settings import AlertDetectSettings
 
 
 class MemoryDetector:
-    def __init__(self, settings: AlertSettings) -> None:
-        self.cfg = config_from(settings)
+    def __init__(self, settings: AlertDetectSettings | Config) -> None:
+        self.cfg = settings if isinstance(settings, Config) else config_from(settings)
         self.states: dict[SeriesKey, SeriesState] = {}
         self.cells: dict[tuple[SeriesKey, str], Cell] = {}
 

@@ -166,8 +166,8 @@ def fit(msg: dict[str, Any]) -> dict[str, Any]:
     blocks = list(msg.get("blocks", []))
     if len(blocks) > MAX_BLOCKS:
         extra = len(blocks) - (MAX_BLOCKS - 1)
-        blocks = blocks[: MAX_BLOCKS - 1] + [
-            {"type": "context", "elements": [{"type": "mrkdwn", "text": f"… {extra} more blocks not shown"}]}]
+        more = {"type": "context", "elements": [{"type": "mrkdwn", "text": f"… {extra} more blocks not shown"}]}
+        blocks = [*blocks[:MAX_BLOCKS - 1], more]
     for b in blocks:
         t = b.get("type")
         if t == "header":

@@ -57,7 +57,7 @@ def sf(x: float, mu: float, k: float | None = None) -> float:
 
 def cdf(x: float, mu: float, k: float | None = None) -> float:
     """P(X <= x) for X ~ Poisson(mu) (k None) or NegBin(mean mu, size k)."""
-    xi = int(floor(x))
+    xi = floor(x)
     if xi < 0:
         return 0.0
     if mu <= 0:

@@ -8,6 +8,7 @@ never printed (see :func:`Settings.redacted`).
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from datetime import datetime
@@ -256,21 +257,11 @@ class QualifiedInstallRule(_Section):
         return bool(self.campaigns) or self.min_revenue is not None
 
 
-class AlertSettings(_Section):
-    """Spike/drop detection (streams/alerts) and Slack delivery (sinks/slack)."""
+class AlertDetectSettings(_Section):
+    """Detection (`attrib alerts`, ``[alerts.detect]``): buckets, thresholds, per-source overrides, mutes."""
 
-    bucket_s: int = Field(300, gt=0)
-    lateness_s: int = Field(600, ge=0)
-    app_id: str = Field("attrib-alerts", description="Faust app id (consumer group) of `attrib alerts`.")
-    counts_topic: str | None = Field(None, description="Internal one-partition topic; default <app_id>-counts.")
-    data_dir: Path | None = Field(None, description="Faust data directory; default <var_dir>/alerts.")
-    store: str = Field("memory://", description="Faust table store: memory:// (rebuilt from changelogs at start) or "
-                       "rocksdb:// for many series.")
-    tick_interval_s: float = Field(30.0, ge=0, description="Wall-clock evaluation tick; 0 = no timer (tests drive "
-                                   "ticks themselves).")
-    batch_max: int = Field(2000, gt=0, description="Events counted in memory before one counts record is sent.")
-    batch_within_s: float = Field(1.0, gt=0)
-    max_catchup_buckets: int = Field(288, gt=0)
+    bucket_s: int = Field(300, gt=0, description="Counting bucket.")
+    lateness_s: int = Field(600, ge=0, description="A bucket is judged this long after it closed (late events).")
     series_ttl_s: float = Field(14 * 86400, gt=0, description="Forget a series silent (and not firing) this long.")
     platform_min_sources: int = Field(2, ge=1, description="Sources abnormal together that make a platform alert.")
     repeat_s: float = Field(3600, gt=0, description="An open alert is repeated at most this often.")
@@ -278,23 +269,9 @@ class AlertSettings(_Section):
     source_thresholds: dict[str, dict[str, Any]] = Field(
         default_factory=dict, description="media source ('*' = platform) -> AlertThresholds fields to override.")
     mutes: list[MuteWindow] = Field(default_factory=list)
-    # --- Slack delivery (sinks/slack) ---
-    notify_group: str = "attrib-notify"
-    webhooks: dict[Literal["info", "warning", "critical"], SecretStr] = Field(
-        default_factory=dict, description="Slack incoming webhook per severity; missing = slack_webhook_url.")
-    slack_min_interval_s: float = Field(1.0, ge=0, description="At most one message per this many s per webhook.")
-    slack_timeout_s: float = Field(10.0, gt=0)
-    slack_max_backoff_s: float = Field(60.0, gt=0)
-    qualified: QualifiedInstallRule = QualifiedInstallRule()
-    ping_batch_s: float = Field(10.0, gt=0, description="Qualified-install pings are batched this long.")
-    ping_batch_max: int = Field(20, gt=0, le=40)
-    sql_database: str | None = Field(None, description="Database named in the investigate SQL; default "
-                                     "clickhouse.database.")
-    dashboard_url: str | None = Field(None, description="Optional link template with {app_id} {media_source} "
-                                      "{event_type} {start} {end}.")
 
     @model_validator(mode="after")
-    def _overrides(self) -> AlertSettings:
+    def _overrides(self) -> AlertDetectSettings:
         base = self.thresholds.model_dump()
         for src, over in self.source_thresholds.items():
             try:
@@ -307,6 +284,71 @@ class AlertSettings(_Section):
     def thresholds_for(self, media_source: str) -> AlertThresholds:
         over = self.source_thresholds.get(media_source)
         return self.thresholds if not over else AlertThresholds(**{**self.thresholds.model_dump(), **over})
+
+
+class AlertSlackSettings(_Section):
+    """Delivery (`attrib notify`, ``[alerts.slack]``): webhooks, pacing, retries, message content, pings."""
+
+    group_id: str = Field("attrib-notify", description="Consumer group of `attrib notify`.")
+    webhooks: dict[Literal["info", "warning", "critical"], SecretStr] = Field(
+        default_factory=dict, description="Slack incoming webhook per severity; missing = slack_webhook_url.")
+    min_interval_s: float = Field(1.0, ge=0, description="At most one message per this many s per webhook.")
+    timeout_s: float = Field(10.0, gt=0)
+    max_backoff_s: float = Field(60.0, gt=0)
+    qualified: QualifiedInstallRule = QualifiedInstallRule()
+    ping_batch_s: float = Field(10.0, gt=0, description="Qualified-install pings are batched this long.")
+    ping_batch_max: int = Field(20, gt=0, le=40)
+    sql_database: str | None = Field(None, description="Database named in the investigate SQL; default "
+                                     "clickhouse.database.")
+    dashboard_url: str | None = Field(None, description="Optional chart link template with {app_id} {media_source} "
+                                      "{event_type} {start} {end} (epoch s) {start_iso} {end_iso}.")
+
+
+# flat keys of the single pre-split section -> (sub-section, key): old env/TOML settings keep working
+_ALERT_LEGACY = {
+    **{k: ("detect", k) for k in ("bucket_s", "lateness_s", "series_ttl_s", "platform_min_sources", "repeat_s",
+                                  "thresholds", "source_thresholds", "mutes")},
+    "notify_group": ("slack", "group_id"), "webhooks": ("slack", "webhooks"),
+    "slack_min_interval_s": ("slack", "min_interval_s"), "slack_timeout_s": ("slack", "timeout_s"),
+    "slack_max_backoff_s": ("slack", "max_backoff_s"), "qualified": ("slack", "qualified"),
+    "ping_batch_s": ("slack", "ping_batch_s"), "ping_batch_max": ("slack", "ping_batch_max"),
+    "sql_database": ("slack", "sql_database"), "dashboard_url": ("slack", "dashboard_url"),
+}
+
+
+class AlertSettings(_Section):
+    """Alerts (alerts/): the counting/evaluation Faust app's runtime here; detection in ``detect``, Slack delivery in
+    ``slack``. The flat keys of the pre-split section (e.g. ``ATTRIB_ALERTS__BUCKET_S``) are still accepted."""
+
+    app_id: str = Field("attrib-alerts", description="Faust app id (consumer group) of `attrib alerts`.")
+    counts_topic: str | None = Field(None, description="Internal one-partition topic; default <app_id>-counts.")
+    data_dir: Path | None = Field(None, description="Faust data directory; default <var_dir>/alerts.")
+    store: str = Field("memory://", description="Faust table store: memory:// (rebuilt from changelogs at start) or "
+                       "rocksdb:// for many series.")
+    tick_interval_s: float = Field(30.0, ge=0, description="Wall-clock evaluation tick; 0 = no timer (tests drive "
+                                   "ticks themselves).")
+    batch_max: int = Field(2000, gt=0, description="Events counted in memory before one counts record is sent.")
+    batch_within_s: float = Field(1.0, gt=0)
+    max_catchup_buckets: int = Field(288, gt=0)
+    detect: AlertDetectSettings = AlertDetectSettings()
+    slack: AlertSlackSettings = AlertSlackSettings()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _legacy_flat_keys(cls, data: Any) -> Any:
+        if not isinstance(data, dict) or not any(k in _ALERT_LEGACY for k in data):
+            return data
+        out = {k: v for k, v in data.items() if k not in _ALERT_LEGACY}
+        for k, raw in data.items():
+            if k in _ALERT_LEGACY:
+                sec, key = _ALERT_LEGACY[k]
+                cur = out.get(sec)
+                cur = dict(cur) if isinstance(cur, dict) else (cur.model_dump() if isinstance(cur, BaseModel) else {})
+                # env JSON for a field the env source did not know was complex (no longer a field of this section)
+                v = json.loads(raw) if isinstance(raw, str) and raw.lstrip()[:1] in ("{", "[") else raw
+                cur.setdefault(key, v)  # an explicit nested key wins over its flat alias
+                out[sec] = cur
+        return out
 
 
 class DestinationSettings(_Section):

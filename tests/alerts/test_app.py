@@ -42,7 +42,7 @@ def run_day(s: Settings, tmp_path: Path, buckets: int = pl.DAY) -> list[dict]:
     proc = pl.start("alerts", s, tmp_path / "alerts.log")
     try:
         pl.wait_committed(boot, s.alerts.app_id, s.topics.events, proc=proc)  # every count is in the counts topic
-        lateness = s.alerts.lateness_s * 1000
+        lateness = s.alerts.detect.lateness_s * 1000
         ticks = [(b"c", json.dumps({"tick": START + (b + 1) * pl.B + lateness}).encode()) for b in range(buckets)]
         pl.produce(boot, counts_topic_name(s), ticks)
         pl.wait_committed(boot, s.alerts.app_id, counts_topic_name(s), proc=proc)
@@ -64,9 +64,10 @@ def alert_settings(make_settings: Callable[..., Settings], tmp_path: Path, slack
     tag = uuid.uuid4().hex[:8]
     return make_settings(
         topics={"partitions": 3}, slack_webhook_url=slack.url + "/alerts",
-        alerts={"tick_interval_s": 0, "app_id": f"alerts-{tag}", "notify_group": f"notify-{tag}",
-                "webhooks": {"critical": slack.url + "/pages", "info": slack.url + "/info"},
-                "slack_min_interval_s": 0.05, "ping_batch_s": 0.5, "qualified": {"campaigns": ["vip"]}})
+        alerts={"tick_interval_s": 0, "app_id": f"alerts-{tag}",
+                "slack": {"group_id": f"notify-{tag}", "min_interval_s": 0.05, "ping_batch_s": 0.5,
+                          "webhooks": {"critical": slack.url + "/pages", "info": slack.url + "/info"},
+                          "qualified": {"campaigns": ["vip"]}}})
 
 
 def test_day_of_scenarios_through_the_alerts_app_and_slack(alert_settings: Settings, tmp_path: Path,
@@ -97,8 +98,8 @@ def test_day_of_scenarios_through_the_alerts_app_and_slack(alert_settings: Setti
     try:
         slack.wait_for(7)
         for t in (s.topics.alerts_spike, s.topics.alerts_drop):
-            pl.wait_committed(s.kafka.bootstrap_servers, s.alerts.notify_group, t, proc=proc)
-        pl.wait_committed(s.kafka.bootstrap_servers, s.alerts.notify_group, s.topics.events, proc=proc)
+            pl.wait_committed(s.kafka.bootstrap_servers, s.alerts.slack.group_id, t, proc=proc)
+        pl.wait_committed(s.kafka.bootstrap_servers, s.alerts.slack.group_id, s.topics.events, proc=proc)
     finally:
         pl.stop(proc)
     got = slack.accepted()

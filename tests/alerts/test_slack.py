@@ -3,6 +3,7 @@ policy, and Block Kit limits (hypothesis)."""
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import Iterator
 from decimal import Decimal
@@ -14,7 +15,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from alerts import slack_blocks
-from alerts.slack import Notifier, SlackPoster, qualifies
+from alerts.slack import Notifier, SlackPoster, SlackRejected, SlackUnavailable, qualifies
+from attrib.errors import DependencyUnavailable, Permanent
 from attrib.settings import QualifiedInstallRule, Settings
 from tests.alerts.fake_slack import FakeSlack
 
@@ -84,8 +86,29 @@ async def test_at_most_one_message_per_interval_per_webhook(slack: FakeSlack) ->
             await p.post(slack.url + "/a", MSG)
         await p.post(slack.url + "/b", MSG)  # another webhook has its own pacing
     a = [r.at for r in slack.requests if r.path == "/a"]
-    assert all(y - x >= 0.3 for x, y in zip(a, a[1:]))
+    assert all(y - x >= 0.3 for x, y in itertools.pairwise(a))
     assert len(slack.accepted("/b")) == 1
+
+
+async def test_slack_failures_map_to_the_project_errors_at_the_seam(slack: FakeSlack) -> None:
+    slack.script = [(400, {}, "invalid_blocks"), (429, {"Retry-After": "0"}, "rate_limited"), (502, {}, "bad gw")]
+    async with aiohttp.ClientSession() as s:
+        p = SlackPoster(s, min_interval_s=0)
+        with pytest.raises(SlackRejected) as rejected:
+            await p.send_once(slack.url + "/w", MSG)
+        with pytest.raises(SlackUnavailable) as limited:
+            await p.send_once(slack.url + "/w", MSG)
+        with pytest.raises(SlackUnavailable) as down:
+            await p.send_once(slack.url + "/w", MSG)
+        port = slack.port
+        slack.stop()
+        with pytest.raises(SlackUnavailable, match="unreachable"):
+            await p.send_once(f"http://127.0.0.1:{port}/w", MSG)
+    slack.__post_init__()
+    slack.start()
+    assert isinstance(rejected.value, Permanent) and "invalid_blocks" in str(rejected.value)
+    assert isinstance(limited.value, DependencyUnavailable) and limited.value.retry_after_s == 0.0
+    assert down.value.retry_after_s is None and "502" in str(down.value)
 
 
 async def test_rejected_blocks_fall_back_to_plain_text(slack: FakeSlack) -> None:
@@ -96,7 +119,8 @@ async def test_rejected_blocks_fall_back_to_plain_text(slack: FakeSlack) -> None
 
 
 async def test_repeat_policy_and_severity_routing(slack: FakeSlack) -> None:
-    s = Settings(slack_webhook_url=slack.url + "/default", alerts={"webhooks": {"critical": slack.url + "/pages"}})
+    s = Settings(slack_webhook_url=slack.url + "/default",
+                 alerts={"slack": {"webhooks": {"critical": slack.url + "/pages"}}})
     async with aiohttp.ClientSession() as sess:
         n = Notifier(s, SlackPoster(sess, min_interval_s=0))
         assert await n.alert(alert())
@@ -179,6 +203,6 @@ def test_notify_refuses_to_start_without_a_webhook_for_every_severity(capsys: py
 
     from alerts.slack import main
 
-    s = Settings(alerts={"webhooks": {"critical": "http://127.0.0.1:9/x"}})
+    s = Settings(alerts={"slack": {"webhooks": {"critical": "http://127.0.0.1:9/x"}}})
     assert main(argparse.Namespace(), s) == 2
-    assert "ATTRIB_ALERTS__WEBHOOKS__INFO" in capsys.readouterr().err
+    assert "ATTRIB_ALERTS__SLACK__WEBHOOKS__INFO" in capsys.readouterr().err
