@@ -28,7 +28,7 @@ from aiokafka.errors import KafkaError
 from faust.streams import Stream
 
 from alerts.config import config_from
-from alerts.detector import Cell, SeriesInput, SeriesKey, SeriesState, evaluate_bucket, slots
+from alerts.detector import Cell, SeriesInput, SeriesKey, SeriesState, evaluate_bucket, neighbours, slots
 from attrib.settings import Settings
 from schemas import avro, wire
 from schemas.dead_letter import dead_letter as dead_letter_record
@@ -41,6 +41,39 @@ TICK = avro.TICK
 
 def counts_topic_name(s: Settings) -> str:
     return s.alerts.counts_topic or f"{s.alerts.app_id}-counts"
+
+
+TABLES = ("alert-counts", "alert-states", "alert-cells", "alert-meta")
+
+
+def ensure_internal_topics(s: Settings, timeout: float = 30.0) -> list[str]:
+    """Create the counts topic and the tables' changelogs (one partition each) before the app joins its group.
+    Left to Faust, they are created lazily: the group's assignor can run before the counts topic exists ("Ignoring
+    missing topic"), and then the one partition evaluation runs from stays unowned until the next metadata refresh
+    (~5 min of alerts silently off after a fresh start of all services)."""
+    from confluent_kafka import KafkaException
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    from attrib.errors import DependencyUnavailable
+
+    admin = AdminClient({"bootstrap.servers": s.kafka.bootstrap_servers})
+    rf = s.topics.replication_factor
+    wanted = [NewTopic(counts_topic_name(s), num_partitions=1, replication_factor=rf)] + [
+        NewTopic(f"{s.alerts.app_id}-{t}-changelog", num_partitions=1, replication_factor=rf,
+                 config={"cleanup.policy": "compact"}) for t in TABLES]
+    try:
+        existing = admin.list_topics(timeout=timeout).topics
+        todo = [t for t in wanted if t.topic not in existing]
+        for name, fut in (admin.create_topics(todo, operation_timeout=timeout).items() if todo else []):
+            try:
+                fut.result()
+            except KafkaException as exc:
+                if "TOPIC_ALREADY_EXISTS" not in str(exc):  # a concurrent start won the race: fine
+                    raise
+                log.info("internal topic created concurrently", extra={"fields": {"topic": name}})
+    except KafkaException as exc:
+        raise DependencyUnavailable(f"cannot create the alerts' internal topics: {exc}") from exc
+    return [t.topic for t in todo]
 
 
 def series_of(rec: dict[str, Any]) -> SeriesKey:
@@ -72,10 +105,10 @@ def build(s: Settings) -> faust.App:
     encode_dead = serde.encoder("dead_letter", s.topics.dead_letters)
     encode_alert = {"spike": serde.encoder("alert", s.topics.alerts_spike),
                     "drop": serde.encoder("alert", s.topics.alerts_drop)}
-    counts = app.Table("alert-counts", partitions=1)  # str(bucket) -> {series: n}
-    states = app.Table("alert-states", partitions=1)  # series -> SeriesState dict
-    cells = app.Table("alert-cells", partitions=1)  # series|d<slot> / |w<slot> -> [m, n]
-    meta = app.Table("alert-meta", partitions=1)  # evaluated_until, first_bucket, hw:<p>
+    counts = app.Table(TABLES[0], partitions=1)  # str(bucket) -> {series: n}
+    states = app.Table(TABLES[1], partitions=1)  # series -> SeriesState dict
+    cells = app.Table(TABLES[2], partitions=1)  # series|d<slot> / |w<slot> -> [m, n]
+    meta = app.Table(TABLES[3], partitions=1)  # evaluated_until, first_bucket, hw:<p>
 
     async def dead_letter(reason: str, exc: BaseException, value: bytes | None, ref: dict[str, Any]) -> None:
         log.warning("alerts dead letter", extra={"fields": {"reason": reason, "error": str(exc)[:200], **ref}})
@@ -144,11 +177,15 @@ def build(s: Settings) -> faust.App:
     async def evaluate_one(b: int, now_ms: int) -> None:
         got = counts.get(str(b)) or {}
         d, w = slots(b, bucket_ms)
+        per_day = 86_400_000 // bucket_ms
+        nd, nw = neighbours(d, per_day), neighbours(w, 7 * per_day)
         inputs = {}
         for k in set(states.keys()) | set(got):
             st = states.get(k)
             inputs[SeriesKey.decode(k)] = SeriesInput(SeriesState.from_dict(st) if st else SeriesState(),
-                                                      int(got.get(k, 0)), cell(f"{k}|d{d}"), cell(f"{k}|w{w}"))
+                                                      int(got.get(k, 0)), cell(f"{k}|d{d}"), cell(f"{k}|w{w}"),
+                                                      tuple(cell(f"{k}|d{x}") for x in nd),
+                                                      tuple(cell(f"{k}|w{x}") for x in nw))
         out, alerts = evaluate_bucket(inputs, b, now_ms, cfg)
         for key, o in out.items():
             k = key.encode()
@@ -224,8 +261,10 @@ def main(args: argparse.Namespace, s: Settings) -> int:
     from attrib.topics import ensure_topics
 
     ensure_topics(s)
+    created = ensure_internal_topics(s)
     app = build(s)
     log.info("alerts starting", extra={"fields": {"app_id": s.alerts.app_id, "events": s.topics.events,
+                                                  "internal_topics_created": created,
                                                   "counts": counts_topic_name(s), "store": s.alerts.store}})
     # keep attrib's JSON logs (cli set them up); returns on SIGTERM/SIGINT after a clean shutdown
     worker = Worker(app, loglevel=s.log_level, quiet=True, override_logging=False, redirect_stdouts=False)

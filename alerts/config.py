@@ -19,21 +19,19 @@ T = TypeVar("T")
 class Thresholds:
     """Mirror of :class:`attrib.settings.AlertThresholds` (descriptions and validation live there)."""
 
-    p_value: float = 1e-4
+    false_alarms_per_week: float = 0.5
+    abnormal_p: float = 0.05
     silence_p_value: float = 1e-6
-    dispersion_k: float | None = 30.0
-    min_expected: float = 10.0
-    min_delta: float = 20.0
-    spike_ratio: float = 2.0
-    drop_ratio: float = 0.5
+    dispersion_prior_k: float = 10.0
+    calibration_halflife_days: float = 28.0
+    min_expected: float = 5.0
+    min_delta: float = 5.0
     window_buckets: int = 6
-    window_drop_ratio: float = 0.7
-    window_spike_ratio: float = 1.5
     fire_after: int = 2
-    recover_after: int = 2
-    warmup_buckets: int = 6
+    recover_after: int = 6
+    warmup_buckets: int = 12
     ewma_alpha: float = 0.3
-    season_alpha: float = 0.5
+    season_alpha: float = 0.3
     min_seasons: int = 3
 
 

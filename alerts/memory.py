@@ -7,7 +7,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 
 from alerts.config import Config, config_from
-from alerts.detector import AlertOut, Cell, SeriesInput, SeriesKey, SeriesState, evaluate_bucket, slots
+from alerts.detector import AlertOut, Cell, SeriesInput, SeriesKey, SeriesState, evaluate_bucket, neighbours, slots
 from attrib.settings import AlertDetectSettings
 
 
@@ -25,8 +25,15 @@ class MemoryDetector:
             totals[k.platform()] += n
         d, w = slots(bucket_start_ms, self.cfg.bucket_ms)
         keys: Iterable[SeriesKey] = set(self.states) | set(totals)
+        per_day = 86_400_000 // self.cfg.bucket_ms
+        nd, nw = neighbours(d, per_day), neighbours(w, 7 * per_day)
+
+        def near(k: SeriesKey, pre: str, slots_: list[int]) -> tuple[Cell, ...]:
+            return tuple(self.cells.get((k, f"{pre}{x}"), Cell()) for x in slots_)
+
         inputs = {k: SeriesInput(self.states.get(k, SeriesState()), totals.get(k, 0),
-                                 self.cells.get((k, f"d{d}"), Cell()), self.cells.get((k, f"w{w}"), Cell()))
+                                 self.cells.get((k, f"d{d}"), Cell()), self.cells.get((k, f"w{w}"), Cell()),
+                                 near(k, "d", nd), near(k, "w", nw))
                   for k in keys}
         end = bucket_start_ms + self.cfg.bucket_ms
         out, alerts = evaluate_bucket(inputs, bucket_start_ms, end if now_ms is None else now_ms, self.cfg)

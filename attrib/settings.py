@@ -202,25 +202,28 @@ class SinkSettings(_Section):
 class AlertThresholds(_Section):
     """Detector thresholds; every field may be overridden per media source (AlertSettings.source_thresholds)."""
 
-    p_value: float = Field(1e-4, gt=0, lt=0.5, description="One-sided tail probability that counts as abnormal.")
-    silence_p_value: float = Field(1e-6, gt=0, lt=0.5, description="Silence timer: alert when P(no event for "
-                                   "that long) drops below this (stricter: it can fire on any gap, day and night).")
-    dispersion_k: float | None = Field(30.0, gt=0, description="Negative-binomial size k (Var = mu + mu^2/k); "
-                                       "unset = Poisson.")
-    min_expected: float = Field(10.0, ge=0, description="Drops are tested per bucket only above this expected count; "
+    false_alarms_per_week: float = Field(0.5, gt=0, le=1000, description="The false-alarm budget: on normal "
+                                         "traffic a series raises at most about this many alerts a week. Every "
+                                         "test alerts only on what is rarer than that *for this series* (its own "
+                                         "history calibrates the rarity).")
+    abnormal_p: float = Field(0.05, gt=0, lt=0.5, description="A bucket rarer than this (for its series) is abnormal: "
+                              "it extends a run towards an alert and keeps an open incident open.")
+    silence_p_value: float = Field(1e-6, gt=0, lt=0.5, description="Silence timer (series expecting < min_expected "
+                                   "per bucket): alert when P(no event for that long) drops below this.")
+    dispersion_prior_k: float = Field(10.0, gt=0, description="Negative-binomial size k a new series starts from "
+                                      "(Var = mu + mu^2/k); each series then learns its own from clean buckets.")
+    calibration_halflife_days: float = Field(28.0, gt=0, description="Memory of the per-series score calibration.")
+    min_expected: float = Field(5.0, ge=0, description="Drops are tested per bucket only above this expected count; "
                                 "below it the silence timer applies.")
-    min_delta: float = Field(20.0, ge=0, description="A spike needs at least this many extra events per bucket.")
-    spike_ratio: float = Field(2.0, ge=1, description="A spike needs observed >= ratio x expected.")
-    drop_ratio: float = Field(0.5, gt=0, le=1, description="A drop needs observed <= ratio x expected.")
+    min_delta: float = Field(5.0, ge=0, description="A spike needs at least this many extra events per bucket.")
     window_buckets: int = Field(6, ge=0, description="Also test the sum of the last W buckets (moderate, sustained "
                                 "changes a single bucket cannot show); 0 = off.")
-    window_drop_ratio: float = Field(0.7, gt=0, le=1, description="Window test: sum observed <= ratio x expected.")
-    window_spike_ratio: float = Field(1.5, ge=1, description="Window test: sum observed >= ratio x expected.")
-    fire_after: int = Field(2, ge=1, description="N consecutive abnormal buckets fire an alert.")
-    recover_after: int = Field(2, ge=1, description="M consecutive clean buckets resolve it.")
-    warmup_buckets: int = Field(6, ge=1, description="Buckets of history before a series is evaluated.")
+    fire_after: int = Field(2, ge=1, description="Consecutive abnormal buckets before a run can fire (window and "
+                            "silence tests fire at once).")
+    recover_after: int = Field(6, ge=1, description="Consecutive clean buckets that resolve an incident (30 min).")
+    warmup_buckets: int = Field(12, ge=1, description="Buckets of history before a series is evaluated.")
     ewma_alpha: float = Field(0.3, gt=0, le=1, description="Weight of the newest bucket in the no-history baseline.")
-    season_alpha: float = Field(0.5, gt=0, le=1, description="Weight of the newest day/week in a seasonal slot.")
+    season_alpha: float = Field(0.3, gt=0, le=1, description="Weight of the newest day/week in a seasonal slot.")
     min_seasons: int = Field(3, ge=1, description="Days (weeks) of history before the daily (weekly) slot is used.")
 
 

@@ -13,7 +13,7 @@ from attrib.settings import AlertDetectSettings, AlertSettings, AlertThresholds,
 
 def test_source_overrides_merge_onto_defaults() -> None:
     s = AlertDetectSettings(source_thresholds={"fb": {"min_delta": 200}})
-    assert s.thresholds_for("fb").min_delta == 200 and s.thresholds_for("fb").p_value == s.thresholds.p_value
+    assert s.thresholds_for("fb").min_delta == 200 and s.thresholds_for("fb").abnormal_p == s.thresholds.abnormal_p
     assert s.thresholds_for("google") is s.thresholds
 
 

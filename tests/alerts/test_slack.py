@@ -173,13 +173,16 @@ texts = st.text(min_size=0, max_size=5000)
 
 @given(app=texts, src=texts, et=texts, obs=st.floats(0, 1e9), exp=st.floats(0, 1e9),
        state=st.sampled_from(["firing", "resolved"]), scope=st.sampled_from(["source", "platform"]),
-       sources=st.lists(texts, max_size=30), dash=st.one_of(st.none(), st.text(max_size=4000)))
+       sources=st.lists(texts, max_size=30), dash=st.one_of(st.none(), st.text(max_size=4000)),
+       spark=st.lists(st.tuples(st.floats(0, 1e9), st.floats(0, 1e9), st.floats(0, 1e6)), max_size=80),
+       p=st.floats(1e-300, 1.0))
 @settings(max_examples=150, deadline=None)
 def test_alert_messages_stay_within_block_kit_limits(app: str, src: str, et: str, obs: float, exp: float, state: str,
-                                                     scope: str, sources: list[str], dash: str | None) -> None:
+                                                     scope: str, sources: list[str], dash: str | None,
+                                                     spark: list[tuple[float, float, float]], p: float) -> None:
     a = alert(app_id=app, media_source=src, event_type=et, observed=obs, expected=exp, state=state, scope=scope,
-              resolved_at=1_793_546_400_000 if state == "resolved" else None,
-              detail=json.dumps({"buckets": 3, "sources": sources}))
+              resolved_at=1_793_546_400_000 if state == "resolved" else None, p_value=p,
+              detail=json.dumps({"buckets": 3, "sources": sources, "spark": [list(x) for x in spark]}))
     d = None if dash is None else "https://x/" + dash.replace("{", "").replace("}", "")
     check_limits(slack_blocks.alert_message(a, database="attribution", bucket_s=300, dashboard_url=d))
 
@@ -191,6 +194,28 @@ def test_alert_messages_stay_within_block_kit_limits(app: str, src: str, et: str
 @settings(max_examples=60, deadline=None)
 def test_ping_batches_stay_within_block_kit_limits(events: list[dict[str, Any]]) -> None:
     check_limits(slack_blocks.pings_message(events))
+
+
+def test_the_message_shows_the_series_names_the_app_and_says_how_rare() -> None:
+    spark = [[50.0, 50.0, 8.0]] * 30 + [[2.0, 52.0, 8.0], [0.0, 53.0, 8.0]]
+    a = alert(p_value=1e-6, detail=json.dumps({"buckets": 2, "method": "weekly", "spark": spark, "bucket_s": 300}))
+    msg = slack_blocks.alert_message(a, database="attribution", bucket_s=300,
+                                     dashboard_url="https://grafana.example/d?from={start_iso}&to={end_iso}")
+    head = msg["blocks"][0]["text"]["text"]
+    assert "com.foo" in head and "googleadwords_int" in head and "DROP" in head
+    fields = " ".join(f["text"] for f in msg["blocks"][1]["fields"])
+    assert "3 vs 480" in fields and "rarer than once a year here" in fields  # 300 s / 1e-6 = 9.5 years
+    pic = msg["blocks"][2]["text"]["text"]
+    rows = pic.split("```")[1].split("\n")
+    assert rows[0].startswith("observed ") and rows[1].startswith("expected ") and rows[2].strip() == "vv"
+    assert len(rows[0]) == len("observed ") + len(spark)
+    sql = next(b["text"]["text"] for b in msg["blocks"] if "Investigate" in b.get("text", {}).get("text", ""))
+    assert "WITH FILL" in sql and "toDateTime64('2026-11-01 " in sql and "1793" not in sql  # times, not epochs
+    url = msg["blocks"][-1]["elements"][0]["url"]
+    assert url.startswith("https://grafana.example/d?from=2026-11-01T") and "&to=2026-11-01T" in url
+    assert slack_blocks.rarity_text(0.01, 300) == "about once in 8 hours here"
+    assert slack_blocks.rarity_text(300 / (86400 * 10), 300) == "rarer than once a week here"
+    assert slack_blocks.rarity_text(0.5, 300) == "common for this series"
 
 
 def test_fit_caps_block_count() -> None:
