@@ -19,6 +19,8 @@ from urllib.parse import urlparse
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
 
+from attrib.errors import ConfigurationError
+
 ENV_PREFIX = "ATTRIB_"
 ENV_NESTED = "__"
 CONFIG_ENV = "ATTRIB_CONFIG"
@@ -27,7 +29,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 Mmp = Literal["branch", "appsflyer", "adjust", "singular", "kochava", "tenjin", "linkrunner", "generic"]
 
 
-class ConfigError(Exception):
+class ConfigError(ConfigurationError):
     """Settings could not be loaded; the message names the offending key(s)."""
 
 

@@ -15,6 +15,7 @@ import urllib.error
 import urllib.request
 from typing import Any
 
+from attrib.errors import AttribError
 from attrib.settings import Settings
 from sinks.clickhouse import connect
 from sinks.query import FORMATS, READ_ONLY
@@ -22,8 +23,8 @@ from sinks.query import FORMATS, READ_ONLY
 HELP = "run a read-only SQL query against the warehouse (live embedded sink or a ClickHouse server)"
 
 
-class SqlError(Exception):
-    pass
+class SqlError(AttribError):
+    """The query failed or the warehouse could not be opened; the message is the one line to show."""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

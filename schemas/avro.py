@@ -18,6 +18,7 @@ from typing import Any
 import fastavro
 from fastavro.schema import fingerprint, to_parsing_canonical_form
 
+from attrib.errors import InputError
 from schemas.avro_writer import Unsupported, compile_writer
 
 HERE = Path(__file__).resolve().parent
@@ -30,8 +31,8 @@ TICK = b"attrib-tick:"
 NAMES = ("raw_delivery", "canonical_event", "enriched_event", "dead_letter", "alert")
 
 
-class AvroError(ValueError):
-    """Bytes that are not a record of a known schema."""
+class AvroError(InputError, ValueError):
+    """Bytes that are not a record of a known schema (a ValueError too: callers of the codecs catch that)."""
 
 
 @dataclass(frozen=True)

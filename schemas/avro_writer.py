@@ -14,11 +14,13 @@ from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
+from attrib.errors import AttribError
+
 _MISSING = object()
 
 
-class Unsupported(Exception):
-    """This record (or schema) needs fastavro's general writer."""
+class Unsupported(AttribError):
+    """Control flow, never escapes :mod:`schemas.avro`: this record (or schema) needs fastavro's general writer."""
 
 
 def _long(n: Any) -> bytes:

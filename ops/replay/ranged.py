@@ -26,6 +26,7 @@ from typing import Any, TextIO
 
 from confluent_kafka import Consumer, Producer, TopicPartition
 
+from attrib.errors import InputError
 from attrib.settings import Settings
 from ops.replay.checkpoint import Checkpoint, StateTable
 from ops.replay.progress import Progress
@@ -39,7 +40,7 @@ def _iso(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
-class ReplayError(Exception):
+class ReplayError(InputError):
     """A replay that cannot start (target not fresh, bad settings…); the message says what to do."""
 
 

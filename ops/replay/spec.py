@@ -9,12 +9,14 @@ import json
 import re
 from dataclasses import asdict, dataclass
 
+from attrib.errors import InputError
+
 _REL = re.compile(r"^-?(\d+(?:\.\d+)?)\s*([smhdw])$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
-class SpecError(ValueError):
-    pass
+class SpecError(InputError, ValueError):
+    """A replay range or target the user wrote that cannot be parsed."""
 
 
 def parse_time(text: str, now_ms: int) -> int:
