@@ -19,7 +19,7 @@ from urllib.parse import urlparse
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
 
-from attrib.errors import ConfigurationError
+from attrib.errors import ConfigurationError, ForeignErrors
 
 ENV_PREFIX = "ATTRIB_"
 ENV_NESTED = "__"
@@ -31,6 +31,10 @@ Mmp = Literal["branch", "appsflyer", "adjust", "singular", "kochava", "tenjin", 
 
 class ConfigError(ConfigurationError):
     """Settings could not be loaded; the message names the offending key(s)."""
+
+
+# The seam's table (see attrib/errors.py): pydantic's validation errors become ConfigError in :func:`load`.
+FOREIGN_ERRORS: ForeignErrors = {ValidationError: (ConfigError,)}
 
 
 class _Section(BaseModel):

@@ -7,8 +7,10 @@ import json
 import os
 import sys
 from collections.abc import Callable, Sequence
+from types import ModuleType
 
 from attrib import settings as settings_mod
+from attrib.errors import AttribError, ConfigurationError
 from attrib.settings import ConfigError, Settings
 
 Handler = Callable[[argparse.Namespace, Settings], int]
@@ -44,7 +46,7 @@ def _stack(args: argparse.Namespace, s: Settings) -> int:
 
 def _migrate(args: argparse.Namespace, s: Settings) -> int:
     from sinks import migrate
-    from sinks.clickhouse import connect, describe
+    from sinks.clickhouse import calls, close, connect, describe
 
     if getattr(args, "topics", False):
         from attrib.topics import ensure_topics
@@ -54,9 +56,10 @@ def _migrate(args: argparse.Namespace, s: Settings) -> int:
 
     client = connect(s)
     try:
-        done = migrate.migrate(client, s)
+        with calls():
+            done = migrate.migrate(client, s)
     finally:
-        client.close()
+        close(client)
     names = ", ".join(f"{m.version:04d}_{m.name}" for m in done) or "none pending"
     print(f"clickhouse ({describe(s)}): migrations applied: {names}")
     return 0
@@ -93,7 +96,7 @@ PLUGINS: dict[str, str] = {
 }
 
 
-def _plugin(name: str):  # type: ignore[no-untyped-def]
+def _plugin(name: str) -> ModuleType:
     import importlib
 
     return importlib.import_module(PLUGINS[name])
@@ -135,14 +138,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return COMMANDS[args.command](args, s)
     except KeyboardInterrupt:
         return 130
-    except Exception as exc:  # one clear line for the operator; details in --debug logs
-        from ops.stack import StackError
-        from sinks.migrate import MigrationError
-
-        if isinstance(exc, (StackError, MigrationError)):
-            print(f"attrib {args.command}: {exc}", file=sys.stderr)
-            return 1
-        raise
+    except AttribError as exc:  # ours: one clear line for the operator (2 for configuration, as above); anything
+        # else is a bug and keeps its traceback
+        print(f"attrib {args.command}: {exc}", file=sys.stderr)
+        return 2 if isinstance(exc, ConfigurationError) else 1
 
 
 if __name__ == "__main__":

@@ -149,7 +149,7 @@ class ConfluentSerde:
             raise avro.AvroError(f"expected a {expect} record, got {name}")
         try:
             rec = fastavro.schemaless_reader(io.BytesIO(data[5:]), writer, avro.codec(name).schema)
-        except Exception as exc:
+        except avro.READ_ERRORS as exc:
             raise avro.AvroError(f"corrupt {name} record: {exc}") from None
         return name, rec  # type: ignore[return-value]
 
