@@ -193,13 +193,14 @@ class SinkSettings(_Section):
     batch_bytes: int = Field(64 << 20, gt=0, description="... or at this many bytes of fast-path record bodies "
                              "(bounds memory for wide records such as raw deliveries).")
     batch_seconds: float = Field(0.5, gt=0, description="... or this long after its first record: the sink's share "
-                                 "of the end-to-end latency (p99 ≈ batch_seconds + ~0.1 s). Smaller means smaller parts "
-                                 "at moderate rates, which the engine merges at a CPU cost.")
+                                 "of the end-to-end latency (p99 ≈ batch_seconds + ~0.1 s). Smaller means smaller "
+                                 "parts at moderate rates, which the engine merges at a CPU cost.")
     query_port: int = Field(8124, gt=0, lt=65536, description="Loopback port serving read-only SQL on embedded mode.")
     group_id: str = "attrib-sink"
     raw_ttl_days: int = Field(7, ge=1, le=3650, description="raw_deliveries keeps verified deliveries this long.")
     archive_raw: bool = Field(True, description="Also load the raw-deliveries topic into raw_deliveries.")
-    rollup_refresh_s: float = Field(2.0, gt=0, description="Rebuild the daily rollups of touched days at most this often.")
+    rollup_refresh_s: float = Field(2.0, gt=0,
+                                    description="Rebuild the daily rollups of touched days at most this often.")
     retry_initial_s: float = Field(0.5, gt=0, description="First backoff when ClickHouse refuses a batch.")
     retry_max_s: float = Field(30.0, gt=0, description="Backoff ceiling while ClickHouse stays unreachable.")
 
@@ -321,7 +322,8 @@ class DestinationSettings(_Section):
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")
     url: str = Field(description="URL template; {{ path }} tags are filled from the event, URL-encoded.")
     method: Literal["POST", "GET"] = "POST"
-    body: str | None = Field(None, description="POST body template ({{ path }} → JSON value); unset = the event as JSON.")
+    body: str | None = Field(None,
+                             description="POST body template ({{ path }} → JSON value); unset = the event as JSON.")
     content_type: str = "application/json"
     headers: dict[str, SecretStr] = Field(default_factory=dict, description="Static headers (auth tokens…).")
     filters: dict[str, str | int | float | bool | list[str]] = Field(

@@ -123,13 +123,14 @@ def _record(t: dict[str, Any], named: dict[str, Any], ns: str | None) -> Callabl
     env: dict[str, Any] = {"U": Unsupported, "M": _MISSING, "L": _long, "B": _BYTE}
     lines = ["def write(rec):", "    if type(rec) is not dict: raise U", "    o = []", "    a = o.append"]
     cell: list[Callable[[Any], bytes]] = []
-    named[name] = lambda rec: cell[0](rec)  # a record may refer to itself
+    # a record may refer to itself: the name must resolve before cell[0] exists, so the call is looked up late
+    named[name] = lambda rec: cell[0](rec)  # noqa: PLW0108 - late binding is the point
     for i, f in enumerate(t["fields"]):
         ftype = f["type"]
         if isinstance(ftype, list) and (len(ftype) != 2 or "null" not in ftype):
             raise Unsupported("union")  # only [null, X] / [X, null]: the rest goes to fastavro
         nullable = isinstance(ftype, list)
-        default = f["default"] if "default" in f else (None if nullable else _MISSING)
+        default = f.get("default", None if nullable else _MISSING)
         env[f"d{i}"] = default
         lines.append(f"    v = rec.get({f['name']!r}, d{i})")
         if default is _MISSING:

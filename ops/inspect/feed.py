@@ -16,6 +16,7 @@ from typing import Any
 import aiohttp
 from confluent_kafka import OFFSET_END, Consumer, KafkaException, TopicPartition
 
+from attrib.errors import AttribError
 from attrib.settings import Settings
 from ops.inspect.redact import Redactor
 from ops.inspect.store import Row
@@ -44,7 +45,7 @@ def convert(s: Settings, red: Redactor, topic: str, partition: int, offset: int,
     """One Kafka record → one store item (None for anything else, e.g. the worker's ticks)."""
     try:
         name, rec = wire.cached(s).decode(value or b"")
-    except Exception:
+    except AttribError:  # undecodable, or the registry is down: nothing to show
         return None
     t = s.topics
     if topic == t.raw and name == "raw_delivery":
@@ -66,7 +67,7 @@ def convert(s: Settings, red: Redactor, topic: str, partition: int, offset: int,
         if rec["stage"] == "ingress" and rec.get("payload"):
             try:
                 _, raw = wire.cached(s).decode(rec["payload"], expect="raw_delivery")
-            except Exception:
+            except AttribError:
                 raw = None
             if raw is not None:
                 row = Row(at=_ms(raw["received_at"]), source=raw["source"], method=raw["method"],
@@ -132,7 +133,7 @@ class KafkaFeed:
                     item = convert(self.s, self.red, m.topic(), m.partition(), m.offset(), m.value())
                     if item is not None:
                         self.emit(item)
-        except Exception:
+        except Exception:  # the feed thread's boundary: say why it stopped (the page then shows no new rows)
             log.exception("inspector feed stopped")
         finally:
             c.close()

@@ -32,6 +32,7 @@ from ops.replay.checkpoint import Checkpoint, StateTable
 from ops.replay.progress import Progress
 from ops.replay.spec import RangeSpec
 from schemas import wire
+from schemas.avro import AvroError
 
 log = logging.getLogger("attrib.replay")
 
@@ -85,7 +86,7 @@ class RangeReplay:
         starts = c.offsets_for_times([TopicPartition(topic, p, self.spec.since_ms) for p in parts], timeout=10)
         ends = c.offsets_for_times([TopicPartition(topic, p, self.spec.until_ms) for p in parts], timeout=10)
         out = {}
-        for p, a, b in zip(parts, starts, ends):
+        for p, a, b in zip(parts, starts, ends, strict=True):
             _, high = c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
             start = a.offset if a.offset >= 0 else high
             end = b.offset if b.offset >= 0 else high
@@ -278,7 +279,7 @@ class RangeReplay:
                 return not live
             try:
                 _, raw = wire.cached(self.s).decode(v, expect="raw_delivery")
-            except Exception:
+            except AvroError:
                 return not live  # the worker dead-letters undecodable records itself
             if src and raw["source"] != src:
                 return False
@@ -394,7 +395,7 @@ def dry_run(s: Settings, spec: RangeSpec, out: TextIO = sys.stdout) -> dict[str,
                     continue
                 try:
                     _, raw = wire.cached(s).decode(v, expect="raw_delivery")
-                except Exception:
+                except AvroError:
                     failing["undecodable"] += 1
                     continue
                 if spec.source and raw["source"] != spec.source:

@@ -32,7 +32,8 @@ def parse_time(text: str, now_ms: int) -> int:
     try:
         d = dt.datetime.fromisoformat(t.replace("Z", "+00:00"))
     except ValueError:
-        raise SpecError(f"cannot read time {text!r}: use ISO-8601 (2025-11-30T10:00:00Z), epoch ms, now, or 2h/30m/7d")
+        raise SpecError(f"cannot read time {text!r}: use ISO-8601 (2025-11-30T10:00:00Z), epoch ms, now, or "
+                        "2h/30m/7d") from None
     if d.tzinfo is None:
         d = d.replace(tzinfo=dt.UTC)
     return int(d.timestamp() * 1000)

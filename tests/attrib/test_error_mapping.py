@@ -94,7 +94,7 @@ def test_every_foreign_error_production_catches_is_mapped_at_a_seam():
     mapped = [cls for table in tables.values() for cls in table]
     unmapped = []
     caught = 0
-    for name, path in _modules():
+    for _name, path in _modules():
         for line, dotted in foreign_catches(path.read_text()):
             caught += 1
             if not any(issubclass(_resolve(dotted), cls) for cls in mapped):

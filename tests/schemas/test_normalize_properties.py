@@ -99,9 +99,9 @@ def test_mutated_samples(data: st.DataObject, idx: int) -> None:
 def _paths(d: dict[str, Any], prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
     out = []
     for k, v in d.items():
-        out.append(prefix + (k,))
+        out.append((*prefix, k))
         if isinstance(v, dict):
-            out += _paths(v, prefix + (k,))
+            out += _paths(v, (*prefix, k))
     return out
 
 

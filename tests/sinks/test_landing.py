@@ -24,7 +24,7 @@ money = st.none() | st.decimals(min_value=Decimal("-1e12"), max_value=Decimal("1
 
 @st.composite
 def enriched(draw: st.DrawFn) -> dict:
-    ft = draw(st.none() | st.builds(lambda i, t, m, c, s: touch(i, t, m, c, s), text, times, text, text, text))
+    ft = draw(st.none() | st.builds(touch, text, times, text, text, text))
     rec = event(draw(text), draw(text), draw(text), draw(st.sampled_from(["install", "purchase", "open"])),
                 draw(times), version=draw(st.integers(1, 2**40)), ft=ft, platform=draw(opt), revenue=draw(money),
                 currency=draw(opt))

@@ -31,10 +31,11 @@ def test_migrations_apply_once_and_typed_rows_round_trip(make_settings):
     cols = list(row)
     client.insert(f"{db}.events", [list(row.values())], column_names=cols)
     # a newer version of the same event replaces it for readers using FINAL
-    client.insert(f"{db}.events", [[*row.values()][:1] + [2] + list(row.values())[2:]], column_names=cols)
+    vals = list(row.values())
+    client.insert(f"{db}.events", [[vals[0], 2, *vals[2:]]], column_names=cols)
     got = client.query(f"SELECT {', '.join(cols)} FROM {db}.events FINAL").result_rows
     assert len(got) == 1
-    back = dict(zip(cols, got[0]))
+    back = dict(zip(cols, got[0], strict=True))
     assert back["version"] == 2
     assert back["event_time"].replace(tzinfo=UTC) == t
     assert back["revenue"] == Decimal("4.99") and back["is_organic"] is False
@@ -70,7 +71,7 @@ def test_fresh_database_skips_superseded_migrations_and_needs_no_beta_types(make
     client = _server_like_client(s)
     old = next(m for m in migrate.discover() if m.version == 3)
     client.command(f"CREATE DATABASE IF NOT EXISTS {db}_probe")
-    with pytest.raises(Exception, match="(?i)nullable"):  # what 0003 alone would do on a server
+    with pytest.raises(Exception, match=r"(?i)nullable"):  # what 0003 alone would do on a server
         for stmt in old.statements(f"{db}_probe"):
             client.command(stmt)
     done = migrate.apply(client, db)

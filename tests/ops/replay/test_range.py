@@ -50,7 +50,8 @@ def columns(client, db: str) -> str:  # type: ignore[no-untyped-def]
 
 
 def rows(client, db: str, where: str = "1") -> list[tuple]:  # type: ignore[no-untyped-def]
-    return client.query(f"SELECT {columns(client, db)} FROM {db}.events FINAL WHERE {where} ORDER BY event_id").result_rows
+    return client.query(f"SELECT {columns(client, db)} FROM {db}.events FINAL WHERE {where} ORDER BY event_id"
+                        ).result_rows
 
 
 def test_time_range_into_fresh_database_reproduces_rows_and_resumes(worker_settings, workers, tmp_path) -> None:  # type: ignore[no-untyped-def]
@@ -88,8 +89,8 @@ def test_time_range_into_fresh_database_reproduces_rows_and_resumes(worker_setti
     assert "16/16 records" in out.getvalue() and "ETA" in out.getvalue()
     db = spec.target.name
     got = rows(client, db)
-    for x, y in zip(got, reference):
-        assert x == y, [(i, p, q) for i, (p, q) in enumerate(zip(x, y)) if p != q]
+    for x, y in zip(got, reference, strict=True):
+        assert x == y, [(i, p, q) for i, (p, q) in enumerate(zip(x, y, strict=True)) if p != q]
     assert got == reference  # same rows, and nothing from outside the range
     assert scalar(client, f"SELECT count() FROM {db}.events") == 15  # no duplicate from the interruption
     assert scalar(client, f"SELECT groupArray(reason) FROM {db}.dead_letters FINAL") == ["invalid_json"]
@@ -168,7 +169,8 @@ def test_replay_crashing_between_flush_and_checkpoint_resumes_to_the_same_rows(w
     assert len(rows(client, clean.target.name)) == 18
     client.close()
     # the records between the last checkpoint and the crash were processed twice: their events went out twice
-    assert emitted(s, RangeReplay(s, crashy, out=out).events_out) > emitted(s, RangeReplay(s, clean, out=out).events_out)
+    twice, once = (emitted(s, RangeReplay(s, spec, out=out).events_out) for spec in (crashy, clean))
+    assert twice > once
 
 
 def emitted(s, topic: str) -> int:  # type: ignore[no-untyped-def]

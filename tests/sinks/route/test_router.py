@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import time
 import uuid
@@ -147,9 +148,10 @@ async def test_retries_with_backoff_then_success_and_retry_after(make_settings, 
                     health = await r.json()
             assert 'attrib_route_sent_total{destination="flaky"} 1.0' in exposition
             assert 'attrib_route_latency_seconds_count{destination="limited"} 2.0' in exposition
-            assert health == {"flaky": {"circuit": "closed", "queued": 0}, "limited": {"circuit": "closed", "queued": 0}}
+            assert health == {"flaky": {"circuit": "closed", "queued": 0},
+                              "limited": {"circuit": "closed", "queued": 0}}
         assert flaky.keys() == [ev["event_id"]] * 3
-        gaps = [b.at - a.at for a, b in zip(flaky.hits, flaky.hits[1:])]
+        gaps = [b.at - a.at for a, b in itertools.pairwise(flaky.hits)]
         assert gaps[0] >= 0.1 and gaps[1] >= 0.2  # equal jitter: at least half of 0.2 s, then of 0.4 s
         assert limited.hits[1].at - limited.hits[0].at >= 1.0  # Retry-After beats the tiny backoff
         assert dead_letters(s, 1, timeout=3) == []
@@ -212,7 +214,8 @@ async def test_open_circuit_sheds_to_dead_letters_and_rate_limit_spaces_requests
             assert router.destinations[0].breaker.is_open
             assert router.metrics.registry.get_sample_value("attrib_route_circuit_open", {"destination": "dead"}) == 1
             assert await asyncio.to_thread(committed, s, router.group_id) <= 1
-        assert sorted(avro.decode(d["payload"])[1]["event_id"] for d in dls) == sorted(e["event_id"] for e in events[3:])
+        assert sorted(avro.decode(d["payload"])[1]["event_id"] for d in dls) == sorted(e["event_id"]
+                                                                                      for e in events[3:])
         assert {d["reason"] for d in dls} == {"circuit_open"}
         # 4 requests/s with a burst of 1: 10 requests span at least 9 intervals of 0.25 s
         assert paced.hits[-1].at - paced.hits[0].at >= 9 * 0.25 - 0.01
