@@ -2,7 +2,7 @@
 `python bench/processor.py [--users 6000] [--rounds 3]`.
 
 Feeds ops/traffic/synthetic.py traffic (Avro raw deliveries, 30% duplicates, 10% out of order, three MMPs) through
-`streams.app.Processor` with a dict as the table and a no-op producer, and prints CPU µs (process time) per delivery for the whole
+`streams.processor.Processor` with a dict as the table and a no-op producer, and prints CPU µs (process time) per delivery for the whole
 handle() plus each stage measured alone over the same deliveries: Avro decode, normalize, state load+apply+dump,
 enriched-event encode.
 """
@@ -24,7 +24,7 @@ from ops.traffic.synthetic import SOURCES, generate
 from schemas import avro
 from schemas.normalize import normalize
 from streams import codec
-from streams.app import Processor
+from streams.processor import Processor
 
 
 def ints(rec: dict[str, Any]) -> dict[str, Any]:
