@@ -75,11 +75,12 @@ class Tasks:
             self.guard.check(msg.partition, msg.offset)
             self.outputs.partition = msg.partition  # outputs and changelog records go to the same partition number
             self.processor.handle(msg.key, msg.value, msg.partition, msg.offset)
-            await self.outputs.send_due()
+            if self.outputs.due:
+                await self.outputs.send_due()
 
     async def tick(self) -> None:
         """Time for the state machine: one tick record per owned raw partition (processed in order with the
-        deliveries); also publishes metrics and sends a quiet stream's outputs within the linger time."""
+        deliveries); also publishes metrics and the lag gauge."""
         consumer = self.app.worker_consumer
         assigned = [tp for tp in consumer.assignment() if tp.topic == self.raw]
         if not assigned:
@@ -91,7 +92,8 @@ class Tasks:
             if hw is not None and committed is not None:
                 m.LAG.labels(str(tp.partition)).set(max(0, hw - committed))
         self.processor.publish_metrics()
-        await self.outputs.send_due()
+        if self.outputs.due:  # outputs of a quiet stream still go out within the linger time
+            await self.outputs.send_due()
 
     async def on_assigned(self, sender: Any, /, *assigned: set[TP], **_: Any) -> None:
         self.guard.reset()

@@ -33,10 +33,13 @@ class Outputs:
     def send(self, topic: str, key: bytes | None, value: bytes | None) -> None:
         self.batcher.add(topic, self.partition, key, value)
 
+    @property
+    def due(self) -> bool:
+        """Batches are older than the linger time or full (one comparison: asked after every message)."""
+        return self.batcher.due
+
     async def send_due(self) -> None:
-        """Hand over batches older than the linger time (cheap to call after every message)."""
-        if self.batcher.due:
-            await self.batcher.send_due()
+        await self.batcher.send_due()
 
     async def flush(self) -> None:
         try:
