@@ -7,7 +7,8 @@ from __future__ import annotations
 import asyncio
 import zlib
 
-from aiohttp import web
+from aiohttp import ClientPayloadError, web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from ingest import errors
 
@@ -48,6 +49,10 @@ async def read(request: web.Request, limit: int, timeout_s: float) -> bytes:
             return bytes(buf)
     except TimeoutError:
         raise errors.timeout(timeout_s) from None
+    except ConnectionError:  # the client hung up (or half-closed) mid-body: aiohttp's "Connection lost"
+        raise errors.client_closed() from None
+    except (HttpProcessingError, ClientPayloadError) as exc:  # broken chunked framing, short body
+        raise errors.bad_framing(type(exc).__name__) from None
 
 
 def decode(data: bytes, content_encoding: str | None, limit: int) -> bytes:
