@@ -18,7 +18,7 @@ DEAD_LETTERS = Counter("attrib_ingest_dead_letters_total",
                        "Verified deliveries stored to the dead-letter topic, by source and reason.",
                        ["source", "reason"])
 PRODUCE_SECONDS = Histogram("attrib_ingest_produce_seconds", "Time from produce to Kafka's acknowledgement.",
-                            buckets=(.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10))
+                            buckets=(.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 15, 20))
 IN_FLIGHT = Gauge("attrib_ingest_in_flight", "Deliveries waiting for Kafka's acknowledgement.",
                   multiprocess_mode="livesum")
 KAFKA_ERRORS = Counter("attrib_ingest_kafka_errors_total", "Producer errors, by kind.", ["kind"])
