@@ -7,8 +7,7 @@ from __future__ import annotations
 import asyncio
 import zlib
 
-from aiohttp import ClientPayloadError, web
-from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp import web
 
 from ingest import errors
 
@@ -51,8 +50,6 @@ async def read(request: web.Request, limit: int, timeout_s: float) -> bytes:
         raise errors.timeout(timeout_s) from None
     except ConnectionError:  # the client hung up (or half-closed) mid-body: aiohttp's "Connection lost"
         raise errors.client_closed() from None
-    except (HttpProcessingError, ClientPayloadError) as exc:  # broken chunked framing, short body
-        raise errors.bad_framing(type(exc).__name__) from None
 
 
 def decode(data: bytes, content_encoding: str | None, limit: int) -> bytes:

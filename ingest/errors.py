@@ -85,7 +85,3 @@ def unavailable(retry_after: int, reason: str) -> IngestError:
 def client_closed() -> IngestError:
     # nginx's 499: nobody reads the answer; a 4xx-class label so a sender hanging up is no 5xx alarm
     return IngestError(499, "client_closed", "the client closed the connection before the body was complete")
-
-
-def bad_framing(detail: str) -> IngestError:
-    return IngestError(400, "bad_request", f"the request body is malformed: {detail[:120]}")

@@ -199,3 +199,26 @@ def test_raw_record_keeps_any_header_bytes(values: dict[str, bytes], client: byt
 @pytest.fixture(scope="module")
 def make_plain_plan() -> Any:
     return compile_all(Settings(sources=SOURCES))["svx"]
+
+
+# -- a bug in the ingress does not lose a verified delivery either ------------------------------------------------
+async def test_a_delivery_the_ingress_fails_on_is_dead_lettered_whole(start_ingress, monkeypatch):
+    ing = await start_ingress()
+
+    def broken(*args: Any, **kwargs: Any) -> dict[str, Any]:
+        raise RuntimeError("simulated bug in the record builder")
+
+    monkeypatch.setattr(records, "raw_delivery", broken)
+    body = b'{"event_type": "install", "gaid": "6e2f9a10-3c4b-4d5e-8f70-a1b2c3d4e5f6"}'
+    from ingest.verify import Outbound
+
+    out = Outbound("POST", "/webhooks/gen", headers={"Content-Type": "application/json", "User-Agent": "agent/1"},
+                   body=body)
+    status, answer, _ = await ing.send(out, sign_as="gen")
+    assert (status, answer["status"]) == (200, "dead_lettered"), answer
+    (_, dl), = ing.consume(1, ing.settings.topics.dead_letters)
+    assert (dl["reason"], dl["stage"], dl["source"], dl["delivery_id"]) == (
+        "internal_error", "ingress", "gen", answer["delivery_id"])
+    _, raw = avro.decode(dl["payload"], expect="raw_delivery")
+    assert raw["body"] == body and raw["header_bytes"]["user-agent"] == b"agent/1"
+    assert ing.consume(0, timeout_polls=2) == []  # not on the raw topic: the worker never saw a half-built record
