@@ -121,7 +121,8 @@ class IngestSettings(_Section):
 
     host: str = "127.0.0.1"
     port: int = Field(8080, gt=0, lt=65536)
-    max_body_bytes: int = Field(1 << 20, gt=0, description="Limit on the body, also after gzip/deflate decoding.")
+    max_body_bytes: int = Field(1_000_000, gt=0, description=(
+        "Limit on the body, also after gzip/deflate decoding (Adjust's documented callback maximum: 1 MB)."))
     workers: int = Field(1, ge=1, le=64, description="Processes sharing the port (SO_REUSEPORT).")
     read_timeout_s: float = Field(10.0, gt=0, description="Whole body must arrive within this; else 408.")
     keepalive_timeout_s: float = Field(75.0, gt=0)

@@ -111,6 +111,10 @@ class Ingress:
             self._reject(label, bug, client, request.method, size)
             return errors.from_error(bug)
 
+    def _fits(self, size: int) -> None:
+        if size > self.producer.record_limit:
+            raise errors.record_too_large(size, self.producer.record_limit)
+
     def _timeout(self, plan: SourcePlan) -> float:
         return plan.options.produce_timeout_s or self.s.kafka.produce_timeout_s
 
@@ -118,19 +122,22 @@ class Ingress:
         qs = records.stored_query(plan, req.query_string)
         key = records.text(user_key(plan.settings.mmp, req.body, qs, content_type, plan.settings.options))
         raw = records.raw_delivery(plan, req, int(now * 1000), key)
-        encoded = self.encode_raw(raw)
+        encoded, kb = self.encode_raw(raw), key.encode()
+        self._fits(len(kb) + len(encoded))
         # a device/customer key means user_key parsed the body into fields: only fingerprinted ones need the check
         problem = records.body_problem(req.method, content_type, req.body, qs) if key.startswith("fp:") else None
         try:
             if problem is not None:
                 reason, detail = problem
                 dl = records.dead_letter(raw, reason, detail, int(time.time() * 1000), encoded)
-                await self.producer.send(self.dlq_topic, key.encode(), self.encode_dead(dl), self._timeout(plan))
+                dead = self.encode_dead(dl)
+                self._fits(len(kb) + len(dead))
+                await self.producer.send(self.dlq_topic, kb, dead, self._timeout(plan))
                 metrics.DEAD_LETTERS.labels(plan.name, reason).inc()
                 kept = errors.IngestError(400, reason, detail + "; the delivery was kept on the dead-letter topic")
                 kept.delivery_id = raw["delivery_id"]
                 raise kept
-            await self.producer.send(self.raw_topic, key.encode(), encoded, self._timeout(plan))
+            await self.producer.send(self.raw_topic, kb, encoded, self._timeout(plan))
         except ProduceError as exc:
             raise errors.unavailable(self.s.ingest.retry_after_s, f"kafka_{exc.reason}") from None
         metrics.requests(plan.name, 200).inc()

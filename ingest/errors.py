@@ -82,6 +82,13 @@ def unavailable(retry_after: int, reason: str) -> IngestError:
                        {"Retry-After": str(retry_after)}, reason=reason)
 
 
+def record_too_large(size: int, limit: int) -> IngestError:
+    # the body passed ingest.max_body_bytes, but with its headers the record exceeds what Kafka takes: every retry
+    # would fail the same way, so this is the sender's 413, not a 503
+    return IngestError(413, "body_too_large", f"the delivery with its headers is {size} bytes; the limit is {limit}",
+                       reason="record_too_large")
+
+
 def client_closed() -> IngestError:
     # nginx's 499: nobody reads the answer; a 4xx-class label so a sender hanging up is no 5xx alarm
     return IngestError(499, "client_closed", "the client closed the connection before the body was complete")

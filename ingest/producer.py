@@ -24,6 +24,10 @@ log = logging.getLogger("attrib.ingest.producer")
 
 # Settings the ingress relies on; ingest.producer overrides can add, never weaken these.
 FIXED = {"acks": "all", "enable.idempotence": True, "partitioner": "murmur2_random"}
+# Largest record produced: under the broker's default record-batch limit (message.max.bytes = max.message.bytes =
+# 1,048,588) less batch framing. Raise it (ingest.producer) only with the topics' max.message.bytes.
+MESSAGE_MAX_BYTES = 1_048_000
+RECORD_FRAMING = 512  # per-record bytes besides key and value (lengths, offsets, timestamp), with room to spare
 
 
 class ProduceError(Exception):
@@ -60,6 +64,7 @@ def config(s: Settings) -> dict[str, Any]:
         # (those would only be duplicates of the sender's retry, which streams dedupe anyway).
         "message.timeout.ms": max(timeout_ms, 1000),
         "client.id": "attrib-ingest",
+        "message.max.bytes": MESSAGE_MAX_BYTES,
         "log_level": 3,
     }
     conf.update({k: v for k, v in s.ingest.producer.items()})
@@ -71,6 +76,8 @@ class DurableProducer:
     def __init__(self, s: Settings) -> None:
         self._conf = config(s)
         self._timeout = s.kafka.produce_timeout_s
+        # a record over this is refused by librdkafka (or the broker) on every try: checked before producing
+        self.record_limit = int(self._conf["message.max.bytes"]) - RECORD_FRAMING
         self._p = Producer({**self._conf, "error_cb": self._on_error,
                             "logger": logging.getLogger("attrib.ingest.kafka")})
         self._loop: asyncio.AbstractEventLoop | None = None

@@ -222,3 +222,28 @@ async def test_a_delivery_the_ingress_fails_on_is_dead_lettered_whole(start_ingr
     _, raw = avro.decode(dl["payload"], expect="raw_delivery")
     assert raw["body"] == body and raw["header_bytes"]["user-agent"] == b"agent/1"
     assert ing.consume(0, timeout_polls=2) == []  # not on the raw topic: the worker never saw a half-built record
+
+
+async def test_the_largest_accepted_body_is_stored_and_a_larger_record_is_413_not_503(start_ingress):
+    """A body at ingest.max_body_bytes (default 1 MB, Adjust's documented maximum) fits Kafka's record limit with its
+    headers; when a raised max_body_bytes lets through more than Kafka takes, the answer is 413, never a 503 that
+    every retry would get again."""
+    from ingest.verify import Outbound
+
+    def delivery(size: int) -> Outbound:
+        prefix = b'{"event_type": "install", "gaid": "6e2f9a10-3c4b-4d5e-8f70-a1b2c3d4e5f6", "pad": "'
+        body = prefix + b"x" * (size - len(prefix) - 2) + b'"}'
+        return Outbound("POST", "/webhooks/gen", body=body, headers={
+            "Content-Type": "application/json", "User-Agent": "u" * 8000, "X-Request-Id": "r" * 8000})
+
+    ing = await start_ingress()
+    limit = ing.settings.ingest.max_body_bytes
+    out = delivery(limit)
+    status, answer, _ = await ing.send(out, sign_as="gen")
+    assert status == 200, answer
+    (_, rec), = ing.consume(1)
+    assert rec["body"] == out.body and len(rec["body"]) == limit
+
+    big = await start_ingress(max_body_bytes=4 * limit)
+    status, answer, _ = await big.send(delivery(2 * limit), sign_as="gen")
+    assert (status, answer["error"]) == (413, "body_too_large"), answer
