@@ -16,11 +16,8 @@ from typing import Any
 from ingest.body import media_type
 from ingest.sources import SourcePlan
 from ingest.verify import Inbound, url_secret
-<<<<<<< HEAD
-from schemas.dead_letter import dead_letter as schemas_dead_letter
-=======
 from ingest.verify._util import wire
->>>>>>> main
+from schemas.dead_letter import dead_letter as schemas_dead_letter
 
 _ids = random.Random(os.urandom(32))  # unique ids without a getrandom() syscall per delivery
 os.register_at_fork(after_in_child=lambda: _ids.seed(os.urandom(32)))  # forked workers must not share a sequence
