@@ -37,6 +37,10 @@ class ConfigError(ConfigurationError):
 FOREIGN_ERRORS: ForeignErrors = {ValidationError: (ConfigError,)}
 
 
+HttpMethod = Literal["GET", "POST"]
+_POST_ONLY: tuple[HttpMethod, ...] = ("POST",)
+
+
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -102,7 +106,7 @@ class SourceSettings(_Section):
     app_id: str | None = None
     verify: list[str] = Field(default_factory=list)
     secrets: list[SecretStr] = Field(default_factory=list, description="Several active at once for rotation.")
-    methods: list[Literal["GET", "POST"]] = Field(default_factory=lambda: ["POST"])
+    methods: list[HttpMethod] = Field(default_factory=lambda: list(_POST_ONLY))
     ip_allowlist: list[str] = Field(default_factory=list)
     options: dict[str, Any] = Field(default_factory=dict, description="Scheme/normalizer options (header names …).")
     event_allowlist: list[str] = Field(default_factory=list, description="Event names/types kept (empty = all).")

@@ -159,4 +159,4 @@ def _record(t: dict[str, Any], named: dict[str, Any], ns: str | None) -> Callabl
     exec(compile("\n".join(lines), f"<avro writer {name}>", "exec"), env)
     cell.append(env["write"])
     named[name] = env["write"]
-    return env["write"]  # type: ignore[no-any-return]
+    return env["write"]

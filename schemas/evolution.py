@@ -37,7 +37,7 @@ def versions(name: str) -> list[Path]:
 
 
 def load(path: Path) -> dict[str, Any]:
-    return json.loads(path.read_text())  # type: ignore[no-any-return]
+    return json.loads(path.read_text())
 
 
 def problems(old: dict[str, Any], new: dict[str, Any]) -> list[str]:

@@ -21,7 +21,7 @@ import clickhouse_connect
 from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import ClickHouseError, DataError
 
-from attrib.errors import AttribError, DependencyUnavailable, ForeignErrors, Permanent
+from attrib.errors import DependencyUnavailable, ForeignErrors, Permanent
 from attrib.settings import Settings
 
 log = logging.getLogger("attrib.clickhouse")
@@ -83,7 +83,7 @@ FOREIGN_ERRORS: ForeignErrors = {
 CAUGHT: tuple[type[BaseException], ...] = tuple(FOREIGN_ERRORS)
 
 
-def mapped(exc: BaseException) -> AttribError:
+def mapped(exc: BaseException) -> ClickHouseRejected | ClickHouseUnavailable:
     """Our error for a ClickHouse failure (see the module doc). ``exc`` is a clickhouse-connect exception, an
     OSError, or (from :func:`insert`) a client-side conversion error."""
     code: int | None = getattr(exc, "code", None) if isinstance(exc, ClickHouseError) else None

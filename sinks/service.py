@@ -77,15 +77,19 @@ class Metrics:
         return "\n".join(lines) + "\n"
 
 
-class Message(Protocol):
-    """What the sink reads of a confluent_kafka Message. A consumed record without error always has its position
-    (the library's stubs say ``| None`` for all three because error events share the type)."""
+class Positioned(Protocol):
+    """Where a consumed record sits. A record without error always has its position (confluent-kafka's stubs say
+    ``| None`` for all three because error events share the Message type)."""
 
     def topic(self) -> str: ...
 
     def partition(self) -> int: ...
 
     def offset(self) -> int: ...
+
+
+class Message(Positioned, Protocol):
+    """What the sink reads of a confluent_kafka Message."""
 
     def value(self) -> bytes | None: ...
 
@@ -113,14 +117,14 @@ class Batch:
     size: int = 0  # bytes of fast-path bodies
     opened: float = 0.0  # monotonic time of the first record
 
-    def add(self, table: str, row: tuple[Any, ...], msg: Message) -> None:
+    def add(self, table: str, row: tuple[Any, ...], msg: Positioned) -> None:
         if not self.count:
             self.opened = time.monotonic()
         self.rows.setdefault(table, []).append(row)
         self.count += 1
         self.track(msg)
 
-    def add_blob(self, fingerprint: bytes, body: bytes, msg: Message) -> None:
+    def add_blob(self, fingerprint: bytes, body: bytes, msg: Positioned) -> None:
         # the hot path (once per record at 100k records/s): no helper calls, few lookups, nothing GC-tracked kept
         if not self.count:
             self.opened = time.monotonic()
@@ -143,7 +147,7 @@ class Batch:
         where.append(span[2])
         where.append(offset)
 
-    def track(self, msg: Message) -> None:
+    def track(self, msg: Positioned) -> None:
         key = (msg.topic(), msg.partition())
         span = self.offsets.get(key)
         if span is None:

@@ -86,7 +86,7 @@ def convert(s: Settings, red: Redactor, topic: str, partition: int, offset: int,
 class KafkaFeed:
     """Reads the topics from ``since_ms`` (alerts from ``alerts_since_ms``) in a thread; hands items to ``emit``."""
 
-    def __init__(self, s: Settings, emit: Callable[[Item], None], since_ms: int, alerts_since_ms: int | None = None,
+    def __init__(self, s: Settings, emit: Callable[[Item], object], since_ms: int, alerts_since_ms: int | None = None,
                  topics: list[str] | None = None) -> None:
         self.s, self.emit = s, emit
         self.red = redactor_for(s)
@@ -128,9 +128,10 @@ class KafkaFeed:
                         log.info("inspector feed: topics not ready", extra={"fields": {"error": str(exc)}})
                     retry_at = time.monotonic() + 1.0
                 for m in c.consume(200, 0.2):
-                    if m.error():
+                    topic, partition, offset = m.topic(), m.partition(), m.offset()
+                    if m.error() or topic is None or partition is None or offset is None:
                         continue
-                    item = convert(self.s, self.red, m.topic(), m.partition(), m.offset(), m.value())
+                    item = convert(self.s, self.red, topic, partition, offset, m.value())
                     if item is not None:
                         self.emit(item)
         except Exception:  # the feed thread's boundary: say why it stopped (the page then shows no new rows)

@@ -94,8 +94,8 @@ async def retry_routes(s: Settings, dls: list[dict[str, Any]]) -> list[tuple[boo
         except (ValueError, AvroError):  # not JSON, not an enriched event
             return False, "no_replayable_payload"
         name = detail.get("destination") if isinstance(detail, dict) else None
-        dest = dests.get(name)
-        if dest is None:
+        dest = dests.get(name) if isinstance(name, str) else None
+        if name is None or dest is None:
             return False, "unknown_destination"
         async with gates[name]:
             failure = await dest.deliver(Job(rec, build(rec), -1, -1, dl["payload"]))

@@ -194,7 +194,7 @@ class RangeReplay:
                 except BufferError:
                     producer.poll(0.1)
 
-        def send(topic: str, key: bytes, value: bytes) -> None:  # the worker's outputs, redirected
+        def send(topic: str, key: bytes | None, value: bytes) -> None:  # the worker's outputs, redirected
             if topic == self.s.topics.events:
                 if self.spec.event_type and wire.cached(self.s).decode(value)[1]["event_type"] != self.spec.event_type:
                     return
@@ -223,9 +223,9 @@ class RangeReplay:
                     self._skip_deleted(c, nxt, spans, todo)
                     quiet_since = None
             for m in msgs:
-                if m.error():
-                    continue
                 p, off = m.partition(), m.offset()
+                if m.error() or p is None or off is None:  # an error event has no position
+                    continue
                 if p not in todo or off < nxt[p]:
                     continue
                 if off >= spans[p][1]:
@@ -234,11 +234,11 @@ class RangeReplay:
                 quiet_since = None
                 value = m.value()
                 if keep(value):
-                    if live:
-                        produce(self.s.topics.raw, m.key(), value, p)
+                    if proc is None:  # live: the records go back onto the raw topic
+                        produce(self.s.topics.raw, m.key(), value or b"", p)
                     else:
                         current["p"] = p
-                        proc.handle(m.key(), value, p, off)  # type: ignore[union-attr]
+                        proc.handle(m.key(), value, p, off)
                 nxt[p] = off + 1
                 prog.done += 1
                 processed_now += 1
@@ -383,12 +383,12 @@ def dry_run(s: Settings, spec: RangeSpec, out: TextIO = sys.stdout) -> dict[str,
             if not msgs:
                 break
             for m in msgs:
-                p = m.partition()
-                if m.error() or p not in todo:
+                p, off = m.partition(), m.offset()
+                if m.error() or p is None or off is None or p not in todo:
                     continue
-                if m.offset() >= spans[p][1] - 1:
+                if off >= spans[p][1] - 1:
                     todo.discard(p)
-                if m.offset() >= spans[p][1]:
+                if off >= spans[p][1]:
                     continue
                 v = m.value()
                 if v is None or v.startswith(TICK):

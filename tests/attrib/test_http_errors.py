@@ -46,9 +46,9 @@ async def test_real_failures_map_to_our_classes():
                 got = http_errors.mapped(e.value)
                 assert isinstance(got, kind) and got.reason == f"http_{e.value.status}"
             closed = free_port()  # nothing listens there
-            with pytest.raises(aiohttp.ClientError) as e:
+            with pytest.raises(aiohttp.ClientError) as refused:
                 await session.get(f"http://127.0.0.1:{closed}/")
-            got = http_errors.mapped(e.value)
+            got = http_errors.mapped(refused.value)
             assert isinstance(got, HttpUnavailable) and got.reason == "connect_error"
     finally:
         await runner.cleanup()

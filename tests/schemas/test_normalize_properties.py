@@ -40,7 +40,7 @@ def _raw(body: bytes, qs: str = "", ct: str | None = "application/json") -> dict
 
 def _check(mmp: str, raw: dict[str, Any]) -> None:
     try:
-        events = normalize(SourceSettings(name="s", mmp=mmp), raw)  # type: ignore[arg-type]
+        events = normalize(SourceSettings(name="s", mmp=mmp), raw)
     except NormalizeError as exc:
         assert exc.reason != INTERNAL, exc
         return

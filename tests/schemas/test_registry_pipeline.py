@@ -32,9 +32,10 @@ def _values(bootstrap: str, topic: str, partitions: int) -> list[bytes]:
         while any(seen[p] < ends[p] for p in ends):
             m = c.poll(5)
             assert m is not None, f"{topic}: records missing below the high watermark"
-            if m.error() is None:
-                seen[m.partition()] = m.offset() + 1
-                out.append(m.value())
+            partition, offset, value = m.partition(), m.offset(), m.value()
+            if m.error() is None and partition is not None and offset is not None and value is not None:
+                seen[partition] = offset + 1
+                out.append(value)
         return out
     finally:
         c.close()
@@ -60,8 +61,10 @@ def test_registry_configured_pipeline_writes_confluent_framing_and_lands(kafka_b
         expected = set()
         for r in raws:
             with contextlib.suppress(NormalizeError):  # the worker dead-letters these
-                expected |= {e["event_id"] for e in normalize(s.source(r["source"]), {**r, "body": r["body"].encode(),
-                                                                                     "received_at": 0})}
+                source = s.source(r["source"])
+                assert source is not None
+                expected |= {e["event_id"] for e in normalize(source, {**r, "body": r["body"].encode(),
+                                                                       "received_at": 0})}
         assert expected
         assert _settle(s, len(expected), 60) == len(expected)
         got = {r["event_id"] for r in query_rows(s, f"SELECT event_id FROM {db}.events FINAL")}

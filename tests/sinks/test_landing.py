@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 from datetime import UTC, datetime
 from decimal import Decimal
+from typing import Any
 
 import fastavro
 from hypothesis import given, settings
@@ -35,7 +36,7 @@ def enriched(draw: st.DrawFn) -> dict:
     return rec
 
 
-def _read(block: bytes) -> list[dict]:
+def _read(block: bytes) -> list[Any]:
     return list(fastavro.reader(io.BytesIO(block)))
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -37,7 +38,7 @@ def histories(draw: st.DrawFn) -> list[dict]:
         user = f"u{draw(st.integers(0, 6))}"
         typ = draw(st.sampled_from(["install", "reinstall", "signup", "purchase", "open"]))
         t = DAY0 + timedelta(hours=draw(st.integers(0, 71)))
-        money = {"revenue": None, "currency": None}
+        money: dict[str, Any] = {"revenue": None, "currency": None}
         if typ == "purchase":
             money = {"revenue": draw(st.decimals("0.01", "99.99", places=2)), "currency": draw(st.sampled_from(
                 ["USD", "EUR"]))}

@@ -6,6 +6,7 @@ import hashlib
 import uuid
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 from confluent_kafka import Consumer, Producer, TopicPartition
 
@@ -79,9 +80,13 @@ def test_retried_batch_is_dropped_by_its_deduplication_token(make_settings):
     consumer = Consumer({"bootstrap.servers": s.kafka.bootstrap_servers, "group.id": "peek",
                          "auto.offset.reset": "earliest", "enable.auto.commit": False})
     consumer.subscribe([s.topics.events])
-    msgs = []
-    wait_for(lambda: msgs.extend(m for m in consumer.consume(500, 0.5) if not m.error()) or
-             len(msgs) >= len(tr.records), "the records")
+    msgs: list[Any] = []  # confluent_kafka Messages (positions typed optional: error events share the type)
+
+    def more() -> bool:
+        msgs.extend(m for m in consumer.consume(500, 0.5) if not m.error())
+        return len(msgs) >= len(tr.records)
+
+    wait_for(more, "the records")
     consumer.close()
     batch = Batch()
     for m in msgs:
@@ -117,6 +122,7 @@ def test_retried_batch_is_dropped_by_its_deduplication_token(make_settings):
     assert scalar(client, f"SELECT count() FROM {db}.events FINAL") == len(tr.final)
     rollups.refresh(client, db, batch.days)
     assert _rollups(client, db) == once
+    assert sink._client is not None
     sink._client.close()
     client.close()
 

@@ -6,6 +6,7 @@ import asyncio
 import json
 import time
 import uuid
+from typing import Any
 
 import aiohttp
 import pytest
@@ -27,7 +28,7 @@ BEARER = "tok-" + uuid.uuid4().hex  # a token field inside a payload
 ROWS = "document.querySelectorAll('#rows tr')"
 
 
-async def test_live_deliveries_filters_and_no_secrets(make_settings, chromium) -> None:  # type: ignore[no-untyped-def]
+async def test_live_deliveries_filters_and_no_secrets(make_settings, chromium) -> None:
     feed = RejectionFeed([rejection("branch-main"), rejection("branch-main", "timestamp_too_old")])
     url = await feed.start()
     port = free_port()
@@ -74,7 +75,7 @@ async def test_live_deliveries_filters_and_no_secrets(make_settings, chromium) -
                 f"[...{ROWS}].some(tr => tr.children[8].textContent === 'install' "
                 "&& tr.dataset.source === 'branch-main')")
             first = await b.eval(f"[...{ROWS}].map(tr => [...tr.children].map(td => td.textContent))")
-            by_status = {}
+            by_status: dict[str, list[Any]] = {}
             for cells in first:
                 by_status.setdefault(cells[3], []).append(cells)
             assert len(by_status["accepted 200"]) == 5 and len(by_status["rejected 401"]) == 2

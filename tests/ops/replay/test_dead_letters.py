@@ -25,14 +25,14 @@ BAD = {"event_types": {"level_up": "levelled"}}  # not an event type: the normal
 FIXED = {"event_types": {"level_up": "custom"}}
 
 
-def produce(s, topic: str, items: list[tuple[bytes | None, bytes]]) -> None:  # type: ignore[no-untyped-def]
+def produce(s, topic: str, items: list[tuple[bytes | None, bytes]]) -> None:
     p = Producer({"bootstrap.servers": s.kafka.bootstrap_servers, "partitioner": "murmur2_random"})
     for key, value in items:
         p.produce(topic, value, key=key)
     assert p.flush(30) == 0
 
 
-def process(s, raws: list[tuple[bytes | None, bytes, int, int]]) -> None:  # type: ignore[no-untyped-def]
+def process(s, raws: list[tuple[bytes | None, bytes, int, int]]) -> None:
     """Run the worker's processing over raw records (as `attrib worker` does), producing its outputs."""
     out: list[tuple[bytes | None, bytes]] = []
     dlq: list[tuple[bytes | None, bytes]] = []
@@ -43,7 +43,7 @@ def process(s, raws: list[tuple[bytes | None, bytes, int, int]]) -> None:  # typ
     produce(s, s.topics.dead_letters, dlq)
 
 
-def read_raw(s, n: int) -> list:  # type: ignore[no-untyped-def]
+def read_raw(s, n: int) -> list:
     from confluent_kafka import Consumer
 
     c = Consumer({"bootstrap.servers": s.kafka.bootstrap_servers, "group.id": uuid.uuid4().hex,
@@ -57,7 +57,7 @@ def read_raw(s, n: int) -> list:  # type: ignore[no-untyped-def]
     return got
 
 
-async def test_dead_letters_rerun_after_a_fix_leave_the_open_set(make_settings) -> None:  # type: ignore[no-untyped-def]
+async def test_dead_letters_rerun_after_a_fix_leave_the_open_set(make_settings) -> None:
     rx = await Receiver().start()
     try:
         await asyncio.to_thread(_scenario, make_settings, rx)
@@ -65,7 +65,7 @@ async def test_dead_letters_rerun_after_a_fix_leave_the_open_set(make_settings) 
         await rx.stop()
 
 
-def _scenario(make_settings, rx: Receiver) -> None:  # type: ignore[no-untyped-def]
+def _scenario(make_settings, rx: Receiver) -> None:
     crm = {"name": "crm", "url": rx.url + "/crm", "max_attempts": 2, "backoff_initial_s": 0.05}
     bad = make_settings(topics={"partitions": 2}, sources=[{"name": "gen", "mmp": "generic", "options": BAD}],
                         route={"destinations": [crm]})

@@ -42,7 +42,7 @@ def dead_letters(s: Settings, n: int, timeout: float = 60) -> list[dict[str, Any
     while len(out) < n and time.monotonic() < deadline:
         for m in c.consume(100, 0.5):
             if not m.error():
-                out.append(avro.decode(m.value(), expect="dead_letter")[1])
+                out.append(avro.decode(m.value() or b"", expect="dead_letter")[1])
     c.close()
     return out
 
@@ -62,7 +62,7 @@ async def until(cond: Callable[[], bool], timeout: float = 60) -> None:
     assert cond()
 
 
-def settings_for(make_settings: Callable[..., Settings], tmp_path, dests: list[dict[str, Any]],  # type: ignore[no-untyped-def]
+def settings_for(make_settings: Callable[..., Settings], tmp_path, dests: list[dict[str, Any]],
                  partitions: int = 2, metrics_port: int = 0) -> Settings:
     s = make_settings(topics={"partitions": partitions}, route={"destinations": dests, "metrics_port": metrics_port,
                                                        "commit_interval_s": 0.1, "state_dir": str(tmp_path / "rs")})
@@ -84,7 +84,7 @@ class Running:
         await self.task
 
 
-async def test_filters_templates_first_time_and_missing_values(make_settings, tmp_path) -> None:  # type: ignore[no-untyped-def]
+async def test_filters_templates_first_time_and_missing_values(make_settings, tmp_path) -> None:
     rx = await Receiver().start()
     try:
         s = settings_for(make_settings, tmp_path, [
@@ -129,7 +129,7 @@ async def test_filters_templates_first_time_and_missing_values(make_settings, tm
         await rx.stop()
 
 
-async def test_retries_with_backoff_then_success_and_retry_after(make_settings, tmp_path) -> None:  # type: ignore[no-untyped-def]
+async def test_retries_with_backoff_then_success_and_retry_after(make_settings, tmp_path) -> None:
     flaky = await Receiver(behave=lambda h, n: (503, {}) if n < 3 else (200, {})).start()
     limited = await Receiver(behave=lambda h, n: (429, {"Retry-After": "1"}) if n < 2 else (200, {})).start()
     try:
@@ -163,7 +163,7 @@ async def test_retries_with_backoff_then_success_and_retry_after(make_settings, 
         await limited.stop()
 
 
-async def test_dead_destination_does_not_delay_healthy_one_and_dead_letters_after_cap(make_settings, tmp_path) -> None:  # type: ignore[no-untyped-def]
+async def test_dead_destination_does_not_delay_healthy_one_and_dead_letters_after_cap(make_settings, tmp_path) -> None:
     dead = await Receiver(behave=lambda h, n: (500, {}), hang=0.3).start()
     healthy = await Receiver().start()
     try:
@@ -195,7 +195,7 @@ async def test_dead_destination_does_not_delay_healthy_one_and_dead_letters_afte
         await healthy.stop()
 
 
-async def test_open_circuit_sheds_to_dead_letters_and_rate_limit_spaces_requests(make_settings, tmp_path) -> None:  # type: ignore[no-untyped-def]
+async def test_open_circuit_sheds_to_dead_letters_and_rate_limit_spaces_requests(make_settings, tmp_path) -> None:
     dead = await Receiver(behave=lambda h, n: (500, {})).start()
     paced = await Receiver().start()
     try:
