@@ -373,6 +373,27 @@ class ReplaySettings(_Section):
     batch: int = Field(500, gt=0)
 
 
+class ReportingSettings(_Section):
+    """Analysts' view (schemas/partners.py, ops/fx.py, ops/dashboard/): canonical partners, one reporting currency."""
+
+    currency: str = Field("USD", pattern=r"^[A-Z]{3}$", description="Reporting currency (ISO-4217) revenue is "
+                          "converted to, at the rate of the event's day (`attrib fx load`).")
+    fx_max_age_days: int = Field(4, ge=0, le=31, description="A day without a published rate (weekend, holiday) uses "
+                                 "the latest earlier rate at most this many days old; older = flagged unconverted.")
+    partners: dict[str, str] = Field(default_factory=dict, description="Raw partner value (any MMP's spelling) -> "
+                                     "canonical partner id; adds to / overrides schemas/partners.csv.")
+    partner_names: dict[str, str] = Field(default_factory=dict, description="Display names of partner ids that "
+                                          "reporting.partners introduces.")
+
+
+class DashboardSettings(_Section):
+    """`attrib dashboard`: charts over the warehouse (loopback, token required)."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(8091, gt=0, lt=65536)
+    token: SecretStr | None = Field(None, description="Bearer token every data request needs (>= 16 characters).")
+
+
 # --- the whole system ---------------------------------------------------------------------------------------------
 
 
@@ -396,6 +417,8 @@ class Settings(BaseSettings):
     route: RouteSettings = RouteSettings()
     inspector: InspectorSettings = InspectorSettings()
     replay: ReplaySettings = ReplaySettings()
+    reporting: ReportingSettings = ReportingSettings()
+    dashboard: DashboardSettings = DashboardSettings()
 
     @model_validator(mode="after")
     def _unique_sources(self) -> Settings:

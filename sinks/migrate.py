@@ -18,6 +18,7 @@ from pathlib import Path
 from clickhouse_connect.driver.client import Client
 
 from attrib.settings import Settings
+from sinks import partners
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 _NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
@@ -74,7 +75,7 @@ SHARD_KEYS = {
 }
 # Small tables replicated whole to every node (one replica set across the cluster, no Distributed table): the rollups
 # are rebuilt from the Distributed `events` and swapped in with REPLACE PARTITION, which replicates.
-GLOBAL_TABLES = {"daily_rollups", "schema_migrations"}
+GLOBAL_TABLES = {"daily_rollups", "schema_migrations", "partner_map", "fx_rates", "fx_daily"}
 # Bookkeeping of the process on each node (no replication, no Distributed table).
 NODE_TABLES = {"rollup_dirty_days"}
 
@@ -169,6 +170,7 @@ def migrate(client: Client, settings: Settings) -> list[Migration]:
     ch = settings.clickhouse
     done = apply(client, ch.database, cluster=ch.cluster)
     sync_raw_ttl(client, settings)
+    partners.sync(client, ch.database, partners.mapping(settings))
     return done
 
 
