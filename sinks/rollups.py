@@ -42,19 +42,20 @@ COLUMNS = ("day", "app_id", "media_source", "campaign", "ad_set", "platform", "p
 ATTR_MEDIA_SOURCE = "ifNull(if(first_touch_media_source IS NOT NULL, first_touch_media_source, media_source), '')"
 MMP_USD = """multiIf(
         mmp = 'appsflyer', toDecimal128OrNull(trim(BOTH '"' FROM JSONExtractRaw(properties, 'event_revenue_usd')), 9),
-        mmp = 'adjust', coalesce(toDecimal128OrNull(trim(BOTH '"' FROM JSONExtractRaw(properties, 'revenue_usd')), 9),
-                                 toDecimal128OrNull(trim(BOTH '"' FROM JSONExtractRaw(properties, 'revenue_usd_cents')), 9)
-                                 / 100),
+        mmp = 'adjust', coalesce(
+            toDecimal128OrNull(trim(BOTH '"' FROM JSONExtractRaw(properties, 'revenue_usd')), 9),
+            toDecimal128OrNull(trim(BOTH '"' FROM JSONExtractRaw(properties, 'revenue_usd_cents')), 9) / 100),
         NULL)"""
-REPORTING_REVENUE = f"""multiIf(
+REPORTING_REVENUE = """multiIf(
         amount IS NULL OR cur IS NULL, NULL,
-        cur = {{rep:String}}, toNullable(toDecimal128(assumeNotNull(amount), 6)),
-        {{rep:String}} = 'USD' AND mmp_usd IS NOT NULL, toNullable(toDecimal128(assumeNotNull(mmp_usd), 6)),
+        cur = {rep:String}, toNullable(toDecimal128(assumeNotNull(amount), 6)),
+        {rep:String} = 'USD' AND mmp_usd IS NOT NULL, toNullable(toDecimal128(assumeNotNull(mmp_usd), 6)),
         fx_ok = 1, toNullable(toDecimal128(assumeNotNull(amount) * fx_factor, 6)),
         NULL)"""
 PARTNER_JOIN = """LEFT JOIN (SELECT key AS pm_key, partner_id AS pm_id, partner_name AS pm_name FROM {db}.partner_map
            WHERE generation = (SELECT max(generation) FROM {db}.partner_map)) AS pm ON pm.pm_key = e.partner_key"""
-FX_JOIN = """LEFT JOIN (SELECT day AS fx_day, currency AS fx_currency, factor AS fx_factor, ok AS fx_ok FROM {db}.fx_daily
+FX_JOIN = """LEFT JOIN (SELECT day AS fx_day, currency AS fx_currency, factor AS fx_factor, ok AS fx_ok
+           FROM {db}.fx_daily
            WHERE reporting = {rep:String}
              AND generation = (SELECT max(generation) FROM {db}.fx_daily WHERE reporting = {rep:String})) AS fx
           ON fx.fx_day = e.day AND fx.fx_currency = e.cur"""
@@ -118,8 +119,10 @@ def refresh(client: Client, database: str, days: Iterable[date], settings: dict[
         hi = datetime.combine(days[-1] + timedelta(days=1), datetime.min.time(), UTC)
         client.command(
             f"INSERT INTO {staging} ({', '.join(COLUMNS)}) " + SELECT.replace("{db}", database),
-            parameters={"lo": lo, "hi": hi, "days": days, "rep": reporting}, settings={"async_insert": 0, **(settings or {})})
-        built = dict(client.query(f"SELECT day, count() FROM {staging} GROUP BY day").result_rows)
+            parameters={"lo": lo, "hi": hi, "days": days, "rep": reporting},
+            settings={"async_insert": 0, **(settings or {})})
+        counted = client.query(f"SELECT day, count() FROM {staging} GROUP BY day").result_rows
+        built: dict[date, int] = {d: n for d, n in counted}
         for d in days:
             if d in built:
                 client.command(f"ALTER TABLE {database}.daily_rollups REPLACE PARTITION {d:%Y%m%d} FROM {staging}")
@@ -146,6 +149,7 @@ class Refresher:
         self.watermark: datetime | None = None
         self.settled_at = 0.0  # wall-clock start of the last completed round: later loads are not in it yet
         self.refreshes = self.failures = 0
+        self.unmapped_partners = self.unmapped_events = self.unconverted_purchases = 0
         self.last_error = ""
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -177,6 +181,11 @@ class Refresher:
             # rebuilding grows with the day's size: keep it to about a third of the time under heavy load
             self._stop.wait(max(self.interval_s, 2 * (time.monotonic() - took)))
 
+    def prometheus(self) -> str:
+        return (f"attrib_sink_unmapped_partners {self.unmapped_partners}\n"
+                f"attrib_sink_unmapped_partner_events {self.unmapped_events}\n"
+                f"attrib_sink_unconverted_purchases {self.unconverted_purchases}\n")
+
     def run_once(self) -> int:
         started = time.time()
         if self._client is None:
@@ -195,8 +204,17 @@ class Refresher:
             written = refresh(c, self.db, [d for d, _ in rows], self.query_settings, self.reporting)
             self.watermark = max(self.watermark, *(_utc(t) for _, t in rows))
             self.refreshes += 1
+            self.unmapped_partners, self.unmapped_events, self.unconverted_purchases = quality(c, self.db)
         self.settled_at = started
         return written
+
+
+def quality(client: Client, database: str) -> tuple[int, int, int]:
+    """(distinct unmapped partner values, their events, purchases without a rate) over all rollups — the gauges an
+    operator watches to extend schemas/partners.csv or load missing FX rates."""
+    r = client.query(f"SELECT uniqExactIf(partner_id, partner_mapped = 0), sumIf(events, partner_mapped = 0), "
+                     f"sum(purchases_unconverted) FROM {database}.daily_rollups").result_rows[0]
+    return int(r[0]), int(r[1]), int(r[2])
 
 
 def _utc(t: datetime) -> datetime:

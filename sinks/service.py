@@ -178,7 +178,7 @@ class Sink:
     def prometheus(self) -> str:
         r = self.refresher
         return (self.metrics.prometheus() + f"attrib_sink_rollup_refreshes_total {r.refreshes}\n"
-                f"attrib_sink_rollup_failures_total {r.failures}\n")
+                f"attrib_sink_rollup_failures_total {r.failures}\n" + r.prometheus())
 
     def settled(self) -> bool:
         """Everything flushed so far is also in the rollups (a refresh round began after the last flush)."""
