@@ -124,7 +124,7 @@ async def test_dashboard_renders_the_warehouse_numbers(warehouse, chromium, capl
     assert totals["installs_partner"] == {k: f"{v:,}" for k, v in by_partner.items()}
     assert kpi["installs"] == f"{sum(by_partner.values()):,}"
 
-    def one(sql: str):  # noqa: ANN202
+    def one(sql: str) -> list:
         return client.query(sql.replace("{db}", db)).result_rows
 
     [(revenue, unconverted, purchases)] = one(
