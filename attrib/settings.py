@@ -385,6 +385,14 @@ class ReportingSettings(_Section):
     partner_names: dict[str, str] = Field(default_factory=dict, description="Display names of partner ids that "
                                           "reporting.partners introduces.")
 
+    @field_validator("partners")
+    @classmethod
+    def _partner_ids(cls, v: dict[str, str]) -> dict[str, str]:
+        bad = sorted(i for i in v.values() if not re.fullmatch(r"[a-z0-9]+(?:_[a-z0-9]+)*", i))
+        if bad:
+            raise ValueError(f"partner ids must be snake_case [a-z0-9_], got {bad}")
+        return v
+
 
 class DashboardSettings(_Section):
     """`attrib dashboard`: charts over the warehouse (loopback, token required)."""

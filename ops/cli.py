@@ -139,10 +139,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except Exception as exc:  # one clear line for the operator; details in --debug logs
+        from attrib.errors import ConfigurationError
         from ops.stack import StackError
         from sinks.migrate import MigrationError
 
-        if isinstance(exc, (StackError, MigrationError)):
+        if isinstance(exc, (StackError, MigrationError, ConfigurationError)):
             print(f"attrib {args.command}: {exc}", file=sys.stderr)
             return 1
         raise
