@@ -7,6 +7,7 @@ import json
 import os
 import sys
 from collections.abc import Callable, Sequence
+from types import ModuleType
 
 from attrib import settings as settings_mod
 from attrib.settings import ConfigError, Settings
@@ -96,7 +97,7 @@ PLUGINS: dict[str, str] = {
 }
 
 
-def _plugin(name: str):  # type: ignore[no-untyped-def]
+def _plugin(name: str) -> ModuleType:
     import importlib
 
     return importlib.import_module(PLUGINS[name])

@@ -44,9 +44,9 @@ def _money(r: dict[str, Any]) -> str:
 
 
 def _table(rows: list[list[str]], header: list[str]) -> str:
-    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows, strict=True)]
     line = lambda r: "  ".join(str(x).ljust(w) if i < 2 else str(x).rjust(w)  # noqa: E731
-                               for i, (x, w) in enumerate(zip(r, widths)))
+                               for i, (x, w) in enumerate(zip(r, widths, strict=True)))
     return "\n".join([line(header), line(["-" * w for w in widths]), *map(line, rows)])
 
 

@@ -56,12 +56,12 @@ def _alerts() -> list[dict]:
                     "created_at": start + timedelta(minutes=6)})
     resolved = {**out[0], "state": "resolved", "created_at": out[0]["created_at"] + timedelta(hours=2)}
     resolved["resolved_at"] = resolved["created_at"]
-    return out + [resolved, dict(out[1])]  # plus a duplicate firing record
+    return [*out, resolved, dict(out[1])]  # plus a duplicate firing record
 
 
 def _run(client, name: str) -> list[dict]:
     res = client.query(pack.load()[name])
-    return [dict(zip(res.column_names, r)) for r in res.result_rows]
+    return [dict(zip(res.column_names, r, strict=True)) for r in res.result_rows]
 
 
 def _attr(e: dict) -> tuple[str, str]:
