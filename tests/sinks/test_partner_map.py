@@ -115,3 +115,41 @@ def test_rollups_by_canonical_partner_and_a_correction_remaps_history(warehouse)
     assert names["zeta"] == "Zeta" and names["google_ads"] == "Google Ads" and names[""] == ""
     assert Counter(client.query(f"SELECT generation FROM {DB}.partner_map").result_rows).keys() == {
         (synced.generation,)}
+
+
+def test_sink_gauges_and_the_reload_command(warehouse, capsys):
+    from argparse import Namespace
+
+    from ops import partners as cli
+
+    client, s, _ = warehouse
+    sink_partners.sync(client, DB, sink_partners.mapping(s))  # back to the file's mapping
+    client.command(f"TRUNCATE TABLE {DB}.events")
+    evs = _events()
+    client.insert(f"{DB}.events", [rows.event_row(e) for e in evs], column_names=rows.EVENT_COLUMNS)
+    rollups.mark_dirty(client, DB, {e["event_time"].date() for e in evs})
+    r = rollups.Refresher(lambda: connect(s), DB, interval_s=1)
+    try:
+        r.run_once()
+    finally:
+        r.stop()
+    metrics = dict(line.split() for line in r.prometheus().splitlines())
+    before = sink_partners.current(client, DB)
+    unmapped = sum(1 for e in evs if partners.key((e["first_touch"] or {}).get("media_source") or e["media_source"])
+                   not in before and e["media_source"])
+    assert metrics["attrib_sink_unmapped_partner_events"] == str(unmapped) and unmapped > 0
+    assert metrics["attrib_sink_unmapped_partners"] == str(len({partners.key(e["media_source"]) for e in evs
+                                                               if e["media_source"]} - before.keys()))
+
+    assert cli.main(Namespace(action="unmapped"), s) == 0
+    assert "zeta_mobile\tZeta Mobile, zeta-mobile" in capsys.readouterr().out.replace("zeta-mobile, Zeta Mobile",
+                                                                                      "Zeta Mobile, zeta-mobile")
+    fixed = s.model_copy(update={"reporting": s.reporting.model_copy(update={
+        "partners": {"zeta-mobile": "zeta"}, "partner_names": {"zeta": "Zeta"}})})
+    assert cli.main(Namespace(action="reload"), fixed) == 0
+    out = capsys.readouterr().out
+    assert "zeta_mobile: (unmapped) -> zeta" in out and "rollups rebuilt for" in out
+    assert client.query(f"SELECT sum(events) FROM {DB}.daily_rollups WHERE partner_id = 'zeta'").result_rows[0][0] \
+        == unmapped
+    assert cli.main(Namespace(action="reload"), fixed) == 0
+    assert "unchanged" in capsys.readouterr().out
