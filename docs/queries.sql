@@ -14,6 +14,8 @@
 --     `revenue_reporting` is the same purchases converted to `reporting_currency` (setting reporting.currency) with
 --     the rate of the event's day (`attrib fx load`). Purchases without a rate are NOT in it: they are counted in
 --     `purchases_unconverted` and listed by `unconverted_revenue`.
+--   * Per event, with partner and converted revenue beside the values as sent:
+--     SELECT * FROM events_canonical(reporting = 'USD')   (a parameterized view over events FINAL)
 --   * Times are UTC. Windows are relative to the newest data, so the pack also works on replayed history.
 
 -- name: installs_revenue_by_campaign_day

@@ -84,6 +84,7 @@ _CREATE_TABLE = re.compile(
     r"^CREATE TABLE IF NOT EXISTS (?P<db>\w+)\.(?P<table>\w+)(?P<body>.*?)\bENGINE\s*=\s*(?P<family>\w*)MergeTree"
     r"(?:\((?P<args>[^)]*)\))?(?P<rest>.*)$", re.S)
 _CREATE_NULL = re.compile(r"^CREATE TABLE IF NOT EXISTS (?P<name>\w+\.\w+)(?P<rest>.*\bENGINE\s*=\s*Null)$", re.S)
+_CREATE_VIEW = re.compile(r"^CREATE VIEW IF NOT EXISTS (?P<name>\w+\.\w+)(?P<rest>\s+AS\s.*)$", re.S)
 _CREATE_MV = re.compile(r"^CREATE MATERIALIZED VIEW IF NOT EXISTS (?P<name>\w+\.\w+)(?P<rest>\s+TO\s.*)$", re.S)
 _DROP = re.compile(r"^DROP (?P<kind>TABLE|VIEW) IF EXISTS (?P<name>\w+\.\w+)$")
 _ALTER = re.compile(r"^ALTER TABLE (?P<db>\w+)\.(?P<table>\w+)\s(?P<ops>.*)$", re.S)
@@ -101,6 +102,8 @@ def render(stmt: str, cluster: str | None) -> list[str]:
         return [f"DROP {m['kind']} IF EXISTS {m['name']} {on} SYNC"]
     if m := _CREATE_NULL.match(stmt):  # landing tables: one per node, writing through their views
         return [f"CREATE TABLE IF NOT EXISTS {m['name']} {on}{m['rest']}"]
+    if m := _CREATE_VIEW.match(stmt):  # plain (query) views: one per node, reading the Distributed tables
+        return [f"CREATE VIEW IF NOT EXISTS {m['name']} {on}{m['rest']}"]
     if m := _CREATE_MV.match(stmt):  # `TO events` then names the Distributed table: rows go to their shard
         return [f"CREATE MATERIALIZED VIEW IF NOT EXISTS {m['name']} {on}{m['rest']}"]
     if m := _CREATE_TABLE.match(stmt):

@@ -160,3 +160,13 @@ def test_conversion_in_the_warehouse_flags_missing_rates(warehouse) -> None:
     assert {(r[0], r[1]) for r in analyst.query(pack.load()["unconverted_revenue"]).result_rows} == {
         (date(2024, 6, 23), "GBP")}
     assert rollups.quality(client, "fx_x")[2] == 1
+    # per event, the view gives the same conversion and the same flags as the rollups
+    view = {d: [r, n] for d, r, n in analyst.query(
+        "SELECT toDate(event_time) AS d, sum(ifNull(revenue_reporting, 0)), countIf(revenue_converted = 0) "
+        "FROM events_canonical(reporting = 'USD') WHERE event_type = 'purchase' GROUP BY d").result_rows}
+    assert view == {d: [r, n] for d, r, n in client.query(
+        "SELECT day, sum(revenue_reporting), sum(purchases_unconverted) FROM fx_x.daily_rollups GROUP BY day"
+    ).result_rows}
+    jpy = analyst.query("SELECT revenue, currency, revenue_reporting, revenue_converted FROM "
+                        "events_canonical(reporting = 'USD') WHERE event_id = 'p6'").result_rows
+    assert jpy == [(Decimal("1500"), "JPY", Decimal("9.62"), 1)]  # kept as sent, beside the MMP's own USD value

@@ -86,6 +86,9 @@ def test_rollups_by_canonical_partner_and_a_correction_remaps_history(warehouse)
     assert before["meta"][0] == installs["Facebook Ads"] + installs["META"]  # one partner, two MMPs' spellings
     assert before["zeta_mobile"][0] == installs["Zeta Mobile"] + installs["zeta-mobile"]  # unknowns meet on a key
 
+    per_event = dict(analyst.query("SELECT partner_id, countIf(event_type = 'install') FROM "
+                                   "events_canonical(reporting = 'USD') GROUP BY partner_id").result_rows)
+    assert per_event == {p: i for p, (i, _, _) in before.items()}  # every event carries its partner too
     unmapped = {r[0]: r for r in analyst.query(pack.load()["unmapped_partners"]).result_rows}
     assert set(unmapped) == {"zeta_mobile"}
     assert unmapped["zeta_mobile"][2] == sum(1 for e in evs if e["media_source"] in ("Zeta Mobile", "zeta-mobile"))
