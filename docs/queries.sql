@@ -10,7 +10,7 @@
 --   * Partners: partner_id / partner_name are the canonical partner (schemas/partners.csv + reporting.partners) of
 --     the attribution media source, which stays beside them as sent. A value the mapping lacks is its own partner
 --     (its normalized key, partner_mapped = 0) until `unmapped_partners` shows it and a mapping row is added.
---   * Revenue: `revenue` is per ISO-4217 currency as sent (a Map: never sum across currencies);
+--   * Revenue: `revenue` is per ISO-4217 currency as sent (a Map: never sum across currencies) -
 --     `revenue_reporting` is the same purchases converted to `reporting_currency` (setting reporting.currency) with
 --     the rate of the event's day (`attrib fx load`). Purchases without a rate are NOT in it: they are counted in
 --     `purchases_unconverted` and listed by `unconverted_revenue`.
