@@ -351,7 +351,7 @@ def check_mixpanel(path: str, query: dict[str, str], headers: dict[str, str], ra
     if failed and strict:
         return Verdict(400, {"code": 400, "error": "some data points in the request failed validation",
                              "status": "Bad Request", "num_records_imported": len(accepted),
-                             "failed_records": failed}, accepted=accepted, errors=[f["message"] for f in failed])
+                             "failed_records": failed}, accepted=accepted, errors=[str(f["message"]) for f in failed])
     return Verdict(200, {"code": 200, "num_records_imported": len(accepted), "status": "OK"}, accepted=accepted)
 
 
