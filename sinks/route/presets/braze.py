@@ -100,12 +100,13 @@ class Braze(Preset):
                 properties["currency"] = record["currency"]
         event = {**who, "name": record["event_name"][:MAX_TEXT], "time": iso(record["event_time"]),
                  "properties": clean(properties), **({"app_id": opts.app_id} if opts.app_id else {})}
-        out: Records = {"events": [event]}
+        out: Records = {}
         attrs = clean(parts.get("attributes", {})) if record["event_type"] in FIRST_TOUCH_TYPES else {}
         if "user_alias" in who:  # an alias-only profile exists only once an attributes object creates it
             out["attributes"] = [{**who, "_update_existing_only": False, **attrs}]
         elif attrs:
             out["attributes"] = [{**who, **attrs}]
+        out["events"] = [event]
         return out
 
     def cost(self, recs: Records) -> int:

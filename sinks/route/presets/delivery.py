@@ -14,7 +14,6 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
 
 import aiohttp
 
@@ -186,9 +185,3 @@ class PresetDestination(Destination):
                                                       "events": len(todo), "delay_s": round(delay, 3)}})
             await asyncio.sleep(delay)
 
-
-def describe(cfg: DestinationSettings) -> dict[str, Any]:
-    """What ``attrib route --check`` prints for a preset destination (no secrets)."""
-    p = PRESETS[cfg.kind]
-    return {"kind": p.kind, "url": p.url(cfg.preset).split("?", 1)[0], "batch": p.batch_cap(cfg.preset),
-            "max_bytes": p.max_bytes, "docs": list(p.docs)}
