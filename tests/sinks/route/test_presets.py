@@ -206,3 +206,28 @@ def test_retry_hints() -> None:
     assert PRESETS["segment"].outcome(429, {"Retry-After": "7"}, "", req, 1, 0.0).hint_s == 7
     assert PRESETS["amplitude"].outcome(429, {}, "", req, 1, 0.0).hint_s == 30
     assert PRESETS["mixpanel"].outcome(429, {}, "", req, 1, 0.0).hint_s is None
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(recs=st.lists(records(), min_size=1, max_size=12), cap=st.integers(1, 5))
+def test_any_batch_packs_within_batch_size_and_is_accepted_whole(kind: str, recs: list[dict[str, Any]],
+                                                                  cap: int) -> None:
+    p, o = PRESETS[kind], opts(kind, batch_size=cap)
+    items = []
+    for r in recs:
+        try:
+            items.append(p.item(r, view_mod.build(r), o, p.mapping(o)))
+        except (Skip, Rejected):
+            continue
+    batches: list[list[Any]] = []
+    for it in items:
+        if not batches or not p.fits(batches[-1], it, o):
+            batches.append([])
+        batches[-1].append(it)
+    for b in batches:
+        assert sum(i.cost for i in b) <= cap or len(b) == 1
+        req = p.request(b, o)
+        v = check(kind, o, req.body, req.url, req.headers)
+        assert 200 <= v.status < 300 and not v.errors, v.body
+        assert len(v.accepted) == sum(sum(len(x) for x in i.records.values()) for i in b)
