@@ -1,7 +1,8 @@
 """Segment HTTP Tracking API, ``POST /v1/batch`` of ``track`` (every event) and ``identify`` (install-type events,
 carrying the install attribution as traits).
 
-Docs: https://segment.com/docs/connections/sources/catalog/libraries/server/http-api/ (auth, batch, limits, errors)
+Docs: https://www.twilio.com/docs/segment/connections/sources/catalog/libraries/server/http-api (auth, batch, limits,
+      errors; formerly segment.com/docs/connections/sources/catalog/libraries/server/http-api/)
       https://segment.com/docs/connections/spec/common/ (context.campaign, messageId, anonymousId)
 - Endpoint: https://api.segment.io/v1/batch; EU workspaces https://events.eu1.segmentapis.com/v1/batch.
 - Auth: HTTP Basic, the source write key as user name and an empty password.
@@ -35,7 +36,7 @@ from sinks.route.presets.base import (
 
 class Segment(Preset):
     kind = "segment"
-    docs = ("https://segment.com/docs/connections/sources/catalog/libraries/server/http-api/",
+    docs = ("https://www.twilio.com/docs/segment/connections/sources/catalog/libraries/server/http-api",
             "https://segment.com/docs/connections/spec/common/")
     max_cost = 2500
     max_bytes = 500_000
