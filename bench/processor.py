@@ -19,12 +19,12 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from attrib.settings import Settings  # noqa: E402
-from ops.traffic.synthetic import SOURCES, generate  # noqa: E402
-from schemas import avro  # noqa: E402
-from schemas.normalize import normalize  # noqa: E402
-from streams import codec  # noqa: E402
-from streams.app import Processor  # noqa: E402
+from attrib.settings import Settings
+from ops.traffic.synthetic import SOURCES, generate
+from schemas import avro
+from schemas.normalize import normalize
+from streams import codec
+from streams.app import Processor
 
 
 def ints(rec: dict[str, Any]) -> dict[str, Any]:
