@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import aiohttp
 
@@ -27,6 +27,7 @@ from sinks.route.sender import RESPONSE_KEPT, Destination, Failure, Job, OnDead,
 
 log = logging.getLogger("attrib.route")
 Entry = tuple[Job, Item]
+Finish = Callable[[Job, Failure | None], Awaitable[None]]  # how an event ends: delivered (None) or this failure
 
 
 def make_destination(cfg: DestinationSettings, metrics: RouteMetrics, on_done: OnDone, on_dead: OnDead) -> Destination:
@@ -78,7 +79,7 @@ class PresetDestination(Destination):
             self.m.queued.labels(self.name).set(self.queue.qsize())
             done: set[int] = set()
             try:
-                await self._send(batch, list(range(len(batch))), done)
+                await self._send(batch, list(range(len(batch))), done, self._finish)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # never lose a job to a bug: dead-letter what is unfinished, with the error
@@ -98,19 +99,39 @@ class PresetDestination(Destination):
                     return None
                 await asyncio.sleep(min(0.01, left))
 
-    async def _prepare(self, job: Job) -> Entry | None:
+    async def _prepare(self, job: Job, finish: Finish | None = None) -> Entry | None:
+        """The job with its vendor records, or None when it already ended (skipped or refused before sending)."""
+        finish = finish or self._finish
         try:
             return job, self.preset.item(job.record, job.view, self.opts, self.mapping)
         except Skip as s:
             self.m.preset_skipped.labels(self.name, s.reason).inc()
             self.m.skipped.labels(self.name).inc()
-            self.on_done(job)
+            await finish(job, None)
         except Rejected as r:
-            await self._dead(job, Failure(r.reason, {"destination": self.name, "error": r.detail}))
+            await finish(job, Failure(r.reason, {"destination": self.name, "error": r.detail}))
         except Exception as exc:
             log.exception("route preset build failed", extra={"fields": {"destination": self.name}})
-            await self._dead(job, Failure("internal_error", {"error": repr(exc)}))
+            await finish(job, Failure("internal_error", {"error": repr(exc)}))
         return None
+
+    async def _finish(self, job: Job, failure: Failure | None) -> None:
+        if failure is None:
+            self.on_done(job)
+        else:
+            await self._dead(job, failure)
+
+    async def deliver(self, job: Job) -> Failure | None:
+        """One event on its own, its failure returned instead of dead-lettered (`attrib replay --dead-letters`)."""
+        got: list[Failure | None] = []
+
+        async def keep(_: Job, failure: Failure | None) -> None:
+            got.append(failure)
+
+        entry = await self._prepare(job, keep)
+        if entry is not None:
+            await self._send([entry], [0], set(), keep)
+        return got[0] if got else None
 
     async def _dead(self, job: Job, failure: Failure) -> None:
         self.m.dead.labels(self.name, failure.reason).inc()
@@ -118,8 +139,8 @@ class PresetDestination(Destination):
 
     # --- sending ------------------------------------------------------------------------------------------------
 
-    async def _send(self, batch: list[Entry], todo: list[int], done: set[int]) -> None:
-        """Deliver ``batch[i] for i in todo`` until each is delivered or dead-lettered."""
+    async def _send(self, batch: list[Entry], todo: list[int], done: set[int], finish: Finish) -> None:
+        """Deliver ``batch[i] for i in todo`` until each is delivered or refused (``finish`` says which)."""
         attempt = 0
         assert self._session is not None
         while todo:
@@ -150,8 +171,8 @@ class PresetDestination(Destination):
                 outcome_retry, ok, failed, hint, split = o.retry, o.ok, o.failed, o.hint_s, o.split
             if split:
                 half = len(todo) // 2
-                await self._send(batch, todo[:half], done)
-                await self._send(batch, todo[half:], done)
+                await self._send(batch, todo[:half], done, finish)
+                await self._send(batch, todo[half:], done, finish)
                 return
             reason = error or f"http_{status}"
             transient = status is None or status in RETRYABLE_STATUS
@@ -165,19 +186,19 @@ class PresetDestination(Destination):
             for p in sorted(ok):
                 done.add(todo[p])
                 self.m.sent.labels(self.name).inc()
-                self.on_done(batch[todo[p]][0])
+                await finish(batch[todo[p]][0], None)
             for p, err in sorted(failed.items()):
                 done.add(todo[p])
                 why = "vendor_rejected" if (status is not None and (200 <= status < 300 or len(failed) < len(todo))) \
                     else reason
-                await self._dead(batch[todo[p]][0], Failure(why, {**detail, "response": err[:RESPONSE_KEPT]}))
+                await finish(batch[todo[p]][0], Failure(why, {**detail, "response": err[:RESPONSE_KEPT]}))
             todo = [todo[p] for p in sorted(outcome_retry)]
             if not todo:
                 return
             if attempt >= self.cfg.max_attempts:
                 for i in todo:
                     done.add(i)
-                    await self._dead(batch[i][0], Failure(reason, {**detail, "response": text[:RESPONSE_KEPT]}))
+                    await finish(batch[i][0], Failure(reason, {**detail, "response": text[:RESPONSE_KEPT]}))
                 return
             delay = max(backoff(attempt, self.cfg.backoff_initial_s, self.cfg.backoff_max_s),
                         min(hint or 0.0, self.cfg.backoff_max_s))

@@ -145,3 +145,28 @@ async def test_payload_too_large_splits_the_batch() -> None:
     assert dead == [] and sorted(done) == sorted(r["event_id"] for r in recs)
     assert [h.status for h in fake.hits] == [413, 200, 200]
     assert len(fake.accepted) == 10
+
+
+async def test_deliver_one_returns_the_outcome_for_replay() -> None:
+    """`attrib replay --dead-letters` sends one event at a time and wants the failure back, not a new dead letter."""
+    fake = await FakeVendor("braze").start()
+
+    async def no_dead_letters(*_: Any) -> None:
+        raise AssertionError("deliver() must return failures, not dead-letter them")
+
+    cfg = DestinationSettings.model_validate({"name": "bz", "kind": "braze",
+                                              "preset": {**CREDS["braze"], "endpoint": fake.url}})
+    d = PresetDestination(cfg, RouteMetrics(), lambda j: None, no_dead_letters)
+    await d.start()
+    try:
+        ok, refused, nobody = (decoded(customer_user_id="user-1"), decoded(customer_user_id="u2", event_name=REJECT),
+                               decoded(customer_user_id=None, idfv=None, user_key="fp:x"))
+        assert await d.deliver(Job(ok, build(ok), -1, -1, b"")) is None
+        failure = await d.deliver(Job(refused, build(refused), -1, -1, b""))
+        assert failure is not None and failure.reason == "vendor_rejected"
+        assert "blacklisted" in failure.detail["response"]
+        assert await d.deliver(Job(nobody, build(nobody), -1, -1, b"")) is None  # skipped: nothing to retry
+        assert [user_of("braze", r) for r in fake.accepted] == ["user-1"] and len(fake.hits) == 2
+    finally:
+        await d.stop()
+        await fake.stop()
