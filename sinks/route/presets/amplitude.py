@@ -22,7 +22,6 @@ from typing import Any, ClassVar
 from attrib.settings import PresetSettings
 from sinks.route.presets import mapping as m
 from sinks.route.presets.base import (
-    Item,
     Preset,
     Records,
     Request,
@@ -65,10 +64,8 @@ class Amplitude(Preset):
         base = opts.endpoint or self.hosts[self.region_key(opts.region or "us")]
         return base.rstrip("/") + ("/batch" if opts.api == "batch" else "/2/httpapi")
 
-    def fits(self, items: list[Item], nxt: Item, opts: PresetSettings) -> bool:
-        limit = 20_000_000 if opts.api == "batch" else self.max_bytes
-        return (sum(i.cost for i in items) + nxt.cost <= self.batch_cap(opts)
-                and sum(i.size for i in items) + nxt.size + 512 <= limit)
+    def limits(self, opts: PresetSettings) -> tuple[int, int]:
+        return self.batch_cap(opts), 20_000_000 if opts.api == "batch" else self.max_bytes
 
     def records(self, record: dict[str, Any], view: dict[str, Any], opts: PresetSettings,
                 mapping: dict[str, str]) -> Records:

@@ -27,6 +27,7 @@ FIRST_TOUCH_TYPES = frozenset({"install", "reinstall", "reattribution"})
 PLACEHOLDER_IDS = frozenset({"", "anon", "anonymous", "nil", "none", "null", "n/a", "na", "undefined", "unknown",
                              "0", "-1", "00000000-0000-0000-0000-000000000000", "lmid", "[object object]", "id"})
 DEVICE_FIELDS = ("idfv", "gaid", "android_id", "oaid", "idfa")  # most to least app-scoped
+ENVELOPE_BYTES = 512  # room for what wraps the records (keys, api_key …) when packing a request
 
 
 class Skip(Exception):
@@ -139,16 +140,21 @@ class Preset:
         sizes = [len(dumps(r)) for rs in recs.values() for r in rs]
         if self.max_record_bytes and max(sizes, default=0) > self.max_record_bytes:
             raise Rejected("record_too_large", f"{max(sizes)} bytes > {self.max_record_bytes} per {self.kind} call")
-        if sum(sizes) + 512 > self.max_bytes:
+        if sum(sizes) + ENVELOPE_BYTES > self.limits(opts)[1]:
             raise Rejected("record_too_large", f"{sum(sizes)} bytes > {self.max_bytes} per {self.kind} request")
         return Item(recs, sum(sizes) + len(sizes), self.cost(recs))
 
     def cost(self, recs: Records) -> int:
         return sum(len(v) for v in recs.values())
 
+    def limits(self, opts: PresetSettings) -> tuple[int, int]:
+        """(cost, bytes) one request may carry."""
+        return self.batch_cap(opts), self.max_bytes
+
     def fits(self, items: list[Item], nxt: Item, opts: PresetSettings) -> bool:
-        return (sum(i.cost for i in items) + nxt.cost <= self.batch_cap(opts)
-                and sum(i.size for i in items) + nxt.size + 512 <= self.max_bytes)
+        cost, size = self.limits(opts)
+        return (sum(i.cost for i in items) + nxt.cost <= cost
+                and sum(i.size for i in items) + nxt.size + ENVELOPE_BYTES <= size)
 
     def request(self, items: list[Item], opts: PresetSettings) -> Request:
         arrays: Records = {}

@@ -22,7 +22,7 @@ from attrib.settings import DestinationSettings
 from sinks.route.metrics import RouteMetrics
 from sinks.route.policy import RETRYABLE_STATUS, backoff
 from sinks.route.presets import PRESETS
-from sinks.route.presets.base import Item, Rejected, Skip
+from sinks.route.presets.base import ENVELOPE_BYTES, Item, Rejected, Skip
 from sinks.route.sender import RESPONSE_KEPT, Destination, Failure, Job, OnDead, OnDone
 
 log = logging.getLogger("attrib.route")
@@ -65,6 +65,8 @@ class PresetDestination(Destination):
                     continue
                 batch = [entry]
             deadline = self.clock() + self.opts.batch_wait_s
+            max_cost, max_size = self.preset.limits(self.opts)
+            cost, size = batch[0][1].cost, batch[0][1].size + ENVELOPE_BYTES
             while True:
                 job = await self._next(deadline)
                 if job is None:
@@ -72,10 +74,11 @@ class PresetDestination(Destination):
                 entry = await self._prepare(job)
                 if entry is None:
                     continue
-                if not self.preset.fits([i for _, i in batch], entry[1], self.opts):
+                if cost + entry[1].cost > max_cost or size + entry[1].size > max_size:
                     carry = entry
                     break
                 batch.append(entry)
+                cost, size = cost + entry[1].cost, size + entry[1].size
             self.m.queued.labels(self.name).set(self.queue.qsize())
             done: set[int] = set()
             try:
