@@ -58,3 +58,10 @@ def test_check_names_the_missing_key(capsys: pytest.CaptureFixture[str]) -> None
     assert "preset.region" in capsys.readouterr().out
     assert run(Settings.model_validate({"route": {"destinations": DESTS}}), "--check") == 0
     assert "batch<=75" in capsys.readouterr().out
+
+
+def test_an_http_destination_still_needs_its_url() -> None:
+    with pytest.raises(ValueError, match="url is required when kind is http"):
+        Settings.model_validate({"route": {"destinations": [{"name": "hook"}]}})
+    with pytest.raises(ValueError, match="kind"):
+        Settings.model_validate({"route": {"destinations": [{"name": "x", "kind": "salesforce"}]}})
