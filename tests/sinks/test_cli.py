@@ -67,7 +67,7 @@ def test_sink_process_serves_live_sql_and_the_report(kafka_bootstrap, tmp_path):
         firsts = [r for r in tr.final.values()]
         resends = 9  # raw deliveries that produced no event of their own (the worker dropped them as re-sends)
         spots = _produce_raw(kafka_bootstrap, s.topics.raw, len(firsts) + resends)
-        refs = {e["event_id"]: spot for e, spot in zip(firsts, spots)}
+        refs = {e["event_id"]: spot for e, spot in zip(firsts, spots, strict=False)}
         for r in tr.records:
             part, off = refs[r["event_id"]]
             r["raw"] = {"topic": s.topics.raw, "partition": part, "offset": off}
