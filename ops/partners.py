@@ -19,12 +19,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace, settings: Settings) -> int:
+    from attrib.errors import DependencyUnavailable
+    from ops.warehouse import open_for_writes
     from sinks import migrate, pack, rollups
     from sinks import partners as sink_partners
     from sinks.clickhouse import connect
 
     db = settings.clickhouse.database
-    client = connect(settings)
+    try:
+        client = open_for_writes(settings)
+    except DependencyUnavailable as exc:
+        print(f"attrib partners {args.action}: {exc}")
+        return 1
     try:
         migrate.apply(client, db, cluster=settings.clickhouse.cluster)
         if args.action == "unmapped":

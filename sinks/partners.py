@@ -65,7 +65,8 @@ def affected_days(client: Client, database: str, keys: Iterable[str]) -> list[da
 
 def sync(client: Client, database: str, pm: partners.PartnerMap) -> Synced:
     want = {k: (pid, name) for k, pid, name, _, _ in pm.table()}
-    changes = diff(current(client, database), want)
+    had = current(client, database)
+    changes = diff(had, want)
     if not changes:
         return Synced(None, [], [])
     gen = time.time_ns() // 1000
@@ -76,7 +77,8 @@ def sync(client: Client, database: str, pm: partners.PartnerMap) -> Synced:
     if days:
         client.insert(f"{database}.rollup_dirty_days", [[d] for d in days], column_names=["day"],
                       settings={"async_insert": 0})
-    log.warning("partner mapping changed: rollups of affected days will be rebuilt", extra={"fields": {
+    say = log.warning if had else log.info  # a first load re-maps nothing that was mapped before
+    say("partner mapping changed: rollups of affected days will be rebuilt", extra={"fields": {
         "changed_keys": len(changes), "days": len(days), "generation": gen,
         "sample": [f"{c.key}: {c.old and c.old[0]} -> {c.new and c.new[0]}" for c in changes[:10]]}})
     return Synced(gen, changes, days)

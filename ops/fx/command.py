@@ -74,7 +74,8 @@ def load(client: Client, database: str, rs: list[rates.Rate], source: str, repor
 
 
 def main(args: argparse.Namespace, settings: Settings) -> int:
-    from sinks.clickhouse import connect
+    from attrib.errors import DependencyUnavailable
+    from ops.warehouse import open_for_writes
     from sinks.migrate import migrate
 
     path: Path = args.file
@@ -88,7 +89,11 @@ def main(args: argparse.Namespace, settings: Settings) -> int:
     except rates.FxFileError as exc:
         print(f"attrib fx load: {exc}")
         return 2
-    client = connect(settings)
+    try:
+        client = open_for_writes(settings)
+    except DependencyUnavailable as exc:
+        print(f"attrib fx load: {exc}")
+        return 1
     try:
         migrate(client, settings)
         got = load(client, settings.clickhouse.database, rs, path.name, settings.reporting.currency,
