@@ -82,10 +82,13 @@ COMMANDS: dict[str, Handler] = {"stack": _stack, "migrate": _migrate, "config": 
 # main(args, settings) -> int. One line per command here; keep the table sorted.
 PLUGINS: dict[str, str] = {
     "alerts": "alerts.app",
+    "dashboard": "ops.dashboard.command",
+    "fx": "ops.fx.command",
     "ingest": "ingest.server",
     "inspect": "ops.inspect.command",
     "normalize": "ops.normalize",
     "notify": "alerts.slack",
+    "partners": "ops.partners",
     "replay": "ops.replay.command",
     "route": "sinks.route.command",
     "send": "ops.traffic.send",
