@@ -6,8 +6,9 @@ from __future__ import annotations
 import logging
 
 from confluent_kafka import KafkaException
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import NewTopic
 
+from attrib import kafka
 from attrib.settings import Settings
 
 
@@ -15,7 +16,7 @@ def ensure_topics(settings: Settings, timeout: float = 30.0) -> list[str]:
     """Create missing topics; return the names created. Existing topics with another partition count are an error,
     because keyed placement (and Faust's co-partitioning) would silently break."""
     t = settings.topics
-    admin = AdminClient({"bootstrap.servers": settings.kafka.bootstrap_servers})
+    admin = kafka.admin(settings)
     existing = admin.list_topics(timeout=timeout).topics
     retention = {t.raw: str(int(t.raw_retention_days * 86_400_000))}
     wanted = [
@@ -44,7 +45,7 @@ def unreachable(settings: Settings, timeout: float = 5.0) -> str | None:
     than let librdkafka retry (and log to stderr) forever; the probe's own connection logs are silenced."""
     quiet = logging.getLogger("attrib.kafka.probe")
     quiet.setLevel(logging.CRITICAL)
-    admin = AdminClient({"bootstrap.servers": settings.kafka.bootstrap_servers, "logger": quiet})
+    admin = kafka.admin(settings, extra={"logger": quiet})
     try:
         admin.list_topics(timeout=timeout)
     except KafkaException as exc:

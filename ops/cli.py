@@ -93,6 +93,10 @@ PLUGINS: dict[str, str] = {
 }
 
 
+# Commands that talk to Kafka: their settings are checked against the brokers before they start.
+KAFKA_COMMANDS = frozenset({"alerts", "ingest", "inspect", "notify", "replay", "route", "sink", "tail", "worker"})
+
+
 def _plugin(name: str):  # type: ignore[no-untyped-def]
     import importlib
 
@@ -130,15 +134,23 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     logs.setup(s.log_level)
     try:
+        if args.command in KAFKA_COMMANDS:  # a refused password or certificate: one line now, not retries forever
+            from attrib import kafka
+
+            kafka.preflight(s)
         if args.command in PLUGINS:
             return int(_plugin(args.command).main(args, s))
         return COMMANDS[args.command](args, s)
     except KeyboardInterrupt:
         return 130
     except Exception as exc:  # one clear line for the operator; details in --debug logs
+        from attrib.errors import ConfigurationError
         from ops.stack import StackError
         from sinks.migrate import MigrationError
 
+        if isinstance(exc, ConfigurationError):
+            print(f"attrib {args.command}: {exc}", file=sys.stderr)
+            return 2
         if isinstance(exc, (StackError, MigrationError)):
             print(f"attrib {args.command}: {exc}", file=sys.stderr)
             return 1

@@ -29,6 +29,7 @@ from typing import Any
 from clickhouse_connect.driver.client import Client
 from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
 
+from attrib import kafka
 from attrib.settings import Settings
 from schemas import avro, wire
 from sinks import landing, rollups, rows
@@ -188,9 +189,7 @@ class Sink:
         return self._stop.is_set()
 
     def run(self) -> None:
-        consumer = Consumer({
-            "bootstrap.servers": self.settings.kafka.bootstrap_servers,
-            "group.id": self.settings.sink.group_id,
+        consumer = kafka.consumer(self.settings, "sink", self.settings.sink.group_id, {
             "enable.auto.commit": False,
             "auto.offset.reset": "earliest",
             "fetch.min.bytes": 1,

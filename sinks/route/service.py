@@ -12,9 +12,10 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Consumer, TopicPartition
 from prometheus_client import generate_latest
 
+from attrib import kafka
 from attrib.settings import Settings
 from schemas import wire
 from schemas.avro import TICK
@@ -62,8 +63,7 @@ class Router:
         self._encode_dead = wire.cached(settings).encoder("dead_letter", settings.topics.dead_letters)
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="route-consumer")
         self._consumer: Consumer | None = None
-        self._producer = Producer({"bootstrap.servers": settings.kafka.bootstrap_servers, "linger.ms": 5,
-                                   "enable.idempotence": True, "partitioner": "murmur2_random"})
+        self._producer = kafka.producer(settings, "router", {"linger.ms": 5, "enable.idempotence": True})
 
     # --- completion callbacks -----------------------------------------------------------------------------------
 
@@ -146,8 +146,7 @@ class Router:
         for d in self.destinations:
             await d.start()
         server = await self._serve_metrics()
-        self._consumer = c = Consumer({
-            "bootstrap.servers": self.s.kafka.bootstrap_servers, "group.id": self.group_id,
+        self._consumer = c = kafka.consumer(self.s, "router", self.group_id, {
             "enable.auto.commit": False, "auto.offset.reset": "earliest", "partition.assignment.strategy": "range",
         })
         await self._call(lambda: c.subscribe([self.s.topics.events], on_revoke=self._on_revoke))
