@@ -51,8 +51,9 @@ def build(s: Settings) -> faust.App:
     cfg = config_from(a)
     datadir = a.data_dir or s.var_dir / "alerts"
     datadir.mkdir(parents=True, exist_ok=True)
+    reads = [s.topics.events, counts_topic_name(s)]
     app = faust.App(
-        a.app_id, **kafka.faust_settings(s, "alerts", a.app_id), store=a.store,
+        a.app_id, **kafka.faust_settings(s, "alerts", a.app_id, reads), store=a.store,
         datadir=str(datadir), web_enabled=False, topic_replication_factor=
         s.topics.replication_factor, topic_partitions=1, producer_acks=-1, table_standby_replicas=0,
         key_serializer="json", value_serializer="json",  # table keys stay str

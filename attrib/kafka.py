@@ -18,6 +18,7 @@ import socket
 import ssl
 import threading
 import time
+from collections.abc import Sequence
 from typing import IO, Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
@@ -57,21 +58,27 @@ def client_id(s: Settings, service: KafkaService) -> str:
     return f"{s.kafka.client_id}-{service}"
 
 
-def group_instance_id(s: Settings, service: KafkaService, group: str) -> str | None:
+def group_instance_id(s: Settings, service: KafkaService, group: str, topics: Sequence[str]) -> str | None:
     """Static membership id of a long-running group member: stable across restarts of this replica, so a restarted
     process takes its partitions back at once (no rebalance, no waiting out the dead member's session).
 
-    Default ``<hostname>-<service>-<slot>``: the slot is the lowest one no live process of this host holds (a lock
-    file under var_dir, released by the kernel even on SIGKILL), so replicas on one host differ and a restart gets
-    its old id back. ``kafka.instance_id`` names the replica instead; ``kafka.group_instance_ids`` sets it outright."""
+    Default ``<hostname>-<service>-<slot>-<topics digest>``: the slot is the lowest one no live process of this host
+    holds (a lock file under var_dir, released by the kernel even on SIGKILL), so replicas on one host differ and a
+    restart gets its old id back. The digest of the subscribed topics is there because the broker hands a rejoining
+    static leader its *previous* assignment without a rebalance, even when it now subscribes other topics (seen with
+    librdkafka and Kafka 4.1): a changed subscription must be a new member. ``kafka.instance_id`` replaces
+    hostname+slot; ``kafka.group_instance_ids`` sets the whole id ("" = no static membership)."""
     k = s.kafka
     if service not in GROUP_MEMBERS:
         return None
     if service in k.group_instance_ids:
         return k.group_instance_ids[service] or None
+    if not topics:
+        raise ValueError(f"{service}: a group member's topics are part of its group.instance.id")
+    digest = hashlib.sha256("\0".join(sorted(topics)).encode()).hexdigest()[:8]
     if k.instance_id:
-        return f"{k.instance_id}-{service}"
-    return f"{socket.gethostname()}-{service}-{_slot(s, service, group)}"
+        return f"{k.instance_id}-{service}-{digest}"
+    return f"{socket.gethostname()}-{service}-{_slot(s, service, group)}-{digest}"
 
 
 _slots: dict[tuple[str, str, str], int] = {}
@@ -139,12 +146,12 @@ def producer_config(s: Settings, service: KafkaService, extra: dict[str, Any] | 
     return {**_base(s, service, extra), "partitioner": PARTITIONER}
 
 
-def consumer_config(s: Settings, service: KafkaService, group: str,
-                    extra: dict[str, Any] | None = None) -> dict[str, Any]:
+def consumer_config(s: Settings, service: KafkaService, group: str, extra: dict[str, Any] | None = None, *,
+                    topics: Sequence[str] = ()) -> dict[str, Any]:
     k = s.kafka
     conf = {"session.timeout.ms": int(k.session_timeout_s * 1000),
             "heartbeat.interval.ms": int(heartbeat_s(k) * 1000), **_base(s, service, extra), "group.id": group}
-    if gid := group_instance_id(s, service, group):
+    if gid := group_instance_id(s, service, group, topics):
         conf["group.instance.id"] = gid
     return conf
 
@@ -158,11 +165,12 @@ def producer(s: Settings, service: KafkaService, extra: dict[str, Any] | None = 
     return Producer(producer_config(s, service, extra))
 
 
-def consumer(s: Settings, service: KafkaService, group: str, extra: dict[str, Any] | None = None) -> Consumer:
-    """A consumer in ``group``. Long-running members (GROUP_MEMBERS) join with a static group.instance.id; tools
-    (replay, inspect) read with plain membership."""
+def consumer(s: Settings, service: KafkaService, group: str, extra: dict[str, Any] | None = None, *,
+             topics: Sequence[str] = ()) -> Consumer:
+    """A consumer in ``group``. Long-running members (GROUP_MEMBERS) join with a static group.instance.id and must
+    name the ``topics`` they will subscribe; tools (replay, inspect) read with plain membership."""
     preflight(s)
-    return Consumer(consumer_config(s, service, group, extra))
+    return Consumer(consumer_config(s, service, group, extra, topics=topics))
 
 
 def admin(s: Settings, service: KafkaService = "admin", extra: dict[str, Any] | None = None) -> AdminClient:
@@ -202,18 +210,19 @@ def aiokafka_auth(k: KafkaSettings) -> dict[str, Any]:
     return auth
 
 
-def aiokafka_consumer(s: Settings, service: KafkaService, group: str) -> dict[str, Any]:
-    """Keyword arguments for ``aiokafka.AIOKafkaConsumer`` in ``group`` (add offsets handling)."""
+def aiokafka_consumer(s: Settings, service: KafkaService, group: str, topics: Sequence[str]) -> dict[str, Any]:
+    """Keyword arguments for ``aiokafka.AIOKafkaConsumer(*topics, ...)`` in ``group`` (add offsets handling)."""
     preflight(s)
     k = s.kafka
     return {"bootstrap_servers": k.bootstrap_servers, "client_id": client_id(s, service), "group_id": group,
-            "group_instance_id": group_instance_id(s, service, group),
+            "group_instance_id": group_instance_id(s, service, group, topics),
             "session_timeout_ms": int(k.session_timeout_s * 1000),
             "heartbeat_interval_ms": int(heartbeat_s(k) * 1000), **aiokafka_auth(k)}
 
 
-def faust_settings(s: Settings, service: KafkaService, app_id: str) -> dict[str, Any]:
-    """Keyword arguments for ``faust.App(app_id, ...)`` (add the app's own: store, topics …)."""
+def faust_settings(s: Settings, service: KafkaService, app_id: str, topics: Sequence[str]) -> dict[str, Any]:
+    """Keyword arguments for ``faust.App(app_id, ...)`` (add the app's own: store …). ``topics``: what its agents
+    read (the changelogs follow from the app id)."""
     import faust
 
     preflight(s)
@@ -224,7 +233,7 @@ def faust_settings(s: Settings, service: KafkaService, app_id: str) -> dict[str,
         "broker_session_timeout": k.session_timeout_s,
         "broker_heartbeat_interval": heartbeat_s(k),
     }
-    if gid := group_instance_id(s, service, app_id):
+    if gid := group_instance_id(s, service, app_id, topics):
         conf["consumer_group_instance_id"] = gid
     ctx = ssl_context(k)
     if k.sasl_mechanism is not None:

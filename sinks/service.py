@@ -189,7 +189,7 @@ class Sink:
         return self._stop.is_set()
 
     def run(self) -> None:
-        consumer = kafka.consumer(self.settings, "sink", self.settings.sink.group_id, {
+        consumer = kafka.consumer(self.settings, "sink", self.settings.sink.group_id, topics=self.topics, extra={
             "enable.auto.commit": False,
             "auto.offset.reset": "earliest",
             "fetch.min.bytes": 1,

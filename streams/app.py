@@ -352,7 +352,7 @@ def build_app(settings: Settings, data_dir: Path, store: str, normalizer: Normal
     _bound_fetch_wait(s.fetch_max_wait_ms)
     app = faust.App(
         s.app_id,
-        **kafka.faust_settings(settings, "worker", s.app_id),
+        **kafka.faust_settings(settings, "worker", s.app_id, [settings.topics.raw]),
         store=store,
         datadir=str(data_dir),
         autodiscover=False,

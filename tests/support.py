@@ -51,8 +51,8 @@ def given_or_throwaway(bootstrap: str | None, home: Path) -> tuple[Broker | None
 
 def throwaway_broker(home: Path) -> Broker:
     """A started broker on free ports with its files under ``home``, for tests and benchmarks (``stop()`` it after)."""
-    s = Settings(var_dir=home, kafka={"bootstrap_servers": f"127.0.0.1:{free_port()}"},
-                 stack={"controller_port": free_port()})
+    s = Settings(var_dir=home, kafka=KafkaSettings.model_validate({"bootstrap_servers": f"127.0.0.1:{free_port()}"}),
+                 stack=StackSettings.model_validate({"controller_port": free_port()}))
     fetch_jars(s)
     broker = Broker.from_settings(s)
     broker.start(log=lambda *_: None)

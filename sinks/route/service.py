@@ -146,10 +146,11 @@ class Router:
         for d in self.destinations:
             await d.start()
         server = await self._serve_metrics()
-        self._consumer = c = kafka.consumer(self.s, "router", self.group_id, {
+        topics = [self.s.topics.events]
+        self._consumer = c = kafka.consumer(self.s, "router", self.group_id, topics=topics, extra={
             "enable.auto.commit": False, "auto.offset.reset": "earliest", "partition.assignment.strategy": "range",
         })
-        await self._call(lambda: c.subscribe([self.s.topics.events], on_revoke=self._on_revoke))
+        await self._call(lambda: c.subscribe(topics, on_revoke=self._on_revoke))
         last_commit = time.monotonic()
         try:
             while not stop.is_set():

@@ -45,7 +45,8 @@ def test_sasl_ssl_reaches_every_client_kind(tmp_path: Path) -> None:
     want = {"security.protocol": "sasl_ssl", "sasl.mechanism": "SCRAM-SHA-512", "sasl.username": "svc",
             "sasl.password": "pw-123", "ssl.ca.location": str(tmp_path / "ca.pem"),
             "ssl.endpoint.identification.algorithm": "https"}
-    for conf in (kafka.producer_config(s, "router"), kafka.consumer_config(s, "sink", "g"), kafka.admin_config(s)):
+    for conf in (kafka.producer_config(s, "router"), kafka.consumer_config(s, "sink", "g", topics=["t"]),
+                 kafka.admin_config(s)):
         assert want.items() <= conf.items()
     a = kafka.aiokafka_auth(s.kafka.model_copy(update={"ssl_ca_file": None}))
     assert (a["security_protocol"], a["sasl_mechanism"], a["sasl_plain_username"], a["sasl_plain_password"]) == (
@@ -55,16 +56,22 @@ def test_sasl_ssl_reaches_every_client_kind(tmp_path: Path) -> None:
 
 def test_consumers_carry_group_membership(tmp_path: Path) -> None:
     s = sasl_ssl(tmp_path, session_timeout_s=12, instance_id="pod-7", group_instance_ids={"router": ""})
-    sink = kafka.consumer_config(s, "sink", "attrib-sink", {"enable.auto.commit": False})
-    assert (sink["group.id"], sink["group.instance.id"], sink["session.timeout.ms"], sink["heartbeat.interval.ms"]) \
-        == ("attrib-sink", "pod-7-sink", 12000, 3000)
-    assert "group.instance.id" not in kafka.consumer_config(s, "router", "r")  # turned off for this service
+    sink = kafka.consumer_config(s, "sink", "attrib-sink", {"enable.auto.commit": False}, topics=["a", "b"])
+    assert (sink["group.id"], sink["session.timeout.ms"], sink["heartbeat.interval.ms"]) == ("attrib-sink", 12000, 3000)
+    assert sink["group.instance.id"].startswith("pod-7-sink-")
+    # same subscription, same member (in any order); another subscription is another member: a static member that
+    # rejoins is handed its previous assignment, whatever it subscribes now
+    def gid(*topics: str) -> str:
+        return str(kafka.consumer_config(s, "sink", "attrib-sink", topics=topics)["group.instance.id"])
+
+    assert gid("b", "a") == sink["group.instance.id"] != gid("a")
+    assert "group.instance.id" not in kafka.consumer_config(s, "router", "r", topics=["a"])  # off for this service
     assert "group.instance.id" not in kafka.consumer_config(s, "replay", "x")  # tools never hold partitions
     notifier = kafka.aiokafka_consumer(s.model_copy(update={"kafka": s.kafka.model_copy(
         update={"security_protocol": "PLAINTEXT", "sasl_mechanism": None, "sasl_username": None,
-                "sasl_password": None, "ssl_ca_file": None})}), "notifier", "attrib-notify")
-    assert (notifier["group_id"], notifier["group_instance_id"], notifier["session_timeout_ms"]) == (
-        "attrib-notify", "pod-7-notifier", 12000)
+                "sasl_password": None, "ssl_ca_file": None})}), "notifier", "attrib-notify", ["alerts"])
+    assert (notifier["group_id"], notifier["session_timeout_ms"]) == ("attrib-notify", 12000)
+    assert notifier["group_instance_id"].startswith("pod-7-notifier-")
 
 
 def test_faust_gets_credentials_and_static_membership(tmp_path: Path) -> None:
@@ -72,14 +79,15 @@ def test_faust_gets_credentials_and_static_membership(tmp_path: Path) -> None:
 
     s = sasl_ssl(tmp_path, ssl_ca_file=None, instance_id="w1")
     conf = kafka.faust_settings(s.model_copy(update={"kafka": s.kafka.model_copy(
-        update={"security_protocol": "SASL_PLAINTEXT"})}), "worker", "attrib-worker")
+        update={"security_protocol": "SASL_PLAINTEXT"})}), "worker", "attrib-worker", ["raw"])
     creds = conf["broker_credentials"]
     assert isinstance(creds, faust.SASLCredentials) and creds.protocol.value == "SASL_PLAINTEXT"
     assert (creds.mechanism.value, creds.username, creds.password) == ("SCRAM-SHA-512", "svc", "pw-123")
     assert conf["broker"] == ["kafka://b1:9096", "kafka://b2:9096"]
-    assert conf["consumer_group_instance_id"] == "w1-worker"
+    assert conf["consumer_group_instance_id"].startswith("w1-worker-")
     app = faust.App("attrib-worker", **conf)  # Faust accepts every key and keeps them
-    assert app.conf.consumer_group_instance_id == "w1-worker" and app.conf.broker_credentials is creds
+    assert app.conf.consumer_group_instance_id == conf["consumer_group_instance_id"]
+    assert app.conf.broker_credentials is creds
 
 
 def test_extras_cannot_change_connection_or_partitioner(tmp_path: Path) -> None:
@@ -161,17 +169,17 @@ def test_default_instance_ids_are_stable_per_slot_and_differ_between_live_replic
     its group.instance.id, is what the restarted process gets."""
     s = Settings(var_dir=tmp_path)
     code = ("import sys, time; from attrib import kafka; from attrib.settings import Settings; "
-            f"print(kafka.group_instance_id(Settings(var_dir={str(tmp_path)!r}), 'sink', 'g'), flush=True); "
+            f"print(kafka.group_instance_id(Settings(var_dir={str(tmp_path)!r}), 'sink', 'g', ['t']), flush=True); "
             "sys.stdin.read()")
     first = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                              text=True)
     try:
         assert first.stdout is not None
         held = first.stdout.readline().strip()
-        mine = kafka.group_instance_id(s, "sink", "g")
-        assert held.endswith("-sink-0") and mine is not None and mine.endswith("-sink-1")
-        assert kafka.group_instance_id(s, "sink", "g") == mine  # one process, one member
-        assert str(kafka.group_instance_id(s, "sink", "other")).endswith("-sink-0")  # slots are per group
+        mine = str(kafka.group_instance_id(s, "sink", "g", ["t"]))
+        assert "-sink-0-" in held and "-sink-1-" in mine
+        assert kafka.group_instance_id(s, "sink", "g", ["t"]) == mine  # one process, one member
+        assert "-sink-0-" in str(kafka.group_instance_id(s, "sink", "other", ["t"]))  # slots are per group
     finally:
         first.kill()
         first.wait()
