@@ -232,3 +232,27 @@ def test_every_kafka_client_is_configured_by_the_factory() -> None:
                                                      and _passes_factory_kwargs(call))]
     assert not wrong, "build Kafka clients with attrib.kafka (producer/consumer/admin, faust_settings, " \
                       f"aiokafka_consumer): {wrong}"
+
+
+def test_the_readme_examples_load(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import re
+
+    blocks = [b for b in re.findall(r"```toml\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
+              if "security_protocol" in b]
+    assert len(blocks) == 2
+    monkeypatch.setenv("ATTRIB_KAFKA__SASL_PASSWORD", "from-the-secret-store")
+    protocols = set()
+    for i, block in enumerate(blocks):
+        text = block
+        for path in set(re.findall(r'"(/etc/attrib/[^"]+)"', block)):
+            local = tmp_path / Path(path).name
+            local.write_text(PEM)
+            text = text.replace(path, str(local))
+        cfg = tmp_path / f"kafka-{i}.toml"
+        cfg.write_text(text)
+        monkeypatch.setenv("ATTRIB_CONFIG", str(cfg))
+        s = settings_mod.load()
+        protocols.add(s.kafka.security_protocol)
+        assert kafka.admin_config(s)["security.protocol"] == s.kafka.security_protocol.lower()
+        monkeypatch.delenv("ATTRIB_KAFKA__SASL_PASSWORD", raising=False)  # the mTLS example uses none
+    assert protocols == {"SASL_SSL", "SSL"}

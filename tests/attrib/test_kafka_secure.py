@@ -165,7 +165,8 @@ def test_mtls_clients_need_their_certificate(broker: SecureBroker, tmp_path: Pat
     topic = f"mtls-{uuid.uuid4().hex[:6]}"
     from confluent_kafka.admin import NewTopic
 
-    kafka.admin(s).create_topics([NewTopic(topic, 1, 1)])[topic].result(30)
+    admin = kafka.admin(s)
+    admin.create_topics([NewTopic(topic, 1, 1)])[topic].result(30)
     p = kafka.producer(s, "ingest", {"acks": "all"})
     p.produce(topic, b"over-mtls", b"k")
     assert p.flush(30) == 0
