@@ -7,6 +7,7 @@ import json
 import os
 import sys
 from collections.abc import Callable, Sequence
+from types import ModuleType
 
 from attrib import settings as settings_mod
 from attrib.settings import ConfigError, Settings
@@ -79,10 +80,13 @@ COMMANDS: dict[str, Handler] = {"stack": _stack, "migrate": _migrate, "config": 
 # main(args, settings) -> int. One line per command here; keep the table sorted.
 PLUGINS: dict[str, str] = {
     "alerts": "alerts.app",
+    "dashboard": "ops.dashboard.command",
+    "fx": "ops.fx.command",
     "ingest": "ingest.server",
     "inspect": "ops.inspect.command",
     "normalize": "ops.normalize",
     "notify": "alerts.slack",
+    "partners": "ops.partners",
     "replay": "ops.replay.command",
     "route": "sinks.route.command",
     "send": "ops.traffic.send",
@@ -97,7 +101,7 @@ PLUGINS: dict[str, str] = {
 KAFKA_COMMANDS = frozenset({"alerts", "ingest", "inspect", "notify", "replay", "route", "sink", "tail", "worker"})
 
 
-def _plugin(name: str):  # type: ignore[no-untyped-def]
+def _plugin(name: str) -> ModuleType:
     import importlib
 
     return importlib.import_module(PLUGINS[name])
@@ -148,7 +152,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from ops.stack import StackError
         from sinks.migrate import MigrationError
 
-        if isinstance(exc, ConfigurationError):
+        if isinstance(exc, ConfigurationError):  # exit 2, like invalid settings
             print(f"attrib {args.command}: {exc}", file=sys.stderr)
             return 2
         if isinstance(exc, (StackError, MigrationError)):

@@ -209,7 +209,8 @@ def _constructions() -> list[tuple[str, int, str, ast.Call]]:
                 if isinstance(node, ast.Call):
                     f = node.func
                     name = f.attr if isinstance(f, ast.Attribute) else f.id if isinstance(f, ast.Name) else ""
-                    is_app = name == "App" and isinstance(f, ast.Attribute) and getattr(f.value, "id", "") == "faust"
+                    owner = getattr(f.value, "id", "") if isinstance(f, ast.Attribute) else ""
+                    is_app = name.endswith("App") and (name != "App" or owner == "faust")  # faust.App, WorkerApp
                     if name in CONSTRUCTORS or is_app:
                         out.append((rel, node.lineno, "faust.App" if is_app else name, node))
     return out
