@@ -1,5 +1,5 @@
 """The project's one error tree. Every error we raise derives from :class:`AttribError`; a foreign library's errors are
-mapped to one of these at the seam where we call it (``sinks/clickhouse.py`` for ClickHouse, ``attrib/kafka_errors.py``
+mapped to one of these at the seam where we call it (``sinks/clickhouse.py`` for ClickHouse, ``attrib/kafka.py``
 for Kafka, ``attrib/http_errors.py`` for HTTP, ``attrib/settings.py`` for pydantic, ``schemas/avro.py`` for fastavro),
 so callers decide on *our* categories, never on another library's classes.
 

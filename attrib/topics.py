@@ -4,12 +4,11 @@ so one user's raw deliveries, state changelogs and outputs share a partition num
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import NewTopic
 
-from attrib import kafka_errors
+from attrib import kafka
 from attrib.errors import ConfigurationError
 from attrib.settings import Settings
 
@@ -17,13 +16,13 @@ from attrib.settings import Settings
 def ensure_topics(settings: Settings, timeout: float = 30.0) -> list[str]:
     """Create missing topics; return the names created. Existing topics with another partition count are an error,
     because keyed placement (and Faust's co-partitioning) would silently break (ConfigurationError). Kafka failing
-    raises :func:`attrib.kafka_errors.mapped` errors (DependencyUnavailable, ConfigurationError)."""
+    raises :func:`attrib.kafka.mapped` errors (DependencyUnavailable, ConfigurationError)."""
     t = settings.topics
-    admin = AdminClient({"bootstrap.servers": settings.kafka.bootstrap_servers})
+    admin = kafka.admin(settings)
     try:
         existing = admin.list_topics(timeout=timeout).topics
     except KafkaException as exc:
-        raise kafka_errors.mapped(exc, f"Kafka at {settings.kafka.bootstrap_servers}") from exc
+        raise kafka.mapped(exc, f"Kafka at {settings.kafka.bootstrap_servers}") from exc
     retention = {t.raw: str(int(t.raw_retention_days * 86_400_000))}
     wanted = [
         NewTopic(name, num_partitions=t.partitions, replication_factor=t.replication_factor,
@@ -44,7 +43,7 @@ def ensure_topics(settings: Settings, timeout: float = 30.0) -> list[str]:
             err = exc.args[0] if exc.args else None
             if isinstance(err, KafkaError) and err.code() == KafkaError.TOPIC_ALREADY_EXISTS:
                 continue  # a concurrent creator won the race: fine
-            raise kafka_errors.mapped(exc, f"creating topic {name}") from exc
+            raise kafka.mapped(exc, f"creating topic {name}") from exc
     return [n.topic for n in wanted]
 
 
@@ -53,8 +52,7 @@ def unreachable(settings: Settings, timeout: float = 5.0) -> str | None:
     than let librdkafka retry (and log to stderr) forever; the probe's own connection logs are silenced."""
     quiet = logging.getLogger("attrib.kafka.probe")
     quiet.setLevel(logging.CRITICAL)
-    conf: dict[str, Any] = {"bootstrap.servers": settings.kafka.bootstrap_servers, "logger": quiet}  # stubs: no logger
-    admin = AdminClient(conf)
+    admin = kafka.admin(settings, extra={"logger": quiet})
     try:
         admin.list_topics(timeout=timeout)
     except KafkaException as exc:

@@ -99,6 +99,10 @@ PLUGINS: dict[str, str] = {
 }
 
 
+# Commands that talk to Kafka: their settings are checked against the brokers before they start.
+KAFKA_COMMANDS = frozenset({"alerts", "ingest", "inspect", "notify", "replay", "route", "sink", "tail", "worker"})
+
+
 def _plugin(name: str) -> ModuleType:
     import importlib
 
@@ -136,6 +140,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     logs.setup(s.log_level)
     try:
+        if args.command in KAFKA_COMMANDS:  # a refused password or certificate: one line now, not retries forever
+            from attrib import kafka
+
+            kafka.preflight(s)
         if args.command in PLUGINS:
             return int(_plugin(args.command).main(args, s))
         return COMMANDS[args.command](args, s)

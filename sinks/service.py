@@ -29,7 +29,7 @@ from typing import Any, Protocol, cast
 from clickhouse_connect.driver.client import Client
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
-from attrib import kafka_errors
+from attrib import kafka
 from attrib.errors import Permanent, Retryable
 from attrib.settings import Settings
 from schemas import avro, wire
@@ -215,9 +215,7 @@ class Sink:
         return self._stop.is_set()
 
     def run(self) -> None:
-        consumer = Consumer({
-            "bootstrap.servers": self.settings.kafka.bootstrap_servers,
-            "group.id": self.settings.sink.group_id,
+        consumer = kafka.consumer(self.settings, "sink", self.settings.sink.group_id, topics=self.topics, extra={
             "enable.auto.commit": False,
             "auto.offset.reset": "earliest",
             "fetch.min.bytes": 1,
@@ -501,7 +499,7 @@ class Sink:
         try:
             consumer.pause(assignment)
         except KafkaException as exc:  # a rebalance may have taken them already
-            log.debug("pause failed", extra={"fields": {"error": str(kafka_errors.mapped(exc, "pause"))}})
+            log.debug("pause failed", extra={"fields": {"error": str(kafka.mapped(exc, "pause"))}})
         end = time.monotonic() + seconds
         while not self._stop.is_set() and time.monotonic() < end:
             self._carry += _consumed(consumer.consume(num_messages=100,
@@ -509,7 +507,7 @@ class Sink:
         try:
             consumer.resume(assignment)
         except KafkaException as exc:  # likewise: partitions revoked meanwhile come back resumed
-            log.debug("resume failed", extra={"fields": {"error": str(kafka_errors.mapped(exc, "resume"))}})
+            log.debug("resume failed", extra={"fields": {"error": str(kafka.mapped(exc, "resume"))}})
 
     def _commit(self, consumer: Consumer, batch: Batch) -> None:
         offsets = [TopicPartition(t, p, span[1] + 1) for (t, p), span in batch.offsets.items()]
@@ -519,7 +517,7 @@ class Sink:
             # re-inserting is harmless (ReplacingMergeTree by event_id, rollups rebuilt from FINAL)
             self.metrics.commit_failures += 1
             log.warning("offset commit failed; records will be re-read", extra={"fields": {
-                "error": str(kafka_errors.mapped(exc, "offset commit"))}})
+                "error": str(kafka.mapped(exc, "offset commit"))}})
 
 
 def _letter_row(rec: dict[str, Any]) -> tuple[Any, ...]:

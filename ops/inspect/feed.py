@@ -16,6 +16,7 @@ from typing import Any
 import aiohttp
 from confluent_kafka import OFFSET_END, Consumer, KafkaException, TopicPartition
 
+from attrib import kafka
 from attrib.errors import AttribError
 from attrib.settings import Settings
 from ops.inspect.redact import Redactor
@@ -116,8 +117,8 @@ class KafkaFeed:
                   for tp in found])
 
     def _run(self) -> None:
-        c = Consumer({"bootstrap.servers": self.s.kafka.bootstrap_servers, "group.id": f"inspect-{uuid.uuid4().hex}",
-                      "enable.auto.commit": False, "topic.metadata.refresh.interval.ms": 10_000})
+        c = kafka.consumer(self.s, "inspect", f"inspect-{uuid.uuid4().hex}",
+                           {"enable.auto.commit": False, "topic.metadata.refresh.interval.ms": 10_000})
         try:
             retry_at = 0.0
             while not self._stop.is_set():

@@ -18,8 +18,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
-from confluent_kafka import Producer
-
+from attrib import kafka
 from attrib.settings import Settings
 from schemas import wire
 from schemas.avro import AvroError
@@ -120,8 +119,7 @@ def replay_dead_letters(s: Settings, *, reason: str | None = None, stage: str | 
     own = client is None
     client = client or connect(s)
     result = Outcome()
-    producer = Producer({"bootstrap.servers": s.kafka.bootstrap_servers, "enable.idempotence": True,
-                         "partitioner": "murmur2_random"})
+    producer = kafka.producer(s, "replay", {"enable.idempotence": True})
     resolutions: list[tuple[str, int, str, str]] = []
     try:
         todo = open_dead_letters(client, s.clickhouse.database, reason, stage)

@@ -26,6 +26,7 @@ from typing import Any, TextIO
 
 from confluent_kafka import Consumer, Producer, TopicPartition
 
+from attrib import kafka
 from attrib.errors import InputError
 from attrib.settings import Settings
 from ops.replay.checkpoint import Checkpoint, StateTable
@@ -73,8 +74,8 @@ class RangeReplay:
     # --- planning -----------------------------------------------------------------------------------------------
 
     def _consumer(self) -> Consumer:
-        return Consumer({"bootstrap.servers": self.s.kafka.bootstrap_servers, "group.id": self.group,
-                         "enable.auto.commit": False, "auto.offset.reset": "earliest"})
+        return kafka.consumer(self.s, "replay", self.group,
+                              {"enable.auto.commit": False, "auto.offset.reset": "earliest"})
 
     def plan(self, c: Consumer) -> dict[int, tuple[int, int]]:
         """partition → [start, end) offsets of records timestamped in [since, until)."""
@@ -176,8 +177,7 @@ class RangeReplay:
         prog = Progress(total, done=sum(min(nxt[p], b) - a for p, (a, b) in spans.items()), started=time.monotonic())
         prog.base = prog.done
         todo = {p for p, (_, b) in spans.items() if nxt[p] < b}
-        producer = Producer({"bootstrap.servers": self.s.kafka.bootstrap_servers, "enable.idempotence": True,
-                             "linger.ms": 20, "partitioner": "murmur2_random"})
+        producer = kafka.producer(self.s, "replay", {"enable.idempotence": True, "linger.ms": 20})
         table: StateTable | None = None
         current = {"p": 0}
         live = self.spec.target.kind == "live"
@@ -341,7 +341,7 @@ class RangeReplay:
         sink = Sink(ss)
         sink.start()
         try:
-            check = Consumer({"bootstrap.servers": self.s.kafka.bootstrap_servers, "group.id": ss.sink.group_id})
+            check = kafka.consumer(self.s, "replay", ss.sink.group_id)  # reads the sink's commits, never joins
             try:
                 while True:
                     behind = 0
@@ -369,8 +369,7 @@ def dry_run(s: Settings, spec: RangeSpec, out: TextIO = sys.stdout) -> dict[str,
     from schemas.normalize import normalize
 
     r = RangeReplay(s, spec)
-    c = Consumer({"bootstrap.servers": s.kafka.bootstrap_servers, "group.id": f"attrib-replay-dry-{spec.replay_id}",
-                  "enable.auto.commit": False})
+    c = kafka.consumer(s, "replay", f"attrib-replay-dry-{spec.replay_id}", {"enable.auto.commit": False})
     by_source: Counter[str] = Counter()
     by_type: Counter[str] = Counter()
     failing: Counter[str] = Counter()

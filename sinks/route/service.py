@@ -12,10 +12,10 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaException, TopicPartition
 from prometheus_client import generate_latest
 
-from attrib import kafka_errors
+from attrib import kafka
 from attrib.errors import Retryable
 from attrib.settings import Settings
 from schemas import wire
@@ -64,8 +64,7 @@ class Router:
         self._encode_dead = wire.cached(settings).encoder("dead_letter", settings.topics.dead_letters)
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="route-consumer")
         self._consumer: Consumer | None = None
-        self._producer = Producer({"bootstrap.servers": settings.kafka.bootstrap_servers, "linger.ms": 5,
-                                   "enable.idempotence": True, "partitioner": "murmur2_random"})
+        self._producer = kafka.producer(settings, "router", {"linger.ms": 5, "enable.idempotence": True})
 
     # --- completion callbacks -----------------------------------------------------------------------------------
 
@@ -89,7 +88,7 @@ class Router:
             if err is None:
                 fut.set_result(None)
             else:
-                fut.set_exception(kafka_errors.mapped(err, "dead letter not written"))
+                fut.set_exception(kafka.mapped(err, "dead letter not written"))
 
         while True:
             try:
@@ -99,7 +98,7 @@ class Router:
             except BufferError:
                 await asyncio.sleep(0.05)
             except KafkaException as exc:
-                raise kafka_errors.mapped(exc, "dead letter not written") from exc
+                raise kafka.mapped(exc, "dead letter not written") from exc
         while not fut.done():
             self._producer.poll(0)
             await asyncio.sleep(0.005)
@@ -153,11 +152,11 @@ class Router:
         for d in self.destinations:
             await d.start()
         server = await self._serve_metrics()
-        self._consumer = c = Consumer({
-            "bootstrap.servers": self.s.kafka.bootstrap_servers, "group.id": self.group_id,
+        topics = [self.s.topics.events]
+        self._consumer = c = kafka.consumer(self.s, "router", self.group_id, topics=topics, extra={
             "enable.auto.commit": False, "auto.offset.reset": "earliest", "partition.assignment.strategy": "range",
         })
-        await self._call(lambda: c.subscribe([self.s.topics.events], on_revoke=self._on_revoke))
+        await self._call(lambda: c.subscribe(topics, on_revoke=self._on_revoke))
         last_commit = time.monotonic()
         try:
             while not stop.is_set():
