@@ -29,6 +29,7 @@ from faust.streams import Stream
 
 from alerts.config import config_from
 from alerts.detector import Cell, SeriesInput, SeriesKey, SeriesState, evaluate_bucket, neighbours, slots
+from attrib import kafka
 from attrib.settings import Settings
 from schemas import avro, wire
 from schemas.dead_letter import dead_letter as dead_letter_record
@@ -52,11 +53,9 @@ def ensure_internal_topics(s: Settings, timeout: float = 30.0) -> list[str]:
     missing topic"), and then the one partition evaluation runs from stays unowned until the next metadata refresh
     (~5 min of alerts silently off after a fresh start of all services)."""
     from confluent_kafka import KafkaException
-    from confluent_kafka.admin import AdminClient, NewTopic
+    from confluent_kafka.admin import NewTopic
 
-    from attrib.errors import DependencyUnavailable
-
-    admin = AdminClient({"bootstrap.servers": s.kafka.bootstrap_servers})
+    admin = kafka.admin(s)
     rf = s.topics.replication_factor
     wanted = [NewTopic(counts_topic_name(s), num_partitions=1, replication_factor=rf)] + [
         NewTopic(f"{s.alerts.app_id}-{t}-changelog", num_partitions=1, replication_factor=rf,
@@ -72,7 +71,7 @@ def ensure_internal_topics(s: Settings, timeout: float = 30.0) -> list[str]:
                     raise
                 log.info("internal topic created concurrently", extra={"fields": {"topic": name}})
     except KafkaException as exc:
-        raise DependencyUnavailable(f"cannot create the alerts' internal topics: {exc}") from exc
+        raise kafka.mapped(exc, "creating the alerts' internal topics") from exc
     return [t.topic for t in todo]
 
 
@@ -86,11 +85,12 @@ def build(s: Settings) -> faust.App:
     cfg = config_from(a.detect)
     datadir = a.data_dir or s.var_dir / "alerts"
     datadir.mkdir(parents=True, exist_ok=True)
+    reads = [s.topics.events, counts_topic_name(s)]
     app = faust.App(
-        a.app_id, broker=f"kafka://{s.kafka.bootstrap_servers}", store=a.store,
+        a.app_id, **kafka.faust_settings(s, "alerts", a.app_id, reads), store=a.store,
         datadir=str(datadir), web_enabled=False, topic_replication_factor=
         s.topics.replication_factor, topic_partitions=1, producer_acks=-1, table_standby_replicas=0,
-        broker_session_timeout=30.0, key_serializer="json", value_serializer="json",  # table keys stay str
+        key_serializer="json", value_serializer="json",  # table keys stay str
     )
     events = app.topic(s.topics.events, key_type=bytes, value_type=bytes, key_serializer="raw",
                        value_serializer="raw")

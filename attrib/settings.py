@@ -17,8 +17,19 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlparse
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
+
+from attrib.errors import ConfigurationError, ForeignErrors
 
 ENV_PREFIX = "ATTRIB_"
 ENV_NESTED = "__"
@@ -28,18 +39,58 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 Mmp = Literal["branch", "appsflyer", "adjust", "singular", "kochava", "tenjin", "linkrunner", "generic"]
 
 
-class ConfigError(Exception):
+class ConfigError(ConfigurationError):
     """Settings could not be loaded; the message names the offending key(s)."""
+
+
+# The seam's table (see attrib/errors.py): pydantic's validation errors become ConfigError in :func:`load`.
+FOREIGN_ERRORS: ForeignErrors = {ValidationError: (ConfigError,)}
+
+
+HttpMethod = Literal["GET", "POST"]
+_POST_ONLY: tuple[HttpMethod, ...] = ("POST",)
 
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+KafkaService = Literal["ingest", "worker", "sink", "router", "alerts", "notifier", "replay", "inspect", "admin"]
+# Long-running consumer-group members: each gets a stable group.instance.id (static membership), so a restarted
+# process takes its partitions back at once instead of waiting for the dead member's session to time out.
+GROUP_MEMBERS: tuple[KafkaService, ...] = ("worker", "sink", "router", "alerts", "notifier")
+_SSL_PROTOCOLS = ("SSL", "SASL_SSL")
+_SASL_PROTOCOLS = ("SASL_PLAINTEXT", "SASL_SSL")
+
+
 class KafkaSettings(_Section):
+    """How every Kafka client connects (attrib/kafka.py builds all client configs from this)."""
+
     bootstrap_servers: str = "127.0.0.1:9092"
-    produce_timeout_s: float = Field(5.0, gt=0, description="Ingress answers 503 if Kafka has not acked by then.")
+    produce_timeout_s: float = Field(15.0, gt=0, description=(
+        "Ingress answers 503 if Kafka has not acked by then; outlasts the fencing of a dead broker (~10 s)."))
     schema_registry_url: str | None = None
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = Field(
+        None, validate_default=True, description="Required with SASL_PLAINTEXT / SASL_SSL.")
+    sasl_username: str | None = Field(None, validate_default=True)
+    sasl_password: SecretStr | None = Field(None, validate_default=True)
+    ssl_ca_file: Path | None = Field(None, description="PEM CA bundle of the brokers' certificates (else system CAs).")
+    ssl_cert_file: Path | None = Field(None, description="PEM client certificate (mTLS).")
+    ssl_key_file: Path | None = Field(None, description="PEM private key of ssl_cert_file.")
+    ssl_key_password: SecretStr | None = None
+    ssl_check_hostname: bool = Field(True, description="Verify the broker certificate names the host we dialled.")
+    client_id: str = Field("attrib", pattern=r"^[A-Za-z0-9._-]{1,200}$",
+                           description="client.id prefix; each client appends its service (attrib-sink …).")
+    instance_id: str | None = Field(None, pattern=r"^[A-Za-z0-9._-]{1,200}$",
+                                    description="This replica's stable name for static group membership; "
+                                                "default the hostname. Two replicas of a service must differ.")
+    group_instance_ids: dict[KafkaService, str] = Field(
+        default_factory=dict, description="group.instance.id per service (default <instance_id>-<service>); "
+                                          "an empty string turns static membership off for that service.")
+    session_timeout_s: float = Field(30.0, ge=6, le=300, description="Consumer-group session timeout: how long a "
+                                     "member that vanished keeps its partitions (a restart with the same "
+                                     "group.instance.id takes them back at once).")
 
     @field_validator("bootstrap_servers")
     @classmethod
@@ -49,6 +100,41 @@ class KafkaSettings(_Section):
             if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
                 raise ValueError(f"expected host:port[,host:port…], got {hp!r}")
         return v
+
+    # Consistency checks run per field (validate_default) so an error names the key to fix, not the section.
+    @field_validator("sasl_mechanism", "sasl_username", "sasl_password")
+    @classmethod
+    def _sasl(cls, v: Any, info: ValidationInfo) -> Any:
+        proto = info.data.get("security_protocol")
+        if proto is None:  # security_protocol itself is invalid and reported
+            return v
+        empty = v is None or v == "" or (isinstance(v, SecretStr) and not v.get_secret_value())
+        if proto in _SASL_PROTOCOLS and empty:
+            raise ValueError(f"required when security_protocol is {proto}")
+        if proto not in _SASL_PROTOCOLS and v is not None:
+            raise ValueError(f"set, but security_protocol {proto} does not use SASL "
+                             "(use SASL_SSL or SASL_PLAINTEXT, or remove it)")
+        return v
+
+    @field_validator("ssl_ca_file", "ssl_cert_file", "ssl_key_file")
+    @classmethod
+    def _ssl_file(cls, v: Path | None, info: ValidationInfo) -> Path | None:
+        proto = info.data.get("security_protocol")
+        if v is None or proto is None:
+            return v
+        if proto not in _SSL_PROTOCOLS:
+            raise ValueError(f"set, but security_protocol {proto} does not use TLS (use SSL or SASL_SSL)")
+        if not v.is_file():
+            raise ValueError(f"file not found: {v}")
+        return v
+
+    @model_validator(mode="after")
+    def _pairs(self) -> KafkaSettings:
+        if (self.ssl_cert_file is None) != (self.ssl_key_file is None):
+            raise ValueError("ssl_cert_file and ssl_key_file must be set together (a client certificate needs both)")
+        if self.ssl_key_password is not None and self.ssl_key_file is None:
+            raise ValueError("ssl_key_password is set without ssl_key_file")
+        return self
 
 
 class TopicSettings(_Section):
@@ -96,7 +182,7 @@ class SourceSettings(_Section):
     app_id: str | None = None
     verify: list[str] = Field(default_factory=list)
     secrets: list[SecretStr] = Field(default_factory=list, description="Several active at once for rotation.")
-    methods: list[Literal["GET", "POST"]] = Field(default_factory=lambda: ["POST"])
+    methods: list[HttpMethod] = Field(default_factory=lambda: list(_POST_ONLY))
     ip_allowlist: list[str] = Field(default_factory=list)
     options: dict[str, Any] = Field(default_factory=dict, description="Scheme/normalizer options (header names …).")
     event_allowlist: list[str] = Field(default_factory=list, description="Event names/types kept (empty = all).")
@@ -121,10 +207,12 @@ class IngestSettings(_Section):
 
     host: str = "127.0.0.1"
     port: int = Field(8080, gt=0, lt=65536)
-    max_body_bytes: int = Field(1 << 20, gt=0, description="Limit on the body, also after gzip/deflate decoding.")
+    max_body_bytes: int = Field(1_000_000, gt=0, description=(
+        "Limit on the body, also after gzip/deflate decoding (Adjust's documented callback maximum: 1 MB)."))
     workers: int = Field(1, ge=1, le=64, description="Processes sharing the port (SO_REUSEPORT).")
     read_timeout_s: float = Field(10.0, gt=0, description="Whole body must arrive within this; else 408.")
     keepalive_timeout_s: float = Field(75.0, gt=0)
+    header_timeout_s: float = Field(5.0, gt=0, description="Request line + headers must arrive within this; else 408.")
     shutdown_timeout_s: float = Field(15.0, gt=0, description="Grace for in-flight deliveries on SIGTERM.")
     trusted_proxies: list[str] = Field(default_factory=list, description="CIDRs whose X-Forwarded-* are believed.")
     tls_cert: Path | None = Field(None, description="Serve HTTPS with this PEM certificate (and tls_key).")
@@ -168,7 +256,6 @@ class StreamsSettings(_Section):
     reemit_grace_s: float = Field(900, gt=0, description="How long released events stay re-emittable after a crash.")
     tick_interval_s: float = Field(5.0, gt=0, description="Expiry tick produced into every owned input partition.")
     metrics_port: int = Field(9102, ge=0, lt=65536, description="Prometheus /metrics port; 0 = off.")
-    session_timeout_s: float = Field(30.0, ge=6, description="Consumer group session timeout (failover time).")
     standby_replicas: int = Field(0, ge=0)
     commit_interval_s: float = Field(2.8, gt=0)
     max_poll_records: int = Field(2000, gt=0)
@@ -188,13 +275,14 @@ class SinkSettings(_Section):
     batch_bytes: int = Field(64 << 20, gt=0, description="... or at this many bytes of fast-path record bodies "
                              "(bounds memory for wide records such as raw deliveries).")
     batch_seconds: float = Field(0.5, gt=0, description="... or this long after its first record: the sink's share "
-                                 "of the end-to-end latency (p99 ≈ batch_seconds + ~0.1 s). Smaller means smaller parts "
-                                 "at moderate rates, which the engine merges at a CPU cost.")
+                                 "of the end-to-end latency (p99 ≈ batch_seconds + ~0.1 s). Smaller means smaller "
+                                 "parts at moderate rates, which the engine merges at a CPU cost.")
     query_port: int = Field(8124, gt=0, lt=65536, description="Loopback port serving read-only SQL on embedded mode.")
     group_id: str = "attrib-sink"
     raw_ttl_days: int = Field(7, ge=1, le=3650, description="raw_deliveries keeps verified deliveries this long.")
     archive_raw: bool = Field(True, description="Also load the raw-deliveries topic into raw_deliveries.")
-    rollup_refresh_s: float = Field(2.0, gt=0, description="Rebuild the daily rollups of touched days at most this often.")
+    rollup_refresh_s: float = Field(2.0, gt=0,
+                                    description="Rebuild the daily rollups of touched days at most this often.")
     retry_initial_s: float = Field(0.5, gt=0, description="First backoff when ClickHouse refuses a batch.")
     retry_max_s: float = Field(30.0, gt=0, description="Backoff ceiling while ClickHouse stays unreachable.")
 
@@ -354,13 +442,39 @@ class AlertSettings(_Section):
         return out
 
 
+class PresetSettings(_Section):
+    """Options of a vendor preset (``kind`` other than ``http``); which a vendor needs: README "Outbound routing"."""
+
+    region: str | None = Field(default=None, description="Vendor data region/instance (us, eu, in1, US-03 …).")
+    endpoint: str | None = Field(default=None, description="Base URL instead of the region's (a proxy, a test).")
+    write_key: SecretStr | None = Field(default=None, description="Segment source write key.")
+    api_key: SecretStr | None = Field(default=None, description="Braze REST API key / Amplitude project API key.")
+    account_id: str | None = Field(default=None, description="CleverTap account id.")
+    passcode: SecretStr | None = Field(default=None, description="CleverTap account passcode.")
+    project_token: SecretStr | None = Field(default=None, description="Mixpanel project token.")
+    project_id: str | None = Field(default=None, description="Mixpanel project id (with a service account).")
+    service_account: str | None = Field(default=None, description="Mixpanel service account user name.")
+    service_secret: SecretStr | None = Field(default=None, description="Mixpanel service account secret.")
+    api: Literal["httpapi", "batch"] = Field(default="httpapi", description="Amplitude: /2/httpapi or /batch.")
+    app_id: str | None = Field(default=None, description="Braze app identifier sent with events (optional).")
+    mapping: dict[str, str] = Field(
+        default_factory=dict, description="Vendor field → event key path(s) ('a|b' = first present); '' drops it.")
+    anonymous: bool = Field(default=True, description="No customer id: key on the device id where the vendor can.")
+    batch_size: int | None = Field(default=None, ge=1, description="Events per request (default/cap: the vendor's).")
+    batch_wait_s: float = Field(default=0.2, ge=0, description="How long a worker waits to fill a batch.")
+
+
 class DestinationSettings(_Section):
     """One outbound destination of `attrib route`: a filter on the enriched event and an HTTP target."""
 
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")
-    url: str = Field(description="URL template; {{ path }} tags are filled from the event, URL-encoded.")
+    kind: Literal["http", "segment", "braze", "clevertap", "amplitude", "mixpanel"] = Field(
+        default="http", description="http = url/body templates; a vendor name = that vendor's preset (see preset).")
+    preset: PresetSettings = Field(default_factory=PresetSettings)
+    url: str = Field(default="", description="URL template; {{ path }} tags are filled from the event, URL-encoded.")
     method: Literal["POST", "GET"] = "POST"
-    body: str | None = Field(None, description="POST body template ({{ path }} → JSON value); unset = the event as JSON.")
+    body: str | None = Field(None,
+                             description="POST body template ({{ path }} → JSON value); unset = the event as JSON.")
     content_type: str = "application/json"
     headers: dict[str, SecretStr] = Field(default_factory=dict, description="Static headers (auth tokens…).")
     filters: dict[str, str | int | float | bool | list[str]] = Field(
@@ -379,6 +493,12 @@ class DestinationSettings(_Section):
     queue_size: int = Field(10_000, ge=1, description="Events waiting for this destination.")
     breaker_failures: int = Field(5, ge=1, description="Consecutive failed attempts that open the circuit.")
     breaker_reset_s: float = Field(30.0, gt=0, description="Open circuit waits this long before one probe.")
+
+    @model_validator(mode="after")
+    def _url_for_http(self) -> DestinationSettings:
+        if self.kind == "http" and not self.url:
+            raise ValueError(f"destination {self.name}: url is required when kind is http")
+        return self
 
 
 class RouteSettings(_Section):
@@ -418,6 +538,35 @@ class ReplaySettings(_Section):
     batch: int = Field(500, gt=0)
 
 
+class ReportingSettings(_Section):
+    """Analysts' view (schemas/partners.py, ops/fx.py, ops/dashboard/): canonical partners, one reporting currency."""
+
+    currency: str = Field("USD", pattern=r"^[A-Z]{3}$", description="Reporting currency (ISO-4217) revenue is "
+                          "converted to, at the rate of the event's day (`attrib fx load`).")
+    fx_max_age_days: int = Field(4, ge=0, le=31, description="A day without a published rate (weekend, holiday) uses "
+                                 "the latest earlier rate at most this many days old; older = flagged unconverted.")
+    partners: dict[str, str] = Field(default_factory=dict, description="Raw partner value (any MMP's spelling) -> "
+                                     "canonical partner id; adds to / overrides schemas/partners.csv.")
+    partner_names: dict[str, str] = Field(default_factory=dict, description="Display names of partner ids that "
+                                          "reporting.partners introduces.")
+
+    @field_validator("partners")
+    @classmethod
+    def _partner_ids(cls, v: dict[str, str]) -> dict[str, str]:
+        bad = sorted(i for i in v.values() if not re.fullmatch(r"[a-z0-9]+(?:_[a-z0-9]+)*", i))
+        if bad:
+            raise ValueError(f"partner ids must be snake_case [a-z0-9_], got {bad}")
+        return v
+
+
+class DashboardSettings(_Section):
+    """`attrib dashboard`: charts over the warehouse (loopback, token required)."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(8091, gt=0, lt=65536)
+    token: SecretStr | None = Field(None, description="Bearer token every data request needs (>= 16 characters).")
+
+
 # --- the whole system ---------------------------------------------------------------------------------------------
 
 
@@ -441,6 +590,8 @@ class Settings(BaseSettings):
     route: RouteSettings = RouteSettings()
     inspector: InspectorSettings = InspectorSettings()
     replay: ReplaySettings = ReplaySettings()
+    reporting: ReportingSettings = ReportingSettings()
+    dashboard: DashboardSettings = DashboardSettings()
 
     @model_validator(mode="after")
     def _unique_sources(self) -> Settings:

@@ -24,12 +24,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition  # noqa: E402
+from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 
-from attrib.settings import Settings  # noqa: E402
-from attrib.topics import ensure_topics  # noqa: E402
-from ops.supervise import settings_env  # noqa: E402
-from tests.support import (  # noqa: E402
+from attrib.settings import Settings
+from attrib.topics import ensure_topics
+from ops.supervise import settings_env
+from tests.support import (
     cpu_s,
     given_or_throwaway,
     rss_mb,
@@ -245,11 +245,11 @@ def main() -> int:
 
     broker, bootstrap = given_or_throwaway(args.bootstrap, tmp / "stack")
     tag = f"{int(time.time())}"
-    s = Settings(var_dir=tmp, kafka={"bootstrap_servers": bootstrap}, sources=SOURCES,
+    s = Settings(var_dir=tmp, kafka={"bootstrap_servers": bootstrap, "session_timeout_s": 10}, sources=SOURCES,
                  topics={"raw": f"bench-{tag}.raw", "events": f"bench-{tag}.events",
                          "dead_letters": f"bench-{tag}.dlq", "alerts_spike": f"bench-{tag}.spike",
                          "alerts_drop": f"bench-{tag}.drop", "partitions": args.partitions},
-                 streams={"metrics_port": 0, "session_timeout_s": 10,
+                 streams={"metrics_port": 0,
                           **{k: json.loads(v) for k, v in (kv.split("=", 1) for kv in args.set)}})
     try:
         ensure_topics(s)

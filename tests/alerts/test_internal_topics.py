@@ -6,9 +6,8 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 
-from confluent_kafka.admin import AdminClient
-
 from alerts.app import TABLES, counts_topic_name, ensure_internal_topics
+from attrib import kafka
 from attrib.settings import Settings
 
 
@@ -17,6 +16,6 @@ def test_internal_topics_exist_before_the_app_starts(make_settings: Callable[...
     created = ensure_internal_topics(s)
     want = {counts_topic_name(s), *(f"{s.alerts.app_id}-{t}-changelog" for t in TABLES)}
     assert set(created) == want
-    md = AdminClient({"bootstrap.servers": s.kafka.bootstrap_servers}).list_topics(timeout=10).topics
+    md = kafka.admin(s).list_topics(timeout=10).topics
     assert all(len(md[t].partitions) == 1 for t in want)
     assert ensure_internal_topics(s) == []  # idempotent: a second service start creates nothing
