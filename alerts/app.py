@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 import time
 from collections import Counter, defaultdict
@@ -28,7 +29,17 @@ from aiokafka.errors import KafkaError
 from faust.streams import Stream
 
 from alerts.config import config_from
-from alerts.detector import Cell, SeriesInput, SeriesKey, SeriesState, evaluate_bucket, neighbours, slots
+from alerts.detector import (
+    PLATFORM,
+    SEP,
+    Cell,
+    SeriesInput,
+    SeriesKey,
+    SeriesState,
+    evaluate_bucket,
+    neighbours,
+    slots,
+)
 from attrib import kafka
 from attrib.settings import Settings
 from schemas import avro, wire
@@ -73,6 +84,18 @@ def ensure_internal_topics(s: Settings, timeout: float = 30.0) -> list[str]:
     except KafkaException as exc:
         raise kafka.mapped(exc, "creating the alerts' internal topics") from exc
     return [t.topic for t in todo]
+
+
+FEED_SOURCES = 3  # ingress sources remembered per feed
+
+
+def feed_of(key: SeriesKey) -> str:
+    """(app, media source) of a series: the feed whose ingress sources are remembered."""
+    return f"{key.app_id}{SEP}{key.media_source}"
+
+
+def platform_feed(feed: str) -> str:
+    return f"{feed.split(SEP, 1)[0]}{SEP}{PLATFORM}"
 
 
 def series_of(rec: dict[str, Any]) -> SeriesKey:
@@ -131,20 +154,24 @@ def build(s: Settings) -> faust.App:
             per_part: dict[int, dict[str, Any]] = {}
             for ev in batch:
                 m = ev.message
-                agg = per_part.setdefault(m.partition, {"first": m.offset, "last": m.offset, "c": Counter()})
+                agg = per_part.setdefault(m.partition, {"first": m.offset, "last": m.offset, "c": Counter(),
+                                                        "f": set()})
                 agg["first"], agg["last"] = min(agg["first"], m.offset), max(agg["last"], m.offset)
                 if ev.value is None or ev.value.startswith(TICK):  # tombstone / a stage's tick record: not an event
                     continue
                 try:
                     rec = await decode_event(ev.value)
                     ms = int(rec["event_time"].timestamp() * 1000)
-                    agg["c"][(series_of(rec).encode(), ms - ms % bucket_ms)] += 1
+                    key = series_of(rec)
+                    agg["c"][(key.encode(), ms - ms % bucket_ms)] += 1
+                    agg["f"].add((feed_of(key), str(rec.get("source") or ""), str(rec.get("mmp") or "")))
                 except (avro.AvroError, KeyError, AttributeError) as exc:  # bad bytes / no usable event_time
                     await dead_letter("undecodable_event", exc, ev.value if isinstance(ev.value, bytes) else None,
                                       {"topic": m.topic, "partition": m.partition, "offset": m.offset})
             for p, agg in per_part.items():
                 c = [[k, b, n] for (k, b), n in agg["c"].items()]
-                await counts_topic.send(key=b"c", value={"p": p, "first": agg["first"], "last": agg["last"], "c": c})
+                await counts_topic.send(key=b"c", value={"p": p, "first": agg["first"], "last": agg["last"], "c": c,
+                                                         "f": sorted(agg["f"])})
 
     def apply_counts(rec: dict[str, Any]) -> None:
         hw_key = f"hw:{rec['p']}"
@@ -168,7 +195,22 @@ def build(s: Settings) -> faust.App:
             first = meta.get("first_bucket")
             if first is None or b < first:
                 meta["first_bucket"] = b
+        learn_feeds(rec.get("f") or [])
         meta[hw_key] = rec["last"]
+
+    def learn_feeds(seen: list[list[str]]) -> None:
+        """Which ingress sources (and MMPs) deliver each feed, newest first, so an alert can say who to ask."""
+        by_feed: dict[str, list[list[str]]] = defaultdict(list)
+        for f, source, mmp in seen:
+            if source:
+                by_feed[f].append([source, mmp])
+                by_feed[platform_feed(f)].append([source, mmp])
+        for f, pairs in by_feed.items():
+            old = meta.get(f"feed:{f}") or []
+            new = [*pairs, *(x for x in old if x not in pairs)]
+            new = [x for i, x in enumerate(new) if x not in new[:i]][:FEED_SOURCES]
+            if new != old:  # every table write is a changelog record: only on change
+                meta[f"feed:{f}"] = new
 
     def cell(k: str) -> Cell:
         v = cells.get(k)
@@ -200,6 +242,9 @@ def build(s: Settings) -> faust.App:
             del counts[str(b)]
         for al in alerts:
             r = al.record
+            feeds = meta.get(f"feed:{feed_of(al.key)}")
+            if feeds:
+                r["detail"] = json.dumps({**json.loads(r["detail"]), "feeds": feeds})
             log.info("alert", extra={"fields": {k: r[k] for k in ("alert_id", "state", "direction", "scope",
                                                                   "app_id", "media_source", "event_type")}})
             d = r["direction"]

@@ -39,7 +39,7 @@ LEVEL_CLAMP = (0.5, 2.0)
 SLOW_ALPHA = 0.05  # ~20-bucket memory: the silence timer's rate, where a 5-min slot estimate is too noisy
 DISP_ALPHA = 0.02  # ~50-bucket memory of the dispersion estimate
 INV_K_MIN, INV_K_MAX = 1e-3, 2.0  # k between 0.5 (wild) and 1000 (Poisson-like)
-TESTS = 4  # spike and drop, per bucket and over the window: the budget is shared between them
+TESTS = 5  # spike and drop, per bucket and over the window, and the pair drop: the budget is shared between them
 LOOKS = 2  # every bucket looks at runs of every length, and buckets next to each other are not independent: the
 # budget is also shared between those looks (measured: without it a stationary series alerts ~2-3x its budget)
 WEEK_MS = 7 * 86_400_000
@@ -100,10 +100,12 @@ class Incident:
     notified: bool = False
     last_notified_ms: int = 0
     method: str = ""
-    explained: bool = False  # overlapped a sent platform-wide alert: never announced on its own
+    explained: bool = False  # part of a sent platform-wide alert or of its feed's alert: never announced on its own
 
 
-NO_TAILS: tuple[tuple[float, ...], ...] = (Tail().astuple(),) * 4  # spike, drop, window spike, window drop
+NO_TAILS: tuple[tuple[float, ...], ...] = (Tail().astuple(),) * 5  # spike, drop, window spike, window drop, pair drop
+PAIR = 4  # the pair stream: both of the last two buckets low, scored by the lesser down-score
+PAIR_POWER = 2.0  # its prior: two independent buckets each at least this rare (calibrate.prior)
 
 
 @dataclass(frozen=True)
@@ -113,7 +115,8 @@ class SeriesState:
     slow: float | None = None
     level: float = 1.0  # observed / seasonal, smoothed (clean buckets only)
     inv_k: float | None = None  # 1/k of the series' own negative binomial, learnt from clean buckets
-    tails: tuple[tuple[float, ...], ...] = NO_TAILS  # calibration of the four score streams (Tail.astuple)
+    tails: tuple[tuple[float, ...], ...] = NO_TAILS  # calibration of the five score streams (Tail.astuple)
+    prev_down: float = 0.0  # the previous bucket's calibrated down-rarity as -log10 (the pair test's first bucket)
     silent_expected: float = 0.0  # expected events accumulated since the last observed event
     silent_rate: float = 0.0  # the expected rate when the silence began: zeros learnt since must not erode it
     last_seen_ms: int | None = None
@@ -137,7 +140,7 @@ class SeriesState:
         inc = d.get("incident")
         lr = d.get("last_resolved")
         return cls(**{**d, "recent": tuple(tuple(x) for x in d.get("recent", ())),
-                      "tails": tuple(tuple(x) for x in d.get("tails", NO_TAILS)),
+                      "tails": (*(tuple(x) for x in d.get("tails", ())), *NO_TAILS)[:len(NO_TAILS)],
                       "last_resolved": tuple(lr) if lr else None, "incident": Incident(**inc) if inc else None,
                       "spark": tuple(tuple(x) for x in d.get("spark", ()))})
 
@@ -153,18 +156,28 @@ class Check:
     verdict: Direction | None
     expected: float | None
     p_value: float  # calibrated rarity of the verdict (1.0 without one)
-    method: str  # weekly|daily|ewma|warmup (baseline) or window|silence (decisive tests)
+    method: str  # weekly|daily|ewma|warmup (baseline) or window|silence|pair (decisive tests)
     k: float | None = None  # dispersion used
     r_up: float = 1.0  # calibrated rarities: bucket above / below, window above / below
     r_down: float = 1.0
     w_up: float = 1.0
     w_down: float = 1.0
-    scores: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0)  # raw model scores of the four streams
+    pair: float = 1.0  # calibrated rarity of this and the previous bucket both as low as they are
+    scores: tuple[float, ...] = (0.0,) * len(NO_TAILS)  # raw model scores of the five streams
+
+
+DECISIVE = ("silence", "window", "pair")  # tests whose single verdict makes an alert
 
 
 def alarm_p(th: Thresholds, bucket_ms: int) -> float:
     """The per-test rarity that makes an alert: the false-alarm budget spread over a week of buckets and the tests."""
     return th.false_alarms_per_week / (TESTS * LOOKS * WEEK_MS / bucket_ms)
+
+
+def pair_rarity(tail: Tail, score: float) -> float:
+    """The pair's calibrated rarity, never below twice what two independent calibrated buckets give (10^-2s): its
+    history holds few pairs that low, and the prior alone, shared with the series' history, would undercut that."""
+    return max(tail.rarity(score, PAIR_POWER), 2 * 10 ** (-PAIR_POWER * score))
 
 
 def baseline(state: SeriesState, day: Cell, week: Cell, th: Thresholds) -> tuple[float | None, str]:
@@ -199,10 +212,16 @@ def assess(state: SeriesState, observed: int, day: Cell, week: Cell, th: Thresho
         # a sum of w NB(mu, k) is close to NB(w mu, w k)
         ws_up = score_up(obs, exp_, k * w) if obs > exp_ else 0.0
         ws_dn = score_down(obs, exp_, k * w) if obs < exp_ else 0.0
-    r = (state.tail(0).rarity(s_up), state.tail(1).rarity(s_dn),
-         state.tail(2).rarity(ws_up) if ws_up else 1.0, state.tail(3).rarity(ws_dn) if ws_dn else 1.0)
-    mk = partial(Check, expected=expected, k=k, r_up=r[0], r_down=r[1], w_up=r[2], w_down=r[3],
-                 scores=(s_up, s_dn, ws_up, ws_dn))
+    r_dn = state.tail(1).rarity(s_dn)
+    # a stop or a deep drop shows in two buckets at once: the pair's score is the lesser of the two buckets'
+    # *calibrated* down-rarities (as -log10), so a model that misjudges the series' spread is corrected first;
+    # then calibrated again on the series' own pairs (isolated zero buckets, which many real series have, don't pair)
+    s_pair = min(state.prev_down, -math.log10(max(r_dn, 1e-300))) if s_dn else 0.0
+    r = (state.tail(0).rarity(s_up), r_dn,
+         state.tail(2).rarity(ws_up) if ws_up else 1.0, state.tail(3).rarity(ws_dn) if ws_dn else 1.0,
+         pair_rarity(state.tail(PAIR), s_pair) if s_pair else 1.0)
+    mk = partial(Check, expected=expected, k=k, r_up=r[0], r_down=r[1], w_up=r[2], w_down=r[3], pair=r[4],
+                 scores=(s_up, s_dn, ws_up, ws_dn, s_pair))
     alarm = alarm_p(th, bucket_ms)
     up_ok = observed - expected >= th.min_delta
     if expected < th.min_expected and observed == 0 and expected > 0:
@@ -212,6 +231,8 @@ def assess(state: SeriesState, observed: int, day: Cell, week: Cell, th: Thresho
         p = math.exp(-(state.silent_expected + max(rate, state.silent_rate)))
         if p < th.silence_p_value:
             return mk(verdict="drop", p_value=p, method="silence")
+    if r[4] < alarm and 2 * expected >= th.min_expected:
+        return mk(verdict="drop", p_value=r[4], method="pair")
     # the window catches what no single bucket shows: not when the current bucket is itself abnormal (that is the
     # run's business, and a one-bucket burst must not fire through the window)
     if r[2] < alarm and up_ok and observed > expected and r[0] >= th.abnormal_p:
@@ -247,14 +268,11 @@ def learn(state: SeriesState, observed: int, check: Check, day: Cell, week: Cell
     sd0 = math.sqrt(exp_ + exp_ * exp_ / dispersion(state, th)) if check.expected is not None else 0.0
     pt = (float(observed), round(exp_ if check.expected is not None else observed, 2), round(sd0, 2))
     state = replace(state, silent_expected=silent, silent_rate=rate, last_seen_ms=seen,
-                    spark=(*state.spark, pt)[-SPARK:])
+                    spark=(*state.spark, pt)[-SPARK:],
+                    prev_down=-math.log10(max(check.r_down, 1e-300)) if check.expected is not None else 0.0)
     if frozen or state.incident is not None:
         return state, day, week
-    if check.expected is not None:  # the score's own history, bursts included: that is what calibrates it
-        decay = decay_for(th.calibration_halflife_days * 86_400_000 / bucket_ms)
-        state = replace(state, tails=tuple(state.tail(i).update(sc, decay).astuple()
-                                           for i, sc in enumerate(check.scores)))
-    if check.verdict is not None:  # a rare bucket teaches the calibration (above), never the baseline
+    if check.verdict is not None:  # a rare bucket teaches the calibration (``calibrate``), never the baseline
         return state, day, week
     x = float(observed)
     inv_k = state.inv_k
@@ -281,6 +299,17 @@ def learn(state: SeriesState, observed: int, check: Check, day: Cell, week: Cell
     return st, day.update(x, th.season_alpha), week.update(x, th.season_alpha)
 
 
+def calibrate(before: SeriesState, after: SeriesState, check: Check, th: Thresholds, bucket_ms: int,
+              frozen: bool = False) -> SeriesState:
+    """Enter the bucket's scores into the series' own tails: every bucket of normal life, rare ones (bursts, missing
+    buckets) included: that is what calibrates them. Not a bucket inside an incident, nor the one that opened it:
+    an incident that taught the calibration would make the next one "common for this series"."""
+    if frozen or check.expected is None or before.incident is not None or after.incident is not None:
+        return after
+    decay = decay_for(th.calibration_halflife_days * 86_400_000 / bucket_ms)
+    return replace(after, tails=tuple(after.tail(i).update(sc, decay).astuple() for i, sc in enumerate(check.scores)))
+
+
 def alert_id(key: SeriesKey, direction: str, start_ms: int) -> str:
     """Deterministic, so a re-evaluated bucket (at-least-once replay) yields the same id."""
     return hashlib.sha1(f"{key.encode()}|{direction}|{start_ms}".encode()).hexdigest()[:16]
@@ -298,7 +327,7 @@ def fires(st: SeriesState, check: Check, bucket_start_ms: int, bucket_ms: int, t
     if st.last_resolved is not None and st.run_dir != st.last_resolved[0] and (
             bucket_start_ms - st.last_resolved[1] < th.recover_after * bucket_ms):
         return False  # the other side of a just-resolved incident (a burst's decay) is not a new incident
-    if check.method in ("silence", "window"):
+    if check.method in DECISIVE:
         return True
     return st.run >= th.fire_after and run_p(st) < alarm_p(th, bucket_ms)
 
@@ -329,7 +358,7 @@ def advance(st: SeriesState, state_key: SeriesKey, observed: int, check: Check, 
         if not fires(st, check, bucket_start_ms, bucket_ms, th):
             return st, None
         assert st.run_dir is not None
-        p = check.p_value if check.method in ("silence", "window") else run_p(st)
+        p = check.p_value if check.method in DECISIVE else run_p(st)
         new = Incident(alert_id(state_key, st.run_dir, st.run_start_ms), st.run_dir, st.run_start_ms, end,
                        st.run_observed, st.run_expected, p, st.run, method=check.method)
         return replace(st, incident=new), Transition("fired", new)
@@ -456,6 +485,7 @@ def evaluate_bucket(series: dict[SeriesKey, SeriesInput], bucket_start_ms: int, 
         st, day, week = learn(si.state, si.observed, check, si.day, si.week, end, th, cfg.bucket_ms, frozen,
                               (ctx_day, ctx_week))
         st, tr = advance(st, key, si.observed, check, bucket_start_ms, cfg.bucket_ms, th)
+        st = calibrate(si.state, st, check, th, cfg.bucket_ms, frozen)
         if tr is not None:
             transitions[key] = tr
         expired = (st.incident is None and st.last_seen_ms is not None and end - st.last_seen_ms > cfg.series_ttl_ms)
@@ -498,6 +528,7 @@ def evaluate_bucket(series: dict[SeriesKey, SeriesInput], bucket_start_ms: int, 
         return inc is not None and inc.direction == d and (inc.notified or transitions.get(key.platform()) is not None)
 
     alerts: list[AlertOut] = []
+    pending: list[tuple[SeriesKey, Incident, dict[str, Any]]] = []  # due to be sent, before grouping by feed
     # platform series first, so the per-source decisions below see whether the platform alert went out
     for key in sorted(out, key=lambda k: (not k.is_platform, k)):
         o = out[key]
@@ -535,9 +566,43 @@ def evaluate_bucket(series: dict[SeriesKey, SeriesInput], bucket_start_ms: int, 
                                   "spark": [list(x) for x in o.state.spark], "bucket_s": cfg.bucket_ms // 1000}
         if key.is_platform and b is not None:
             detail["sources"] = [k.media_source for k in b]
+        pending.append((key, inc, detail))
+
+    def mark(key: SeriesKey, **changes: Any) -> None:
+        o = out[key]
+        assert o.state is not None and o.state.incident is not None
+        out[key] = replace(o, state=replace(o.state, incident=replace(o.state.incident, **changes)))
+
+    def send(key: SeriesKey, inc: Incident, detail: dict[str, Any]) -> None:
         alerts.append(AlertOut(_record(key, inc, "firing", now_ms, json.dumps(detail)), key))
-        out[key] = replace(o, state=replace(o.state, incident=replace(inc, notified=True, last_notified_ms=end)))
+        mark(key, notified=True, last_notified_ms=end)
+
+    # one feed (app, source) that stops or drops shows in every event type it carries: one page, one resolve.
+    # An incident of a feed already paged joins it silently; new ones of the same bucket go out as one alert,
+    # led by the busiest event type
+    paged = {feed(k, o.state.incident.direction) for k, o in out.items() if o.state is not None
+             and o.state.incident is not None and o.state.incident.notified and not o.state.incident.explained}
+    first: dict[tuple[str, str, str], list[tuple[SeriesKey, Incident, dict[str, Any]]]] = {}
+    for key, inc, detail in pending:
+        if inc.notified:
+            send(key, inc, detail)
+        else:
+            first.setdefault(feed(key, inc.direction), []).append((key, inc, detail))
+    for f, items in first.items():
+        items.sort(key=lambda x: (-x[1].expected, x[0]))
+        lead = None if f in paged else items[0]
+        for key, _, _ in items:
+            if lead is None or key != lead[0]:
+                mark(key, explained=True)
+        if lead is not None:
+            lead[2]["event_types"] = sorted({k.event_type for k, _, _ in items})
+            send(*lead)
     return out, alerts
+
+
+def feed(key: SeriesKey, direction: str) -> tuple[str, str, str]:
+    """The incident's feed: every event type an app receives from one media source (or all of them)."""
+    return (key.app_id, key.media_source, direction)
 
 
 def slots(bucket_start_ms: int, bucket_ms: int) -> tuple[int, int]:

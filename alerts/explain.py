@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 
 from alerts.config import Config
 from alerts.detector import (
+    DECISIVE,
     PLATFORM,
     Cell,
     Check,
@@ -18,6 +19,7 @@ from alerts.detector import (
     advance,
     alarm_p,
     assess,
+    calibrate,
     learn,
     neighbours,
     run_p,
@@ -58,11 +60,12 @@ def explain(counts: dict[int, int], start_ms: int, end_ms: int, cfg: Config, key
         was_open = st.incident
         st2, day, week = learn(st, n, c, day, week, b + b_ms, th, b_ms, ctx=ctx)
         st2, tr = advance(st2, key, n, c, b, b_ms, th)
+        st2 = calibrate(st, st2, c, th, b_ms)
         cells[("d", d)], cells[("w", w)] = day, week
         if c.expected is None:
             why = f"warming up: {st.n} of {th.warmup_buckets} buckets learnt, no seasonal history yet"
         elif tr is not None and tr.kind == "fired":
-            how = c.method if c.method in ("silence", "window") else f"a run of {st2.run} buckets"
+            how = c.method if c.method in DECISIVE else f"a run of {st2.run} buckets"
             why = (f"ALERT {tr.incident.direction}: {how}, rarity {tr.incident.p_value:.1e} < budget {alarm:.1e} "
                    f"({th.false_alarms_per_week:g} false alarms/week)")
         elif tr is not None:

@@ -159,7 +159,8 @@ class Notifier:
             self.sent_at[aid] = end
         sl = self.s.alerts.slack
         msg = slack_blocks.alert_message(a, database=sl.sql_database or self.s.clickhouse.database,
-                                         bucket_s=self.s.alerts.detect.bucket_s, dashboard_url=sl.dashboard_url)
+                                         bucket_s=self.s.alerts.detect.bucket_s, dashboard_url=sl.dashboard_url,
+                                         ops_url=ops_url(self.s))
         await self._post(str(a.get("severity", "warning")), msg)
         log.info("alert sent", extra={"fields": {"alert_id": aid, "state": a["state"], "severity": a.get("severity")}})
         return True
@@ -274,3 +275,12 @@ def main(args: argparse.Namespace, s: Settings) -> int:
 
     asyncio.run(go())
     return 0
+
+
+def ops_url(s: Settings) -> str:
+    """Where on-call reaches the ingress's operator endpoints (/ops/rejections): the setting, else the ingress's own
+    address (a wildcard bind read as the loopback)."""
+    if s.alerts.slack.ops_url:
+        return s.alerts.slack.ops_url
+    host = "127.0.0.1" if s.ingest.host in ("0.0.0.0", "", "::") else s.ingest.host
+    return f"http://{host}:{s.ingest.port}"

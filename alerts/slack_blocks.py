@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import quote
 
 MAX_BLOCKS = 50
 MAX_HEADER = 150
@@ -123,15 +124,32 @@ def investigate_sql(a: dict[str, Any], database: str, bucket_s: int) -> str:
             f"ORDER BY {'media_source, ' if platform else ''}bucket {fill}")
 
 
-def alert_message(a: dict[str, Any], *, database: str, bucket_s: int, dashboard_url: str | None = None
-                  ) -> dict[str, Any]:
+def feed_text(feeds: list[list[str]], ops_url: str | None) -> str:
+    """Who delivers this feed (MMP and ingress source) and where to see what the ingress refused from them: "they
+    stopped sending" and "we refuse them" look the same in the counts."""
+    if not feeds:
+        return ""
+    who = ", ".join(f"{mmp or '?'} (ingress source `{src}`)" for src, mmp in feeds)
+    if not ops_url:
+        return who
+    base = ops_url.rstrip("/")
+    links = " · ".join(f"<{base}/ops/rejections?source={quote(src, safe='')}|refused from {src}>" for src, _ in feeds)
+    return f"{who}\n{links}"
+
+
+def alert_message(a: dict[str, Any], *, database: str, bucket_s: int, dashboard_url: str | None = None,
+                  ops_url: str | None = None) -> dict[str, Any]:
     """A firing / repeated / resolved alert, verdict first."""
     detail = _detail(a)
     sev = str(a.get("severity", "warning"))
     obs, exp = float(a["observed"]), float(a["expected"])
-    what = f"{a.get('event_type')} {'SPIKE' if a['direction'] == 'spike' else 'DROP'} {magnitude(obs, exp)}"
+    types = "+".join(map(str, detail.get("event_types") or [a.get("event_type")]))
+    what = f"{types} {'SPIKE' if a['direction'] == 'spike' else 'DROP'} {magnitude(obs, exp)}"
     app = a.get("app_id") or "(no app)"
-    who = f"{app} · all sources" if a.get("scope") == "platform" else f"{app} · {a.get('media_source')}"
+    feeds = [list(map(str, f)) for f in detail.get("feeds") or [] if isinstance(f, list) and len(f) == 2]
+    mmps = sorted({m for _, m in feeds if m})
+    via = f" via {', '.join(mmps)}" if mmps else ""
+    who = (f"{app} · all sources" if a.get("scope") == "platform" else f"{app} · {a.get('media_source')}") + via
     rare = rarity_text(a.get("p_value"), int(detail.get("bucket_s") or bucket_s))
     spark = sparkline(detail.get("spark") or [])
     end = a.get("resolved_at") or a["bucket_end"]
@@ -153,6 +171,11 @@ def alert_message(a: dict[str, Any], *, database: str, bucket_s: int, dashboard_
         fields = [("Observed vs expected", f"{_num(obs)} vs {_num(exp)} ({magnitude(obs, exp)})"),
                   ("How rare", rare or (f"p={p:.1e}" if p is not None else "?")),
                   ("Scope", scope_text(a)), ("Since", f"{span} ({detail.get('buckets', '?')} buckets)")]
+        if len(detail.get("event_types") or []) > 1:
+            fields.append(("Event types", f"{', '.join(map(str, detail['event_types']))} (one feed, one alert; "
+                                          f"figures for {a.get('event_type')})"))
+        if feeds:
+            fields.append(("Feed", feed_text(feeds, ops_url)))
         if detail.get("sources"):
             fields.append(("Sources dropping together" if a["direction"] == "drop" else "Sources spiking together",
                            ", ".join(map(str, detail["sources"]))))

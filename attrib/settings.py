@@ -393,6 +393,8 @@ class AlertSlackSettings(_Section):
                                      "clickhouse.database.")
     dashboard_url: str | None = Field(None, description="Optional chart link template with {app_id} {media_source} "
                                       "{event_type} {start} {end} (epoch s) {start_iso} {end_iso}.")
+    ops_url: str | None = Field(None, description="Base URL of the ingress's operator endpoints that alerts link "
+                                "to (`/ops/rejections?source=…`); default http://<ingest.host>:<ingest.port>.")
 
 
 # flat keys of the single pre-split section -> (sub-section, key): old env/TOML settings keep working

@@ -154,6 +154,10 @@ def run(det0: MemoryDetector, traffic: Traffic, start: int, weeks: int, kind: Ki
                 false.append((app, b, first, r["observed"] / max(r["expected"], 1e-9)))
     n_inc = sum(len(v) for v in incidents.values())
     delays = sorted(caught.values())
+    by_app = {s.app: s for s in traffic.series}
+    # within 2 buckets by the expected count at onset: a stop of a series expecting 2 events a bucket cannot be told
+    # from noise in 2 buckets (P(0, 0) = e^-4) however good the detector
+    vol = {(a, o): mean_at(by_app[a], o) for a, ons in incidents.items() for o in ons}
     score = sum(1 - 0.5 * d / (kind.buckets + tail) for d in delays) - (n_inc - len(delays)) if kind else 0.0
     score -= 0.1 * len(false)
     return {"false_per_series_week": len(false) / (len(traffic.series) * weeks), "false": false,
@@ -161,7 +165,12 @@ def run(det0: MemoryDetector, traffic: Traffic, start: int, weeks: int, kind: Ki
             "within2": sum(d <= 2 for d in delays) / n_inc if n_inc else float("nan"),
             "delay_med": statistics.median(delays) * 5 if delays else float("nan"),
             "delay_p90": delays[int(0.9 * (len(delays) - 1))] * 5 if delays else float("nan"),
-            "window_score": score / n_inc if n_inc else float("nan")}
+            "window_score": score / n_inc if n_inc else float("nan"),
+            "within2_by_volume": {lo: (sum(1 for i, m in vol.items() if lo <= m < hi and caught.get(i, 99) <= 2),
+                                       sum(1 for m in vol.values() if lo <= m < hi)) for lo, hi in VOLUMES}}
+
+
+VOLUMES = ((0, 5), (5, 10), (10, 20), (20, math.inf))  # expected events per bucket at onset
 
 
 def main() -> int:
@@ -191,6 +200,10 @@ def main() -> int:
         falses += r["false"]  # type: ignore[arg-type]
         print(f"{kind.name if kind else 'normal':<22}{r['false_per_series_week']:>16.2f}{r['recall']:>8.2f}"
               f"{r['within2']:>12.2f}{r['delay_med']:>11.0f}{r['delay_p90']:>6.0f}{r['window_score']:>13.2f}")
+        if kind is not None and kind.direction == "drop" and kind.buckets <= 24:
+            print("    caught <= 2 buckets by expected count/bucket at onset: " + ", ".join(
+                f"{lo}-{hi:g}: {c}/{n}" for (lo, hi), (c, n) in zip(VOLUMES, r["within2_by_volume"].values(),  # type: ignore[attr-defined]
+                                                                     strict=True) if n))
     by_k: dict[str, list[int]] = {"k 3-10": [0, 0], "k 10-20": [0, 0], "k 20-30": [0, 0]}
     for s in series:
         g = "k 3-10" if s.k < 10 else "k 10-20" if s.k < 20 else "k 20-30"

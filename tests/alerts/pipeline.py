@@ -35,15 +35,16 @@ def c1(src: str, b: int, i: int) -> str:
 
 def events(app: str, rates: dict[str, float], buckets: int, start_ms: int, shape: Callable[[str, int], float],
            rng: np.random.Generator, campaign: Callable[[str, int, int], str] = c1, bucket_ms: int = B,
-           ) -> Iterator[dict[str, Any]]:
+           event_type: str = "install") -> Iterator[dict[str, Any]]:
     for b in range(buckets):
         for src, r in rates.items():
             n = int(rng.poisson(r * seasonal(b) * shape(src, b)))
             for i in range(n):
                 t = start_ms + b * bucket_ms + int(rng.integers(0, bucket_ms))
-                yield {"event_id": f"{app}-{src}-{b}-{i}", "mmp": "appsflyer", "source": "af", "app_id": app,
-                       "event_name": "install", "event_type": "install", "event_time": t, "received_at": t,
-                       "user_key": f"idfv:{app}{src}{b}{i}", "attribution_status": "attributed", "version": 1,
+                yield {"event_id": f"{app}-{src}-{event_type}-{b}-{i}", "mmp": "appsflyer", "source": "af",
+                       "app_id": app, "event_name": event_type, "event_type": event_type, "event_time": t,
+                       "received_at": t, "user_key": f"idfv:{app}{src}{event_type}{b}{i}",
+                       "attribution_status": "attributed", "version": 1,
                        "emitted_at": t, "media_source": src, "campaign": campaign(src, b, i)}
 
 

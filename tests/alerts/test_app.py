@@ -39,6 +39,9 @@ def run_day(s: Settings, tmp_path: Path, buckets: int = pl.DAY) -> list[dict]:
     for app, shape in SCENARIOS.items():
         pl.produce_events(boot, s.topics.events,
                           pl.events(app, RATES, buckets, START, shape, rng, vip if app == "steady" else pl.c1))
+    # the stopping feed carries purchases too: the stop shows in both event types, and must page once
+    pl.produce_events(boot, s.topics.events, pl.events("drop", {"fb": 10.0}, buckets, START, SCENARIOS["drop"], rng,
+                                                       event_type="purchase"))
     proc = pl.start("alerts", s, tmp_path / "alerts.log")
     try:
         pl.wait_committed(boot, s.alerts.app_id, s.topics.events, proc=proc)  # every count is in the counts topic
@@ -89,6 +92,10 @@ def test_day_of_scenarios_through_the_alerts_app_and_slack(alert_settings: Setti
         assert start_ms - pl.B <= int(fire["bucket_start"].timestamp() * 1000)
         assert int(fire["bucket_end"].timestamp() * 1000) <= start_ms + 2 * pl.B  # within 2 buckets
         assert got[0]["alert_id"] == got[1]["alert_id"]
+    # the purchase incident of the stopped feed (it fires a bucket later here) joined the install alert: no page of
+    # its own above, no resolve of its own
+    assert json.loads(by_app["drop"][0]["detail"])["event_types"][0] == "install"
+    assert json.loads(by_app["drop"][0]["detail"])["feeds"] == [["af", "appsflyer"]]
     out = by_app["outage"]
     assert [(a["state"], a["scope"], a["direction"], a["severity"]) for a in out] == [
         ("firing", "platform", "drop", "critical"), ("resolved", "platform", "drop", "critical")]
@@ -112,5 +119,13 @@ def test_day_of_scenarios_through_the_alerts_app_and_slack(alert_settings: Setti
     pages = [r.body["text"] for r in got if r.path == "/pages"]
     assert pages[0].startswith("[CRITICAL] install DROP −100% · app=outage · all sources")
     assert pages[1].startswith("[RESOLVED] install DROP") and "shortfall" in pages[1]
+    # the stopped feed: one message for both event types, naming the app and the MMP, linking to what the ingress
+    # refused from that source (they stopped vs we refuse them)
+    drop = [r.body for r in got if r.path == "/alerts" and "DROP" in r.body["text"]]
+    assert [d["text"].split(" DROP")[0] for d in drop] == ["[WARNING] install", "[RESOLVED] install"], drop
+    head = drop[0]["blocks"][0]["text"]["text"]
+    assert "drop · fb via appsflyer" in head, head
+    ops = f"http://127.0.0.1:{s.ingest.port}/ops/rejections?source=af"
+    assert any(ops in f["text"] for f in drop[0]["blocks"][1]["fields"]), drop[0]["blocks"][1]
     info = next(r.body for r in got if r.path == "/info")
     assert info["text"] == "[INFO] 2 qualified installs" and info["blocks"][1]["text"]["text"].count("`vip`") == 2

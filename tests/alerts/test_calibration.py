@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from alerts.calibrate import Tail, combined
 from alerts.config import Config, Thresholds
-from alerts.detector import Cell, Check, SeriesKey, SeriesState, advance, assess, learn, slots
+from alerts.detector import Cell, Check, SeriesKey, SeriesState, advance, assess, calibrate, learn, slots
 from alerts.memory import MemoryDetector
 
 B = 300_000
@@ -34,8 +34,10 @@ def simulate(counts: list[int], th: Thresholds = TH) -> tuple[list[Check], list[
         d, w = slots(b * B, B)
         day, week = cells.get(("d", d), Cell()), cells.get(("w", w), Cell())
         c = assess(st_, n, day, week, th, B)
+        st0 = st_
         st_, day, week = learn(st_, n, c, day, week, (b + 1) * B, th, B)
         st_, tr = advance(st_, KEY, n, c, b * B, B, th)
+        st_ = calibrate(st0, st_, c, th, B)
         cells[("d", d)], cells[("w", w)] = day, week
         checks.append(c)
         if tr is not None:
