@@ -86,10 +86,10 @@ def test_format_accepts_a_cluster_id_starting_with_a_dash(tmp_path, monkeypatch)
 
 
 def test_interactive_tools_say_when_kafka_is_down_instead_of_retrying_forever(tmp_path, kafka_bootstrap):
-    from attrib.settings import Settings
+    from attrib.settings import KafkaSettings, Settings
     from attrib.topics import unreachable
 
-    assert unreachable(Settings(kafka={"bootstrap_servers": kafka_bootstrap})) is None
+    assert unreachable(Settings(kafka=KafkaSettings.model_validate({"bootstrap_servers": kafka_bootstrap}))) is None
     down = f"127.0.0.1:{free_port()}"
     env = {k: v for k, v in os.environ.items() if not k.startswith("ATTRIB_")}
     env |= {"ATTRIB_VAR_DIR": str(tmp_path), "ATTRIB_KAFKA__BOOTSTRAP_SERVERS": down}
@@ -159,14 +159,15 @@ def test_three_broker_cluster_up_status_down(tmp_path):
 
 def test_a_broker_error_reaches_broker_log(tmp_path):
     """The broker's own errors must land in broker.log (a mismatched SLF4J binding once sent them nowhere)."""
-    from attrib.settings import Settings
+    from attrib.settings import KafkaSettings, Settings, StackSettings
     from ops.stack import Broker, StackError, fetch_jars
 
     with socket.socket() as taken:  # bound, not listening: the pre-start probe finds nothing, the broker's bind fails
         taken.bind(("127.0.0.1", 0))
         port = taken.getsockname()[1]
-        s = Settings(var_dir=tmp_path / "var", kafka={"bootstrap_servers": f"127.0.0.1:{port}"},
-                     stack={"controller_port": free_port()})
+        s = Settings(var_dir=tmp_path / "var",
+                     kafka=KafkaSettings.model_validate({"bootstrap_servers": f"127.0.0.1:{port}"}),
+                     stack=StackSettings.model_validate({"controller_port": free_port()}))
         fetch_jars(s)
         broker = Broker.from_settings(s)
         with pytest.raises(StackError, match="exited with code"):
