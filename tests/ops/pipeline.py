@@ -131,16 +131,25 @@ class Pipeline:
 
     # -- the warehouse (through the sink's query port) ----------------------------------------------------------
     def rows(self, sql: str) -> list[dict[str, Any]]:
-        from ops.sql import query_rows
-
-        return query_rows(self.settings, sql)
+        return sink_rows(int(self.env["ATTRIB_SINK__QUERY_PORT"]), sql)
 
     def event_count(self) -> int:
         """Rows in events now; -1 while the sink (which serves queries) is down or restarting."""
         try:
             return int(self.rows("SELECT count() AS n FROM attribution.events")[0]["n"])
-        except Exception:  # noqa: BLE001 - any failure means "not answering yet"; callers poll
+        except (OSError, ValueError):  # not answering yet (down, restarting, starting up): callers poll
             return -1
+
+
+def sink_rows(query_port: int, sql: str) -> list[dict[str, Any]]:
+    """Rows through the running sink's query port only. (`attrib sql` opens the embedded warehouse itself when no sink
+    answers — from a long-lived test process that would hold its lock and keep a restarted sink from starting.)"""
+    import json
+    import urllib.request
+
+    req = urllib.request.Request(f"http://127.0.0.1:{query_port}/sql?format=json", data=sql.encode(), method="POST")
+    with urllib.request.urlopen(req, timeout=60) as r:
+        return [json.loads(line) for line in r.read().decode().splitlines() if line.strip()]
 
 
 # -- traffic ---------------------------------------------------------------------------------------------------
@@ -240,6 +249,8 @@ async def send_open_loop(base_url: str, planned: list[tuple[SourceSettings, Any,
     async with aiohttp.ClientSession(connector=conn, timeout=aiohttp.ClientTimeout(total=timeout_s)) as session:
         tick = asyncio.create_task(ticker())
         await asyncio.gather(*(one(i, *p) for i, p in enumerate(planned)))
+        if tick.done():  # the fault injection failed (e.g. the killed broker did not come back): say why
+            tick.result()
         tick.cancel()
     return traffic
 
@@ -253,7 +264,7 @@ def settle(p: Pipeline, want: set[str], guard_s: float = 240.0) -> dict[str, int
         try:
             rows = p.rows("SELECT event_id, count() AS n FROM attribution.events FINAL GROUP BY event_id")
             counts = {r["event_id"]: int(r["n"]) for r in rows if r["event_id"] in want}
-        except Exception:  # noqa: BLE001 - the sink may be restarting
+        except (OSError, ValueError):  # the sink may be restarting
             pass
         if len(counts) == len(want) or time.monotonic() > deadline:
             return counts

@@ -46,13 +46,11 @@ def _service_pid(marker: str, name: str) -> int | None:
 
 
 def _events(query_port: int) -> int:
-    from attrib.settings import Settings, SinkSettings
-    from ops.sql import query_rows
+    from tests.ops.pipeline import sink_rows
 
-    s = Settings(sink=SinkSettings.model_validate({"query_port": query_port}))
     try:
-        return int(query_rows(s, f"SELECT count() AS n FROM {s.clickhouse.database}.events")[0]["n"])
-    except Exception:  # noqa: BLE001 - the sink may be between restarts; the caller polls
+        return int(sink_rows(query_port, "SELECT count() AS n FROM attribution.events")[0]["n"])
+    except OSError:  # the sink may be between restarts; the caller polls
         return -1
 
 
