@@ -37,7 +37,8 @@ class _Section(BaseModel):
 
 class KafkaSettings(_Section):
     bootstrap_servers: str = "127.0.0.1:9092"
-    produce_timeout_s: float = Field(5.0, gt=0, description="Ingress answers 503 if Kafka has not acked by then.")
+    produce_timeout_s: float = Field(15.0, gt=0, description=(
+        "Ingress answers 503 if Kafka has not acked by then; outlasts the fencing of a dead broker (~10 s)."))
     schema_registry_url: str | None = None
 
     @field_validator("bootstrap_servers")
@@ -124,10 +125,12 @@ class IngestSettings(_Section):
 
     host: str = "127.0.0.1"
     port: int = Field(8080, gt=0, lt=65536)
-    max_body_bytes: int = Field(1 << 20, gt=0, description="Limit on the body, also after gzip/deflate decoding.")
+    max_body_bytes: int = Field(1_000_000, gt=0, description=(
+        "Limit on the body, also after gzip/deflate decoding (Adjust's documented callback maximum: 1 MB)."))
     workers: int = Field(1, ge=1, le=64, description="Processes sharing the port (SO_REUSEPORT).")
     read_timeout_s: float = Field(10.0, gt=0, description="Whole body must arrive within this; else 408.")
     keepalive_timeout_s: float = Field(75.0, gt=0)
+    header_timeout_s: float = Field(5.0, gt=0, description="Request line + headers must arrive within this; else 408.")
     shutdown_timeout_s: float = Field(15.0, gt=0, description="Grace for in-flight deliveries on SIGTERM.")
     trusted_proxies: list[str] = Field(default_factory=list, description="CIDRs whose X-Forwarded-* are believed.")
     tls_cert: Path | None = Field(None, description="Serve HTTPS with this PEM certificate (and tls_key).")

@@ -24,9 +24,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from attrib import settings as settings_mod  # noqa: E402
-from ops.supervise import attrib_argv  # noqa: E402
-from tests.support import free_port  # noqa: E402
+from attrib import settings as settings_mod
+from ops.supervise import attrib_argv
+from tests.support import free_port
 
 
 def _cpu_by_process(root: int) -> dict[str, float]:
@@ -76,8 +76,8 @@ def main() -> int:
     } | dict(kv.split("=", 1) for kv in args.set)
     os.environ.update(env)
     s = settings_mod.load()
-    run = subprocess.Popen(attrib_argv("run", "--no-traffic"), env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                           text=True)
+    run = subprocess.Popen(attrib_argv("run", "--no-traffic"), env=env, stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT, text=True)
     try:
         assert run.stdout is not None
         for line in run.stdout:
@@ -105,8 +105,9 @@ def main() -> int:
         count = int(args.rate * args.seconds / len(s.sources))
         cpu0 = _cpu_by_process(run.pid)
         t0 = time.time()
-        sent = subprocess.run(attrib_argv("send", "--count", str(count), "--rate", str(args.rate), "--concurrency", "64",
-                                          "--duplicates", "0.05", "--out-of-order", "0.0", "--json", "--no-progress"),
+        sent = subprocess.run(attrib_argv("send", "--count", str(count), "--rate", str(args.rate),
+                                          "--concurrency", "64", "--duplicates", "0.05", "--out-of-order", "0.0",
+                                          "--json", "--no-progress"),
                               env=env, capture_output=True, text=True)
         summary = json.loads(sent.stdout.strip().splitlines()[-1])
         want, deadline, n = summary["sent"] - summary["duplicates"], time.monotonic() + 120, -1

@@ -30,7 +30,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from tests.support import (  # noqa: E402
+from tests.support import (
     cpu_s,
     free_port,
     given_or_throwaway,
@@ -48,7 +48,7 @@ def wait_ready(url: str, timeout: float = 60) -> None:
             with urllib.request.urlopen(url + "/readyz", timeout=2) as r:
                 if r.status == 200:
                     return
-        except Exception:
+        except OSError:  # not listening yet (URLError and HTTPError are OSErrors)
             pass
         time.sleep(0.3)
     raise RuntimeError(f"ingress at {url} not ready after {timeout}s")
@@ -179,8 +179,9 @@ def main() -> int:
     ap.add_argument("--bootstrap", help="use this broker instead of starting a private one")
     ap.add_argument("--generator", choices=["auto", "wrk", "aiohttp"], default="auto")
     ap.add_argument("--broker-warmup", type=int, default=20,
-                    help="extra warm-up before the first run on a freshly started broker: a cold JVM (JIT) took 56 instead "
-                         "of 19-25 us CPU per record in its first run and pushed p99 to 47 ms (default 20)")
+                    help="extra warm-up before the first run on a freshly started broker: a cold JVM (JIT) "
+                         "took 56 instead of 19-25 us CPU per record in its first run and pushed p99 to 47 ms "
+                         "(default 20)")
     ap.add_argument("--repeat", type=int, default=1, help="runs per worker count (same broker); noisy machines: 3")
     args = ap.parse_args()
 

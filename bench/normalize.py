@@ -15,10 +15,10 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from attrib.settings import SourceSettings  # noqa: E402
-from schemas import avro  # noqa: E402
-from schemas.normalize import normalize  # noqa: E402
-from schemas.user_key import user_key  # noqa: E402
+from attrib.settings import SourceSettings
+from schemas import avro
+from schemas.normalize import normalize
+from schemas.user_key import user_key
 
 
 def deliveries() -> list[tuple[SourceSettings, dict[str, Any]]]:

@@ -2,9 +2,9 @@
 `python bench/processor.py [--users 6000] [--rounds 3]`.
 
 Feeds ops/traffic/synthetic.py traffic (Avro raw deliveries, 30% duplicates, 10% out of order, three MMPs) through
-`streams.app.Processor` with a dict as the table and a no-op producer, and prints CPU µs (process time) per delivery for the whole
-handle() plus each stage measured alone over the same deliveries: Avro decode, normalize, state load+apply+dump,
-enriched-event encode.
+`streams.processor.Processor` with a dict as the table and a no-op producer, and prints CPU µs (process time) per
+delivery for the whole handle() plus each stage measured alone over the same deliveries: Avro decode, normalize,
+state load+apply+dump, enriched-event encode.
 """
 
 from __future__ import annotations
@@ -19,12 +19,12 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from attrib.settings import Settings  # noqa: E402
-from ops.traffic.synthetic import SOURCES, generate  # noqa: E402
-from schemas import avro  # noqa: E402
-from schemas.normalize import normalize  # noqa: E402
-from streams import codec  # noqa: E402
-from streams.app import Processor  # noqa: E402
+from attrib.settings import Settings
+from ops.traffic.synthetic import SOURCES, generate
+from schemas import avro
+from schemas.normalize import normalize
+from streams import codec
+from streams.processor import Processor
 
 
 def ints(rec: dict[str, Any]) -> dict[str, Any]:
@@ -54,7 +54,7 @@ def main() -> None:
     for _ in range(a.rounds):
         outs: list[bytes] = []
         table: dict[str, bytes] = {}
-        proc = Processor(s, table, lambda topic, k, v: outs.append(v))
+        proc = Processor(s, table, lambda topic, k, v, outs=outs: outs.append(v))
         t0 = time.process_time()
         for i, v in enumerate(values):
             proc.handle(None, v, i % 4, i)

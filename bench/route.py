@@ -20,12 +20,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from aiohttp import web  # noqa: E402
-from confluent_kafka import Consumer, Producer, TopicPartition  # noqa: E402
+from aiohttp import web
+from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 
-from attrib.settings import Settings  # noqa: E402
-from attrib.topics import ensure_topics  # noqa: E402
-from schemas import avro  # noqa: E402
+from attrib.settings import Settings
+from attrib.topics import ensure_topics
+from schemas import avro
 from tests.support import (
     free_port,
     given_or_throwaway,
@@ -52,7 +52,7 @@ def committed(s: Settings, group: str) -> int:
     c = Consumer({"bootstrap.servers": s.kafka.bootstrap_servers, "group.id": group})
     try:
         got = c.committed([TopicPartition(s.topics.events, p) for p in range(s.topics.partitions)], timeout=10)
-    except Exception:  # the group coordinator is still loading
+    except KafkaException:  # the group coordinator is still loading
         return 0
     finally:
         c.close()
@@ -67,7 +67,8 @@ async def bench_route(s: Settings, n: int) -> None:
     r2, p2, h2 = await receiver()
     dests = [{"name": "all", "url": f"http://127.0.0.1:{p1}/e", "rate_per_s": 1e6, "burst": 1000, "concurrency": 32},
              {"name": "purchases", "method": "GET", "events": ["purchase"], "rate_per_s": 1e6, "burst": 1000,
-              "concurrency": 32, "url": f"http://127.0.0.1:{p2}/p?u={{{{ user.key }}}}&c={{{{ attribution.campaign }}}}"}]
+              "concurrency": 32,
+              "url": f"http://127.0.0.1:{p2}/p?u={{{{ user.key }}}}&c={{{{ attribution.campaign }}}}"}]
     s = s.model_copy(update={"route": s.route.model_copy(update={
         "destinations": Settings(route={"destinations": dests}).route.destinations, "metrics_port": 0})})
     p = Producer({"bootstrap.servers": s.kafka.bootstrap_servers, "linger.ms": 50})

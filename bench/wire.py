@@ -23,9 +23,9 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from attrib.settings import Settings  # noqa: E402
-from schemas import avro  # noqa: E402
-from tests.sinks.fixtures import traffic  # noqa: E402
+from attrib.settings import Settings
+from schemas import avro
+from tests.sinks.fixtures import traffic
 
 try:
     from schemas import wire

@@ -24,12 +24,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition  # noqa: E402
+from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 
-from attrib.settings import Settings  # noqa: E402
-from attrib.topics import ensure_topics  # noqa: E402
-from ops.supervise import settings_env  # noqa: E402
-from tests.support import (  # noqa: E402
+from attrib.settings import Settings
+from attrib.topics import ensure_topics
+from ops.supervise import settings_env
+from tests.support import (
     cpu_s,
     given_or_throwaway,
     rss_mb,

@@ -6,7 +6,8 @@ each) during the first ``--grow-s`` seconds, then only further events of those u
 (``dedupe_retention_s``, default here 120 s) so per-user state stops growing too. Prints the worker's RSS over time
 with the users in state, the consumer lag and the worker's CPU: once state stops growing, RSS must stay flat.
 ``--backlog N`` first feeds N deliveries before the worker starts (catch-up at full speed, as bench/worker.py's
-phases do); ``--probe`` prints what the worker holds over time (table users and bytes, output batches, fetch and stream buffers).
+phases do); ``--probe`` prints what the worker holds over time (table users and bytes, output batches, fetch
+and stream buffers).
 """
 
 from __future__ import annotations
@@ -25,12 +26,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition  # noqa: E402
+from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 
-from attrib.settings import Settings  # noqa: E402
-from attrib.topics import ensure_topics  # noqa: E402
-from ops.supervise import settings_env  # noqa: E402
-from tests.support import (  # noqa: E402
+from attrib.settings import Settings
+from attrib.topics import ensure_topics
+from ops.supervise import settings_env
+from tests.support import (
     cpu_s,
     given_or_throwaway,
     rss_mb,

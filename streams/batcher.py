@@ -3,9 +3,9 @@ than ``linger_s`` and handed to the producer by a background pump; everything is
 commits offsets (the app wraps the producer's flush).
 
 Why: per-record ``producer.send`` and Faust's changelog path (FutureMessage → ProducerBuffer → send) cost more than
-the processing itself here (README "Stream worker"); and ``send_batch`` waits until the partition's previous batch has been
-drained, so the agent must not await it per batch. At-least-once holds because ``flush`` submits every open batch
-and waits for all of them; a failed batch fails the flush, so offsets are not committed.
+the processing itself here (README "Stream worker"); and ``send_batch`` waits until the partition's previous batch
+has been drained, so the agent must not await it per batch. At-least-once holds because ``flush`` submits every open
+batch and waits for all of them; a failed batch fails the flush, so offsets are not committed.
 """
 
 from __future__ import annotations

@@ -39,7 +39,8 @@ NO_WAIT_TYPES = TOUCH_TYPES | {"click"}
 MAX_TOUCHES = 16
 
 # Output kinds (metrics label them; the enriched record carries status and version).
-EVENT, FLUSHED, TIMEOUT, CORRECTION, OVERFLOW, REEMIT = "event", "flushed", "timeout", "correction", "overflow", "reemit"
+EVENT, FLUSHED, TIMEOUT = "event", "flushed", "timeout"
+CORRECTION, OVERFLOW, REEMIT = "correction", "overflow", "reemit"
 
 
 @dataclass(frozen=True)

@@ -34,8 +34,14 @@ def main(args: argparse.Namespace, settings: Settings) -> int:
     from faust.worker import Worker
 
     from attrib.topics import ensure_topics
+    from streams import compat
     from streams.app import build_app
 
+    try:
+        compat.check_versions()  # before touching Kafka: the patches are only known to hold for these versions
+    except compat.UnsupportedVersions as exc:
+        print(f"attrib worker: {exc}", file=sys.stderr)
+        return 2
     s = settings.streams
     use_event_loop(s.event_loop)
     store = args.store or s.store

@@ -29,7 +29,8 @@ def test_the_stack_has_broker_warehouse_and_attrib_roles():
     assert SERVICES["clickhouse"]["image"].startswith("clickhouse/clickhouse-server:")
     assert _attrib_services(), "no attrib service in compose"
     for name, svc in SERVICES.items():
-        assert "healthcheck" in svc or svc.get("restart") == "no", f"{name}: long-running service without a health check"
+        assert "healthcheck" in svc or svc.get("restart") == "no", \
+            f"{name}: long-running service without a health check"
 
 
 def test_every_service_command_is_a_real_subcommand():

@@ -12,7 +12,7 @@ from typing import Any
 
 
 class StateTable:
-    """The worker's ``users`` table for :class:`streams.app.Processor`, in memory with dirty tracking."""
+    """The worker's ``users`` table for :class:`streams.processor.Processor`, in memory with dirty tracking."""
 
     def __init__(self, rows: dict[str, bytes]) -> None:
         self._rows = rows

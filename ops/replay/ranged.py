@@ -167,7 +167,7 @@ class RangeReplay:
             ck.close()
 
     def _process(self, ck: Checkpoint, c: Consumer, spans: dict[int, tuple[int, int]]) -> bool:
-        from streams.app import Processor, tick_value
+        from streams.processor import Processor, tick_value
 
         nxt = ck.offsets()
         total = sum(b - a for a, b in spans.values())

@@ -131,7 +131,8 @@ class WorkerProc:
         out = self.log.open("ab")
         self.p = subprocess.Popen(
             [sys.executable, "-m", "ops.cli", "worker", "--data-dir", str(self.data_dir), "--store", self.store,
-             "--metrics-port", str(self.metrics_port)], env=env_for(self.settings), stdout=out, stderr=subprocess.STDOUT)
+             "--metrics-port", str(self.metrics_port)],
+            env=env_for(self.settings), stdout=out, stderr=subprocess.STDOUT)
         return self
 
     def kill9(self) -> None:

@@ -9,7 +9,7 @@ from attrib.settings import Settings
 from ops.traffic.synthetic import SOURCES, generate
 from schemas import avro
 from streams import codec
-from streams.app import Processor
+from streams.processor import Processor
 from streams.state import new_state
 
 

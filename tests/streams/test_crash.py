@@ -234,13 +234,16 @@ def test_kill_9_at_random_moments_loses_nothing(worker_settings, workers):
         w = workers(s, f"w1-{len(kills)}")
         return w
 
+    def why_stuck(_: list[dict[str, Any]]) -> str:
+        return diagnose(w)  # the current worker: restart() and the kills rebind w
+
     try:
         for _ in range(4):  # kill at random moments while events flow, restart straight away
             t0 = time.monotonic()
             target = len(out.records) + rnd.randint(1500, 5000)
             # each phase has its own limit, and a stuck one says how far the worker got
             out.read_until(lambda rs, t=target: len(rs) >= t or not expect.problems(rs), f"progress after "
-                           f"{len(kills)} kills", limit_s=90, proc=w, explain=lambda _: diagnose(w), restart=restart)
+                           f"{len(kills)} kills", limit_s=90, proc=w, explain=why_stuck, restart=restart)
             phases.append(f"{time.monotonic() - t0:.1f}s")
             if not expect.problems(out.records):
                 break
@@ -250,9 +253,9 @@ def test_kill_9_at_random_moments_loses_nothing(worker_settings, workers):
             w = workers(s, f"w1-{len(kills)}")
         feeder.join()
         t0 = time.monotonic()
-        recs = out.read_until(lambda rs: not expect.problems(rs), "complete output", limit_s=150, proc=w,
-                              explain=lambda rs: f"{expect.problems(rs)}; {diagnose(w)}; {locate(s, expect, rs, kills)}",
-                              restart=restart)
+        recs = out.read_until(
+            lambda rs: not expect.problems(rs), "complete output", limit_s=150, proc=w, restart=restart,
+            explain=lambda rs: f"{expect.problems(rs)}; {why_stuck(rs)}; {locate(s, expect, rs, kills)}")
         phases.append(f"{time.monotonic() - t0:.1f}s")
     finally:
         feeder.join()

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from attrib.settings import Settings
 from schemas import avro
-from streams.app import Processor
+from streams.processor import Processor
 from tests.streams.conftest import T0, generic_body, raw_delivery
 
 

@@ -1,4 +1,5 @@
-"""`attrib worker` against the real broker: dedupe, buffering, timeouts and corrections, overflow, rules, dead letters."""
+"""`attrib worker` against the real broker: dedupe, buffering, timeouts and corrections, overflow, rules, dead
+letters."""
 
 from __future__ import annotations
 
@@ -92,9 +93,10 @@ def test_worker_dedupes_buffers_times_out_corrects_and_dead_letters(worker_setti
 
         def settled(recs):
             ids = by_id(recs)
-            return want <= ids.keys() and len(ids.get("late-p", [])) >= 1 and sum(
-                1 for r in recs if r["user_key"].startswith("gaid:") or r["source"] == "lr") >= 1 and sum(
-                1 for i in range(5) for r in ids.get(f"ovf-{i}", []) if r["attribution_status"] == "pending_timeout") == 3
+            other_ids = sum(1 for r in recs if r["user_key"].startswith("gaid:") or r["source"] == "lr")
+            timed_out = sum(1 for i in range(5) for r in ids.get(f"ovf-{i}", [])
+                            if r["attribution_status"] == "pending_timeout")
+            return want <= ids.keys() and len(ids.get("late-p", [])) >= 1 and other_ids >= 1 and timed_out == 3
         events.read_until(settled, "first outputs", proc=w)
         # the install for u-late arrives after its purchase timed out → a corrected version
         produce_raw(s, [g("late-i", "install", 0, "u-late")])

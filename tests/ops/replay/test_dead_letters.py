@@ -14,7 +14,7 @@ from ops.replay.dead import open_dead_letters, replay_dead_letters
 from schemas import avro
 from sinks.route.sender import Failure
 from sinks.route.service import dead_letter
-from streams.app import Processor
+from streams.processor import Processor
 from tests.sinks.helpers import running, wait_for, warehouse
 from tests.sinks.route.events import enriched
 from tests.sinks.route.receivers import Receiver

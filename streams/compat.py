@@ -1,0 +1,159 @@
+"""Everything the worker does to faust-streaming's and aiokafka's internals, in one place, for the versions it was
+written against (KNOWN). Other versions are refused at start: each item below relies on private code that a release
+may change silently.
+
+- **Bounded fetch wait.** Faust creates its aiokafka consumer with a hard-coded ``fetch_max_wait_ms=1500``. aiokafka
+  leaves partitions that still hold buffered records out of the next fetch, so that fetch can wait the full 1.5 s on
+  the others while fresh records of the excluded partitions sit in Kafka: seconds of latency at moderate rates.
+  ``WorkerConsumerThread`` caps it at ``streams.fetch_max_wait_ms``.
+- **No gap acknowledgements.** Faust (0.15) treats a jump in the offsets it reads as a gap and counts the skipped
+  offsets as acknowledged, so a commit can pass them. After the post-recovery seek to the committed offsets, records
+  of a getmany batch fetched before the seek still flow and move its read offset ahead; the re-fetched records below
+  it are then filtered out (``offset >= read_offset``) — never handed to the agent, yet "acknowledged" as a gap: lost
+  (seen in the kill test as ``first_skipped``/``next_delivered`` one apart). Our raw topic has no legitimate gaps, so
+  ``WorkerConsumer`` never acknowledges one, and ``SkipGuard`` exits (70) before anything commits past skipped
+  offsets: the restarted worker re-processes them.
+- **Our batches before every commit.** ``WorkerProducer.flush`` (Faust calls it before each offset commit) first runs
+  the worker's own flush, and hands out Faust's aiokafka producer for the worker's batches.
+- **Private reads and writes:** the consumer's committed offsets (lag gauge); the table's store, written directly
+  with its persisted changelog offset kept as Faust's own changelog path would (`store_of`).
+
+The changes are subclasses that only ``WorkerApp`` uses — nothing global is patched.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Awaitable, Callable
+from importlib import metadata
+from typing import Any
+
+import faust
+from faust.transport.drivers import aiokafka as driver
+from faust.types import TP, StoreT, TableT, TransportT
+
+from attrib.errors import ConfigurationError
+
+log = logging.getLogger("attrib.worker")
+
+# The versions whose internals this module was checked against; add one only after re-checking every item above.
+KNOWN: dict[str, tuple[str, ...]] = {"faust-streaming": ("0.15.3",), "aiokafka": ("0.14.0",)}
+SKIPPED_OFFSETS_EXIT = 70
+
+
+class UnsupportedVersions(ConfigurationError):
+    """The installed faust-streaming/aiokafka are not versions this module's patches were written for."""
+
+
+def installed(dist: str) -> str | None:
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def check_versions() -> None:
+    """Refuse to run on faust-streaming/aiokafka versions the patches were not written for (one-line message)."""
+    found = {dist: installed(dist) for dist in KNOWN}
+    if all(found[dist] in KNOWN[dist] for dist in KNOWN):
+        return
+    have = ", ".join(f"{dist} {found[dist] or '(not installed)'}" for dist in KNOWN)
+    want = ", ".join(f"{dist} {' or '.join(versions)}" for dist, versions in KNOWN.items())
+    pins = " ".join(f"'{dist}=={versions[-1]}'" for dist, versions in KNOWN.items())
+    raise UnsupportedVersions(
+        f"installed {have}, but the worker's Faust/aiokafka patches (streams/compat.py) were written for {want}: "
+        f"install those (pip install {pins}) or re-check each patch in streams/compat.py and add the versions to KNOWN")
+
+
+class WorkerApp(faust.App):
+    """``faust.App`` whose Kafka transport is ``WorkerTransport``."""
+
+    def __init__(self, app_id: str, *, fetch_max_wait_ms: int, **options: Any) -> None:
+        check_versions()
+        self.fetch_max_wait_ms = fetch_max_wait_ms
+        super().__init__(app_id, **options)
+
+    def _new_transport(self) -> TransportT:
+        return WorkerTransport(self.conf.broker_consumer, self)
+
+    @property
+    def worker_producer(self) -> WorkerProducer:
+        producer = self.producer
+        if not isinstance(producer, WorkerProducer):
+            raise ConfigurationError(f"the worker needs a kafka:// broker, got {self.conf.broker_consumer[0]}")
+        return producer
+
+    @property
+    def worker_consumer(self) -> WorkerConsumer:
+        consumer = self.consumer
+        if not isinstance(consumer, WorkerConsumer):
+            raise ConfigurationError(f"the worker needs a kafka:// broker, got {self.conf.broker_consumer[0]}")
+        return consumer
+
+
+class WorkerConsumerThread(driver.AIOKafkaConsumerThread):
+    def _create_worker_consumer(self, transport: driver.Transport) -> Any:
+        consumer = super()._create_worker_consumer(transport)
+        if isinstance(self.app, WorkerApp):  # aiokafka reads it when the consumer starts (its Fetcher)
+            consumer._fetch_max_wait_ms = min(consumer._fetch_max_wait_ms, self.app.fetch_max_wait_ms)
+        return consumer
+
+
+class WorkerConsumer(driver.Consumer):
+    def _new_consumer_thread(self) -> driver.AIOKafkaConsumerThread:
+        return WorkerConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
+    async def _add_gap(self, tp: TP, offset_from: int, offset_to: int) -> None:
+        """Never acknowledge a gap: an offset is committed only after the agent handled it."""
+
+    def committed(self, tp: TP) -> int | None:
+        return self._committed_offset.get(tp)
+
+
+class WorkerProducer(driver.Producer):
+    before_flush: Callable[[], Awaitable[None]] | None = None
+
+    async def flush(self) -> None:
+        if self.before_flush is not None:
+            await self.before_flush()
+        await super().flush()
+
+    def batch_producer(self) -> Any:
+        """The started aiokafka producer (raises when it is not running): the worker builds its own batches."""
+        return self._ensure_producer()
+
+
+class WorkerTransport(driver.Transport):
+    Consumer = WorkerConsumer
+    Producer = WorkerProducer
+
+
+def store_of(table: TableT[Any, Any]) -> StoreT[Any, Any]:
+    """The table's store (memory or RocksDB): the worker writes it directly and records its persisted changelog
+    offset as Faust's own changelog callback does (RocksDB resumes recovery from there)."""
+    store = table.data
+    if not isinstance(store, StoreT):
+        raise ConfigurationError(f"unsupported table store {type(store).__name__}")
+    return store
+
+
+class SkipGuard:
+    """Exit like a crash when the stream skips offsets inside one assignment (see "No gap acknowledgements"): raw
+    offsets are contiguous (no transactional producer, no compaction), so a forward jump is never legitimate, and
+    exiting before anything commits past it makes the restarted worker re-process from the last commit."""
+
+    def __init__(self) -> None:
+        self.last: dict[int, int] = {}  # partition -> offset of the last message handled in this assignment
+
+    def check(self, partition: int, offset: int) -> None:
+        prev = self.last.get(partition)
+        if prev is not None and offset > prev + 1:
+            log.critical("the stream skipped offsets; exiting so that they are re-processed", extra={"fields": {
+                "partition": partition, "first_skipped": prev + 1, "next_delivered": offset}})
+            os._exit(SKIPPED_OFFSETS_EXIT)
+        self.last[partition] = offset
+
+    def reset(self) -> None:
+        """A new assignment starts from the committed offsets, wherever they are."""
+        self.last.clear()

@@ -1,0 +1,110 @@
+"""streams/compat.py: the worker refuses faust-streaming/aiokafka versions its patches were not written for, and on the
+pinned versions each patch does what it is there for (no broker needed: nothing here connects)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import pytest
+from faust.transport.drivers import aiokafka as driver
+from faust.types import TP
+
+from attrib.settings import Settings
+from streams import compat, worker
+
+PINNED = {dist: versions[-1] for dist, versions in compat.KNOWN.items()}
+
+
+def versions(monkeypatch: pytest.MonkeyPatch, **found: str | None) -> None:
+    table = {**PINNED, **{k.replace("_", "-"): v for k, v in found.items()}}
+    monkeypatch.setattr(compat, "installed", table.get)
+
+
+def test_the_installed_versions_are_the_known_ones() -> None:
+    compat.check_versions()
+    assert {dist: compat.installed(dist) for dist in compat.KNOWN} == PINNED
+
+
+@pytest.mark.parametrize("found", [{"faust_streaming": "0.16.0"}, {"aiokafka": "0.15.0"}, {"aiokafka": None}])
+def test_unknown_versions_are_refused_in_one_line_naming_both(monkeypatch: pytest.MonkeyPatch,
+                                                               found: dict[str, str | None]) -> None:
+    versions(monkeypatch, **found)
+    with pytest.raises(compat.UnsupportedVersions) as err:
+        compat.check_versions()
+    msg = str(err.value)
+    assert "\n" not in msg
+    have = {**PINNED, **{k.replace("_", "-"): v for k, v in found.items()}}
+    for dist, version in have.items():
+        assert f"{dist} {version or '(not installed)'}" in msg  # what is installed, both packages
+        assert f"'{dist}=={PINNED[dist]}'" in msg  # what to install instead
+    assert "streams/compat.py" in msg
+
+
+def test_the_worker_refuses_at_start_before_touching_kafka(monkeypatch: pytest.MonkeyPatch,
+                                                           capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    versions(monkeypatch, faust_streaming="0.16.0")
+    s = Settings(var_dir=tmp_path, kafka={"bootstrap_servers": "127.0.0.1:1"})  # type: ignore[arg-type]
+    args = argparse.Namespace(data_dir=None, store=None, metrics_port=0)
+    assert worker.main(args, s) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("attrib worker: installed faust-streaming 0.16.0, aiokafka 0.14.0") and err.count("\n") == 1
+    assert not (tmp_path / "worker").exists()  # stopped before preparing anything
+    with pytest.raises(compat.UnsupportedVersions):
+        compat.WorkerApp("x", fetch_max_wait_ms=100, broker="kafka://127.0.0.1:1")
+
+
+def app(tmp_path: Path) -> compat.WorkerApp:
+    return compat.WorkerApp("compat-test", fetch_max_wait_ms=100, broker="kafka://127.0.0.1:1", store="memory://",
+                            datadir=str(tmp_path), autodiscover=False, web_enabled=False)
+
+
+async def test_the_fetch_wait_is_bounded(tmp_path: Path) -> None:
+    a = app(tmp_path)
+    consumer = a.worker_consumer
+    assert isinstance(consumer._thread, compat.WorkerConsumerThread)
+    kafka = consumer._thread._create_worker_consumer(a.transport)
+    try:
+        assert kafka._fetch_max_wait_ms == 100  # Faust hard-codes 1500
+    finally:
+        await kafka.stop()
+
+
+async def test_gaps_are_never_acknowledged(tmp_path: Path) -> None:
+    consumer = app(tmp_path).worker_consumer
+    tp = TP("raw", 0)
+    await consumer._add_gap(tp, 3, 7)
+    assert not consumer._gap[tp]
+    await driver.Consumer._add_gap(consumer, tp, 3, 7)  # what Faust itself does: offsets 3..7 count as acknowledged
+    assert consumer._gap[tp]
+
+
+async def test_fausts_pre_commit_flush_flushes_the_workers_batches(tmp_path: Path) -> None:
+    producer = app(tmp_path).worker_producer
+    calls: list[str] = []
+
+    async def ours() -> None:
+        calls.append("worker")
+
+    producer.before_flush = ours
+    await producer.flush()  # nothing buffered, producer not started: Faust's part has nothing to do
+    assert calls == ["worker"]
+
+
+def test_a_forward_jump_exits_70_and_a_new_assignment_starts_afresh(monkeypatch: pytest.MonkeyPatch) -> None:
+    exits: list[int] = []
+
+    def _exit(code: int) -> None:
+        exits.append(code)
+
+    monkeypatch.setattr(compat.os, "_exit", _exit)
+    guard = compat.SkipGuard()
+    for p, off in [(0, 5), (0, 6), (1, 40), (0, 6), (0, 3), (0, 4), (1, 41)]:  # re-deliveries go back: allowed
+        guard.check(p, off)
+    assert exits == []
+    guard.check(0, 5)
+    guard.check(0, 7)  # offset 6 skipped
+    assert exits == [70]
+    guard.reset()
+    guard.check(1, 90)  # after a rebalance the stream starts at the committed offset, wherever it is
+    assert exits == [70]
