@@ -20,7 +20,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.ops.pipeline import broker_kill_run, sink_kill_run, summary  # noqa: E402
+from tests.ops.pipeline import broker_kill_run, sink_kill_run, summary
 
 
 def main() -> int:
