@@ -184,7 +184,7 @@ class Broker:
     def spawn(self) -> subprocess.Popen[bytes]:
         with open(self.log_file, "ab") as out:
             proc = subprocess.Popen(
-                # a cluster's nodes JIT with C1 only: N JVMs compiling at once on a laptop took twice the CPU
+                # a cluster's nodes JIT with C1 only: 3 JVMs compiling at once on 2 cores took 1.6x the CPU
                 # (and 1.5x the time) to come up; a local broker's throughput doesn't need C2
                 ["java", *self.heap.split(), *(["-XX:TieredStopAtLevel=1"] if self.voters else []),
                  "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20", "-Djava.awt.headless=true",
