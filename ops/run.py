@@ -174,4 +174,5 @@ keep querying (in another terminal)
                         GROUP BY ALL"
   .venv/bin/attrib sql < docs/queries.sql        # or one query from the analyst pack
   .venv/bin/attrib send --count 200             # more signed traffic
+  ATTRIB_DASHBOARD__TOKEN=<16+ chars> .venv/bin/attrib dashboard   # charts: open the printed URL + #token=…
 a service that exits is restarted (with backoff; said here); Ctrl-C stops everything cleanly."""
