@@ -22,12 +22,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from attrib.errors import AttribError
 from attrib.settings import Settings
 
 MAIN_CLASS = "kafka.Kafka"
 
 
-class StackError(Exception):
+class StackError(AttribError):
     pass
 
 
