@@ -1,0 +1,132 @@
+"""The compiled extraction machinery of the production normalizer: field paths split once into direct dict lookups,
+column tables read in one tight loop, the ``properties`` remainder computed only under the paths a column took.
+
+Semantics are the reference's (schemas/normalize/payload.py): a path is *taken* when it holds a value that is not an
+object or a list, even when that value reads as absent (``"null"``); a column reads its paths in order and stops at the
+first that gives a value; a present-but-invalid value raises ``invalid_field`` naming the path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from decimal import Decimal
+from typing import Any
+
+from schemas import fields as F
+from schemas.errors import INVALID_FIELD, NormalizeError
+
+Conv = Callable[[Any], Any]
+Path = tuple[str, str, tuple[str, ...] | None]  # dotted path, first key, the remaining keys (None: top level)
+Paths = tuple[Path, ...]
+Column = tuple[str, Conv, Paths]
+# What an MMP's extract returns: canonical column values (plus app_id, event_id), the fields the fingerprint
+# identifies the event by (None = the whole object), the user-key rule when not the source's MMP, and top-level
+# fields to show decoded in properties.
+Extracted = tuple[dict[str, Any], dict[str, Any] | None, str | None, dict[str, Any] | None]
+
+TEXT, DEV, BOOL, TIME, DEC, CUR = F.text, F.device_id, F.boolean, F.time_ms, F.decimal, F.currency
+
+
+def paths(*dotted: str) -> Paths:
+    out = []
+    for p in dotted:
+        parts = p.split(".")
+        out.append((p, parts[0], tuple(parts[1:]) or None))
+    return tuple(out)
+
+
+def columns(*specs: tuple[Any, ...]) -> tuple[Column, ...]:
+    """``(column, conv, path, path, ...)`` rows compiled once (module import)."""
+    return tuple((spec[0], spec[1], paths(*spec[2:])) for spec in specs)
+
+
+def peek(d: dict[str, Any], p: Path) -> Any:
+    """The value at a path, not taken (the reference's ``peek``)."""
+    raw = d.get(p[1])
+    if p[2] is not None:
+        for k in p[2]:
+            raw = raw.get(k) if isinstance(raw, dict) else None
+    return raw
+
+
+def first(d: dict[str, Any], used: set[str], ps: Paths, conv: Conv) -> Any:
+    """The first path giving a value (converted), marking each path read as taken."""
+    for path, k, more in ps:
+        raw = d.get(k)
+        if more is not None:
+            for m in more:
+                raw = raw.get(m) if isinstance(raw, dict) else None
+        if raw is None or isinstance(raw, (dict, list)):  # an object where a value belongs stays in properties
+            continue
+        used.add(path)
+        try:
+            v = conv(raw)
+        except ValueError as exc:
+            raise NormalizeError(INVALID_FIELD, path, str(exc)) from None
+        if v is not None:
+            return v
+    return None
+
+
+def fill(d: dict[str, Any], used: set[str], cols: tuple[Column, ...], out: dict[str, Any]) -> None:
+    """Read a column table into ``out`` (``first`` inlined: this loop is most of an event's extraction)."""
+    for name, conv, ps in cols:
+        for path, k, more in ps:
+            raw = d.get(k)
+            if more is not None:
+                for m in more:
+                    raw = raw.get(m) if isinstance(raw, dict) else None
+            if raw is None or isinstance(raw, (dict, list)):
+                continue
+            used.add(path)
+            try:
+                v = conv(raw)
+            except ValueError as exc:
+                raise NormalizeError(INVALID_FIELD, path, str(exc)) from None
+            if v is not None:
+                out[name] = v
+                break
+
+
+def rest(data: dict[str, Any], used: set[str], replaced: dict[str, Any] | None) -> dict[str, Any]:
+    """Every field no column took, nested objects pruned of taken fields (originally-empty objects kept): the
+    reference's ``Payload.rest``, descending only into objects under a taken path."""
+    d = {**data, **replaced} if replaced else data
+    under: set[str] = set()
+    for p in used:
+        if "." in p:
+            under.update(_prefixes(p))
+    if not under:
+        return {k: v for k, v in d.items() if k not in used}
+    return _strip(d, "", used, under)
+
+
+_PREFIXES: dict[str, tuple[str, ...]] = {}  # "a.b.c" -> ("a", "a.b"); paths are the plans' constants
+
+
+def _prefixes(path: str) -> tuple[str, ...]:
+    got = _PREFIXES.get(path)
+    if got is None:
+        got = tuple(path[:i] for i, c in enumerate(path) if c == ".")
+        if len(_PREFIXES) < 4096:
+            _PREFIXES[path] = got
+    return got
+
+
+def _strip(d: dict[str, Any], prefix: str, used: set[str], under: set[str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        path = prefix + k
+        if path in used:
+            continue
+        if path in under and isinstance(v, dict) and v:
+            sub = _strip(v, path + ".", used, under)
+            if sub:
+                out[k] = sub
+        else:
+            out[k] = v
+    return out
+
+
+def revenue_cents(cents: Decimal) -> Decimal:
+    return (cents / 100).quantize(Decimal("1e-9"))
