@@ -37,7 +37,8 @@ class _Section(BaseModel):
 
 class KafkaSettings(_Section):
     bootstrap_servers: str = "127.0.0.1:9092"
-    produce_timeout_s: float = Field(5.0, gt=0, description="Ingress answers 503 if Kafka has not acked by then.")
+    produce_timeout_s: float = Field(15.0, gt=0, description=(
+        "Ingress answers 503 if Kafka has not acked by then; outlasts the fencing of a dead broker (~10 s)."))
     schema_registry_url: str | None = None
 
     @field_validator("bootstrap_servers")
@@ -120,10 +121,12 @@ class IngestSettings(_Section):
 
     host: str = "127.0.0.1"
     port: int = Field(8080, gt=0, lt=65536)
-    max_body_bytes: int = Field(1 << 20, gt=0, description="Limit on the body, also after gzip/deflate decoding.")
+    max_body_bytes: int = Field(1_000_000, gt=0, description=(
+        "Limit on the body, also after gzip/deflate decoding (Adjust's documented callback maximum: 1 MB)."))
     workers: int = Field(1, ge=1, le=64, description="Processes sharing the port (SO_REUSEPORT).")
     read_timeout_s: float = Field(10.0, gt=0, description="Whole body must arrive within this; else 408.")
     keepalive_timeout_s: float = Field(75.0, gt=0)
+    header_timeout_s: float = Field(5.0, gt=0, description="Request line + headers must arrive within this; else 408.")
     shutdown_timeout_s: float = Field(15.0, gt=0, description="Grace for in-flight deliveries on SIGTERM.")
     trusted_proxies: list[str] = Field(default_factory=list, description="CIDRs whose X-Forwarded-* are believed.")
     tls_cert: Path | None = Field(None, description="Serve HTTPS with this PEM certificate (and tls_key).")
@@ -309,11 +312,36 @@ class AlertSettings(_Section):
         return self.thresholds if not over else AlertThresholds(**{**self.thresholds.model_dump(), **over})
 
 
+class PresetSettings(_Section):
+    """Options of a vendor preset (``kind`` other than ``http``); which a vendor needs: README "Outbound routing"."""
+
+    region: str | None = Field(default=None, description="Vendor data region/instance (us, eu, in1, US-03 …).")
+    endpoint: str | None = Field(default=None, description="Base URL instead of the region's (a proxy, a test).")
+    write_key: SecretStr | None = Field(default=None, description="Segment source write key.")
+    api_key: SecretStr | None = Field(default=None, description="Braze REST API key / Amplitude project API key.")
+    account_id: str | None = Field(default=None, description="CleverTap account id.")
+    passcode: SecretStr | None = Field(default=None, description="CleverTap account passcode.")
+    project_token: SecretStr | None = Field(default=None, description="Mixpanel project token.")
+    project_id: str | None = Field(default=None, description="Mixpanel project id (with a service account).")
+    service_account: str | None = Field(default=None, description="Mixpanel service account user name.")
+    service_secret: SecretStr | None = Field(default=None, description="Mixpanel service account secret.")
+    api: Literal["httpapi", "batch"] = Field(default="httpapi", description="Amplitude: /2/httpapi or /batch.")
+    app_id: str | None = Field(default=None, description="Braze app identifier sent with events (optional).")
+    mapping: dict[str, str] = Field(
+        default_factory=dict, description="Vendor field → event key path(s) ('a|b' = first present); '' drops it.")
+    anonymous: bool = Field(default=True, description="No customer id: key on the device id where the vendor can.")
+    batch_size: int | None = Field(default=None, ge=1, description="Events per request (default/cap: the vendor's).")
+    batch_wait_s: float = Field(default=0.2, ge=0, description="How long a worker waits to fill a batch.")
+
+
 class DestinationSettings(_Section):
     """One outbound destination of `attrib route`: a filter on the enriched event and an HTTP target."""
 
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$")
-    url: str = Field(description="URL template; {{ path }} tags are filled from the event, URL-encoded.")
+    kind: Literal["http", "segment", "braze", "clevertap", "amplitude", "mixpanel"] = Field(
+        default="http", description="http = url/body templates; a vendor name = that vendor's preset (see preset).")
+    preset: PresetSettings = Field(default_factory=PresetSettings)
+    url: str = Field(default="", description="URL template; {{ path }} tags are filled from the event, URL-encoded.")
     method: Literal["POST", "GET"] = "POST"
     body: str | None = Field(None, description="POST body template ({{ path }} → JSON value); unset = the event as JSON.")
     content_type: str = "application/json"
@@ -334,6 +362,12 @@ class DestinationSettings(_Section):
     queue_size: int = Field(10_000, ge=1, description="Events waiting for this destination.")
     breaker_failures: int = Field(5, ge=1, description="Consecutive failed attempts that open the circuit.")
     breaker_reset_s: float = Field(30.0, gt=0, description="Open circuit waits this long before one probe.")
+
+    @model_validator(mode="after")
+    def _url_for_http(self) -> DestinationSettings:
+        if self.kind == "http" and not self.url:
+            raise ValueError(f"destination {self.name}: url is required when kind is http")
+        return self
 
 
 class RouteSettings(_Section):
@@ -373,6 +407,35 @@ class ReplaySettings(_Section):
     batch: int = Field(500, gt=0)
 
 
+class ReportingSettings(_Section):
+    """Analysts' view (schemas/partners.py, ops/fx.py, ops/dashboard/): canonical partners, one reporting currency."""
+
+    currency: str = Field("USD", pattern=r"^[A-Z]{3}$", description="Reporting currency (ISO-4217) revenue is "
+                          "converted to, at the rate of the event's day (`attrib fx load`).")
+    fx_max_age_days: int = Field(4, ge=0, le=31, description="A day without a published rate (weekend, holiday) uses "
+                                 "the latest earlier rate at most this many days old; older = flagged unconverted.")
+    partners: dict[str, str] = Field(default_factory=dict, description="Raw partner value (any MMP's spelling) -> "
+                                     "canonical partner id; adds to / overrides schemas/partners.csv.")
+    partner_names: dict[str, str] = Field(default_factory=dict, description="Display names of partner ids that "
+                                          "reporting.partners introduces.")
+
+    @field_validator("partners")
+    @classmethod
+    def _partner_ids(cls, v: dict[str, str]) -> dict[str, str]:
+        bad = sorted(i for i in v.values() if not re.fullmatch(r"[a-z0-9]+(?:_[a-z0-9]+)*", i))
+        if bad:
+            raise ValueError(f"partner ids must be snake_case [a-z0-9_], got {bad}")
+        return v
+
+
+class DashboardSettings(_Section):
+    """`attrib dashboard`: charts over the warehouse (loopback, token required)."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(8091, gt=0, lt=65536)
+    token: SecretStr | None = Field(None, description="Bearer token every data request needs (>= 16 characters).")
+
+
 # --- the whole system ---------------------------------------------------------------------------------------------
 
 
@@ -396,6 +459,8 @@ class Settings(BaseSettings):
     route: RouteSettings = RouteSettings()
     inspector: InspectorSettings = InspectorSettings()
     replay: ReplaySettings = ReplaySettings()
+    reporting: ReportingSettings = ReportingSettings()
+    dashboard: DashboardSettings = DashboardSettings()
 
     @model_validator(mode="after")
     def _unique_sources(self) -> Settings:

@@ -7,7 +7,15 @@
 --     are collapsed). Always read `events` with FINAL (or through daily_rollups).
 --   * Attribution = the user's first touch (install attribution) when there is one, else the event's own fields.
 --     media_source 'organic' = organic; '' = not attributed (yet): pending or unattributed.
---   * Revenue is per ISO-4217 currency (a Map); convert with your own FX table, never sum across currencies.
+--   * Partners: partner_id / partner_name are the canonical partner (schemas/partners.csv + reporting.partners) of
+--     the attribution media source, which stays beside them as sent. A value the mapping lacks is its own partner
+--     (its normalized key, partner_mapped = 0) until `unmapped_partners` shows it and a mapping row is added.
+--   * Revenue: `revenue` is per ISO-4217 currency as sent (a Map: never sum across currencies) -
+--     `revenue_reporting` is the same purchases converted to `reporting_currency` (setting reporting.currency) with
+--     the rate of the event's day (`attrib fx load`). Purchases without a rate are NOT in it: they are counted in
+--     `purchases_unconverted` and listed by `unconverted_revenue`.
+--   * Per event, with partner and converted revenue beside the values as sent:
+--     SELECT * FROM events_canonical(reporting = 'USD')   (a parameterized view over events FINAL)
 --   * Times are UTC. Windows are relative to the newest data, so the pack also works on replayed history.
 
 -- name: installs_revenue_by_campaign_day
@@ -19,11 +27,75 @@ SELECT
     sum(installs)   AS installs,
     sum(reinstalls) AS reinstalls,
     sum(purchases)  AS purchases,
-    sumMap(revenue) AS revenue_by_currency
+    sumMap(revenue) AS revenue_by_currency,
+    any(partner_name)              AS partner_name,
+    sum(revenue_reporting)         AS revenue_reporting,
+    any(reporting_currency)        AS reporting_currency,
+    sum(purchases_unconverted)     AS purchases_unconverted
 FROM daily_rollups
 WHERE day >= (SELECT max(day) FROM daily_rollups) - 30
 GROUP BY day, media_source, campaign
 ORDER BY day, media_source, campaign;
+
+-- name: installs_revenue_by_partner_day
+-- Installs, purchases and revenue in the reporting currency by day and canonical partner (last 30 days of data).
+SELECT
+    day,
+    partner_id,
+    any(partner_name)           AS partner_name,
+    sum(installs)               AS installs,
+    sum(reinstalls)             AS reinstalls,
+    sum(purchases)              AS purchases,
+    sum(revenue_reporting)      AS revenue,
+    any(reporting_currency)     AS currency,
+    sum(purchases_unconverted)  AS purchases_unconverted
+FROM daily_rollups
+WHERE day >= (SELECT max(day) FROM daily_rollups) - 30
+GROUP BY day, partner_id
+ORDER BY day, partner_id;
+
+-- name: unmapped_partners
+-- Media source values no mapping row covers: add them to schemas/partners.csv (or reporting.partners), then
+-- `attrib partners reload` re-maps their history.
+SELECT
+    partner_id                    AS partner_key,
+    groupUniqArray(media_source)  AS raw_values,
+    sum(events)                   AS events,
+    sum(installs) + sum(reinstalls) AS installs,
+    min(day)                      AS first_day,
+    max(day)                      AS last_day
+FROM daily_rollups
+WHERE partner_mapped = 0
+GROUP BY partner_key
+ORDER BY events DESC, partner_key;
+
+-- name: unconverted_revenue
+-- Purchases whose revenue could not be converted to the reporting currency (no rate for their day and currency):
+-- left out of revenue_reporting, never guessed. Load the missing rates with `attrib fx load`.
+WITH (SELECT any(reporting_currency) FROM daily_rollups WHERE reporting_currency != '') AS rep
+SELECT
+    toDate(event_time)  AS day,
+    cur                 AS currency,
+    count()             AS purchases,
+    sum(amount)         AS amount
+FROM (
+    SELECT event_time, assumeNotNull(currency) AS cur, assumeNotNull(revenue) AS amount,
+           -- the MMP's own USD figure (used when reporting in USD), as sinks/rollups.py reads it
+           multiIf(mmp = 'appsflyer', [JSONExtractRaw(properties, 'event_revenue_usd')],
+                   mmp = 'adjust', [JSONExtractRaw(properties, 'revenue_usd'),
+                                    JSONExtractRaw(properties, 'revenue_usd_cents')], [])         AS usd_raw,
+           arrayExists(v -> toDecimal128OrNull(trim(BOTH '"' FROM v), 9) IS NOT NULL, usd_raw)      AS has_mmp_usd
+    FROM events FINAL
+    WHERE event_type = 'purchase' AND revenue IS NOT NULL AND currency IS NOT NULL
+) AS e
+LEFT JOIN (
+    SELECT day AS fx_day, currency AS fx_currency, ok AS fx_ok
+    FROM fx_daily
+    WHERE reporting = rep AND generation = (SELECT max(generation) FROM fx_daily WHERE reporting = rep)
+) AS fx ON fx.fx_day = toDate(e.event_time) AND fx.fx_currency = e.cur
+WHERE cur != rep AND fx_ok = 0 AND NOT (rep = 'USD' AND has_mmp_usd)
+GROUP BY day, currency
+ORDER BY day, currency;
 
 -- name: roas_inputs_by_campaign_cohort
 -- ROAS inputs: for each install cohort (campaign × install day) the installs and the revenue those users made by
@@ -126,7 +198,9 @@ SELECT
     multiIf(media_source = 'organic', 'organic', media_source = '', 'unattributed', 'paid') AS kind,
     sum(installs) + sum(reinstalls) AS installs,
     sum(purchases)                  AS purchases,
-    sumMap(revenue)                 AS revenue_by_currency
+    sumMap(revenue)                 AS revenue_by_currency,
+    sum(revenue_reporting)          AS revenue_reporting,
+    sum(purchases_unconverted)      AS purchases_unconverted
 FROM daily_rollups
 GROUP BY day, app_id, kind
 ORDER BY day, app_id, kind;

@@ -3,11 +3,15 @@
 
 Request path, cheapest refusal first: source → method → content type / declared size → body (bounded, with a
 deadline, decoded with a bound) → verification on the raw bytes → user key → produce and wait for Kafka's ack.
-Only then 200. A verified sender's unusable body goes to the dead-letter topic (also acked) and is answered 400."""
+Only then 200. A verified sender's unusable body goes to the dead-letter topic (also acked) and is answered 400.
+Whatever its bytes, a verified delivery is stored or dead-lettered: input never causes a 5xx (records.py keeps
+non-UTF-8 header bytes; the user key falls back to a fingerprint), and should the ingress itself fail on one, the
+delivery is dead-lettered whole (reason ``internal_error``) for replay once fixed."""
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
 import time
@@ -16,7 +20,7 @@ from typing import Any
 from aiohttp import web
 
 from attrib.settings import Settings
-from ingest import body, errors, metrics, records
+from ingest import body, errors, logfilter, metrics, records
 from ingest.producer import DurableProducer, ProduceError
 from ingest.rejections import Rejection, Rejections
 from ingest.sources import SourcePlan, compile_all
@@ -43,7 +47,7 @@ class Ingress:
         self.encode_dead = self.serde.encoder("dead_letter", self.dlq_topic)
         self.limit, self.read_timeout = s.ingest.max_body_bytes, s.ingest.read_timeout_s
         self._ready: tuple[float, bool, str] = (0.0, False, "not checked yet")
-        self._log_gate: dict[tuple[str, str], float] = {}
+        logfilter.install()  # rejection warnings and aiohttp's bad-request errors: a few lines per reason, not a flood
 
     # -- /webhooks/{source} --------------------------------------------------------------------------------------
     async def webhook(self, request: web.Request) -> web.Response:
@@ -51,6 +55,7 @@ class Ingress:
         plan = self.plans.get(name)
         size = 0
         client = request.remote or ""
+        verified: Inbound | None = None
         try:
             if plan is None:
                 raise errors.unknown_source(name)
@@ -81,50 +86,97 @@ class Ingress:
                     raise errors.https_required() if reason == HTTPS_REQUIRED else errors.ip_not_allowed()
                 raise errors.verification_failed(reason)
             metrics.body_bytes(name).observe(size)
+            verified = inbound
             return await self._store(plan, inbound, content_type, now)
         except errors.IngestError as e:
             label = name if plan is not None else metrics.UNKNOWN_SOURCE
             metrics.requests(label, e.status).inc()
             self._reject(label, e, client, request.method, size)
             return errors.from_error(e)
-        except Exception:  # a bug: the sender gets a 5xx (so it retries) and we get the traceback
-            log.exception("delivery failed", extra={"fields": {"source": name}})
+        except Exception:  # a bug (logged with its traceback, rate-limited): never lose a verified delivery to it
+            log.exception("delivery failed", extra={"fields": {"source": name, "reason": "internal_error"}})
             label = name if plan is not None else metrics.UNKNOWN_SOURCE
-            e = errors.IngestError(500, "internal_error", "the delivery could not be processed; retry later")
+            if plan is not None and verified is not None:
+                try:
+                    return await self._keep(plan, verified)
+                except errors.IngestError as refused:  # Kafka did not take it either: 503, the sender may retry
+                    metrics.requests(label, refused.status).inc()
+                    self._reject(label, refused, client, request.method, size)
+                    return errors.from_error(refused)
+                except Exception:
+                    log.exception("dead-lettering a failed delivery failed", extra={"fields": {
+                        "source": name, "reason": "internal_error_keep"}})
+            bug = errors.IngestError(500, "internal_error", "the delivery could not be processed; retry later")
             metrics.requests(label, 500).inc()
-            self._reject(label, e, client, request.method, size)
-            return errors.from_error(e)
+            self._reject(label, bug, client, request.method, size)
+            return errors.from_error(bug)
+
+    def _fits(self, size: int) -> None:
+        if size > self.producer.record_limit:
+            raise errors.record_too_large(size, self.producer.record_limit)
+
+    def _timeout(self, plan: SourcePlan) -> float:
+        return plan.options.produce_timeout_s or self.s.kafka.produce_timeout_s
 
     async def _store(self, plan: SourcePlan, req: Inbound, content_type: str | None, now: float) -> web.Response:
         qs = records.stored_query(plan, req.query_string)
-        key = user_key(plan.settings.mmp, req.body, qs, content_type, plan.settings.options)
+        key = records.text(user_key(plan.settings.mmp, req.body, qs, content_type, plan.settings.options))
         raw = records.raw_delivery(plan, req, int(now * 1000), key)
-        encoded = self.encode_raw(raw)
+        encoded, kb = self.encode_raw(raw), key.encode()
+        self._fits(len(kb) + len(encoded))
         # a device/customer key means user_key parsed the body into fields: only fingerprinted ones need the check
         problem = records.body_problem(req.method, content_type, req.body, qs) if key.startswith("fp:") else None
         try:
             if problem is not None:
                 reason, detail = problem
                 dl = records.dead_letter(raw, reason, detail, int(time.time() * 1000), encoded)
-                await self.producer.send(self.dlq_topic, key.encode(), self.encode_dead(dl))
+                dead = self.encode_dead(dl)
+                self._fits(len(kb) + len(dead))
+                await self.producer.send(self.dlq_topic, kb, dead, self._timeout(plan))
                 metrics.DEAD_LETTERS.labels(plan.name, reason).inc()
-                raise errors.IngestError(400, reason, detail + "; the delivery was kept on the dead-letter topic")
-            await self.producer.send(self.raw_topic, key.encode(), encoded)
+                kept = errors.IngestError(400, reason, detail + "; the delivery was kept on the dead-letter topic")
+                kept.delivery_id = raw["delivery_id"]
+                raise kept
+            await self.producer.send(self.raw_topic, kb, encoded, self._timeout(plan))
         except ProduceError as exc:
             raise errors.unavailable(self.s.ingest.retry_after_s, f"kafka_{exc.reason}") from None
         metrics.requests(plan.name, 200).inc()
         return web.Response(body=b'{"status":"stored","delivery_id":"%s"}' % raw["delivery_id"].encode(),
                             headers=_OK_HEADERS)
 
+    async def _keep(self, plan: SourcePlan, req: Inbound) -> web.Response:
+        """Dead-letter a verified delivery the ingress failed on, from the fewest moving parts: exact body and header
+        bytes, a fingerprint key. Answered 200: it is stored (for replay after the fix), a retry would not help."""
+        try:
+            qs = records.text(records.stored_query(plan, req.query_string))
+        except Exception:  # noqa: BLE001 - the query may be what broke; it never goes out unstripped
+            qs = ""
+        now_ms = int(time.time() * 1000)
+        key = "fp:" + hashlib.sha256(req.body).hexdigest()[:32]
+        raw: dict[str, Any] = {
+            "delivery_id": records.new_id(), "source": plan.name, "mmp": plan.settings.mmp,
+            "app_id": plan.settings.app_id, "method": req.method, "path": f"/webhooks/{plan.name}",
+            "query_string": qs, "headers": {},
+            "header_bytes": {h: records.wire(v) for h in plan.stored_headers if (v := req.headers.get(h)) is not None},
+            "body": req.body, "remote_addr": records.text(req.client), "received_at": now_ms, "user_key": key}
+        dl = records.dead_letter(raw, "internal_error", "the ingress failed on this delivery; kept for replay",
+                                 now_ms, self.encode_raw(raw))
+        try:
+            await self.producer.send(self.dlq_topic, key.encode(), self.encode_dead(dl), self._timeout(plan))
+        except ProduceError as exc:
+            raise errors.unavailable(self.s.ingest.retry_after_s, f"kafka_{exc.reason}") from None
+        metrics.DEAD_LETTERS.labels(plan.name, "internal_error").inc()
+        metrics.requests(plan.name, 200).inc()
+        return web.Response(body=b'{"status":"dead_lettered","delivery_id":"%s"}' % raw["delivery_id"].encode(),
+                            headers=_OK_HEADERS)
+
     def _reject(self, source: str, e: errors.IngestError, client: str, method: str, size: int) -> None:
+        client = records.text(client)
         self.rejections.add(Rejection(time.time(), source, e.status, e.code, e.reason, client, method, size))
-        # one log line per (source, reason) per second: a misconfigured sender must not flood the log
-        gate, now = (source, e.reason), time.monotonic()
-        if now - self._log_gate.get(gate, 0.0) >= 1.0:
-            self._log_gate[gate] = now
-            log.warning("delivery rejected", extra={"fields": {
-                "source": source, "status": e.status, "error": e.code, "reason": e.reason, "client": client,
-                "size": size}})
+        # rate-limited per (source, reason) by logfilter.TokenBucket: a misconfigured sender must not flood the log
+        log.warning("delivery rejected", extra={"fields": {
+            "source": source, "status": e.status, "error": e.code, "reason": e.reason, "client": client,
+            "size": size}})
 
     # -- operability -----------------------------------------------------------------------------------------------
     async def healthz(self, request: web.Request) -> web.Response:

@@ -48,6 +48,8 @@ async def read(request: web.Request, limit: int, timeout_s: float) -> bytes:
             return bytes(buf)
     except TimeoutError:
         raise errors.timeout(timeout_s) from None
+    except ConnectionError:  # the client hung up (or half-closed) mid-body: aiohttp's "Connection lost"
+        raise errors.client_closed() from None
 
 
 def decode(data: bytes, content_encoding: str | None, limit: int) -> bytes:

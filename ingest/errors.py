@@ -16,15 +16,20 @@ class IngestError(Exception):
         super().__init__(detail)
         self.status, self.code, self.detail, self.headers = status, code, detail, headers or {}
         self.reason = reason or code  # the internal reason (metrics / rejections), may be finer than `code`
+        self.delivery_id: str | None = None  # set when the delivery was kept (dead-lettered) despite the error
 
 
-def response(status: int, code: str, detail: str, headers: dict[str, str] | None = None) -> web.Response:
-    return web.Response(status=status, body=json.dumps({"error": code, "detail": detail}).encode(),
-                        content_type="application/json", headers=headers)
+def response(status: int, code: str, detail: str, headers: dict[str, str] | None = None,
+             delivery_id: str | None = None) -> web.Response:
+    out = {"error": code, "detail": detail}
+    if delivery_id is not None:
+        out["delivery_id"] = delivery_id
+    return web.Response(status=status, body=json.dumps(out).encode(), content_type="application/json",
+                        headers=headers)
 
 
 def from_error(e: IngestError) -> web.Response:
-    return response(e.status, e.code, e.detail, e.headers)
+    return response(e.status, e.code, e.detail, e.headers, e.delivery_id)
 
 
 # Constructors for the codes of the table in README "Ingress"
@@ -75,3 +80,15 @@ def timeout(seconds: float) -> IngestError:
 def unavailable(retry_after: int, reason: str) -> IngestError:
     return IngestError(503, "kafka_unavailable", "the delivery could not be stored; retry later",
                        {"Retry-After": str(retry_after)}, reason=reason)
+
+
+def record_too_large(size: int, limit: int) -> IngestError:
+    # the body passed ingest.max_body_bytes, but with its headers the record exceeds what Kafka takes: every retry
+    # would fail the same way, so this is the sender's 413, not a 503
+    return IngestError(413, "body_too_large", f"the delivery with its headers is {size} bytes; the limit is {limit}",
+                       reason="record_too_large")
+
+
+def client_closed() -> IngestError:
+    # nginx's 499: nobody reads the answer; a 4xx-class label so a sender hanging up is no 5xx alarm
+    return IngestError(499, "client_closed", "the client closed the connection before the body was complete")

@@ -18,21 +18,23 @@ DEAD_LETTERS = Counter("attrib_ingest_dead_letters_total",
                        "Verified deliveries stored to the dead-letter topic, by source and reason.",
                        ["source", "reason"])
 PRODUCE_SECONDS = Histogram("attrib_ingest_produce_seconds", "Time from produce to Kafka's acknowledgement.",
-                            buckets=(.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10))
+                            buckets=(.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 15, 20))
 IN_FLIGHT = Gauge("attrib_ingest_in_flight", "Deliveries waiting for Kafka's acknowledgement.",
                   multiprocess_mode="livesum")
 KAFKA_ERRORS = Counter("attrib_ingest_kafka_errors_total", "Producer errors, by kind.", ["kind"])
+HEADER_TIMEOUTS = Counter("attrib_ingest_header_timeouts_total",
+                          "Connections answered 408 and closed: no request head within ingest.header_timeout_s.")
 BODY_BYTES = Histogram("attrib_ingest_body_bytes", "Body sizes after transport decoding.", ["source"],
                        buckets=(256, 1024, 4096, 16384, 65536, 262144, 1 << 20, 4 << 20))
 
 
 @cache
-def requests(source: str, status: int):  # type: ignore[no-untyped-def]
+def requests(source: str, status: int) -> Counter:
     return REQUESTS.labels(source, str(status))  # cached child: label lookup off the hot path
 
 
 @cache
-def body_bytes(source: str):  # type: ignore[no-untyped-def]
+def body_bytes(source: str) -> Histogram:
     return BODY_BYTES.labels(source)
 
 

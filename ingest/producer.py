@@ -3,11 +3,13 @@ idempotent producer), and the caller waits a bounded time for that.
 
 librdkafka delivers reports on whichever thread calls ``poll``. The event loop itself polls (non-blocking, every
 millisecond while records are in flight), so reports resolve request futures directly: no Python thread competing
-for the GIL and no cross-thread wake-up per record (a polling thread cost ~10% more CPU per delivery in bench/ingest.py)."""
+for the GIL and no cross-thread wake-up per record (a polling thread cost ~10% more CPU per delivery in
+bench/ingest.py)."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from dataclasses import dataclass
@@ -22,6 +24,10 @@ log = logging.getLogger("attrib.ingest.producer")
 
 # Settings the ingress relies on; ingest.producer overrides can add, never weaken these.
 FIXED = {"acks": "all", "enable.idempotence": True, "partitioner": "murmur2_random"}
+# Largest record produced: under the broker's default record-batch limit (message.max.bytes = max.message.bytes =
+# 1,048,588) less batch framing. Raise it (ingest.producer) only with the topics' max.message.bytes.
+MESSAGE_MAX_BYTES = 1_048_000
+RECORD_FRAMING = 512  # per-record bytes besides key and value (lengths, offsets, timestamp), with room to spare
 
 
 class ProduceError(Exception):
@@ -39,8 +45,17 @@ class Stored:
     offset: int
 
 
+def longest_wait_s(s: Settings) -> float:
+    """The longest any request waits for an ack: kafka.produce_timeout_s or a source's options.produce_timeout_s."""
+    waits = [s.kafka.produce_timeout_s]
+    for src in s.sources:
+        with contextlib.suppress(TypeError, ValueError):  # compile_source refuses it at start-up, naming the key
+            waits.append(float(src.options.get("produce_timeout_s") or 0))
+    return max(waits)
+
+
 def config(s: Settings) -> dict[str, Any]:
-    timeout_ms = int(s.kafka.produce_timeout_s * 1000)
+    timeout_ms = int(longest_wait_s(s) * 1000)
     conf: dict[str, Any] = {
         "bootstrap.servers": s.kafka.bootstrap_servers,
         "linger.ms": s.ingest.linger_ms,
@@ -49,6 +64,7 @@ def config(s: Settings) -> dict[str, Any]:
         # (those would only be duplicates of the sender's retry, which streams dedupe anyway).
         "message.timeout.ms": max(timeout_ms, 1000),
         "client.id": "attrib-ingest",
+        "message.max.bytes": MESSAGE_MAX_BYTES,
         "log_level": 3,
     }
     conf.update({k: v for k, v in s.ingest.producer.items()})
@@ -60,7 +76,10 @@ class DurableProducer:
     def __init__(self, s: Settings) -> None:
         self._conf = config(s)
         self._timeout = s.kafka.produce_timeout_s
-        self._p = Producer({**self._conf, "error_cb": self._on_error, "logger": logging.getLogger("attrib.ingest.kafka")})
+        # a record over this is refused by librdkafka (or the broker) on every try: checked before producing
+        self.record_limit = int(self._conf["message.max.bytes"]) - RECORD_FRAMING
+        self._p = Producer({**self._conf, "error_cb": self._on_error,
+                            "logger": logging.getLogger("attrib.ingest.kafka")})
         self._loop: asyncio.AbstractEventLoop | None = None
         self._poller: asyncio.Task[None] | None = None
         self._pending = 0
@@ -90,10 +109,8 @@ class DurableProducer:
     async def stop_polling(self) -> None:
         if self._poller is not None:
             self._poller.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError):
                 await self._poller
-            except asyncio.CancelledError:
-                pass
             self._poller = None
 
     # -- the request path ------------------------------------------------------------------------------------------
@@ -135,10 +152,8 @@ class DurableProducer:
                 await asyncio.sleep(0.001)
             else:  # idle: sleep until a produce wakes us (error callbacks wait for the next poll; fine when idle)
                 self._wake.clear()
-                try:
+                with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), 0.5)
-                except TimeoutError:
-                    pass
 
     def _report(self, fut: asyncio.Future[Stored], err: KafkaError | None, msg: Any) -> None:
         if self._closing or fut.done():  # shutting down (flush thread), or the request gave up and answered 503

@@ -1,5 +1,9 @@
 """What the ingress writes to Kafka: the raw delivery record and, for a verified but empty/unparseable body, the
-dead-letter record. Pure functions; the secret of a URL-secret source never reaches a record."""
+dead-letter record. Pure functions; the secret of a URL-secret source never reaches a record.
+
+Every string of a record must be valid UTF-8 (Avro strings, Kafka keys). Header values arrive as whatever bytes the
+sender put there (aiohttp hands them over decoded with ``surrogateescape``): a value that is not UTF-8 is stored with
+U+FFFD in ``headers`` (readable) and exactly in ``header_bytes`` (raw_delivery v2)."""
 
 from __future__ import annotations
 
@@ -12,6 +16,7 @@ from typing import Any
 from ingest.body import media_type
 from ingest.sources import SourcePlan
 from ingest.verify import Inbound, url_secret
+from ingest.verify._util import wire
 
 _ids = random.Random(os.urandom(32))  # unique ids without a getrandom() syscall per delivery
 os.register_at_fork(after_in_child=lambda: _ids.seed(os.urandom(32)))  # forked workers must not share a sequence
@@ -28,9 +33,36 @@ def stored_query(plan: SourcePlan, query_string: str) -> str:
     return url_secret.strip(query_string, plan.url_secret_param) if plan.url_secret_param else query_string
 
 
+def text(s: str) -> str:
+    """``s`` if it is valid UTF-8 text, else its bytes decoded with U+FFFD for what is not."""
+    if s.isascii():
+        return s
+    try:
+        s.encode("utf-8")
+    except UnicodeEncodeError:
+        return wire(s).decode("utf-8", "replace")
+    return s
+
+
+def stored_headers(names: tuple[str, ...], headers: Mapping[str, str]) -> tuple[dict[str, str],
+                                                                               dict[str, bytes] | None]:
+    """(readable values, exact bytes of the values that are not UTF-8 — None when all are)."""
+    readable: dict[str, str] = {}
+    exact: dict[str, bytes] = {}
+    for h in names:
+        v = headers.get(h)
+        if v is None:
+            continue
+        t = text(v)
+        if t is not v:
+            exact[h] = wire(v)
+        readable[h] = t
+    return readable, exact or None
+
+
 def raw_delivery(plan: SourcePlan, req: Inbound, received_at_ms: int, user_key: str,
                  delivery_id: str | None = None) -> dict[str, Any]:
-    headers: Mapping[str, str] = req.headers
+    readable, exact = stored_headers(plan.stored_headers, req.headers)
     return {
         "delivery_id": delivery_id or new_id(),
         "source": plan.name,
@@ -38,12 +70,13 @@ def raw_delivery(plan: SourcePlan, req: Inbound, received_at_ms: int, user_key: 
         "app_id": plan.settings.app_id,
         "method": req.method,
         "path": f"/webhooks/{plan.name}",  # never the path-secret segment
-        "query_string": stored_query(plan, req.query_string),
-        "headers": {h: v for h in plan.stored_headers if (v := headers.get(h)) is not None},
+        "query_string": text(stored_query(plan, req.query_string)),  # ASCII on the wire (the parser refuses more)
+        "headers": readable,
+        "header_bytes": exact,
         "body": req.body,
-        "remote_addr": req.client,
+        "remote_addr": text(req.client),  # an X-Forwarded-For hop behind a trusted proxy: any bytes
         "received_at": received_at_ms,
-        "user_key": user_key,
+        "user_key": text(user_key),
     }
 
 

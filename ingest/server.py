@@ -62,10 +62,11 @@ async def start(s: Settings, app: Any = None, reuse_port: bool = True) -> Any:
     from aiohttp import web
 
     from ingest.app import make_app
+    from ingest.http import Runner
 
-    runner = web.AppRunner(app or make_app(s), access_log=None, auto_decompress=False,
-                           keepalive_timeout=s.ingest.keepalive_timeout_s, shutdown_timeout=s.ingest.shutdown_timeout_s,
-                           max_field_size=16384)
+    runner = Runner(app or make_app(s), header_timeout=s.ingest.header_timeout_s, access_log=None,
+                    auto_decompress=False, keepalive_timeout=s.ingest.keepalive_timeout_s,
+                    shutdown_timeout=s.ingest.shutdown_timeout_s, max_field_size=16384)
     await runner.setup()
     site = web.TCPSite(runner, s.ingest.host, s.ingest.port, reuse_port=reuse_port, ssl_context=ssl_context(s),
                        backlog=2048)

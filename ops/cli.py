@@ -7,6 +7,7 @@ import json
 import os
 import sys
 from collections.abc import Callable, Sequence
+from types import ModuleType
 
 from attrib import settings as settings_mod
 from attrib.settings import ConfigError, Settings
@@ -79,10 +80,13 @@ COMMANDS: dict[str, Handler] = {"stack": _stack, "migrate": _migrate, "config": 
 # main(args, settings) -> int. One line per command here; keep the table sorted.
 PLUGINS: dict[str, str] = {
     "alerts": "alerts.app",
+    "dashboard": "ops.dashboard.command",
+    "fx": "ops.fx.command",
     "ingest": "ingest.server",
     "inspect": "ops.inspect.command",
     "normalize": "ops.normalize",
     "notify": "alerts.slack",
+    "partners": "ops.partners",
     "replay": "ops.replay.command",
     "route": "sinks.route.command",
     "send": "ops.traffic.send",
@@ -93,7 +97,7 @@ PLUGINS: dict[str, str] = {
 }
 
 
-def _plugin(name: str):  # type: ignore[no-untyped-def]
+def _plugin(name: str) -> ModuleType:
     import importlib
 
     return importlib.import_module(PLUGINS[name])
@@ -136,10 +140,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except Exception as exc:  # one clear line for the operator; details in --debug logs
+        from attrib.errors import ConfigurationError
         from ops.stack import StackError
         from sinks.migrate import MigrationError
 
-        if isinstance(exc, (StackError, MigrationError)):
+        if isinstance(exc, (StackError, MigrationError, ConfigurationError)):
             print(f"attrib {args.command}: {exc}", file=sys.stderr)
             return 1
         raise

@@ -167,4 +167,5 @@ keep querying (in another terminal)
   .venv/bin/attrib sql "SELECT event_type, attribution_status, count() FROM {s.clickhouse.database}.events FINAL GROUP BY ALL"
   .venv/bin/attrib sql < docs/queries.sql        # or one query from the analyst pack
   .venv/bin/attrib send --count 200             # more signed traffic
+  ATTRIB_DASHBOARD__TOKEN=<16+ chars> .venv/bin/attrib dashboard   # charts: open the printed URL + #token=…
 Ctrl-C stops everything cleanly."""

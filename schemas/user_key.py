@@ -1,9 +1,10 @@
 """The per-user partition key, shared by the ingress (Kafka key) and the normalizers (``user_key`` field).
 
 Rule: the first present id of the MMP's ordered candidate list (device ids first, chosen so that installs and later
-events of one device meet on one key; see README "Schemas and normalizers"), else the customer id, else ``fp:<hex>`` — a fingerprint of
-the delivery, so an unkeyable delivery still has a stable key and its retries meet. Device ids are lower-cased;
-``""``, ``"null"`` and all-zero ids are absent. :func:`user_key` never raises.
+events of one device meet on one key; see README "Schemas and normalizers"), else the customer id, else ``fp:<hex>``
+— a fingerprint of the delivery, so an unkeyable delivery still has a stable key and its retries meet. Device ids are lower-cased;
+``""``, ``"null"`` and all-zero ids are absent, and so is an id that is not valid Unicode (a lone surrogate such as
+JSON's ``"\\ud800"``): a key must be UTF-8 to be a Kafka key and an Avro string. :func:`user_key` never raises.
 """
 
 from __future__ import annotations
@@ -98,9 +99,19 @@ def candidates(mmp: str, fields: dict[str, Any]) -> list[str]:
     seen: list[str] = []
     for kind, value in EXTRACTORS.get(mmp, _generic)(fields):
         c = f"{kind}:{value}"
-        if c not in seen:
+        if c not in seen and _utf8(c):
             seen.append(c)
     return seen
+
+
+def _utf8(s: str) -> bool:
+    if s.isascii():
+        return True
+    try:
+        s.encode("utf-8")
+    except UnicodeEncodeError:  # lone surrogates
+        return False
+    return True
 
 
 _CANON = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str).encode

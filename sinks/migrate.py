@@ -18,6 +18,7 @@ from pathlib import Path
 from clickhouse_connect.driver.client import Client
 
 from attrib.settings import Settings
+from sinks import partners
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 _NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
@@ -74,7 +75,7 @@ SHARD_KEYS = {
 }
 # Small tables replicated whole to every node (one replica set across the cluster, no Distributed table): the rollups
 # are rebuilt from the Distributed `events` and swapped in with REPLACE PARTITION, which replicates.
-GLOBAL_TABLES = {"daily_rollups", "schema_migrations"}
+GLOBAL_TABLES = {"daily_rollups", "schema_migrations", "partner_map", "fx_rates", "fx_daily"}
 # Bookkeeping of the process on each node (no replication, no Distributed table).
 NODE_TABLES = {"rollup_dirty_days"}
 
@@ -83,6 +84,7 @@ _CREATE_TABLE = re.compile(
     r"^CREATE TABLE IF NOT EXISTS (?P<db>\w+)\.(?P<table>\w+)(?P<body>.*?)\bENGINE\s*=\s*(?P<family>\w*)MergeTree"
     r"(?:\((?P<args>[^)]*)\))?(?P<rest>.*)$", re.S)
 _CREATE_NULL = re.compile(r"^CREATE TABLE IF NOT EXISTS (?P<name>\w+\.\w+)(?P<rest>.*\bENGINE\s*=\s*Null)$", re.S)
+_CREATE_VIEW = re.compile(r"^CREATE VIEW IF NOT EXISTS (?P<name>\w+\.\w+)(?P<rest>\s+AS\s.*)$", re.S)
 _CREATE_MV = re.compile(r"^CREATE MATERIALIZED VIEW IF NOT EXISTS (?P<name>\w+\.\w+)(?P<rest>\s+TO\s.*)$", re.S)
 _DROP = re.compile(r"^DROP (?P<kind>TABLE|VIEW) IF EXISTS (?P<name>\w+\.\w+)$")
 _ALTER = re.compile(r"^ALTER TABLE (?P<db>\w+)\.(?P<table>\w+)\s(?P<ops>.*)$", re.S)
@@ -100,6 +102,8 @@ def render(stmt: str, cluster: str | None) -> list[str]:
         return [f"DROP {m['kind']} IF EXISTS {m['name']} {on} SYNC"]
     if m := _CREATE_NULL.match(stmt):  # landing tables: one per node, writing through their views
         return [f"CREATE TABLE IF NOT EXISTS {m['name']} {on}{m['rest']}"]
+    if m := _CREATE_VIEW.match(stmt):  # plain (query) views: one per node, reading the Distributed tables
+        return [f"CREATE VIEW IF NOT EXISTS {m['name']} {on}{m['rest']}"]
     if m := _CREATE_MV.match(stmt):  # `TO events` then names the Distributed table: rows go to their shard
         return [f"CREATE MATERIALIZED VIEW IF NOT EXISTS {m['name']} {on}{m['rest']}"]
     if m := _CREATE_TABLE.match(stmt):
@@ -169,6 +173,7 @@ def migrate(client: Client, settings: Settings) -> list[Migration]:
     ch = settings.clickhouse
     done = apply(client, ch.database, cluster=ch.cluster)
     sync_raw_ttl(client, settings)
+    partners.sync(client, ch.database, partners.mapping(settings))
     return done
 
 

@@ -23,41 +23,90 @@ from typing import Any
 
 from clickhouse_connect.driver.client import Client
 
+from schemas.partners import SQL_KEY
+
 log = logging.getLogger("attrib.sink.rollups")
 
-COLUMNS = ("day", "app_id", "media_source", "campaign", "ad_set", "platform", "installs", "reinstalls", "signups",
-           "purchases", "revenue", "users", "users_state", "events")
+COLUMNS = ("day", "app_id", "media_source", "campaign", "ad_set", "platform", "partner_id", "partner_name",
+           "partner_mapped", "reporting_currency", "installs", "reinstalls", "signups", "purchases", "revenue",
+           "revenue_reporting", "purchases_unconverted", "users", "users_state", "events")
 
 # Attribution dimensions: the user's first touch (install attribution) as a whole when there is one — never mixed
 # with the event's own fields (an organic user's purchase may carry a network's campaign) — else what the event
 # itself carried. '' = not attributed (yet): pending or unattributed events stay visible instead of disappearing.
-SELECT = """
+# The canonical partner of that media source comes from the newest partner_map generation (schemas/partners.py);
+# a value it lacks is its own partner (its key), flagged partner_mapped = 0.
+# Revenue in the reporting currency {rep}: as sent when already in {rep}; else the MMP's own USD figure when {rep} is
+# USD (AppsFlyer event_revenue_usd, Adjust revenue_usd / revenue_usd_cents); else times the fx_daily factor of the
+# event's day; else NULL — counted in purchases_unconverted and left out of revenue_reporting, never guessed.
+ATTR_MEDIA_SOURCE = "ifNull(if(first_touch_media_source IS NOT NULL, first_touch_media_source, media_source), '')"
+MMP_USD = """multiIf(
+        mmp = 'appsflyer', toDecimal128OrNull(trim(BOTH '"' FROM JSONExtractRaw(properties, 'event_revenue_usd')), 9),
+        mmp = 'adjust', coalesce(
+            toDecimal128OrNull(trim(BOTH '"' FROM JSONExtractRaw(properties, 'revenue_usd')), 9),
+            toDecimal128OrNull(trim(BOTH '"' FROM JSONExtractRaw(properties, 'revenue_usd_cents')), 9) / 100),
+        NULL)"""
+REPORTING_REVENUE = """multiIf(
+        amount IS NULL OR cur IS NULL, NULL,
+        cur = {rep:String}, toNullable(toDecimal128(assumeNotNull(amount), 6)),
+        {rep:String} = 'USD' AND mmp_usd IS NOT NULL, toNullable(toDecimal128(assumeNotNull(mmp_usd), 6)),
+        fx_ok = 1, toNullable(toDecimal128(assumeNotNull(amount) * fx_factor, 6)),
+        NULL)"""
+PARTNER_JOIN = """LEFT JOIN (SELECT key AS pm_key, partner_id AS pm_id, partner_name AS pm_name FROM {db}.partner_map
+           WHERE generation = (SELECT max(generation) FROM {db}.partner_map)) AS pm ON pm.pm_key = e.partner_key"""
+FX_JOIN = """LEFT JOIN (SELECT day AS fx_day, currency AS fx_currency, factor AS fx_factor, ok AS fx_ok
+           FROM {db}.fx_daily
+           WHERE reporting = {rep:String}
+             AND generation = (SELECT max(generation) FROM {db}.fx_daily WHERE reporting = {rep:String})) AS fx
+          ON fx.fx_day = e.day AND fx.fx_currency = e.cur"""
+SELECT = f"""
 SELECT
-    toDate(event_time)                                                     AS day,
-    app_id,
-    ifNull(if(first_touch_media_source IS NOT NULL, first_touch_media_source, media_source), '') AS media_source,
-    ifNull(if(first_touch_media_source IS NOT NULL, first_touch_campaign, campaign), '')         AS campaign,
-    ifNull(if(first_touch_media_source IS NOT NULL, first_touch_ad_set, ad_set), '')             AS ad_set,
-    coalesce(platform, '')                                                 AS platform,
-    countIf(event_type = 'install')                                        AS installs,
-    countIf(event_type = 'reinstall')                                      AS reinstalls,
-    countIf(event_type = 'signup')                                         AS signups,
-    countIf(event_type = 'purchase')                                       AS purchases,
-    sumMapIf(map(assumeNotNull(currency), toDecimal128(assumeNotNull(revenue), 6)),
-             event_type = 'purchase' AND revenue IS NOT NULL AND currency IS NOT NULL) AS revenue,
-    uniqExact(user_key)                                                    AS users,
-    uniqState(user_key)                                                    AS users_state,
-    count()                                                                AS events
-FROM {db}.events FINAL
-WHERE event_time >= {lo:DateTime64(3, 'UTC')} AND event_time < {hi:DateTime64(3, 'UTC')}
-  AND toDate(event_time) IN {days:Array(Date)}
-GROUP BY day, app_id, media_source, campaign, ad_set, platform
-"""
+    day, app_id, media_source, campaign, ad_set, platform,
+    if(media_source = '', '', if(pm_id != '', pm_id, partner_key))                      AS partner_id,
+    if(media_source = '', '', if(pm_id != '', pm_name, media_source))                   AS partner_name,
+    toUInt8(media_source = '' OR pm_id != '')                                           AS partner_mapped,
+    {{rep:String}}                                                                     AS reporting_currency,
+    countIf(event_type = 'install')                                                     AS installs,
+    countIf(event_type = 'reinstall')                                                   AS reinstalls,
+    countIf(event_type = 'signup')                                                      AS signups,
+    countIf(event_type = 'purchase')                                                    AS purchases,
+    sumMapIf(map(assumeNotNull(cur), toDecimal128(assumeNotNull(amount), 6)),
+             event_type = 'purchase' AND amount IS NOT NULL AND cur IS NOT NULL)        AS revenue,
+    toDecimal128(sumIf(assumeNotNull(revenue_rep), event_type = 'purchase' AND revenue_rep IS NOT NULL), 6)
+                                                                                        AS revenue_reporting,
+    countIf(event_type = 'purchase' AND amount IS NOT NULL AND cur IS NOT NULL AND revenue_rep IS NULL)
+                                                                                        AS purchases_unconverted,
+    uniqExact(user_key)                                                                 AS users,
+    uniqState(user_key)                                                                 AS users_state,
+    count()                                                                             AS events
+FROM (
+    SELECT
+        e.*, pm_id, pm_name, fx_factor, fx_ok,
+        {REPORTING_REVENUE} AS revenue_rep
+    FROM (
+        SELECT
+            toDate(event_time) AS day, app_id, event_type, revenue AS amount, currency AS cur, user_key,
+            {ATTR_MEDIA_SOURCE} AS media_source,
+            ifNull(if(first_touch_media_source IS NOT NULL, first_touch_campaign, campaign), '')         AS campaign,
+            ifNull(if(first_touch_media_source IS NOT NULL, first_touch_ad_set, ad_set), '')             AS ad_set,
+            coalesce(platform, '')                                                                       AS platform,
+            {MMP_USD} AS mmp_usd,
+            {{partner_key}} AS partner_key
+        FROM {{db}}.events FINAL
+        WHERE event_time >= {{lo:DateTime64(3, 'UTC')}} AND event_time < {{hi:DateTime64(3, 'UTC')}}
+          AND toDate(event_time) IN {{days:Array(Date)}}
+    ) AS e
+    {PARTNER_JOIN}
+    {FX_JOIN}
+)
+GROUP BY day, app_id, media_source, campaign, ad_set, platform, partner_id, partner_name, partner_mapped
+""".replace("{partner_key}", SQL_KEY.replace("{v}", f"({ATTR_MEDIA_SOURCE})"))
 
 
-def refresh(client: Client, database: str, days: Iterable[date], settings: dict[str, Any] | None = None) -> int:
+def refresh(client: Client, database: str, days: Iterable[date], settings: dict[str, Any] | None = None,
+            reporting: str = "USD") -> int:
     """Rebuild ``daily_rollups`` for ``days``; return the number of rollup rows written. ``settings`` go with the
-    rebuild's aggregation (the expensive part)."""
+    rebuild's aggregation (the expensive part); ``reporting`` is the currency revenue is converted to."""
     days = sorted(set(days))
     if not days:
         return 0
@@ -70,8 +119,10 @@ def refresh(client: Client, database: str, days: Iterable[date], settings: dict[
         hi = datetime.combine(days[-1] + timedelta(days=1), datetime.min.time(), UTC)
         client.command(
             f"INSERT INTO {staging} ({', '.join(COLUMNS)}) " + SELECT.replace("{db}", database),
-            parameters={"lo": lo, "hi": hi, "days": days}, settings={"async_insert": 0, **(settings or {})})
-        built = dict(client.query(f"SELECT day, count() FROM {staging} GROUP BY day").result_rows)
+            parameters={"lo": lo, "hi": hi, "days": days, "rep": reporting},
+            settings={"async_insert": 0, **(settings or {})})
+        counted = client.query(f"SELECT day, count() FROM {staging} GROUP BY day").result_rows
+        built: dict[date, int] = {d: n for d, n in counted}
         for d in days:
             if d in built:
                 client.command(f"ALTER TABLE {database}.daily_rollups REPLACE PARTITION {d:%Y%m%d} FROM {staging}")
@@ -88,8 +139,9 @@ class Refresher:
     other sink processes whose clocks or commits interleave with ours (a rebuild too many is harmless)."""
 
     def __init__(self, connect: Callable[[], Client], database: str, interval_s: float, margin_s: float = 10.0,
-                 query_settings: dict[str, Any] | None = None):
+                 query_settings: dict[str, Any] | None = None, reporting: str = "USD"):
         self._connect = connect
+        self.reporting = reporting
         self.db = database
         self.query_settings = query_settings or {}
         self.interval_s = interval_s
@@ -97,6 +149,7 @@ class Refresher:
         self.watermark: datetime | None = None
         self.settled_at = 0.0  # wall-clock start of the last completed round: later loads are not in it yet
         self.refreshes = self.failures = 0
+        self.unmapped_partners = self.unmapped_events = self.unconverted_purchases = 0
         self.last_error = ""
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -128,6 +181,11 @@ class Refresher:
             # rebuilding grows with the day's size: keep it to about a third of the time under heavy load
             self._stop.wait(max(self.interval_s, 2 * (time.monotonic() - took)))
 
+    def prometheus(self) -> str:
+        return (f"attrib_sink_unmapped_partners {self.unmapped_partners}\n"
+                f"attrib_sink_unmapped_partner_events {self.unmapped_events}\n"
+                f"attrib_sink_unconverted_purchases {self.unconverted_purchases}\n")
+
     def run_once(self) -> int:
         started = time.time()
         if self._client is None:
@@ -143,11 +201,20 @@ class Refresher:
                        parameters={"since": since}).result_rows
         written = 0
         if rows:
-            written = refresh(c, self.db, [d for d, _ in rows], self.query_settings)
+            written = refresh(c, self.db, [d for d, _ in rows], self.query_settings, self.reporting)
             self.watermark = max(self.watermark, *(_utc(t) for _, t in rows))
             self.refreshes += 1
+            self.unmapped_partners, self.unmapped_events, self.unconverted_purchases = quality(c, self.db)
         self.settled_at = started
         return written
+
+
+def quality(client: Client, database: str) -> tuple[int, int, int]:
+    """(distinct unmapped partner values, their events, purchases without a rate) over all rollups — the gauges an
+    operator watches to extend schemas/partners.csv or load missing FX rates."""
+    r = client.query(f"SELECT uniqExactIf(partner_id, partner_mapped = 0), sumIf(events, partner_mapped = 0), "
+                     f"sum(purchases_unconverted) FROM {database}.daily_rollups").result_rows[0]
+    return int(r[0]), int(r[1]), int(r[2])
 
 
 def _utc(t: datetime) -> datetime:

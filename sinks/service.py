@@ -156,7 +156,8 @@ class Sink:
         # rollups lag a little. A server schedules its own queries.
         self.refresher = rollups.Refresher(self._connect, self.db, settings.sink.rollup_refresh_s,
                                            query_settings={"os_thread_priority": 10}
-                                           if settings.clickhouse.embedded else None)
+                                           if settings.clickhouse.embedded else None,
+                                           reporting=settings.reporting.currency)
         self._carry: list[Message] = []
         self.serde = wire.serde(settings)  # single-object Avro, or Confluent framing with a schema registry
         self.topics = [settings.topics.events, settings.topics.dead_letters, settings.topics.alerts_spike,
@@ -177,7 +178,7 @@ class Sink:
     def prometheus(self) -> str:
         r = self.refresher
         return (self.metrics.prometheus() + f"attrib_sink_rollup_refreshes_total {r.refreshes}\n"
-                f"attrib_sink_rollup_failures_total {r.failures}\n")
+                f"attrib_sink_rollup_failures_total {r.failures}\n" + r.prometheus())
 
     def settled(self) -> bool:
         """Everything flushed so far is also in the rollups (a refresh round began after the last flush)."""

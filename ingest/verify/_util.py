@@ -27,6 +27,15 @@ def b64decode_lenient(s: str) -> bytes | None:
         return None
 
 
+def wire(s: str) -> bytes:
+    """The bytes a header/query value arrived as: aiohttp decodes them as UTF-8 with ``surrogateescape``, so a
+    non-UTF-8 byte (Latin-1 ``café``) comes back exactly; a lone surrogate from elsewhere is kept as UTF-16 would."""
+    try:
+        return s.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        return s.encode("utf-8", "surrogatepass")
+
+
 def hexdecode(s: str) -> bytes | None:
     try:
         return bytes.fromhex(s.strip())

@@ -36,7 +36,11 @@ class SourceOptions(BaseModel):
     trusted_proxies: list[str] = Field(default_factory=list, description="added to ingest.trusted_proxies")
     content_types: list[str] = Field(
         default_factory=lambda: ["application/json", "application/x-www-form-urlencoded", "text/plain"])
-    store_headers: list[str] = Field(default_factory=list, description="headers kept in the raw record, added to defaults")
+    store_headers: list[str] = Field(default_factory=list,
+                                     description="headers kept in the raw record, added to defaults")
+    # durability: how long this source's requests wait for Kafka's ack (default kafka.produce_timeout_s); README
+    # "Durability and shutdown" has the per-sender reasoning
+    produce_timeout_s: float | None = Field(None, gt=0)
 
     def token_header_for(self, mmp: str) -> str:
         return (self.token_header or TOKEN_HEADER_DEFAULTS.get(mmp, "x-webhook-token")).lower()

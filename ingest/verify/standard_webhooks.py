@@ -10,7 +10,7 @@ import hashlib
 import hmac
 
 from ingest.verify import Inbound, Outbound, Verifier
-from ingest.verify._util import b64decode_lenient
+from ingest.verify._util import b64decode_lenient, wire
 from ingest.verify.options import SourceOptions
 
 NAME = "standard_webhooks"
@@ -41,7 +41,7 @@ def build(opts: SourceOptions, secrets: list[str]) -> Verifier:
             return "stale_timestamp"
         if t - now > future:
             return "future_timestamp"
-        signed = f"{msg_id}.{t}.".encode() + req.body
+        signed = wire(msg_id) + f".{t}.".encode() + req.body  # the id as sent, non-UTF-8 bytes too
         macs = [hmac.new(k, signed, hashlib.sha256).digest() for k in keys]
         ok = False
         for entry in sig.split():
@@ -59,7 +59,7 @@ def build(opts: SourceOptions, secrets: list[str]) -> Verifier:
 
 
 def signature(secret: str, msg_id: str, ts: int, body: bytes) -> str:
-    mac = hmac.new(key_bytes(secret), f"{msg_id}.{ts}.".encode() + body, hashlib.sha256).digest()
+    mac = hmac.new(key_bytes(secret), wire(msg_id) + f".{ts}.".encode() + body, hashlib.sha256).digest()
     return "v1," + base64.b64encode(mac).decode()
 
 

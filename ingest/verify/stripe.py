@@ -39,8 +39,8 @@ def build(opts: SourceOptions, secrets: list[str]) -> Verifier:
             return "bad_signature"
         signed = t.encode() + b"." + req.body
         ok = False
-        for k in keys:
-            mac = hmac.new(k, signed, hashlib.sha256).digest()
+        for key in keys:
+            mac = hmac.new(key, signed, hashlib.sha256).digest()
             for given in v1:
                 ok |= hmac.compare_digest(given, mac)
         if not ok:

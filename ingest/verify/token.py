@@ -4,7 +4,7 @@ configured ``Authorization`` or ``X-…`` token name). ``token_prefix`` (e.g. ``
 from __future__ import annotations
 
 from ingest.verify import Inbound, Outbound, Verifier
-from ingest.verify._util import any_equal
+from ingest.verify._util import any_equal, wire
 from ingest.verify.options import SourceOptions
 
 NAME = "token"
@@ -27,7 +27,7 @@ def build(opts: SourceOptions, secrets: list[str]) -> Verifier:
             if value[: len(prefix)].lower() != prefix.lower():
                 return "bad_token"
             value = value[len(prefix):].strip()
-        return None if any_equal(value.encode(), tokens) else "bad_token"
+        return None if any_equal(wire(value), tokens) else "bad_token"
 
     return check
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 from urllib.parse import parse_qsl, quote, unquote_plus
 
 from ingest.verify import Inbound, Outbound, Verifier
-from ingest.verify._util import any_equal
+from ingest.verify._util import any_equal, wire
 from ingest.verify.options import SourceOptions
 
 NAME = "url_secret"
@@ -38,7 +38,7 @@ def build(opts: SourceOptions, secrets: list[str]) -> Verifier:
         given = req.path_secret if req.path_secret is not None else find(req.query_string, param)
         if not given:
             return "missing_secret"
-        return None if any_equal(given.encode(), values) else "bad_secret"
+        return None if any_equal(wire(given), values) else "bad_secret"
 
     return check
 

@@ -75,13 +75,14 @@ def retry_delivery(s: Settings, dl: dict[str, Any]) -> tuple[bool, str, dict[str
 async def retry_routes(s: Settings, dls: list[dict[str, Any]]) -> list[tuple[bool, str]]:
     """Send route dead letters again, each destination with its own policy and concurrency, all in one loop."""
     from sinks.route.metrics import RouteMetrics
+    from sinks.route.presets.delivery import make_destination
     from sinks.route.sender import Destination, Job
     from sinks.route.view import build
 
     metrics = RouteMetrics()
     dests: dict[str, Destination] = {}
     for cfg in s.route.destinations:
-        dests[cfg.name] = Destination(cfg, metrics, lambda job: None, _never)
+        dests[cfg.name] = make_destination(cfg, metrics, lambda job: None, _never)
     for d in dests.values():
         await d.start()
     gates = {name: asyncio.Semaphore(d.cfg.concurrency) for name, d in dests.items()}

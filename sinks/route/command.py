@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import signal
+from pathlib import Path
 
 from attrib.settings import Settings
 
@@ -13,6 +14,10 @@ HELP = "fan enriched events out to the configured HTTP destinations (retries, ci
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--check", action="store_true", help="validate destinations and templates, then exit")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="print what each destination would send for a sample event (no network), then exit")
+    parser.add_argument("--event", type=Path, default=None,
+                        help="with --dry-run: a JSON file of an enriched event instead of the built-in sample")
 
 
 def main(args: argparse.Namespace, settings: Settings) -> int:
@@ -22,6 +27,12 @@ def main(args: argparse.Namespace, settings: Settings) -> int:
     if not settings.route.destinations:
         print("attrib route: no destinations configured (route.destinations / ATTRIB_ROUTE__DESTINATIONS)")
         return 2
+    if args.dry_run:
+        from sinks.route.presets.dryrun import load_events, render
+
+        records = load_events(args.event)
+        print("\n\n".join(render(d, r) for r in records for d in settings.route.destinations))
+        return 0
     for d in settings.route.destinations:
         try:
             Filter.of(d.filters, d.events)
@@ -29,6 +40,18 @@ def main(args: argparse.Namespace, settings: Settings) -> int:
         except ValueError as exc:
             print(f"attrib route: destination {d.name}: {exc}")
             return 2
+        if d.kind != "http":
+            from sinks.route.presets import PRESETS
+
+            preset = PRESETS[d.kind]
+            problems = preset.problems(d.preset)
+            if problems:
+                print(f"attrib route: destination {d.name}: " + "; ".join(problems))
+                return 2
+            if args.check:
+                print(f"{d.name}: {d.kind} POST {preset.url(d.preset).split('?')[0]} "
+                      f"batch<={preset.batch_cap(d.preset)} filters={list(d.filters)} events={d.events or 'all'}")
+                continue
         if args.check:
             print(f"{d.name}: {d.method} {d.url.split('?')[0]} tags={paths} filters={list(d.filters)} "
                   f"events={d.events or 'all'} first_time_per_user={d.first_time_per_user}")

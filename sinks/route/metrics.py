@@ -17,6 +17,8 @@ class RouteMetrics:
                             ["destination", "reason"], registry=r)
         self.skipped = Counter("attrib_route_skipped", "Events skipped by a template's missing-value policy.",
                                ["destination"], registry=r)
+        self.preset_skipped = Counter("attrib_route_preset_skipped", "Events a vendor preset did not send (reason: "
+                                      "no_identity …).", ["destination", "reason"], registry=r)
         self.latency = Histogram("attrib_route_latency_seconds", "Request latency.", ["destination"], registry=r,
                                  buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
         self.circuit_open = Gauge("attrib_route_circuit_open", "1 while the destination's circuit is open.",

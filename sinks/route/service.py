@@ -22,7 +22,8 @@ from sinks.route import view as view_mod
 from sinks.route.firsttime import FirstTimeStore
 from sinks.route.metrics import RouteMetrics
 from sinks.route.offsets import OffsetTracker
-from sinks.route.sender import Destination, Failure, Job
+from sinks.route.presets.delivery import make_destination
+from sinks.route.sender import Failure, Job
 
 log = logging.getLogger("attrib.route")
 
@@ -53,7 +54,7 @@ class Router:
         self.rs = settings.route
         self.metrics = RouteMetrics()
         self.tracker = OffsetTracker()
-        self.destinations = [Destination(d, self.metrics, self._done, self._dead) for d in self.rs.destinations]
+        self.destinations = [make_destination(d, self.metrics, self._done, self._dead) for d in self.rs.destinations]
         state = self.rs.state_dir or settings.var_dir / "route"
         self.first: dict[str, FirstTimeStore] = {
             d.name: FirstTimeStore(Path(state) / f"{d.name}.first.sqlite")

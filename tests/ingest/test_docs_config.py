@@ -1,4 +1,5 @@
-"""The source configuration example in the README's Ingress section loads and compiles (the docs can't drift from the code)."""
+"""The source configuration example in the README's Ingress section loads and compiles (the docs can't drift from the
+code)."""
 
 from __future__ import annotations
 

@@ -71,3 +71,30 @@ async def test_shutdown_drains_in_flight_deliveries(start_ingress):
     assert ok, "no delivery was in flight during shutdown"
     stored = {rec["delivery_id"] for _, rec in consume(ing.settings, ing.settings.topics.raw, len(ok))}
     assert set(ok) <= stored
+
+
+def test_produce_wait_outlasts_broker_fencing_with_a_per_source_override():
+    from ingest import producer
+    from ingest.sources import compile_all
+
+    s = Settings(sources=[{"name": "af", "mmp": "appsflyer", "verify": ["token"], "secrets": ["t"]},
+                          {"name": "adj", "mmp": "adjust", "verify": ["token"], "secrets": ["t"],
+                           "options": {"produce_timeout_s": 4}},
+                          {"name": "slow", "mmp": "generic", "verify": ["token"], "secrets": ["t"],
+                           "options": {"produce_timeout_s": 25}}])
+    assert s.kafka.produce_timeout_s == 15.0  # > the ~10 s a dead follower takes to leave the ISR (README)
+    plans = compile_all(s)
+    assert [plans[n].options.produce_timeout_s for n in ("af", "adj", "slow")] == [None, 4, 25]
+    assert producer.config(s)["message.timeout.ms"] == 25000  # librdkafka tries as long as the longest wait
+
+
+def test_bad_produce_timeout_fails_start_naming_the_key():
+    import pytest
+
+    from attrib.settings import ConfigError
+    from ingest.sources import compile_all
+
+    s = Settings(sources=[{"name": "x", "mmp": "generic", "verify": ["token"], "secrets": ["t"],
+                           "options": {"produce_timeout_s": -1}}])
+    with pytest.raises(ConfigError, match=r"ATTRIB_SOURCES\[0\]__OPTIONS__PRODUCE_TIMEOUT_S"):
+        compile_all(s)

@@ -54,9 +54,9 @@ async def test_each_scheme_accepts_signed_and_refuses_tampered(start_ingress, so
 
 async def test_published_vectors_over_http(start_ingress):
     ing = await start_ingress()
-    sw = post("sw-vec", b'{"test": 2432232314}', {"webhook-id": "msg_p5jXN8AQM9LWM0D4loKWxJek",
-                                                   "webhook-timestamp": "1614265330",
-                                                   "webhook-signature": "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="})
+    sw = post("sw-vec", b'{"test": 2432232314}', {
+        "webhook-id": "msg_p5jXN8AQM9LWM0D4loKWxJek", "webhook-timestamp": "1614265330",
+        "webhook-signature": "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="})
     assert (await ing.send(sw))[0] == 200
     sw.headers["webhook-signature"] = "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OA="
     assert (await ing.send(sw))[0] == 401
@@ -71,7 +71,7 @@ async def test_published_vectors_over_http(start_ingress):
     stored = ing.consume(2)
     assert sorted(rec["body"] for _, rec in stored) == [b'{"id":"evt_test_webhook","object":"event"}',
                                                        b'{"test": 2432232314}']
-    (msg, dl), = ing.consume(1, ing.settings.topics.dead_letters)
+    (_, dl), = ing.consume(1, ing.settings.topics.dead_letters)
     assert (dl["reason"], dl["stage"], dl["source"]) == ("invalid_json", "ingress", "gen")
     _, raw = avro.decode(dl["payload"], expect="raw_delivery")
     assert raw["body"] == b"Hello, World!" and raw["delivery_id"] == dl["delivery_id"]
@@ -245,7 +245,7 @@ async def test_records_land_on_their_user_key_partition_with_raw_bytes_intact(st
     for i in range(24):
         gaid = f"{i:08x}-3c4b-4d5e-8f70-a1b2c3d4e5f6"
         # odd spacing and unicode: stored bytes must equal the sent bytes, not a re-serialization
-        body = ('{ "event_type":"signup",  "gaid": "%s", "name": "Zoë 山田", "n": 1.50 }' % gaid.upper()).encode()
+        body = ('{ "event_type":"signup",  "gaid": "' + gaid.upper() + '", "name": "Zoë 山田", "n": 1.50 }').encode()
         status, answer, _ = await ing.send(post("gen", body), sign_as="gen")
         assert status == 200
         sent[answer["delivery_id"]] = body

@@ -32,7 +32,8 @@ def test_workers_share_the_port_and_stop_cleanly(make_settings, tmp_path):
     s = make_settings(topics={"partitions": 4})
     ensure_topics(s)
     port = free_port()
-    env = {**os.environ, "ATTRIB_KAFKA__BOOTSTRAP_SERVERS": s.kafka.bootstrap_servers, "ATTRIB_TOPICS__RAW": s.topics.raw,
+    env = {**os.environ, "ATTRIB_KAFKA__BOOTSTRAP_SERVERS": s.kafka.bootstrap_servers,
+           "ATTRIB_TOPICS__RAW": s.topics.raw,
            "ATTRIB_TOPICS__DEAD_LETTERS": s.topics.dead_letters, "ATTRIB_VAR_DIR": str(tmp_path / "var"),
            "ATTRIB_SOURCES": json.dumps([x for x in SOURCES if x["name"] == "lr"])}
     proc = subprocess.Popen([sys.executable, "-m", "ops.cli", "ingest", "--port", str(port), "--workers", "2"],
@@ -59,7 +60,7 @@ def test_workers_share_the_port_and_stop_cleanly(make_settings, tmp_path):
         assert float(line.split()[-1]) == n  # summed over the worker processes
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
-        out, err = proc.communicate(timeout=60)
+        _, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err.decode()[-2000:]
     assert err.decode().count('"ingress stopped"') == 2  # both workers drained and stopped
     assert len(consume(s, s.topics.raw, n)) == n

@@ -289,7 +289,7 @@ def test_url_secret_strip_removes_only_the_secret_parameter(pairs, secret, at):
 
     pairs = [(k, v) for k, v in pairs if k != "secret"]
     parts = [urlencode([p], quote_via=quote) for p in pairs]
-    with_secret = parts[:at] + [urlencode([("secret", secret)])] + parts[at:]
+    with_secret = [*parts[:at], urlencode([("secret", secret)]), *parts[at:]]
     qs = "&".join(with_secret)
     assert url_secret.find(qs, "secret") == secret
     assert url_secret.strip(qs, "secret") == "&".join(parts)  # the rest byte for byte, in order

@@ -58,7 +58,7 @@ def test_run_reports_then_stops_everything_on_sigint_even_from_the_background(tm
         text = out.read_text()
         assert proc.poll() is None, text[-3000:]
         assert "statuses  200: 200" in text  # 40 per demo source, every one acknowledged
-        assert "installs and revenue by source/campaign" in text and "the pipeline is running" in text
+        assert "installs and revenue by partner/campaign" in text and "the pipeline is running" in text
         assert len(_ours(str(var))) >= 5  # broker, sink, worker, alerts, ingress
 
         proc.send_signal(signal.SIGINT)

@@ -67,7 +67,7 @@ def test_sink_process_serves_live_sql_and_the_report(kafka_bootstrap, tmp_path):
         firsts = [r for r in tr.final.values()]
         resends = 9  # raw deliveries that produced no event of their own (the worker dropped them as re-sends)
         spots = _produce_raw(kafka_bootstrap, s.topics.raw, len(firsts) + resends)
-        refs = {e["event_id"]: spot for e, spot in zip(firsts, spots)}
+        refs = {e["event_id"]: spot for e, spot in zip(firsts, spots, strict=False)}
         for r in tr.records:
             part, off = refs[r["event_id"]]
             r["raw"] = {"topic": s.topics.raw, "partition": part, "offset": off}
@@ -103,13 +103,14 @@ def test_sink_process_serves_live_sql_and_the_report(kafka_bootstrap, tmp_path):
         assert pack.returncode == 0, pack.stderr[-2000:]
         first = json.loads(pack.stdout.splitlines()[0])  # the pack's first query, one JSON object per row
         assert set(first) == {"day", "media_source", "campaign", "installs", "reinstalls", "purchases",
-                              "revenue_by_currency"}
+                              "revenue_by_currency", "partner_name", "revenue_reporting", "reporting_currency",
+                              "purchases_unconverted"}
 
         text = report.report(s)
         pending = sum(1 for e in tr.final.values() if e["attribution_status"].startswith("pending"))
         assert f"duplicate deliveries removed {resends} " in text
         assert f"pending attribution {pending} " in text and f"events {len(tr.final)} " in text
-        assert "Facebook Ads" in text
+        assert "Meta" in text and "Facebook Ads" not in text  # the canonical partner, not the MMP's spelling
     finally:
         proc.send_signal(signal.SIGTERM)
         out, err = proc.communicate(timeout=60)

@@ -10,6 +10,7 @@ from decimal import Decimal
 
 import pytest
 
+from schemas import partners
 from sinks import pack
 from sinks.clickhouse import connect
 from tests.sinks.fixtures import produce, traffic, truth_rollups
@@ -55,12 +56,12 @@ def _alerts() -> list[dict]:
                     "created_at": start + timedelta(minutes=6)})
     resolved = {**out[0], "state": "resolved", "created_at": out[0]["created_at"] + timedelta(hours=2)}
     resolved["resolved_at"] = resolved["created_at"]
-    return out + [resolved, dict(out[1])]  # plus a duplicate firing record
+    return [*out, resolved, dict(out[1])]  # plus a duplicate firing record
 
 
 def _run(client, name: str) -> list[dict]:
     res = client.query(pack.load()[name])
-    return [dict(zip(res.column_names, r)) for r in res.result_rows]
+    return [dict(zip(res.column_names, r, strict=True)) for r in res.result_rows]
 
 
 def _attr(e: dict) -> tuple[str, str]:
@@ -82,7 +83,8 @@ def _users(final: dict) -> dict:
 
 
 def test_pack_has_every_question():
-    assert set(pack.load()) == {"installs_revenue_by_campaign_day", "roas_inputs_by_campaign_cohort",
+    assert set(pack.load()) == {"installs_revenue_by_campaign_day", "installs_revenue_by_partner_day",
+                                "unmapped_partners", "unconverted_revenue", "roas_inputs_by_campaign_cohort",
                                 "install_to_first_purchase_quantiles", "purchase_conversion_d1_d7_by_source",
                                 "organic_vs_paid", "pending_and_unattributed_share", "latest_alerts"}
 
@@ -101,6 +103,36 @@ def test_installs_and_revenue_by_campaign_and_day(loaded):
         "rev": dict(r["revenue_by_currency"])} for r in _run(client, "installs_revenue_by_campaign_day")}
     assert got == {k: {**v, "rev": dict(v["rev"])} for k, v in want.items()}
     assert sum(v["installs"] for v in got.values()) > 100
+
+
+def test_installs_and_reporting_currency_revenue_by_partner_and_day(loaded):
+    """No FX rates are loaded here: USD revenue is reported as is, every EUR purchase is counted as unconverted."""
+    client, tr, _ = loaded
+    pm = partners.load()
+    want: dict = defaultdict(lambda: {"installs": 0, "purchases": 0, "revenue": Decimal(0), "unconverted": 0})
+    for (day, _app, ms, *_), g in truth_rollups(tr.final).items():
+        p = pm.resolve(ms)[0] if ms else None
+        w = want[(day, p.id if p else "", p.name if p else "")]
+        w["installs"] += g["installs"]
+        w["purchases"] += g["purchases"]
+        w["revenue"] += g["revenue"].get("USD", Decimal(0))
+    for e in tr.final.values():
+        if e["event_type"] == "purchase" and e["currency"] == "EUR":
+            ft = e["first_touch"] or {}
+            p = pm.resolve(ft.get("media_source") or e["media_source"])[0]
+            want[(e["event_time"].date(), p.id if p else "", p.name if p else "")]["unconverted"] += 1
+    got = {(r["day"], r["partner_id"], r["partner_name"]): {
+        "installs": r["installs"], "purchases": r["purchases"], "revenue": r["revenue"],
+        "unconverted": r["purchases_unconverted"]} for r in _run(client, "installs_revenue_by_partner_day")}
+    assert got == dict(want)
+    assert {r["currency"] for r in _run(client, "installs_revenue_by_partner_day")} == {"USD"}
+    assert {k[1] for k in got} == {"meta", "google_ads", "tiktok", "organic", ""}
+    eur = defaultdict(int)
+    for e in tr.final.values():
+        if e["event_type"] == "purchase" and e["currency"] == "EUR":
+            eur[e["event_time"].date()] += 1
+    assert {r["day"]: r["purchases"] for r in _run(client, "unconverted_revenue")} == eur
+    assert _run(client, "unmapped_partners") == []
 
 
 def test_roas_inputs_by_campaign_and_cohort_day(loaded):

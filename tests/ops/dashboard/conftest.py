@@ -1,0 +1,1 @@
+from tests.ops.inspect.conftest import chromium  # noqa: F401 - the same Debian chromium fixture
