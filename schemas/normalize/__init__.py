@@ -80,17 +80,24 @@ class Query:
 
     def body(self, query_string: str) -> dict[str, Any]:
         out: dict[str, Any] = {}
+        mapped, secret = self.paths, self.secret
         for k, v in query_dict(query_string).items():
-            if k.lower() in self.secret:
+            if k.lower() in secret:
                 continue
-            *parents, leaf = self.paths.get(k) or k.split(".")
+            parts = mapped.get(k)
+            if parts is None:
+                if "." not in k:  # most parameters: a top-level field of their own name
+                    if k not in out:
+                        out[k] = v
+                    continue
+                parts = k.split(".")
             d = out
-            for p in parents:
+            for p in parts[:-1]:
                 nxt = d.get(p)
                 if not isinstance(nxt, dict):
                     nxt = d[p] = {}
                 d = nxt
-            d.setdefault(leaf, v)
+            d.setdefault(parts[-1], v)
         return out
 
 
@@ -276,10 +283,15 @@ def _clean(s: str) -> str:
         return s.encode("utf-8", "replace").decode("utf-8")
 
 
+_EMPTY = dict.fromkeys(_FIELDS)
+
+
 def build(kw: dict[str, Any]) -> dict[str, Any]:
-    """``canonical.build`` over a dict of known fields (the extraction only writes canonical names)."""
-    ev = {f: kw.get(f) for f in _FIELDS}
-    for f, v in ev.items():
+    """``canonical.build`` over a dict of canonical fields (in schema order, absent ones None)."""
+    ev = {**_EMPTY, **kw}
+    if len(ev) != len(_EMPTY):
+        raise TypeError(f"unknown canonical fields: {sorted(set(kw) - set(_EMPTY))}")
+    for f, v in kw.items():
         if type(v) is str and not v.isascii():
             ev[f] = _clean(v)
     for f in canonical.REQUIRED_TEXT:

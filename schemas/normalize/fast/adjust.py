@@ -17,7 +17,7 @@ from schemas.normalize.fast.plan import (
     TIME,
     Extracted,
     columns,
-    fill,
+    compile_fill,
     first,
     paths,
     revenue_cents,
@@ -27,13 +27,14 @@ NAME, CREATED, NETWORK, ORGANIC, REV_FLOAT, REV_CENTS, CLICK, IMPRESSION, CURREN
     ("event_name", "activity_kind"), ("created_at",), ("network_name",), ("is_organic",), ("revenue_float",),
     ("revenue",), ("click_time",), ("impression_time",), ("currency",)))
 CAMPAIGN, AD_SET, AD = paths("campaign_name"), paths("adgroup_name"), paths("creative_name")
-COLUMNS = columns(
+FILL = compile_fill(columns(
     ("app_id", TEXT, "app_id", "store_id"), ("customer_user_id", TEXT, "user_id", "customer_user_id"),
     ("platform", TEXT, "os_name", "platform"), ("os_version", TEXT, "os_version"),
     ("app_version", TEXT, "app_version", "app_version_short"), ("idfa", DEV, "idfa"), ("idfv", DEV, "idfv"),
     ("gaid", DEV, "gps_adid"), ("android_id", DEV, "android_id"), ("oaid", DEV, "oaid"),
     ("campaign_id", TEXT, "campaign_id"), ("ad_set_id", TEXT, "adgroup_id"), ("ad_id", TEXT, "creative_id"),
-    ("channel", TEXT, "channel"), ("click_id", TEXT, "click_id", "gclid"), ("deep_link", TEXT, "deeplink", "deep_link"))
+    ("channel", TEXT, "channel"), ("click_id", TEXT, "click_id", "gclid"),
+    ("deep_link", TEXT, "deeplink", "deep_link")))
 ID_KEYS = ("activity_kind", "event", "event_name", "created_at", "ad_revenue_unit", "ad_revenue_placement")
 
 
@@ -67,7 +68,7 @@ def extract(d: dict[str, Any], used: set[str], options: dict[str, Any]) -> Extra
         "ad": first(d, used, AD, TEXT) or parts[3],
         "touch_type": "click" if click_time else "impression" if impression_time else None,
         "touch_time": click_time or impression_time, "revenue": revenue}
-    fill(d, used, COLUMNS, f)
+    FILL(d, used, f)
     f["platform"] = platform(f.get("platform"))
     if revenue is not None:
         f["currency"] = first(d, used, CURRENCY, CUR)

@@ -8,18 +8,18 @@ from schemas.canonical import event_type, platform
 from schemas.fields import json_in_string
 from schemas.normalize.appsflyer import DEFAULTS
 from schemas.normalize.base import require
-from schemas.normalize.fast.plan import CUR, DEC, DEV, TEXT, TIME, Extracted, columns, fill, first, paths
+from schemas.normalize.fast.plan import CUR, DEC, DEV, TEXT, TIME, Extracted, columns, compile_fill, first, paths
 
 NAME, MEDIA, REVENUE, TIME_, TOUCH_TIME, CURRENCY = (paths(p) for p in (
     "event_name", "media_source", "event_revenue", "event_time", "attributed_touch_time", "event_revenue_currency"))
-COLUMNS = columns(
+FILL = compile_fill(columns(
     ("app_id", TEXT, "app_id"), ("customer_user_id", TEXT, "customer_user_id"), ("platform", TEXT, "platform"),
     ("os_version", TEXT, "os_version"), ("app_version", TEXT, "app_version"), ("idfa", DEV, "idfa"),
     ("idfv", DEV, "idfv"), ("gaid", DEV, "advertising_id"), ("android_id", DEV, "android_id"), ("oaid", DEV, "oaid"),
     ("campaign", TEXT, "campaign"), ("campaign_id", TEXT, "af_c_id"), ("ad_set", TEXT, "af_adset"),
     ("ad_set_id", TEXT, "af_adset_id"), ("ad", TEXT, "af_ad"), ("ad_id", TEXT, "af_ad_id"),
     ("channel", TEXT, "af_channel"), ("click_id", TEXT, "af_click_id", "click_id"),
-    ("deep_link", TEXT, "af_dp", "deep_link_value"), ("touch_type", TEXT, "attributed_touch_type"))
+    ("deep_link", TEXT, "af_dp", "deep_link_value"), ("touch_type", TEXT, "attributed_touch_type")))
 
 
 def extract(d: dict[str, Any], used: set[str], options: dict[str, Any]) -> Extracted:
@@ -41,7 +41,7 @@ def extract(d: dict[str, Any], used: set[str], options: dict[str, Any]) -> Extra
     f: dict[str, Any] = {"event_name": name, "event_type": etype, "event_time": time_,
                          "media_source": "organic" if organic else media,
                          "is_organic": organic if (organic or media) else None, "revenue": revenue}
-    fill(d, used, COLUMNS, f)
+    FILL(d, used, f)
     f["platform"] = platform(f.get("platform"))
     f["touch_type"] = (f.get("touch_type") or "").lower() or None
     f["touch_time"] = first(d, used, TOUCH_TIME, TIME)

@@ -18,7 +18,7 @@ from schemas.normalize.fast.plan import (
     TIME,
     Extracted,
     columns,
-    fill,
+    compile_fill,
     first,
     paths,
     peek,
@@ -29,7 +29,7 @@ NAME, TIME_, ATTRIBUTED, PARTNER, CHANNEL, REVENUE, OS, PLATFORM, TOUCH_TIME, CU
     paths(T + "~channel"), paths("event_data.revenue"), paths("user_data.os"), paths("user_data.platform"),
     paths("last_attributed_touch_timestamp", T + "+click_timestamp"), paths("event_data.currency"),
     paths("event_data.transaction_id")[0])
-COLUMNS = columns(
+FILL = compile_fill(columns(
     ("event_id", TEXT, "id"), ("app_id", TEXT, "app_id"), ("customer_user_id", TEXT, "user_data.developer_identity"),
     ("os_version", TEXT, "user_data.os_version"), ("app_version", TEXT, "user_data.app_version"),
     ("idfa", DEV, "user_data.idfa"), ("idfv", DEV, "user_data.idfv"), ("gaid", DEV, "user_data.aaid"),
@@ -39,7 +39,7 @@ COLUMNS = columns(
     ("ad", TEXT, T + "~ad_name", T + "~creative_name"), ("ad_id", TEXT, T + "~ad_id", T + "~creative_id"),
     ("click_id", TEXT, T + "~click_id"),
     ("deep_link", TEXT, T + "+url", T + "$deeplink_path", T + "$canonical_url"),
-    ("touch_type", TEXT, "last_attributed_touch_type"))
+    ("touch_type", TEXT, "last_attributed_touch_type")))
 
 
 def is_legacy(d: dict[str, Any]) -> bool:
@@ -61,7 +61,7 @@ def _ontology(d: dict[str, Any], used: set[str], options: dict[str, Any]) -> Ext
     revenue = first(d, used, REVENUE, DEC)
     f: dict[str, Any] = {"event_name": name, "event_time": time_, "channel": channel, "revenue": revenue,
                          "media_source": "organic" if organic else (partner or channel), "is_organic": organic}
-    fill(d, used, COLUMNS, f)
+    FILL(d, used, f)
     f["event_type"] = event_type(name, options, DEFAULTS)
     f["platform"] = platform(first(d, used, OS, TEXT)) or platform(first(d, used, PLATFORM, TEXT))
     f["touch_type"] = (f.get("touch_type") or "").lower() or None
@@ -80,8 +80,8 @@ class _Link:
         self.obj = link[:-1]
         self.touch = paths(link.replace("link_data.", "click_timestamp")) if not is_click else None
         self.media = paths(link + "~advertising_partner_name", link + "channel")
-        self.columns = columns(("campaign", TEXT, link + "campaign"), ("channel", TEXT, link + "channel"),
-                               ("deep_link", TEXT, link + "data.+url", link + "data.$deeplink_path"))
+        self.fill = compile_fill(columns(("campaign", TEXT, link + "campaign"), ("channel", TEXT, link + "channel"),
+                               ("deep_link", TEXT, link + "data.+url", link + "data.$deeplink_path")))
         self.branch_id = paths(link + "branch_id")[0]
 
 
@@ -90,8 +90,9 @@ CLICK, SESSION, FIRST = (_Link("link_data.", True), _Link("session_referring_lin
 L_NAME, L_TIME, L_OS, REFERRED, HW, REINSTALL = (paths("event"), paths("event_timestamp"), paths("os"),
                                                  paths("metadata.referred"), paths("hardware_id"),
                                                  paths("metadata.reinstall")[0])
-L_COLUMNS = columns(("event_id", TEXT, "click_id"), ("app_id", TEXT, "app_id"), ("customer_user_id", TEXT, "identity"),
-                    ("os_version", TEXT, "os_version"), ("idfa", DEV, "idfa"), ("gaid", DEV, "google_advertising_id"))
+L_FILL = compile_fill(columns(
+    ("event_id", TEXT, "click_id"), ("app_id", TEXT, "app_id"), ("customer_user_id", TEXT, "identity"),
+    ("os_version", TEXT, "os_version"), ("idfa", DEV, "idfa"), ("gaid", DEV, "google_advertising_id")))
 
 
 def _legacy(d: dict[str, Any], used: set[str], options: dict[str, Any]) -> Extracted:
@@ -115,7 +116,7 @@ def _legacy(d: dict[str, Any], used: set[str], options: dict[str, Any]) -> Extra
                          "media_source": "organic" if organic else first(d, used, link.media, TEXT),
                          "is_organic": organic, "touch_type": "click" if touch_time else None,
                          "touch_time": touch_time}
-    fill(d, used, L_COLUMNS, f)
-    fill(d, used, link.columns, f)
+    L_FILL(d, used, f)
+    link.fill(d, used, f)
     ids = {"event": name, "event_timestamp": d.get("event_timestamp"), "link": peek(d, link.branch_id)}
     return f, ids, "branch_legacy", None

@@ -7,14 +7,14 @@ from typing import Any
 
 from schemas.canonical import event_type, platform
 from schemas.normalize.base import require
-from schemas.normalize.fast.plan import BOOL, CUR, DEC, DEV, TEXT, TIME, Extracted, columns, fill, first, paths
+from schemas.normalize.fast.plan import BOOL, CUR, DEC, DEV, TEXT, TIME, Extracted, columns, compile_fill, first, paths
 from schemas.normalize.generic import A, D, U
 
 NAME, TIME_, SOURCE, ORGANIC, REVENUE, TOUCH_TIME, CURRENCY = (paths(*p) for p in (
     ("event_name",), ("timestamp", "event_time"), (A + "source", A + "media_source"),
     (U + "is_organic", A + "is_organic", "is_organic"), ("revenue", "revenue.amount"), (A + "touch_time",),
     ("currency", "revenue.currency")))
-COLUMNS = columns(
+FILL = compile_fill(columns(
     ("event_id", TEXT, "event_id"), ("app_id", TEXT, "app_id", D + "app_id"),
     ("customer_user_id", TEXT, U + "customer_id", U + "id"), ("platform", TEXT, D + "platform"),
     ("os_version", TEXT, D + "os_version"), ("app_version", TEXT, D + "app_version"), ("idfa", DEV, D + "idfa"),
@@ -22,7 +22,7 @@ COLUMNS = columns(
     ("oaid", DEV, D + "oaid"), ("campaign", TEXT, A + "campaign"), ("campaign_id", TEXT, A + "campaign_id"),
     ("ad_set", TEXT, A + "ad_set"), ("ad_set_id", TEXT, A + "ad_set_id"), ("ad", TEXT, A + "ad"),
     ("ad_id", TEXT, A + "ad_id"), ("channel", TEXT, A + "channel"), ("click_id", TEXT, A + "click_id"),
-    ("deep_link", TEXT, A + "deep_link"), ("touch_type", TEXT, A + "touch_type"))
+    ("deep_link", TEXT, A + "deep_link"), ("touch_type", TEXT, A + "touch_type")))
 
 
 def extract(d: dict[str, Any], used: set[str], options: dict[str, Any]) -> Extracted:
@@ -34,7 +34,7 @@ def extract(d: dict[str, Any], used: set[str], options: dict[str, Any]) -> Extra
     revenue = first(d, used, REVENUE, DEC)
     f: dict[str, Any] = {"event_name": name, "event_time": time_, "media_source": "organic" if organic else source,
                          "is_organic": organic, "revenue": revenue}
-    fill(d, used, COLUMNS, f)
+    FILL(d, used, f)
     f["event_type"] = event_type(name, options)
     f["platform"] = platform(f.get("platform"))
     f["touch_time"] = first(d, used, TOUCH_TIME, TIME)

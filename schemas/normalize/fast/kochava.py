@@ -6,18 +6,18 @@ from typing import Any
 
 from schemas.canonical import event_type, platform
 from schemas.normalize.base import require
-from schemas.normalize.fast.plan import BOOL, CUR, DEC, DEV, TEXT, TIME, Extracted, columns, fill, first, paths
+from schemas.normalize.fast.plan import BOOL, CUR, DEC, DEV, TEXT, TIME, Extracted, columns, compile_fill, first, paths
 
 NAME, TIME_, NETWORK, ORGANIC, REVENUE, TOUCH_TIME, CURRENCY = (paths(*p) for p in (
     ("event", "event_name"), ("event_time", "timestamp"), ("network", "network_name"), ("is_organic",),
     ("revenue", "price", "value"), ("click_time", "touch_time"), ("currency",)))
-COLUMNS = columns(
+FILL = compile_fill(columns(
     ("app_id", TEXT, "app_guid", "app_id"), ("customer_user_id", TEXT, "user_id", "customer_user_id"),
     ("platform", TEXT, "platform", "os"), ("os_version", TEXT, "os_version"), ("app_version", TEXT, "app_version"),
     ("idfa", DEV, "idfa"), ("idfv", DEV, "idfv"), ("gaid", DEV, "adid", "gaid"), ("android_id", DEV, "android_id"),
     ("oaid", DEV, "oaid"), ("campaign", TEXT, "campaign", "campaign_name"), ("campaign_id", TEXT, "campaign_id"),
     ("ad_set", TEXT, "site_id", "tracker", "ad_set"), ("ad", TEXT, "creative", "creative_name"),
-    ("ad_id", TEXT, "creative_id"), ("click_id", TEXT, "click_id"), ("deep_link", TEXT, "deeplink", "deep_link"))
+    ("ad_id", TEXT, "creative_id"), ("click_id", TEXT, "click_id"), ("deep_link", TEXT, "deeplink", "deep_link")))
 
 
 def extract(d: dict[str, Any], used: set[str], options: dict[str, Any]) -> Extracted:
@@ -30,7 +30,7 @@ def extract(d: dict[str, Any], used: set[str], options: dict[str, Any]) -> Extra
     revenue = first(d, used, REVENUE, DEC)
     f: dict[str, Any] = {"event_name": name, "event_time": time_, "media_source": "organic" if organic else network,
                          "is_organic": organic, "revenue": revenue}
-    fill(d, used, COLUMNS, f)
+    FILL(d, used, f)
     f["event_type"] = event_type(name, options)
     f["platform"] = platform(f.get("platform"))
     f["touch_time"] = first(d, used, TOUCH_TIME, TIME)

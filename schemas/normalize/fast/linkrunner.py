@@ -6,19 +6,19 @@ from typing import Any
 
 from schemas.canonical import event_type
 from schemas.normalize.base import require
-from schemas.normalize.fast.plan import DEV, TEXT, TIME, Extracted, columns, fill, first, paths
+from schemas.normalize.fast.plan import DEV, TEXT, TIME, Extracted, columns, compile_fill, first, paths
 from schemas.normalize.linkrunner import G, M
 
 NAME, NETWORK, TOUCH, CAMPAIGN_ID = paths("event_type"), paths("network_name", "ad_channel"), paths(
     "store_click_at"), paths("campaign_id")
 INSTALL_ORDER, OTHER_ORDER = paths("installed_at", "attributed_on"), paths("attributed_on", "installed_at")
-COLUMNS = columns(
+FILL = compile_fill(columns(
     ("app_id", TEXT, "app_id", "package_name"), ("customer_user_id", TEXT, "user_id"),
     ("app_version", TEXT, "app_version"), ("idfa", DEV, "idfa"), ("gaid", DEV, "gaid"),
     ("campaign", TEXT, "campaign_name"), ("ad_set", TEXT, M + "ad_set_name", G + "ad_group_name"),
     ("ad_set_id", TEXT, M + "ad_set_id", G + "ad_group_id"), ("ad", TEXT, M + "ad_creative_name", G + "ad_name"),
     ("ad_id", TEXT, M + "ad_creative_id", G + "ad_id"), ("channel", TEXT, "ad_channel"),
-    ("click_id", TEXT, G + "gclid", G + "gbraid", G + "wbraid"), ("deep_link", TEXT, "link"))
+    ("click_id", TEXT, G + "gclid", G + "gbraid", G + "wbraid"), ("deep_link", TEXT, "link")))
 
 
 def extract(d: dict[str, Any], used: set[str], options: dict[str, Any]) -> Extracted:
@@ -33,7 +33,7 @@ def extract(d: dict[str, Any], used: set[str], options: dict[str, Any]) -> Extra
     f: dict[str, Any] = {"event_name": name, "event_time": time_, "media_source": "organic" if organic else network,
                          "is_organic": organic, "campaign_id": None if organic else first(d, used, CAMPAIGN_ID, TEXT),
                          "touch_type": "click" if touch else None, "touch_time": touch}
-    fill(d, used, COLUMNS, f)
+    FILL(d, used, f)
     f["event_type"] = event_type(name, options)
     ids = {"event_type": name, "campaign_id": d.get("campaign_id"), "user_id": d.get("user_id"),
            "attributed_on": d.get("attributed_on"), "installed_at": d.get("installed_at")}

@@ -24,7 +24,22 @@ Column = tuple[str, Conv, Paths]
 # fields to show decoded in properties.
 Extracted = tuple[dict[str, Any], dict[str, Any] | None, str | None, dict[str, Any] | None]
 
-TEXT, DEV, BOOL, TIME, DEC, CUR = F.text, F.device_id, F.boolean, F.time_ms, F.decimal, F.currency
+
+
+def _time(v: Any) -> int | None:
+    """``F.time_ms`` with its commonest inputs (epoch seconds or ms as an int or an ASCII digit string) in integer
+    arithmetic; everything else, and every error, through ``F.time_ms``."""
+    n = (v if v.__class__ is int else int(v) if v.__class__ is str and len(v) < 19 and v.isascii() and v.isdigit()
+         else None)
+    if n is not None:
+        ms = n * 1000 if n < 100_000_000_000 else n
+        if F.MIN_MS <= ms < F.MAX_MS:
+            return ms
+    return F.time_ms(v)
+
+
+TEXT, DEV, BOOL, TIME, DEC, CUR = F.text, F.device_id, F.boolean, _time, F.decimal, F.currency
+_ABSENT_MAX = max(map(len, F.ABSENT))
 
 
 def paths(*dotted: str) -> Paths:
@@ -68,24 +83,46 @@ def first(d: dict[str, Any], used: set[str], ps: Paths, conv: Conv) -> Any:
     return None
 
 
-def fill(d: dict[str, Any], used: set[str], cols: tuple[Column, ...], out: dict[str, Any]) -> None:
-    """Read a column table into ``out`` (``first`` inlined: this loop is most of an event's extraction)."""
-    for name, conv, ps in cols:
-        for path, k, more in ps:
-            raw = d.get(k)
-            if more is not None:
-                for m in more:
-                    raw = raw.get(m) if isinstance(raw, dict) else None
-            if raw is None or isinstance(raw, (dict, list)):
-                continue
-            used.add(path)
-            try:
-                v = conv(raw)
-            except ValueError as exc:
-                raise NormalizeError(INVALID_FIELD, path, str(exc)) from None
-            if v is not None:
-                out[name] = v
-                break
+Fill = Callable[[dict[str, Any], set[str], dict[str, Any]], None]
+
+
+def compile_fill(cols: tuple[Column, ...]) -> Fill:
+    """A column table → one straight-line function ``fill(d, used, out)``, generated once (module import): each
+    column reads its paths in order (``first`` unrolled), text read inline. Only non-raising conversions (text, device
+    id, boolean): raising ones keep their place in each MMP's order, so errors name the same field as the reference.
+    """
+    env: dict[str, Any] = {"isinstance": isinstance, "len": len, "ABSENT": F.ABSENT, "MAX": _ABSENT_MAX,
+                           "str": str, "dict": dict, "list": list}
+    lines = ["def fill(d, used, out):", "    add = used.add"]
+    for i, (name, conv, ps) in enumerate(cols):
+        if conv not in (TEXT, DEV, BOOL):
+            raise ValueError(f"{name}: only text, device id and boolean columns can be filled")
+        env[f"conv{i}"] = conv
+        lines.append("    v = None")
+        for j, (path, k, more) in enumerate(ps):
+            ind = "    "
+            if j > 0:  # the next path only when the previous ones gave nothing
+                lines.append("    if v is None:")
+                ind = "        "
+            lines.append(f"{ind}raw = d.get({k!r})")
+            for m in more or ():
+                lines.append(f"{ind}raw = raw.get({m!r}) if isinstance(raw, dict) else None")
+            lines.append(f"{ind}if raw is not None and not isinstance(raw, (dict, list)):")
+            lines.append(f"{ind}    add({path!r})")
+            if conv is TEXT:
+                lines.append(f"{ind}    if raw.__class__ is str:")
+                lines.append(f"{ind}        v = raw.strip()")
+                lines.append(f"{ind}        if len(v) <= MAX and v.lower() in ABSENT:")
+                lines.append(f"{ind}            v = None")
+                lines.append(f"{ind}    else:")
+                lines.append(f"{ind}        v = conv{i}(raw)")
+            else:
+                lines.append(f"{ind}    v = conv{i}(raw)")
+        lines.append("    if v is not None:")
+        lines.append(f"        out[{name!r}] = v")
+    exec("\n".join(lines), env)
+    fn: Fill = env["fill"]
+    return fn
 
 
 def rest(data: dict[str, Any], used: set[str], replaced: dict[str, Any] | None) -> dict[str, Any]:

@@ -6,17 +6,17 @@ from typing import Any
 
 from schemas.canonical import event_type, platform
 from schemas.normalize.base import require
-from schemas.normalize.fast.plan import CUR, DEC, DEV, TEXT, TIME, Extracted, columns, fill, first, paths
+from schemas.normalize.fast.plan import CUR, DEC, DEV, TEXT, TIME, Extracted, columns, compile_fill, first, paths
 
 NAME, TIME_, PLATFORM, AD_ID, NETWORK, REVENUE, CURRENCY, TOUCH = (paths(*p) for p in (
     ("event", "value", "event_name"), ("time_in_ms", "event_at_ms", "created_at_ms", "acquired_at_ms"),
     ("platform",), ("advertising_id",), ("ad_network", "network"), ("revenue_usd_gross", "revenue"), ("currency",),
     ("engaged_at_ms",)))
-COLUMNS = columns(
+FILL = compile_fill(columns(
     ("app_id", TEXT, "store_id", "bundle_id", "app_id"), ("customer_user_id", TEXT, "user_id", "customer_user_id"),
     ("os_version", TEXT, "os_version"), ("app_version", TEXT, "app_version"), ("idfv", DEV, "developer_device_id"),
     ("campaign", TEXT, "campaign", "campaign_name"), ("campaign_id", TEXT, "campaign_id"),
-    ("ad_set", TEXT, "site_id"), ("ad", TEXT, "creative", "creative_name"), ("click_id", TEXT, "click_id"))
+    ("ad_set", TEXT, "site_id"), ("ad", TEXT, "creative", "creative_name"), ("click_id", TEXT, "click_id")))
 
 
 def extract(d: dict[str, Any], used: set[str], options: dict[str, Any]) -> Extracted:
@@ -35,6 +35,6 @@ def extract(d: dict[str, Any], used: set[str], options: dict[str, Any]) -> Extra
         "media_source": "organic" if organic else network, "is_organic": organic,
         "touch_type": "click" if touch and d.get("click_id") else None, "touch_time": touch, "revenue": revenue,
         "currency": currency if revenue is not None else None}
-    fill(d, used, COLUMNS, f)
+    FILL(d, used, f)
     f["event_type"] = event_type(name, options)
     return f, {"event": name, "time": time_}, None, None
