@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import json
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlencode
 
@@ -14,7 +15,9 @@ from hypothesis import strategies as st
 
 from attrib.settings import SourceSettings
 from schemas.errors import NormalizeError
+from schemas.fields import time_ms
 from schemas.normalize import MMPS, normalize
+from schemas.normalize.fast.plan import TIME
 from schemas.normalize.reference import normalize as reference
 from tests.schemas.conftest import SAMPLES, sample_mmp
 from tests.schemas.test_normalize_properties import FIELD_NAMES, _paths, _raw, json_values, scalars
@@ -105,3 +108,27 @@ def test_arbitrary_bytes_agree(mmp: str, body: bytes, qs: str) -> None:
 def test_arbitrary_source_options_agree(idx: int, options: dict[str, Any]) -> None:
     s = SAMPLES[idx]
     _agree(source_for(s, options=options), raw_delivery(s))
+
+
+def _time_outcome(fn: Any, v: Any) -> Any:
+    try:
+        return fn(v)
+    except ValueError as exc:
+        return ("error", str(exc))
+
+
+@settings(max_examples=500)
+@given(when=st.datetimes(min_value=datetime(1999, 12, 31), max_value=datetime(2100, 1, 2)),
+       fmt=st.sampled_from(["%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S.%f", "%Y-%m-%dT%H:%M:%SZ",
+                            "%Y-%m-%dT%H:%M:%S.%fZ", "%Y-%m-%d %H:%M", "%s"]),
+       cut=st.integers(0, 8), noise=st.sampled_from(["", " ", "z", "+02:00", "0", ".", "x"]))
+def test_times_agree(when: datetime, fmt: str, cut: int, noise: str) -> None:
+    """The plan's time reader (integer arithmetic for the common shapes) against schemas.fields.time_ms."""
+    text = when.replace(tzinfo=UTC).strftime(fmt) if fmt != "%s" else str(int(when.replace(tzinfo=UTC).timestamp()))
+    for v in (text, text[:len(text) - cut] + noise, noise + text, int(text) if text.isdigit() else text):
+        assert _time_outcome(TIME, v) == _time_outcome(time_ms, v)
+
+
+@given(v=scalars | st.from_regex(r"\d{4}-\d\d-\d\d[ T]\d\d:\d\d:\d\d(\.\d{1,9})?Z?", fullmatch=True))
+def test_time_of_arbitrary_values_agrees(v: Any) -> None:
+    assert _time_outcome(TIME, v) == _time_outcome(time_ms, v)

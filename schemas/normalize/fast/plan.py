@@ -27,15 +27,57 @@ Extracted = tuple[dict[str, Any], dict[str, Any] | None, str | None, dict[str, A
 
 
 def _time(v: Any) -> int | None:
-    """``F.time_ms`` with its commonest inputs (epoch seconds or ms as an int or an ASCII digit string) in integer
-    arithmetic; everything else, and every error, through ``F.time_ms``."""
-    n = (v if v.__class__ is int else int(v) if v.__class__ is str and len(v) < 19 and v.isascii() and v.isdigit()
-         else None)
+    """``F.time_ms`` with its commonest inputs in integer arithmetic — epoch seconds or ms as an int or an ASCII digit
+    string, and UTC ``YYYY-MM-DD[ T]HH:MM:SS[.fff…][Z]``; every other shape, and every error, through ``F.time_ms``."""
+    cls = v.__class__
+    if cls is int:
+        n: int | None = v
+    elif cls is str and v.isascii():
+        n = int(v) if len(v) < 19 and v.isdigit() else None
+        if n is None and len(v) >= 19:
+            ms = _iso_ms(v)
+            if ms is not None and F.MIN_MS <= ms < F.MAX_MS:
+                return ms
+    else:
+        n = None
     if n is not None:
         ms = n * 1000 if n < 100_000_000_000 else n
         if F.MIN_MS <= ms < F.MAX_MS:
             return ms
     return F.time_ms(v)
+
+
+_DIM = (0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
+
+
+def _iso_ms(s: str) -> int | None:
+    """UTC epoch ms of an ASCII ``YYYY-MM-DD[ T]HH:MM:SS[.f…][Z]`` (fraction truncated to µs, then to ms, as
+    ``F.time_ms``), or None for anything else, an impossible date included."""
+    if s[4] != "-" or s[7] != "-" or s[10] not in " T" or s[13] != ":" or s[16] != ":":
+        return None
+    tail = s[19:-1] if s[-1] == "Z" else s[19:]
+    frac = 0
+    if tail:
+        digits = tail[1:]
+        if tail[0] != "." or not digits.isdigit():
+            return None
+        frac = int((digits + "000000")[:6]) // 1000
+    fields = (s[0:4], s[5:7], s[8:10], s[11:13], s[14:16], s[17:19])
+    if not all(f.isdigit() for f in fields):
+        return None
+    y, mo, d, h, mi, sec = map(int, fields)
+    if not (1 <= mo <= 12 and h < 24 and mi < 60 and sec < 60 and d >= 1):
+        return None
+    leap = y % 4 == 0 and (y % 100 != 0 or y % 400 == 0)
+    if d > (29 if mo == 2 and leap else _DIM[mo]):
+        return None
+    # days from 1970-01-01 (Hinnant's days_from_civil)
+    yy = y - (mo <= 2)
+    era = yy // 400
+    yoe = yy - era * 400
+    doy = (153 * (mo + (-3 if mo > 2 else 9)) + 2) // 5 + d - 1
+    days = era * 146097 + yoe * 365 + yoe // 4 - yoe // 100 + doy - 719468
+    return (days * 86400 + h * 3600 + mi * 60 + sec) * 1000 + frac
 
 
 TEXT, DEV, BOOL, TIME, DEC, CUR = F.text, F.device_id, F.boolean, _time, F.decimal, F.currency
