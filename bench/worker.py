@@ -2,8 +2,9 @@
 
 On one topic and broker, in one run: (a) the framework floor — a Faust agent that only consumes and Avro-decodes;
 (n) the ceiling of any worker with our normalizer — the floor plus only `normalize()`; (b) the full worker
-(`attrib worker`: normalize, dedupe, state, enrich, DLQ, metrics); (c) two worker processes in one group. Throughput = raw deliveries / time between the group's first and last offset commit movement (same
-measure for all three). Also: worker RSS over the run, state memory for 1M users (dict of bytes as Faust's memory
+(`attrib worker`: normalize, dedupe, state, enrich, DLQ, metrics); (c) two worker processes in one group.
+Throughput = raw deliveries / time between the group's first and last offset commit movement (same measure for all
+three). Also: worker RSS over the run, state memory for 1M users (dict of bytes as Faust's memory
 store holds it vs rocksdict on disk), optional py-spy top frames (--profile).
 """
 
