@@ -10,7 +10,8 @@ stamped by the ingress when the request arrives, before its 2xx; ``loaded_at`` b
 Events held back for a missing install are excluded (their latency is the install's, by design).
 
 ``--find-capacity`` keeps one pipeline up and steps the offered rate up (×--step per step, from --start) until
-receipt → queryable p99 exceeds --p99-ms or the sender falls short of the rate asked; it prints each step and the
+receipt → queryable p99 exceeds --p99-ms or the sender falls short of the rate asked (twice in a row at one rate,
+unless --no-retry); it prints each step and the
 highest rate that held, with the CPU each process spent per delivery (ms) at each step — on a shared machine the CPU
 per delivery is the figure to compare between two runs, the capacity depends on what else runs.
 """
@@ -76,6 +77,8 @@ def _args() -> argparse.Namespace:
     ap.add_argument("--step", type=float, default=1.4, help="rate factor between --find-capacity steps")
     ap.add_argument("--max-rate", type=float, default=5000)
     ap.add_argument("--p99-ms", type=float, default=2000)
+    ap.add_argument("--no-retry", action="store_true", help="stop at the first step over --p99-ms (default: retry it "
+                    "once)")
     return ap.parse_args()
 
 
@@ -188,6 +191,7 @@ def _find_capacity(p: Pipeline, a: argparse.Namespace) -> None:
     rate = a.start
     print(f"stepping the offered rate from {a.start:g}/s ×{a.step:g}, {a.seconds:g} s per step, "
           f"until receipt → queryable p99 > {a.p99_ms:g} ms")
+    retried = False
     while rate <= a.max_rate:
         r = p.step(rate, a.seconds)
         q, got = r["q"], float(r["summary"]["rate_per_s"])
@@ -196,8 +200,11 @@ def _find_capacity(p: Pipeline, a: argparse.Namespace) -> None:
               f"worker p99 {q['worker'][1]:6.0f} ms  load {r['load']:4.1f}  {'ok' if ok else 'OVER'}")
         print(f"    CPU ms per delivery: {_per_delivery(r)}")
         if not ok:
-            break
-        best = (got, r)
+            if retried or a.no_retry:
+                break
+            retried = True  # one miss may be a neighbour's burst on a shared machine: the same rate once more
+            continue
+        best, retried = (got, r), False
         rate *= a.step
     if best is None:
         print(f"capacity: below {a.start:g}/s (p99 > {a.p99_ms:g} ms at the first step)")
