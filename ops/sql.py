@@ -15,15 +15,16 @@ import urllib.error
 import urllib.request
 from typing import Any
 
+from attrib.errors import AttribError
 from attrib.settings import Settings
-from sinks.clickhouse import connect
+from sinks.clickhouse import ClickHouseUnavailable, calls, close, connect
 from sinks.query import FORMATS, READ_ONLY
 
 HELP = "run a read-only SQL query against the warehouse (live embedded sink or a ClickHouse server)"
 
 
-class SqlError(Exception):
-    pass
+class SqlError(AttribError):
+    """The query failed or the warehouse could not be opened; the message is the one line to show."""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -47,14 +48,15 @@ def run_sql(s: Settings, sql: str, fmt: str = "table", url: str | None = None, t
             pass  # no sink serving: open the directory ourselves (fails clearly if another process holds it)
     try:
         client = connect(s, database=s.clickhouse.database, url=url)
-    except Exception as exc:  # noqa: BLE001
+    except ClickHouseUnavailable as exc:
         raise SqlError(f"cannot open the warehouse: {exc}") from None
     try:
-        return client.raw_query(sql, settings=READ_ONLY, fmt=FORMATS[fmt])
-    except Exception as exc:  # noqa: BLE001
+        with calls():
+            return client.raw_query(sql, settings=READ_ONLY, fmt=FORMATS[fmt])
+    except AttribError as exc:  # the query refused, or the warehouse gone meanwhile: ClickHouse's message
         raise SqlError(str(exc).strip()) from None
     finally:
-        client.close()
+        close(client)
 
 
 def query_rows(s: Settings, sql: str, url: str | None = None) -> list[dict[str, Any]]:

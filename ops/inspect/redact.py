@@ -6,6 +6,7 @@ like a device id (UUID) are masked wherever they are, as is any literal occurren
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 from collections.abc import Iterable
@@ -36,7 +37,8 @@ def key_class(key: str, extra: frozenset[str] = frozenset()) -> str | None:
     joined = "".join(ws)
     if key.lower() in extra or joined in extra:
         return "secret"
-    if SECRET_WORDS & set(ws) or joined in SECRET_WORDS or any(a + b in SECRET_WORDS for a, b in zip(ws, ws[1:])):
+    if SECRET_WORDS & set(ws) or joined in SECRET_WORDS or any(a + b in SECRET_WORDS
+                                                               for a, b in itertools.pairwise(ws)):
         return "secret"
     if joined in DEVICE_KEYS or (ws and ws[-1] in DEVICE_KEYS):
         return "device"

@@ -13,6 +13,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+from attrib import http_errors
 from attrib.settings import Settings
 
 HELP = "send realistic signed deliveries for configured sources to the ingress (traffic generator)"
@@ -22,7 +23,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--source", action="append", help="source name (repeatable; default: every configured source)")
     p.add_argument("--url", help="ingress base URL (default http://<ingest.host>:<ingest.port>)")
     p.add_argument("--count", type=int, default=100, help="deliveries per source (default 100)")
-    p.add_argument("--rate", type=float, default=0.0, help="deliveries per second overall (default: as fast as allowed)")
+    p.add_argument("--rate", type=float, default=0.0,
+                   help="deliveries per second overall (default: as fast as allowed)")
     p.add_argument("--concurrency", type=int, default=8, help="requests in flight at once (default 8)")
     p.add_argument("--duplicates", type=float, default=0.0, help="share re-sent byte for byte, e.g. 0.05")
     p.add_argument("--out-of-order", type=float, default=0.0, help="share of users whose event precedes the install")
@@ -124,7 +126,7 @@ async def send_all(base_url: str, sources: list[Any], count: int, rate: float = 
                     await r.read()
                     status = str(r.status)
             except (TimeoutError, aiohttp.ClientError) as exc:
-                status = type(exc).__name__
+                status = http_errors.mapped(exc).reason  # timeout, connect_error
             summary.latencies.append(time.perf_counter() - t0)
             summary.statuses[status] += 1
             bar.update(summary)
@@ -167,6 +169,7 @@ def main(args: argparse.Namespace, s: Settings) -> int:
         print(f"sent {d['sent']} deliveries to {url} in {d['elapsed_s']} s ({d['rate_per_s']}/s); "
               f"{d['duplicates']} duplicates, {d['out_of_order']} out of order")
         print(f"statuses  {statuses}")
-        print(f"latency   p50 {d['latency_ms']['p50']} ms, p99 {d['latency_ms']['p99']} ms, max {d['latency_ms']['max']} ms")
+        lat = d["latency_ms"]
+        print(f"latency   p50 {lat['p50']} ms, p99 {lat['p99']} ms, max {lat['max']} ms")
     ok = all(k.startswith("2") for k in d["statuses"])
     return 0 if ok else 1

@@ -50,7 +50,7 @@ async def test_attrib_send_cli_against_the_ingress(start_ingress):
     names = ["lr", "gen", "sw", "st", "br", "adj", "af"]
     env = {**os.environ, "ATTRIB_SOURCES": json.dumps([x for x in SOURCES if x["name"] in names])}
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "ops.cli", "send", "--url", ing.url, *sum((["--source", n] for n in names), []),
+        sys.executable, "-m", "ops.cli", "send", "--url", ing.url, *[a for n in names for a in ("--source", n)],
         "--count", "20", "--duplicates", "0.2", "--out-of-order", "0.5", "--concurrency", "1", "--seed", "11",
         "--json", "--no-progress", env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     out, err = await proc.communicate()
@@ -61,13 +61,13 @@ async def test_attrib_send_cli_against_the_ingress(start_ingress):
     got = ing.consume(20 * len(names))
     assert len(got) == 20 * len(names)
     assert {rec["source"] for _, rec in got} == set(names)
-    bodies = defaultdict(int)
+    bodies: defaultdict[tuple[str, bytes, str], int] = defaultdict(int)
     for _, rec in got:
         bodies[(rec["source"], rec["body"], rec["query_string"])] += 1
     assert sum(n - 1 for n in bodies.values()) >= summary["duplicates"]  # every retry stored as well
     # out of order: some linkrunner user's first stored delivery (by offset on its partition) is not its install
     firsts: dict[str, dict] = {}
-    for msg, rec in sorted(got, key=lambda mr: (mr[0].partition(), mr[0].offset())):
+    for _msg, rec in sorted(got, key=lambda mr: (mr[0].partition(), mr[0].offset())):
         if rec["source"] == "lr" and not rec["user_key"].startswith("fp:"):
             firsts.setdefault(rec["user_key"], json.loads(rec["body"]))
     assert any(b.get("event_type") != "install" for b in firsts.values())
