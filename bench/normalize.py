@@ -32,7 +32,7 @@ def deliveries() -> list[tuple[SourceSettings, dict[str, Any]]]:
                "query_string": s.get("raw_query_string") or "", "body": body, "remote_addr": "",
                "headers": {"content-type": s["content_type"]} if s["content_type"] else {},
                "received_at": 1_730_000_000_000, "user_key": ""}
-        out.append((SourceSettings(name="b", mmp=mmp), raw))  # type: ignore[arg-type]
+        out.append((SourceSettings(name="b", mmp=mmp), raw))
     return out
 
 

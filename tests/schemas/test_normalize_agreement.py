@@ -68,7 +68,7 @@ def test_mutated_samples_agree(data: st.DataObject, idx: int) -> None:
                 d.pop(leaf, None)
             else:
                 d[leaf] = data.draw(json_values)
-    _agree(SourceSettings(name="s", mmp=sample_mmp(s)), _raw(json.dumps(body).encode()))  # type: ignore[arg-type]
+    _agree(SourceSettings(name="s", mmp=sample_mmp(s)), _raw(json.dumps(body).encode()))
 
 
 @settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
@@ -77,7 +77,7 @@ def test_mutated_samples_agree(data: st.DataObject, idx: int) -> None:
        batch=st.booleans(), ascii_only=st.booleans(), qs=st.sampled_from(["", "k=v&token=s", "x=%ff&_query=1"]))
 def test_arbitrary_objects_agree(mmp: str, obj: dict[str, Any], batch: bool, ascii_only: bool, qs: str) -> None:
     body = json.dumps([obj, obj] if batch else obj, ensure_ascii=ascii_only).encode("utf-8", "surrogatepass")
-    _agree(SourceSettings(name="s", mmp=mmp), _raw(body, qs))  # type: ignore[arg-type]
+    _agree(SourceSettings(name="s", mmp=mmp), _raw(body, qs))
 
 
 @settings(max_examples=200)
@@ -88,7 +88,7 @@ def test_arbitrary_objects_agree(mmp: str, obj: dict[str, Any], batch: bool, asc
 def test_query_strings_and_forms_agree(mmp: str, params: dict[str, str], form: bool) -> None:
     qs = urlencode(params, errors="surrogatepass")
     raw = _raw(qs.encode(), "", "application/x-www-form-urlencoded") if form else _raw(b"", qs, None)
-    _agree(SourceSettings(name="s", mmp=mmp), raw)  # type: ignore[arg-type]
+    _agree(SourceSettings(name="s", mmp=mmp), raw)
 
 
 @settings(max_examples=200)
@@ -98,7 +98,7 @@ def test_query_strings_and_forms_agree(mmp: str, params: dict[str, str], form: b
      b'{"event_name":"x","timestamp":1719230400,"v":1e400,"w":0.1000000000000000055511151231257827}']),
        qs=st.text(max_size=40))
 def test_arbitrary_bytes_agree(mmp: str, body: bytes, qs: str) -> None:
-    _agree(SourceSettings(name="s", mmp=mmp), _raw(body, qs, None))  # type: ignore[arg-type]
+    _agree(SourceSettings(name="s", mmp=mmp), _raw(body, qs, None))
 
 
 @settings(max_examples=100)

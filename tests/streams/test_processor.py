@@ -57,7 +57,7 @@ class CountingTable(dict[str, bytes]):
 def test_at_most_one_changelog_record_per_delivery_and_none_for_a_duplicate(tmp_path: Path) -> None:
     from ops.traffic.synthetic import SOURCES, generate
 
-    s = Settings(var_dir=tmp_path, sources=SOURCES)  # type: ignore[arg-type]
+    s = Settings(var_dir=tmp_path, sources=SOURCES)
     traffic = generate(300, now_ms=T0)
     values = [avro.encode("raw_delivery", r) for r in traffic.raws]
     table = CountingTable()
