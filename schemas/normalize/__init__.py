@@ -49,7 +49,8 @@ def normalize(source: SourceSettings, raw: dict[str, Any]) -> list[dict[str, Any
 
 
 class Plan:
-    """What one source needs, compiled on its first delivery."""
+    """What one source needs, compiled on its first delivery (per SourceSettings object: settings are read once at
+    start and never changed in place — a changed source is a new object, hence a new plan)."""
 
     def __init__(self, source: SourceSettings) -> None:
         if source.mmp not in _EXTRACT:
