@@ -71,3 +71,21 @@ async def test_attrib_send_cli_against_the_ingress(start_ingress):
         if rec["source"] == "lr" and not rec["user_key"].startswith("fp:"):
             firsts.setdefault(rec["user_key"], json.loads(rec["body"]))
     assert any(b.get("event_type") != "install" for b in firsts.values())
+
+
+def test_a_paced_run_stamps_events_around_their_send_time(monkeypatch):
+    """`attrib send --rate`: a user's events are stamped near the time they go out, not all near the start."""
+    stamps: list[float] = []
+    real = deliveries.render
+
+    def spy(t, user, source, now, rng):  # type: ignore[no-untyped-def]
+        stamps.append(now)
+        return real(t, user, source, now, rng)
+
+    monkeypatch.setattr(deliveries, "render", spy)
+    src = SourceSettings(name="x", mmp="appsflyer", methods=["POST"])
+    deliveries.plan(src, 200, seed=1, now=1_800_000_000, spacing_s=10.0)  # 200 deliveries 10 s apart: ~33 min
+    assert max(stamps) - 1_800_000_000 > 1500 and min(stamps) >= 1_800_000_000 - 60
+    stamps.clear()
+    deliveries.plan(src, 200, seed=1, now=1_800_000_000)  # unpaced: all around the start, as before
+    assert max(stamps) - 1_800_000_000 < 200
