@@ -208,6 +208,9 @@ def test_dashboards_are_provisioned_grafana_json():
                 ds = t.get("datasource") or p["datasource"]
                 assert ds["uid"] == uids.get(ds["type"]), (name, p["title"], ds)
                 assert ("expr" in t) == (ds["type"] == "prometheus") and ("rawSql" in t) != ("expr" in t)
+                if "rawSql" in t:  # the plugin's SQL editor; timeSeries turns long rows into one series per label
+                    assert t["editorType"] == "sql" and t["queryType"] == (
+                        "timeSeries" if p["type"] == "timeseries" else "table"), (name, p["title"])
         for v in dash["templating"]["list"]:
             assert v["datasource"]["uid"] == uids[v["datasource"]["type"]], (name, v["name"])
 
