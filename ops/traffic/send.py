@@ -22,7 +22,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--source", action="append", help="source name (repeatable; default: every configured source)")
     p.add_argument("--url", help="ingress base URL (default http://<ingest.host>:<ingest.port>)")
     p.add_argument("--count", type=int, default=100, help="deliveries per source (default 100)")
-    p.add_argument("--rate", type=float, default=0.0, help="deliveries per second overall (default: as fast as allowed)")
+    p.add_argument("--rate", type=float, default=0.0,
+                   help="deliveries per second overall (default: as fast as allowed)")
     p.add_argument("--concurrency", type=int, default=8, help="requests in flight at once (default 8)")
     p.add_argument("--duplicates", type=float, default=0.0, help="share re-sent byte for byte, e.g. 0.05")
     p.add_argument("--out-of-order", type=float, default=0.0, help="share of users whose event precedes the install")
@@ -87,10 +88,18 @@ async def send_all(base_url: str, sources: list[Any], count: int, rate: float = 
     from ops.traffic import deliveries, signing
 
     per_source = [[(src, p) for p in deliveries.plan(src, count, duplicates, out_of_order,
-                                                  None if seed is None else seed + i)]
-                  for i, src in enumerate(sources)]
+                                                  deliveries.source_seed(seed, src.name))]
+                  for src in sources]
     # interleave the sources round-robin, as real traffic would be; each source keeps its own order
     planned = [sp for group in itertools.zip_longest(*per_source) for sp in group if sp is not None]
+    # one user's deliveries go out one after another (each once the previous was answered): with requests in flight
+    # concurrently an install could otherwise overtake the purchase planned before it, and out-of-order would not be
+    done = [asyncio.Event() for _ in planned]
+    prev: list[int | None] = []
+    last: dict[tuple[str, int], int] = {}
+    for i, (src, p) in enumerate(planned):
+        prev.append(last.get((src.name, p.user)))
+        last[(src.name, p.user)] = i
     summary = Summary(duplicates=sum(p.duplicate for _, p in planned),
                       out_of_order=sum(p.out_of_order for _, p in planned))
     bar = Progress(len(planned), progress)
@@ -111,6 +120,9 @@ async def send_all(base_url: str, sources: list[Any], count: int, rate: float = 
                 if delay > 0:
                     await asyncio.sleep(delay)
             src, p = planned[i]
+            before = prev[i]
+            if before is not None:
+                await done[before].wait()
             key = id(p.out)
             if key not in signed:  # a duplicate reuses the signed bytes of its original: a byte-identical retry
                 signing.sign(src, p.out, time.time())
@@ -127,6 +139,7 @@ async def send_all(base_url: str, sources: list[Any], count: int, rate: float = 
                 status = type(exc).__name__
             summary.latencies.append(time.perf_counter() - t0)
             summary.statuses[status] += 1
+            done[i].set()
             bar.update(summary)
 
     conn = aiohttp.TCPConnector(limit=concurrency, force_close=False)
@@ -165,8 +178,9 @@ def main(args: argparse.Namespace, s: Settings) -> int:
     else:
         statuses = ", ".join(f"{k}: {v}" for k, v in d["statuses"].items())
         print(f"sent {d['sent']} deliveries to {url} in {d['elapsed_s']} s ({d['rate_per_s']}/s); "
-              f"{d['duplicates']} duplicates, {d['out_of_order']} out of order")
+              f"{d['duplicates']} duplicates, {d['out_of_order']} users' later event before their install")
         print(f"statuses  {statuses}")
-        print(f"latency   p50 {d['latency_ms']['p50']} ms, p99 {d['latency_ms']['p99']} ms, max {d['latency_ms']['max']} ms")
+        lat = d["latency_ms"]
+        print(f"latency   p50 {lat['p50']} ms, p99 {lat['p99']} ms, max {lat['max']} ms")
     ok = all(k.startswith("2") for k in d["statuses"])
     return 0 if ok else 1
