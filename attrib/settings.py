@@ -377,6 +377,9 @@ class RouteSettings(_Section):
     state_dir: Path | None = Field(None, description="First-time-per-user stores; default <var_dir>/route.")
     metrics_port: int = Field(9104, ge=0, lt=65536, description="Prometheus /metrics port; 0 = off.")
     commit_interval_s: float = Field(1.0, gt=0)
+    start: Literal["latest", "earliest"] = Field(
+        "latest", description="Where a partition without a committed offset in group_id starts: latest = events from "
+                              "now on (default); earliest = everything retained in topics.events (a backfill).")
     destinations: list[DestinationSettings] = Field(default_factory=list)
 
     @model_validator(mode="after")

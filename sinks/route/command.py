@@ -63,6 +63,12 @@ def main(args: argparse.Namespace, settings: Settings) -> int:
 async def _run(settings: Settings) -> int:
     from sinks.route.service import Router
 
+    rs = settings.route
+    print(f"attrib route: {settings.topics.events} → {len(rs.destinations)} destination(s) "
+          f"({', '.join(d.name for d in rs.destinations)}); group {rs.group_id}, a new group starts at {rs.start}"
+          + (f"; metrics http://127.0.0.1:{rs.metrics_port}/metrics" if rs.metrics_port else "")
+          + "; Ctrl-C stops", flush=True)
+
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

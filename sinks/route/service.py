@@ -104,6 +104,21 @@ class Router:
 
     # --- the consumer -------------------------------------------------------------------------------------------
 
+    def _on_assign(self, consumer: Consumer, parts: list[TopicPartition]) -> None:
+        """Position partitions the group never committed at ``route.start`` explicitly (latest = the end right now),
+        so the start-up log says exactly where routing begins and nothing produced after it is skipped."""
+        committed = consumer.committed(parts, timeout=10)
+        start: dict[int, int] = {}
+        for tp in committed:
+            if tp.offset < 0:
+                low, high = consumer.get_watermark_offsets(tp, timeout=10)
+                tp.offset = high if self.rs.start == "latest" else low
+            start[tp.partition] = tp.offset
+        consumer.assign(committed)
+        log.info("route partitions assigned", extra={"fields": {
+            "topic": self.s.topics.events, "group_id": self.group_id, "start": self.rs.start,
+            "offsets": {str(p): o for p, o in sorted(start.items())}}})
+
     def _on_revoke(self, consumer: Consumer, parts: list[TopicPartition]) -> None:
         self._commit_sync(consumer)
         self.tracker.forget([p.partition for p in parts])
@@ -149,9 +164,11 @@ class Router:
         server = await self._serve_metrics()
         self._consumer = c = Consumer({
             "bootstrap.servers": self.s.kafka.bootstrap_servers, "group.id": self.group_id,
-            "enable.auto.commit": False, "auto.offset.reset": "earliest", "partition.assignment.strategy": "range",
+            "enable.auto.commit": False, "auto.offset.reset": self.rs.start,
+            "partition.assignment.strategy": "range",
         })
-        await self._call(lambda: c.subscribe([self.s.topics.events], on_revoke=self._on_revoke))
+        await self._call(lambda: c.subscribe([self.s.topics.events], on_assign=self._on_assign,
+                                             on_revoke=self._on_revoke))
         last_commit = time.monotonic()
         try:
             while not stop.is_set():
