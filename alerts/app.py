@@ -27,6 +27,7 @@ import faust
 
 from alerts.detector import Cell, SeriesInput, SeriesKey, SeriesState, evaluate_bucket, slots
 from alerts.memory import config_from
+from attrib import kafka
 from attrib.settings import Settings
 from schemas import avro, wire
 
@@ -50,11 +51,12 @@ def build(s: Settings) -> faust.App:
     cfg = config_from(a)
     datadir = a.data_dir or s.var_dir / "alerts"
     datadir.mkdir(parents=True, exist_ok=True)
+    reads = [s.topics.events, counts_topic_name(s)]
     app = faust.App(
-        a.app_id, broker=f"kafka://{s.kafka.bootstrap_servers}", store=a.store,
+        a.app_id, **kafka.faust_settings(s, "alerts", a.app_id, reads), store=a.store,
         datadir=str(datadir), web_enabled=False, topic_replication_factor=
         s.topics.replication_factor, topic_partitions=1, producer_acks=-1, table_standby_replicas=0,
-        broker_session_timeout=30.0, key_serializer="json", value_serializer="json",  # table keys stay str
+        key_serializer="json", value_serializer="json",  # table keys stay str
     )
     events = app.topic(s.topics.events, key_type=bytes, value_type=bytes, key_serializer="raw",
                        value_serializer="raw")

@@ -22,6 +22,7 @@ from typing import Any
 import aiohttp
 
 from alerts import slack_blocks
+from attrib import kafka
 from attrib.settings import QualifiedInstallRule, Settings
 from schemas import avro, wire
 
@@ -165,7 +166,7 @@ async def run(s: Settings, stop: asyncio.Event) -> None:
 
     a = s.alerts
     topics = [s.topics.alerts_spike, s.topics.alerts_drop] + ([s.topics.events] if a.qualified.enabled else [])
-    consumer = AIOKafkaConsumer(*topics, bootstrap_servers=s.kafka.bootstrap_servers, group_id=a.notify_group,
+    consumer = AIOKafkaConsumer(*topics, **kafka.aiokafka_consumer(s, "notifier", a.notify_group, topics),
                                 enable_auto_commit=False, auto_offset_reset="earliest",
                                 max_poll_interval_ms=3_600_000)  # Slack may be down for a while: keep the group
     serde = wire.serde(s)  # reads single-object Avro and Confluent framing alike

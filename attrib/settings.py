@@ -16,8 +16,19 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlparse
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
+
+from attrib.errors import ConfigurationError, ForeignErrors
 
 ENV_PREFIX = "ATTRIB_"
 ENV_NESTED = "__"
@@ -27,19 +38,58 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 Mmp = Literal["branch", "appsflyer", "adjust", "singular", "kochava", "tenjin", "linkrunner", "generic"]
 
 
-class ConfigError(Exception):
+class ConfigError(ConfigurationError):
     """Settings could not be loaded; the message names the offending key(s)."""
+
+
+# The seam's table (see attrib/errors.py): pydantic's validation errors become ConfigError in :func:`load`.
+FOREIGN_ERRORS: ForeignErrors = {ValidationError: (ConfigError,)}
+
+
+HttpMethod = Literal["GET", "POST"]
+_POST_ONLY: tuple[HttpMethod, ...] = ("POST",)
 
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+KafkaService = Literal["ingest", "worker", "sink", "router", "alerts", "notifier", "replay", "inspect", "admin"]
+# Long-running consumer-group members: each gets a stable group.instance.id (static membership), so a restarted
+# process takes its partitions back at once instead of waiting for the dead member's session to time out.
+GROUP_MEMBERS: tuple[KafkaService, ...] = ("worker", "sink", "router", "alerts", "notifier")
+_SSL_PROTOCOLS = ("SSL", "SASL_SSL")
+_SASL_PROTOCOLS = ("SASL_PLAINTEXT", "SASL_SSL")
+
+
 class KafkaSettings(_Section):
+    """How every Kafka client connects (attrib/kafka.py builds all client configs from this)."""
+
     bootstrap_servers: str = "127.0.0.1:9092"
     produce_timeout_s: float = Field(15.0, gt=0, description=(
         "Ingress answers 503 if Kafka has not acked by then; outlasts the fencing of a dead broker (~10 s)."))
     schema_registry_url: str | None = None
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = Field(
+        None, validate_default=True, description="Required with SASL_PLAINTEXT / SASL_SSL.")
+    sasl_username: str | None = Field(None, validate_default=True)
+    sasl_password: SecretStr | None = Field(None, validate_default=True)
+    ssl_ca_file: Path | None = Field(None, description="PEM CA bundle of the brokers' certificates (else system CAs).")
+    ssl_cert_file: Path | None = Field(None, description="PEM client certificate (mTLS).")
+    ssl_key_file: Path | None = Field(None, description="PEM private key of ssl_cert_file.")
+    ssl_key_password: SecretStr | None = None
+    ssl_check_hostname: bool = Field(True, description="Verify the broker certificate names the host we dialled.")
+    client_id: str = Field("attrib", pattern=r"^[A-Za-z0-9._-]{1,200}$",
+                           description="client.id prefix; each client appends its service (attrib-sink …).")
+    instance_id: str | None = Field(None, pattern=r"^[A-Za-z0-9._-]{1,200}$",
+                                    description="This replica's stable name for static group membership; "
+                                                "default the hostname. Two replicas of a service must differ.")
+    group_instance_ids: dict[KafkaService, str] = Field(
+        default_factory=dict, description="group.instance.id per service (default <instance_id>-<service>); "
+                                          "an empty string turns static membership off for that service.")
+    session_timeout_s: float = Field(30.0, ge=6, le=300, description="Consumer-group session timeout: how long a "
+                                     "member that vanished keeps its partitions (a restart with the same "
+                                     "group.instance.id takes them back at once).")
 
     @field_validator("bootstrap_servers")
     @classmethod
@@ -49,6 +99,41 @@ class KafkaSettings(_Section):
             if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
                 raise ValueError(f"expected host:port[,host:port…], got {hp!r}")
         return v
+
+    # Consistency checks run per field (validate_default) so an error names the key to fix, not the section.
+    @field_validator("sasl_mechanism", "sasl_username", "sasl_password")
+    @classmethod
+    def _sasl(cls, v: Any, info: ValidationInfo) -> Any:
+        proto = info.data.get("security_protocol")
+        if proto is None:  # security_protocol itself is invalid and reported
+            return v
+        empty = v is None or v == "" or (isinstance(v, SecretStr) and not v.get_secret_value())
+        if proto in _SASL_PROTOCOLS and empty:
+            raise ValueError(f"required when security_protocol is {proto}")
+        if proto not in _SASL_PROTOCOLS and v is not None:
+            raise ValueError(f"set, but security_protocol {proto} does not use SASL "
+                             "(use SASL_SSL or SASL_PLAINTEXT, or remove it)")
+        return v
+
+    @field_validator("ssl_ca_file", "ssl_cert_file", "ssl_key_file")
+    @classmethod
+    def _ssl_file(cls, v: Path | None, info: ValidationInfo) -> Path | None:
+        proto = info.data.get("security_protocol")
+        if v is None or proto is None:
+            return v
+        if proto not in _SSL_PROTOCOLS:
+            raise ValueError(f"set, but security_protocol {proto} does not use TLS (use SSL or SASL_SSL)")
+        if not v.is_file():
+            raise ValueError(f"file not found: {v}")
+        return v
+
+    @model_validator(mode="after")
+    def _pairs(self) -> KafkaSettings:
+        if (self.ssl_cert_file is None) != (self.ssl_key_file is None):
+            raise ValueError("ssl_cert_file and ssl_key_file must be set together (a client certificate needs both)")
+        if self.ssl_key_password is not None and self.ssl_key_file is None:
+            raise ValueError("ssl_key_password is set without ssl_key_file")
+        return self
 
 
 class TopicSettings(_Section):
@@ -96,7 +181,7 @@ class SourceSettings(_Section):
     app_id: str | None = None
     verify: list[str] = Field(default_factory=list)
     secrets: list[SecretStr] = Field(default_factory=list, description="Several active at once for rotation.")
-    methods: list[Literal["GET", "POST"]] = Field(default_factory=lambda: ["POST"])
+    methods: list[HttpMethod] = Field(default_factory=lambda: list(_POST_ONLY))
     ip_allowlist: list[str] = Field(default_factory=list)
     options: dict[str, Any] = Field(default_factory=dict, description="Scheme/normalizer options (header names …).")
     event_allowlist: list[str] = Field(default_factory=list, description="Event names/types kept (empty = all).")
@@ -170,7 +255,6 @@ class StreamsSettings(_Section):
     reemit_grace_s: float = Field(900, gt=0, description="How long released events stay re-emittable after a crash.")
     tick_interval_s: float = Field(5.0, gt=0, description="Expiry tick produced into every owned input partition.")
     metrics_port: int = Field(9102, ge=0, lt=65536, description="Prometheus /metrics port; 0 = off.")
-    session_timeout_s: float = Field(30.0, ge=6, description="Consumer group session timeout (failover time).")
     standby_replicas: int = Field(0, ge=0)
     commit_interval_s: float = Field(2.8, gt=0)
     max_poll_records: int = Field(2000, gt=0)
@@ -190,13 +274,14 @@ class SinkSettings(_Section):
     batch_bytes: int = Field(64 << 20, gt=0, description="... or at this many bytes of fast-path record bodies "
                              "(bounds memory for wide records such as raw deliveries).")
     batch_seconds: float = Field(0.5, gt=0, description="... or this long after its first record: the sink's share "
-                                 "of the end-to-end latency (p99 ≈ batch_seconds + ~0.1 s). Smaller means smaller parts "
-                                 "at moderate rates, which the engine merges at a CPU cost.")
+                                 "of the end-to-end latency (p99 ≈ batch_seconds + ~0.1 s). Smaller means smaller "
+                                 "parts at moderate rates, which the engine merges at a CPU cost.")
     query_port: int = Field(8124, gt=0, lt=65536, description="Loopback port serving read-only SQL on embedded mode.")
     group_id: str = "attrib-sink"
     raw_ttl_days: int = Field(7, ge=1, le=3650, description="raw_deliveries keeps verified deliveries this long.")
     archive_raw: bool = Field(True, description="Also load the raw-deliveries topic into raw_deliveries.")
-    rollup_refresh_s: float = Field(2.0, gt=0, description="Rebuild the daily rollups of touched days at most this often.")
+    rollup_refresh_s: float = Field(2.0, gt=0,
+                                    description="Rebuild the daily rollups of touched days at most this often.")
     retry_initial_s: float = Field(0.5, gt=0, description="First backoff when ClickHouse refuses a batch.")
     retry_max_s: float = Field(30.0, gt=0, description="Backoff ceiling while ClickHouse stays unreachable.")
 
@@ -343,7 +428,8 @@ class DestinationSettings(_Section):
     preset: PresetSettings = Field(default_factory=PresetSettings)
     url: str = Field(default="", description="URL template; {{ path }} tags are filled from the event, URL-encoded.")
     method: Literal["POST", "GET"] = "POST"
-    body: str | None = Field(None, description="POST body template ({{ path }} → JSON value); unset = the event as JSON.")
+    body: str | None = Field(None,
+                             description="POST body template ({{ path }} → JSON value); unset = the event as JSON.")
     content_type: str = "application/json"
     headers: dict[str, SecretStr] = Field(default_factory=dict, description="Static headers (auth tokens…).")
     filters: dict[str, str | int | float | bool | list[str]] = Field(

@@ -5,18 +5,24 @@ from __future__ import annotations
 
 import logging
 
-from confluent_kafka import KafkaException
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka.admin import NewTopic
 
+from attrib import kafka
+from attrib.errors import ConfigurationError
 from attrib.settings import Settings
 
 
 def ensure_topics(settings: Settings, timeout: float = 30.0) -> list[str]:
     """Create missing topics; return the names created. Existing topics with another partition count are an error,
-    because keyed placement (and Faust's co-partitioning) would silently break."""
+    because keyed placement (and Faust's co-partitioning) would silently break (ConfigurationError). Kafka failing
+    raises :func:`attrib.kafka.mapped` errors (DependencyUnavailable, ConfigurationError)."""
     t = settings.topics
-    admin = AdminClient({"bootstrap.servers": settings.kafka.bootstrap_servers})
-    existing = admin.list_topics(timeout=timeout).topics
+    admin = kafka.admin(settings)
+    try:
+        existing = admin.list_topics(timeout=timeout).topics
+    except KafkaException as exc:
+        raise kafka.mapped(exc, f"Kafka at {settings.kafka.bootstrap_servers}") from exc
     retention = {t.raw: str(int(t.raw_retention_days * 86_400_000))}
     wanted = [
         NewTopic(name, num_partitions=t.partitions, replication_factor=t.replication_factor,
@@ -26,16 +32,18 @@ def ensure_topics(settings: Settings, timeout: float = 30.0) -> list[str]:
     ]
     for name in t.all():
         if name in existing and len(existing[name].partitions) != t.partitions:
-            raise RuntimeError(f"topic {name} has {len(existing[name].partitions)} partitions, settings say "
+            raise ConfigurationError(f"topic {name} has {len(existing[name].partitions)} partitions, settings say "
                                f"{t.partitions} (ATTRIB_TOPICS__PARTITIONS)")
     if not wanted:
         return []
     for name, fut in admin.create_topics(wanted, operation_timeout=timeout).items():
         try:
             fut.result()
-        except Exception as exc:  # a concurrent creator won the race: fine
-            if "TOPIC_ALREADY_EXISTS" not in str(exc):
-                raise
+        except KafkaException as exc:
+            err = exc.args[0] if exc.args else None
+            if isinstance(err, KafkaError) and err.code() == KafkaError.TOPIC_ALREADY_EXISTS:
+                continue  # a concurrent creator won the race: fine
+            raise kafka.mapped(exc, f"creating topic {name}") from exc
     return [n.topic for n in wanted]
 
 
@@ -44,7 +52,7 @@ def unreachable(settings: Settings, timeout: float = 5.0) -> str | None:
     than let librdkafka retry (and log to stderr) forever; the probe's own connection logs are silenced."""
     quiet = logging.getLogger("attrib.kafka.probe")
     quiet.setLevel(logging.CRITICAL)
-    admin = AdminClient({"bootstrap.servers": settings.kafka.bootstrap_servers, "logger": quiet})
+    admin = kafka.admin(settings, extra={"logger": quiet})
     try:
         admin.list_topics(timeout=timeout)
     except KafkaException as exc:

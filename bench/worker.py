@@ -245,11 +245,11 @@ def main() -> int:
 
     broker, bootstrap = given_or_throwaway(args.bootstrap, tmp / "stack")
     tag = f"{int(time.time())}"
-    s = Settings(var_dir=tmp, kafka={"bootstrap_servers": bootstrap}, sources=SOURCES,
+    s = Settings(var_dir=tmp, kafka={"bootstrap_servers": bootstrap, "session_timeout_s": 10}, sources=SOURCES,
                  topics={"raw": f"bench-{tag}.raw", "events": f"bench-{tag}.events",
                          "dead_letters": f"bench-{tag}.dlq", "alerts_spike": f"bench-{tag}.spike",
                          "alerts_drop": f"bench-{tag}.drop", "partitions": args.partitions},
-                 streams={"metrics_port": 0, "session_timeout_s": 10,
+                 streams={"metrics_port": 0,
                           **{k: json.loads(v) for k, v in (kv.split("=", 1) for kv in args.set)}})
     try:
         ensure_topics(s)

@@ -180,9 +180,9 @@ def main() -> int:
     try:
         broker, bootstrap = given_or_throwaway(args.bootstrap, tmp / "stack")
         tag = f"mem-{int(time.time())}"
-        streams = {"app_id": tag, "metrics_port": 0, "session_timeout_s": 10, "dedupe_retention_s": 120,
+        streams = {"app_id": tag, "metrics_port": 0, "dedupe_retention_s": 120,
                    "reemit_grace_s": 60, **{k: json.loads(v) for k, v in (kv.split("=", 1) for kv in args.set)}}
-        s = Settings(var_dir=tmp, kafka={"bootstrap_servers": bootstrap},
+        s = Settings(var_dir=tmp, kafka={"bootstrap_servers": bootstrap, "session_timeout_s": 10},
                      sources=[{"name": "gen", "mmp": "generic"}],
                      topics={"raw": f"{tag}.raw", "events": f"{tag}.events", "dead_letters": f"{tag}.dlq",
                              "alerts_spike": f"{tag}.spike", "alerts_drop": f"{tag}.drop",

@@ -15,8 +15,9 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from confluent_kafka import KafkaError, KafkaException, Producer
+from confluent_kafka import KafkaError, KafkaException
 
+from attrib import kafka
 from attrib.settings import Settings
 from ingest import metrics
 
@@ -57,19 +58,17 @@ def longest_wait_s(s: Settings) -> float:
 def config(s: Settings) -> dict[str, Any]:
     timeout_ms = int(longest_wait_s(s) * 1000)
     conf: dict[str, Any] = {
-        "bootstrap.servers": s.kafka.bootstrap_servers,
         "linger.ms": s.ingest.linger_ms,
         "compression.type": "none",  # loopback/LAN: CPU matters more than bytes; set lz4 via ingest.producer
         # librdkafka gives up at about the moment the request does: fewer records stored after a 503 was answered
         # (those would only be duplicates of the sender's retry, which streams dedupe anyway).
         "message.timeout.ms": max(timeout_ms, 1000),
-        "client.id": "attrib-ingest",
         "message.max.bytes": MESSAGE_MAX_BYTES,
         "log_level": 3,
     }
     conf.update({k: v for k, v in s.ingest.producer.items()})
     conf.update(FIXED)
-    return conf
+    return kafka.producer_config(s, "ingest", conf)
 
 
 class DurableProducer:
@@ -78,8 +77,8 @@ class DurableProducer:
         self._timeout = s.kafka.produce_timeout_s
         # a record over this is refused by librdkafka (or the broker) on every try: checked before producing
         self.record_limit = int(self._conf["message.max.bytes"]) - RECORD_FRAMING
-        self._p = Producer({**self._conf, "error_cb": self._on_error,
-                            "logger": logging.getLogger("attrib.ingest.kafka")})
+        self._p = kafka.producer(s, "ingest", {**self._conf, "error_cb": self._on_error,
+                                               "logger": logging.getLogger("attrib.ingest.kafka")})
         self._loop: asyncio.AbstractEventLoop | None = None
         self._poller: asyncio.Task[None] | None = None
         self._pending = 0

@@ -17,6 +17,7 @@ from ingest.body import media_type
 from ingest.sources import SourcePlan
 from ingest.verify import Inbound, url_secret
 from ingest.verify._util import wire
+from schemas.dead_letter import dead_letter as schemas_dead_letter
 
 _ids = random.Random(os.urandom(32))  # unique ids without a getrandom() syscall per delivery
 os.register_at_fork(after_in_child=lambda: _ids.seed(os.urandom(32)))  # forked workers must not share a sequence
@@ -106,16 +107,7 @@ def body_problem(method: str, content_type: str | None, body: bytes, query_strin
 
 
 def dead_letter(raw: dict[str, Any], reason: str, detail: str, failed_at_ms: int, payload: bytes) -> dict[str, Any]:
-    return {
-        "dead_letter_id": new_id(),
-        "stage": "ingress",
-        "reason": reason,
-        "detail": detail,
-        "field": None,
-        "source": raw["source"],
-        "mmp": raw["mmp"],
-        "delivery_id": raw["delivery_id"],
-        "raw": None,
-        "payload": payload,  # the encoded raw_delivery record: replayable after a fix
-        "failed_at": failed_at_ms,
-    }
+    """``payload`` is the encoded raw_delivery record (replayable after a fix); the id is anchored on the delivery id,
+    so the same delivery dead-lettered twice (a retried store) is one row in the warehouse."""
+    return schemas_dead_letter(stage="ingress", reason=reason, detail=detail, delivery_id=raw["delivery_id"],
+                               payload=payload, source=raw["source"], mmp=raw["mmp"], failed_at_ms=failed_at_ms)

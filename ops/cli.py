@@ -10,6 +10,7 @@ from collections.abc import Callable, Sequence
 from types import ModuleType
 
 from attrib import settings as settings_mod
+from attrib.errors import AttribError, ConfigurationError
 from attrib.settings import ConfigError, Settings
 
 Handler = Callable[[argparse.Namespace, Settings], int]
@@ -45,7 +46,7 @@ def _stack(args: argparse.Namespace, s: Settings) -> int:
 
 def _migrate(args: argparse.Namespace, s: Settings) -> int:
     from sinks import migrate
-    from sinks.clickhouse import connect, describe
+    from sinks.clickhouse import calls, close, connect, describe
 
     if getattr(args, "topics", False):
         from attrib.topics import ensure_topics
@@ -55,9 +56,10 @@ def _migrate(args: argparse.Namespace, s: Settings) -> int:
 
     client = connect(s)
     try:
-        done = migrate.migrate(client, s)
+        with calls():
+            done = migrate.migrate(client, s)
     finally:
-        client.close()
+        close(client)
     names = ", ".join(f"{m.version:04d}_{m.name}" for m in done) or "none pending"
     print(f"clickhouse ({describe(s)}): migrations applied: {names}")
     return 0
@@ -97,6 +99,10 @@ PLUGINS: dict[str, str] = {
 }
 
 
+# Commands that talk to Kafka: their settings are checked against the brokers before they start.
+KAFKA_COMMANDS = frozenset({"alerts", "ingest", "inspect", "notify", "replay", "route", "sink", "tail", "worker"})
+
+
 def _plugin(name: str) -> ModuleType:
     import importlib
 
@@ -134,20 +140,19 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     logs.setup(s.log_level)
     try:
+        if args.command in KAFKA_COMMANDS:  # a refused password or certificate: one line now, not retries forever
+            from attrib import kafka
+
+            kafka.preflight(s)
         if args.command in PLUGINS:
             return int(_plugin(args.command).main(args, s))
         return COMMANDS[args.command](args, s)
     except KeyboardInterrupt:
         return 130
-    except Exception as exc:  # one clear line for the operator; details in --debug logs
-        from attrib.errors import ConfigurationError
-        from ops.stack import StackError
-        from sinks.migrate import MigrationError
-
-        if isinstance(exc, (StackError, MigrationError, ConfigurationError)):
-            print(f"attrib {args.command}: {exc}", file=sys.stderr)
-            return 1
-        raise
+    except AttribError as exc:  # ours: one clear line for the operator (2 for configuration, as above); anything
+        # else is a bug and keeps its traceback
+        print(f"attrib {args.command}: {exc}", file=sys.stderr)
+        return 2 if isinstance(exc, ConfigurationError) else 1
 
 
 if __name__ == "__main__":

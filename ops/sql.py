@@ -15,15 +15,16 @@ import urllib.error
 import urllib.request
 from typing import Any
 
+from attrib.errors import AttribError
 from attrib.settings import Settings
-from sinks.clickhouse import connect
+from sinks.clickhouse import ClickHouseUnavailable, calls, close, connect
 from sinks.query import FORMATS, READ_ONLY
 
 HELP = "run a read-only SQL query against the warehouse (live embedded sink or a ClickHouse server)"
 
 
-class SqlError(Exception):
-    pass
+class SqlError(AttribError):
+    """The query failed or the warehouse could not be opened; the message is the one line to show."""
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -95,7 +96,7 @@ class _Target:
 
     def __exit__(self, *_: object) -> None:
         if self.client is not None:
-            self.client.close()
+            close(self.client)
 
     def __call__(self, sql: str, ch_format: str) -> bytes:
         if self.via_sink:
@@ -111,11 +112,12 @@ class _Target:
         if self.client is None:
             try:
                 self.client = connect(self.s, database=self.s.clickhouse.database, url=self.url)
-            except Exception as exc:  # noqa: BLE001
+            except ClickHouseUnavailable as exc:
                 raise SqlError(f"cannot open the warehouse: {exc}") from None
         try:
-            return bytes(self.client.raw_query(sql, settings=READ_ONLY, fmt=ch_format))
-        except Exception as exc:  # noqa: BLE001
+            with calls():
+                return bytes(self.client.raw_query(sql, settings=READ_ONLY, fmt=ch_format))
+        except AttribError as exc:  # the query refused, or the warehouse gone meanwhile: ClickHouse's message
             raise _QueryFailed(str(exc).strip()) from None
 
 

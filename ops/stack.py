@@ -18,12 +18,13 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+from attrib.errors import AttribError
 from attrib.settings import Settings
 
 MAIN_CLASS = "kafka.Kafka"
 
 
-class StackError(Exception):
+class StackError(AttribError):
     pass
 
 

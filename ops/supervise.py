@@ -14,11 +14,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from attrib.errors import DependencyUnavailable
+
 if TYPE_CHECKING:
     from attrib.settings import Settings
 
 
-class ServiceError(RuntimeError):
+class ServiceError(DependencyUnavailable, RuntimeError):
     """A child service died or never became ready; the message points at its log."""
 
 

@@ -16,8 +16,10 @@ from pathlib import Path
 from typing import Any
 
 import fastavro
+from fastavro.read import SchemaResolutionError
 from fastavro.schema import fingerprint, to_parsing_canonical_form
 
+from attrib.errors import ForeignErrors, InputError
 from schemas.avro_writer import Unsupported, compile_writer
 
 HERE = Path(__file__).resolve().parent
@@ -30,8 +32,15 @@ TICK = b"attrib-tick:"
 NAMES = ("raw_delivery", "canonical_event", "enriched_event", "dead_letter", "alert")
 
 
-class AvroError(ValueError):
-    """Bytes that are not a record of a known schema."""
+class AvroError(InputError, ValueError):
+    """Bytes that are not a record of a known schema (a ValueError too: callers of the codecs catch that)."""
+
+
+# What fastavro raises reading bytes that are not a valid body of the writer schema (fuzzed: truncation → EOFError,
+# bad UTF-8 → UnicodeDecodeError, a union or enum index out of range → IndexError; huge lengths, bad decimals →
+# ValueError/OverflowError; a writer the reader cannot resolve → SchemaResolutionError). All become AvroError.
+READ_ERRORS: tuple[type[Exception], ...] = (EOFError, ValueError, IndexError, OverflowError, SchemaResolutionError)
+FOREIGN_ERRORS: ForeignErrors = {SchemaResolutionError: (AvroError,)}
 
 
 @dataclass(frozen=True)
@@ -108,6 +117,6 @@ def decode(data: bytes, expect: str | None = None) -> tuple[str, dict[str, Any]]
     try:
         # The current schema needs no resolution: None spares fastavro a deep compare of the two schemas per record.
         rec = fastavro.schemaless_reader(io.BytesIO(data[10:]), writer, None if writer is reader else reader)
-    except Exception as exc:  # truncated or corrupt body
+    except READ_ERRORS as exc:
         raise AvroError(f"corrupt {name} record: {exc}") from None
     return name, rec  # type: ignore[return-value]

@@ -14,11 +14,13 @@ from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
+from attrib.errors import AttribError
+
 _MISSING = object()
 
 
-class Unsupported(Exception):
-    """This record (or schema) needs fastavro's general writer."""
+class Unsupported(AttribError):
+    """Control flow, never escapes :mod:`schemas.avro`: this record (or schema) needs fastavro's general writer."""
 
 
 def _long(n: Any) -> bytes:
@@ -121,13 +123,14 @@ def _record(t: dict[str, Any], named: dict[str, Any], ns: str | None) -> Callabl
     env: dict[str, Any] = {"U": Unsupported, "M": _MISSING, "L": _long, "B": _BYTE}
     lines = ["def write(rec):", "    if type(rec) is not dict: raise U", "    o = []", "    a = o.append"]
     cell: list[Callable[[Any], bytes]] = []
-    named[name] = lambda rec: cell[0](rec)  # a record may refer to itself
+    # a record may refer to itself: the name must resolve before cell[0] exists, so the call is looked up late
+    named[name] = lambda rec: cell[0](rec)  # noqa: PLW0108 - late binding is the point
     for i, f in enumerate(t["fields"]):
         ftype = f["type"]
         if isinstance(ftype, list) and (len(ftype) != 2 or "null" not in ftype):
             raise Unsupported("union")  # only [null, X] / [X, null]: the rest goes to fastavro
         nullable = isinstance(ftype, list)
-        default = f["default"] if "default" in f else (None if nullable else _MISSING)
+        default = f.get("default", None if nullable else _MISSING)
         env[f"d{i}"] = default
         lines.append(f"    v = rec.get({f['name']!r}, d{i})")
         if default is _MISSING:
@@ -156,4 +159,4 @@ def _record(t: dict[str, Any], named: dict[str, Any], ns: str | None) -> Callabl
     exec(compile("\n".join(lines), f"<avro writer {name}>", "exec"), env)
     cell.append(env["write"])
     named[name] = env["write"]
-    return env["write"]  # type: ignore[no-any-return]
+    return env["write"]

@@ -6,6 +6,8 @@ dotted for nested ones) — nothing is dropped silently.
 
 from __future__ import annotations
 
+from attrib.errors import InputError
+
 # Stable reason codes (dead_letter.reason); keep them, analysts and alerts filter on them.
 EMPTY_BODY = "empty_body"
 INVALID_JSON = "invalid_json"
@@ -17,7 +19,9 @@ INVALID_CONFIG = "invalid_config"
 INTERNAL = "internal"
 
 
-class NormalizeError(ValueError):
+class NormalizeError(InputError, ValueError):
+    """The delivery cannot become a valid canonical event (a ValueError too: older callers catch that)."""
+
     def __init__(self, reason: str, field: str | None = None, message: str = "") -> None:
         self.reason = reason
         self.field = field

@@ -54,10 +54,7 @@ def text(v: Any) -> str | None:
         return None
     if isinstance(v, bool):
         return "true" if v else "false"
-    if isinstance(v, Decimal):
-        s = format(v, "f")
-    else:
-        s = str(v)
+    s = format(v, "f") if isinstance(v, Decimal) else str(v)
     s = s.strip()
     return None if s.lower() in ABSENT else s
 

@@ -2,8 +2,8 @@
 
 Query parameter names are chosen by whoever writes the callback URL template (Branch Freemarker templates, Adjust and
 Kochava macros, Tenjin ``{{macros}}``). A source may map its own names with ``options["query_map"] = {"param":
-"dotted.path"}``; Branch also gets a default template (the one in README "Schemas and normalizers") so a typical GET webhook works
-unconfigured. Parameters that carry URL secrets are dropped so they never reach ``properties``.
+"dotted.path"}``; Branch also gets a default template (the one in README "Schemas and normalizers") so a typical GET
+webhook works unconfigured. Parameters that carry URL secrets are dropped so they never reach ``properties``.
 """
 
 from __future__ import annotations

@@ -22,14 +22,15 @@ from typing import Any, Protocol
 
 import fastavro
 
+from attrib.errors import DependencyUnavailable
 from schemas import avro
 
 CONFLUENT_MAGIC = b"\x00"
 CONTENT_TYPE = "application/vnd.schemaregistry.v1+json"
 
 
-class RegistryError(RuntimeError):
-    """The schema registry could not be reached or refused a request."""
+class RegistryError(DependencyUnavailable, RuntimeError):
+    """The schema registry could not be reached or refused a request: wait for it, never dead-letter on it."""
 
 
 class Serde(Protocol):
@@ -148,7 +149,7 @@ class ConfluentSerde:
             raise avro.AvroError(f"expected a {expect} record, got {name}")
         try:
             rec = fastavro.schemaless_reader(io.BytesIO(data[5:]), writer, avro.codec(name).schema)
-        except Exception as exc:
+        except avro.READ_ERRORS as exc:
             raise avro.AvroError(f"corrupt {name} record: {exc}") from None
         return name, rec  # type: ignore[return-value]
 

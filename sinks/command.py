@@ -9,9 +9,10 @@ import signal
 import threading
 import time
 
+from attrib.errors import Retryable
 from attrib.settings import Settings
 from sinks import migrate
-from sinks.clickhouse import connect, describe
+from sinks.clickhouse import calls, close, connect, describe
 from sinks.query import QueryServer
 from sinks.service import Sink
 
@@ -30,13 +31,12 @@ def _migrate_until_ready(s: Settings, stop: threading.Event) -> bool:
         try:
             client = connect(s)
             try:
-                migrate.migrate(client, s)
+                with calls():
+                    migrate.migrate(client, s)
             finally:
-                client.close()
+                close(client)
             return True
-        except migrate.MigrationError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - warehouse not up yet: wait for it, loudly
+        except Retryable as exc:  # warehouse not up yet: wait for it, loudly
             log.error("clickhouse not ready for migrations; retrying", extra={"fields": {
                 "target": describe(s), "retry_in_s": delay, "error": str(exc)[:300]}})
             stop.wait(delay)

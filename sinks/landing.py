@@ -4,8 +4,8 @@ A single-object-encoded record is ``C3 01`` + 8-byte writer fingerprint + the pl
 bodies of one writer schema behind an Avro object-container header naming that schema gives a file ClickHouse's
 ``Avro`` input format reads natively (~300k rows per CPU-second); a ``Null`` landing table plus a materialized view
 (migration 0005) flatten the nested records into the analysts' columns. Python only slices bytes (~150k records/s
-on one core), where decoding each record took ~100 µs. Kafka coordinates a table needs per row (raw_deliveries) are appended to each body as extra trailing
-record fields, declared in the header schema — valid Avro by construction.
+on one core), where decoding each record took ~100 µs. Kafka coordinates a table needs per row (raw_deliveries) are
+appended to each body as extra trailing record fields, declared in the header schema — valid Avro by construction.
 
 Only the high-volume tables go this way (events, raw_deliveries); anything the engine refuses falls back to the
 per-record path in :mod:`sinks.rows`, where a bad record becomes a dead letter instead of blocking the batch.

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from clickhouse_connect.driver.client import Client
 
+from attrib.errors import AttribError
 from attrib.settings import Settings
 from sinks import partners
 
@@ -25,8 +26,9 @@ _NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 _SUPERSEDES = re.compile(r"^-- supersedes: ([\d, ]+)$", re.M)
 
 
-class MigrationError(Exception):
-    pass
+class MigrationError(AttribError):
+    """The migrations cannot be applied as they are (a changed file, a bad name, no cluster layout): an operator
+    must fix the files, so neither retryable nor a configuration value."""
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,9 @@ from urllib.parse import parse_qs, urlparse
 
 from clickhouse_connect.driver.client import Client
 
+from attrib.errors import AttribError
+from sinks import clickhouse
+
 log = logging.getLogger("attrib.sink.query")
 
 FORMATS = {"table": "PrettyCompactMonoBlock", "csv": "CSVWithNames", "json": "JSONEachRow", "tsv": "TSVWithNames"}
@@ -73,7 +76,7 @@ class QueryServer:
                     return
                 try:
                     body = server.query(sql, ch_format)
-                except Exception as exc:  # noqa: BLE001 - the ClickHouse message is the useful answer
+                except AttribError as exc:  # the ClickHouse message is the useful answer
                     self._send(400, (str(exc).strip() + "\n").encode())
                     return
                 self._send(200, body, "text/plain; charset=utf-8")
@@ -93,7 +96,8 @@ class QueryServer:
         self._thread: threading.Thread | None = None
 
     def query(self, sql: str, fmt: str) -> bytes:
-        with self._lock:  # one client, one query at a time: analysts' queries are rare, the sink has its own client
+        # one client, one query at a time: analysts' queries are rare, the sink has its own client
+        with self._lock, clickhouse.calls():
             if self._client is None:
                 assert self._client_factory is not None
                 self._client = self._client_factory()
@@ -106,8 +110,8 @@ class QueryServer:
     def start(self) -> None:
         self._thread = threading.Thread(target=self.httpd.serve_forever, name="attrib-sql", daemon=True)
         self._thread.start()
-        log.info("query server listening",
-                 extra={"fields": {"port": self.port, "sql": self._client_factory is not None}})
+        log.info("query server listening", extra={"fields": {"port": self.port,
+                                                             "sql": self._client_factory is not None}})
 
     def stop(self) -> None:
         self.httpd.shutdown()

@@ -23,7 +23,9 @@ from typing import Any
 
 from clickhouse_connect.driver.client import Client
 
+from attrib.errors import AttribError
 from schemas.partners import SQL_KEY
+from sinks import clickhouse
 
 log = logging.getLogger("attrib.sink.rollups")
 
@@ -170,13 +172,14 @@ class Refresher:
         while not self._stop.is_set():
             took = time.monotonic()
             try:
-                self.run_once()
-            except Exception as exc:  # noqa: BLE001 - warehouse down: the days stay recorded, try next round
+                with clickhouse.calls():
+                    self.run_once()
+            except AttribError as exc:  # warehouse down or refusing: the days stay recorded, try next round
                 self.failures += 1
                 self.last_error = str(exc)[:300]
                 log.error("rollup refresh failed; will retry", extra={"fields": {"error": self.last_error}})
                 if self._client is not None:
-                    self._client.close()
+                    clickhouse.close(self._client)
                     self._client = None
             # rebuilding grows with the day's size: keep it to about a third of the time under heavy load
             self._stop.wait(max(self.interval_s, 2 * (time.monotonic() - took)))

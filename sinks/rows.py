@@ -38,8 +38,8 @@ def event_row(rec: dict[str, Any]) -> tuple[Any, ...]:
     base = [rec.get(c) for c in _EVENT_SCALARS]
     if base[4] is None:
         base[4] = ""
-    return (*base, *_raw_ref(rec.get("raw")),
-            *_touch(rec.get("first_touch")), *_touch(rec.get("last_touch")), rec.get("emitted_at") or rec["received_at"])
+    return (*base, *_raw_ref(rec.get("raw")), *_touch(rec.get("first_touch")), *_touch(rec.get("last_touch")),
+            rec.get("emitted_at") or rec["received_at"])
 
 
 DEAD_LETTER_COLUMNS = ("dead_letter_id", "stage", "reason", "detail", "field", "source", "mmp", "delivery_id",

@@ -24,14 +24,17 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import wait as wait_futures
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from typing import Any
+from typing import Any, Protocol, cast
 
 from clickhouse_connect.driver.client import Client
-from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
+from attrib import kafka
+from attrib.errors import Permanent, Retryable
 from attrib.settings import Settings
 from schemas import avro, wire
-from sinks import landing, rollups, rows
+from schemas.dead_letter import dead_letter
+from sinks import clickhouse, landing, rollups, rows
 from sinks.clickhouse import connect
 
 log = logging.getLogger("attrib.sink")
@@ -74,6 +77,29 @@ class Metrics:
         return "\n".join(lines) + "\n"
 
 
+class Positioned(Protocol):
+    """Where a consumed record sits. A record without error always has its position (confluent-kafka's stubs say
+    ``| None`` for all three because error events share the Message type)."""
+
+    def topic(self) -> str: ...
+
+    def partition(self) -> int: ...
+
+    def offset(self) -> int: ...
+
+
+class Message(Positioned, Protocol):
+    """What the sink reads of a confluent_kafka Message."""
+
+    def value(self) -> bytes | None: ...
+
+    def error(self) -> KafkaError | None: ...
+
+
+def _consumed(msgs: list[Any]) -> list[Message]:
+    return cast(list[Message], msgs)
+
+
 @dataclass
 class Batch:
     rows: dict[str, list[tuple[Any, ...]]] = field(default_factory=dict)
@@ -91,14 +117,14 @@ class Batch:
     size: int = 0  # bytes of fast-path bodies
     opened: float = 0.0  # monotonic time of the first record
 
-    def add(self, table: str, row: tuple[Any, ...], msg: Message) -> None:
+    def add(self, table: str, row: tuple[Any, ...], msg: Positioned) -> None:
         if not self.count:
             self.opened = time.monotonic()
         self.rows.setdefault(table, []).append(row)
         self.count += 1
         self.track(msg)
 
-    def add_blob(self, fingerprint: bytes, body: bytes, msg: Message) -> None:
+    def add_blob(self, fingerprint: bytes, body: bytes, msg: Positioned) -> None:
         # the hot path (once per record at 100k records/s): no helper calls, few lookups, nothing GC-tracked kept
         if not self.count:
             self.opened = time.monotonic()
@@ -121,7 +147,7 @@ class Batch:
         where.append(span[2])
         where.append(offset)
 
-    def track(self, msg: Message) -> None:
+    def track(self, msg: Positioned) -> None:
         key = (msg.topic(), msg.partition())
         span = self.offsets.get(key)
         if span is None:
@@ -189,9 +215,7 @@ class Sink:
         return self._stop.is_set()
 
     def run(self) -> None:
-        consumer = Consumer({
-            "bootstrap.servers": self.settings.kafka.bootstrap_servers,
-            "group.id": self.settings.sink.group_id,
+        consumer = kafka.consumer(self.settings, "sink", self.settings.sink.group_id, topics=self.topics, extra={
             "enable.auto.commit": False,
             "auto.offset.reset": "earliest",
             "fetch.min.bytes": 1,
@@ -253,8 +277,8 @@ class Sink:
             wait = s.batch_seconds - (time.monotonic() - batch.opened) if batch.count else s.batch_seconds
             # at least 10 ms: a batch that is due while the loader is still busy must not spin here at timeout 0,
             # taking CPU from the insert it waits for
-            msgs = consumer.consume(num_messages=max(1, min(s.batch_rows - batch.count, 10_000)),
-                                    timeout=max(0.01, min(wait, 0.1)))
+            msgs = _consumed(consumer.consume(num_messages=max(1, min(s.batch_rows - batch.count, 10_000)),
+                                              timeout=max(0.01, min(wait, 0.1))))
         fast = landing.writers()
         decode = self.serde.decode
         magic, tick = avro.MAGIC, avro.TICK
@@ -294,7 +318,12 @@ class Sink:
             try:
                 name, rec = decode(value)
                 row = rows.to_row(name, rec, m.topic(), m.partition(), m.offset())
-            except Exception as exc:  # bad bytes never block the topic: they become a dead letter with the payload
+            except wire.RegistryError as exc:  # registry down: wait, then read these again; never dead-letter
+                self._registry_down(consumer, msgs[msgs.index(m):], exc)
+                return batch
+            except Exception as exc:  # noqa: BLE001 - the per-record dead-letter boundary: whatever these bytes make
+                # the decoder or the row builder raise (AvroError, a record of no table …), they become a dead letter
+                # with the payload and never block the topic (a crash would re-read them forever)
                 self.metrics.undecodable += 1
                 batch.add("dead_letters", self._undecodable(m.topic(), m.partition(), m.offset(), value, exc), m)
                 continue
@@ -313,11 +342,9 @@ class Sink:
 
     @staticmethod
     def _undecodable(topic: str, partition: int, offset: int, value: bytes | None, exc: Exception) -> tuple[Any, ...]:
-        return rows.dead_letter_row({
-            "dead_letter_id": f"sink:{topic}:{partition}:{offset}", "stage": "sink",
-            "reason": "undecodable", "detail": str(exc)[:500], "field": None, "source": None, "mmp": None,
-            "delivery_id": None, "raw": {"topic": topic, "partition": partition, "offset": offset},
-            "payload": value, "failed_at": datetime.now(UTC)})
+        """A record the sink cannot read; its id is anchored on its Kafka position, so a re-read yields the same."""
+        return _letter_row(dead_letter(stage="sink", reason="undecodable", detail=str(exc), payload=value,
+                                       raw_ref={"topic": topic, "partition": partition, "offset": offset}))
 
     # --- loading -------------------------------------------------------------------------------------------------
 
@@ -329,16 +356,18 @@ class Sink:
     def _insert(self, batch: Batch, table: str) -> None:
         data = batch.rows[table]
         columns = rows.TABLES_BY_NAME[table]
-        client = self._ensure_client()
-        client.insert(f"{self.db}.{table}", list(zip(*data)), column_names=columns, column_oriented=True,
-                      settings={**INSERT_SETTINGS, "insert_deduplication_token": batch.token(table, len(data))})
+        clickhouse.insert(self._ensure_client(), f"{self.db}.{table}", list(zip(*data, strict=True)),
+                          column_names=columns, column_oriented=True,
+                          settings={**INSERT_SETTINGS, "insert_deduplication_token": batch.token(table, len(data))})
 
     def _insert_fast(self, batch: Batch, fingerprint: bytes) -> None:
         w = landing.writers()[fingerprint]
         bodies = batch.blobs[fingerprint]
-        self._ensure_client().raw_insert(
-            f"{self.db}.{w.table}", insert_block=landing.container(w, bodies), fmt="Avro",
-            settings={**FAST_SETTINGS, "insert_deduplication_token": batch.token(fingerprint.hex(), len(bodies))})
+        client = self._ensure_client()
+        with clickhouse.calls():
+            client.raw_insert(
+                f"{self.db}.{w.table}", insert_block=landing.container(w, bodies), fmt="Avro",
+                settings={**FAST_SETTINGS, "insert_deduplication_token": batch.token(fingerprint.hex(), len(bodies))})
 
     def _decode_fallback(self, batch: Batch, fingerprint: bytes) -> None:
         """The engine refused a fast-path block: decode its records here, so a bad one becomes a dead letter."""
@@ -346,13 +375,13 @@ class Sink:
         prefix = avro.MAGIC + fingerprint
         coordinates = list(batch.coordinates(fingerprint))
         batch.where.pop(fingerprint)
-        for body, (topic, partition, offset) in zip(batch.blobs.pop(fingerprint), coordinates):
-            if w.kafka_fields:  # drop what _fill appended
-                body = body[:len(body) - len(landing.kafka_suffix(topic, partition, offset))]
+        for stored, (topic, partition, offset) in zip(batch.blobs.pop(fingerprint), coordinates, strict=True):
+            cut = len(landing.kafka_suffix(topic, partition, offset)) if w.kafka_fields else 0  # what _fill appended
+            body = stored[:len(stored) - cut]
             try:
                 name, rec = avro.decode(prefix + body)
                 row = rows.to_row(name, rec, topic, partition, offset)
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:  # noqa: BLE001 - per-record dead-letter boundary, as in _fill
                 self.metrics.undecodable += 1
                 batch.rows.setdefault("dead_letters", []).append(
                     self._undecodable(topic, partition, offset, prefix + body, exc))
@@ -381,7 +410,7 @@ class Sink:
                     fp = fast[0]
                     try:
                         self._insert_fast(batch, fp)
-                    except Exception as exc:  # noqa: BLE001 - bad record or outage: the row path tells them apart
+                    except Permanent as exc:  # some record of the block is bad: find it record by record
                         log.warning("fast load refused; decoding the block record by record", extra={"fields": {
                             "rows": len(batch.blobs[fp]), "error": str(exc)[:300]}})
                         self._decode_fallback(batch, fp)
@@ -394,13 +423,13 @@ class Sink:
                     n = len(batch.rows[table])
                     try:
                         self._insert(batch, table)
-                    except (TypeError, ValueError, OverflowError, AttributeError) as exc:
-                        # client-side conversion refused a value: poison rows, not an outage → isolate them
+                    except Permanent as exc:  # poison rows (by the server's error code, or the client's conversion)
                         n = self._reject_poison(batch, table, exc)
                     if table == "events":
-                        rollups.mark_dirty(self._ensure_client(), self.db, batch.days)
+                        with clickhouse.calls():
+                            rollups.mark_dirty(self._ensure_client(), self.db, batch.days)
                     done_rows.add(table)
-            except Exception as exc:  # noqa: BLE001 - any server/connection failure: keep the batch, back off
+            except Retryable as exc:  # the warehouse is down or overloaded: keep the batch, back off
                 tries += 1
                 self._outage(exc, tries, delay, batch)
                 if self._stop.is_set() or (attempts is not None and tries >= attempts):
@@ -408,10 +437,8 @@ class Sink:
                 self._stop.wait(delay)
                 delay = min(delay * 2, self.settings.sink.retry_max_s)
                 if self._client is not None and tries % 3 == 0:  # reconnect now and then (server restarts)
-                    try:
-                        self._client.close()
-                    finally:
-                        self._client = None
+                    clickhouse.close(self._client)
+                    self._client = None
                 continue
             self.metrics.inserted[table] = self.metrics.inserted.get(table, 0) + n
         if self.metrics.clickhouse_down_since is not None:
@@ -423,7 +450,7 @@ class Sink:
         self.metrics.last_flush_at = time.time()
         return True
 
-    def _outage(self, exc: Exception, tries: int, delay: float, batch: Batch) -> None:
+    def _outage(self, exc: Retryable, tries: int, delay: float, batch: Batch) -> None:
         self.metrics.insert_failures += 1
         self.metrics.last_error = str(exc)[:300]
         if self.metrics.clickhouse_down_since is None:
@@ -431,54 +458,68 @@ class Sink:
         down = time.monotonic() - self.metrics.clickhouse_down_since
         log.error("clickhouse insert failed; batch kept, consumer paused, retrying", extra={"fields": {
             "attempt": tries, "retry_in_s": delay, "rows_waiting": batch.count, "down_s": round(down, 1),
-            "error": type(exc).__name__, "detail": str(exc)[:300]}})
+            "error": type(exc).__name__, "code": getattr(exc, "name", None), "detail": str(exc)[:300]}})
 
-    def _reject_poison(self, batch: Batch, table: str, exc: Exception) -> int:
-        """Insert the table's rows one by one; each row the client cannot convert becomes a dead letter."""
-        good, bad = [], []
+    def _reject_poison(self, batch: Batch, table: str, exc: Permanent) -> int:
+        """Insert the table's rows one by one; each row refused for good (by the client's conversion or the server's
+        error code) becomes a dead letter. An outage meanwhile propagates: the batch is kept and retried."""
+        good: list[tuple[Any, ...]] = []
+        bad: list[tuple[tuple[Any, ...], Permanent]] = []
         client = self._ensure_client()
         columns = rows.TABLES_BY_NAME[table]
         for row in batch.rows[table]:
             try:
-                client.insert(f"{self.db}.{table}", [row], column_names=columns, settings=INSERT_SETTINGS)
+                clickhouse.insert(client, f"{self.db}.{table}", [row], column_names=columns, settings=INSERT_SETTINGS)
                 good.append(row)
-            except (TypeError, ValueError, OverflowError, AttributeError) as row_exc:
+            except Permanent as row_exc:
                 bad.append((row, row_exc))
         self.metrics.rejected_rows += len(bad)
-        log.error("rows rejected by the client; dead-lettered", extra={"fields": {
+        log.error("rows rejected by clickhouse; dead-lettered", extra={"fields": {
             "table": table, "rejected": len(bad), "error": str(exc)[:200]}})
-        now = datetime.now(UTC)
-        letters = [rows.dead_letter_row({
-            "dead_letter_id": f"sink-reject:{table}:{hashlib.sha256(repr(row).encode()).hexdigest()[:24]}",
-            "stage": "sink", "reason": "insert_rejected", "detail": str(row_exc)[:500], "field": None,
-            "source": None, "mmp": None, "delivery_id": None, "raw": None, "payload": repr(row)[:100_000],
-            "failed_at": now}) for row, row_exc in bad]
+        letters = [self._rejected(table, row, row_exc) for row, row_exc in bad]
         if letters:
-            client.insert(f"{self.db}.dead_letters", letters, column_names=rows.DEAD_LETTER_COLUMNS,
-                          settings=INSERT_SETTINGS)
+            clickhouse.insert(client, f"{self.db}.dead_letters", letters, column_names=rows.DEAD_LETTER_COLUMNS,
+                              settings=INSERT_SETTINGS)
         batch.rows[table] = good
         return len(good)
+
+    @staticmethod
+    def _rejected(table: str, row: tuple[Any, ...], exc: Permanent) -> tuple[Any, ...]:
+        """A row the warehouse refused; anchored on a digest of the row (it has no Kafka position of its own here),
+        so the same row refused again yields the same dead letter."""
+        text = repr(row)
+        digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+        return _letter_row(dead_letter(stage="sink", reason="insert_rejected", detail=str(exc),
+                                       payload=text.encode("utf-8", "surrogatepass")[:100_000],
+                                       anchor=f"{table}/sha256:{digest}"))
 
     def _idle(self, consumer: Consumer, seconds: float) -> None:
         """Wait while staying in the consumer group: pause fetching, keep polling; keep whatever still arrives."""
         assignment = consumer.assignment()
         try:
             consumer.pause(assignment)
-        except Exception:  # noqa: BLE001 - a rebalance may have taken them already
-            pass
+        except KafkaException as exc:  # a rebalance may have taken them already
+            log.debug("pause failed", extra={"fields": {"error": str(kafka.mapped(exc, "pause"))}})
         end = time.monotonic() + seconds
         while not self._stop.is_set() and time.monotonic() < end:
-            self._carry += consumer.consume(num_messages=100, timeout=min(0.2, max(0.0, end - time.monotonic())))
+            self._carry += _consumed(consumer.consume(num_messages=100,
+                                                      timeout=min(0.2, max(0.0, end - time.monotonic()))))
         try:
             consumer.resume(assignment)
-        except Exception:  # noqa: BLE001
-            pass
+        except KafkaException as exc:  # likewise: partitions revoked meanwhile come back resumed
+            log.debug("resume failed", extra={"fields": {"error": str(kafka.mapped(exc, "resume"))}})
 
     def _commit(self, consumer: Consumer, batch: Batch) -> None:
         offsets = [TopicPartition(t, p, span[1] + 1) for (t, p), span in batch.offsets.items()]
         try:
             consumer.commit(offsets=offsets, asynchronous=False)
-        except Exception as exc:  # noqa: BLE001 - e.g. partitions revoked meanwhile: the next owner re-reads, and
+        except KafkaException as exc:  # e.g. partitions revoked meanwhile: the next owner re-reads, and
             # re-inserting is harmless (ReplacingMergeTree by event_id, rollups rebuilt from FINAL)
             self.metrics.commit_failures += 1
-            log.warning("offset commit failed; records will be re-read", extra={"fields": {"error": str(exc)}})
+            log.warning("offset commit failed; records will be re-read", extra={"fields": {
+                "error": str(kafka.mapped(exc, "offset commit"))}})
+
+
+def _letter_row(rec: dict[str, Any]) -> tuple[Any, ...]:
+    """A dead-letter record (schemas.dead_letter) as a dead_letters row: the table takes a datetime."""
+    return rows.dead_letter_row({**rec, "failed_at": datetime.fromtimestamp(rec["failed_at"] / 1000, UTC)})

@@ -15,6 +15,7 @@ from typing import Any
 import faust
 from faust.types import TP
 
+from attrib import kafka
 from attrib.settings import Settings
 from schemas.normalize import normalize
 from streams import compat
@@ -28,7 +29,7 @@ def build_app(settings: Settings, data_dir: Path, store: str, normalizer: Normal
     app = compat.WorkerApp(
         s.app_id,
         fetch_max_wait_ms=s.fetch_max_wait_ms,
-        broker=[f"kafka://{hp.strip()}" for hp in settings.kafka.bootstrap_servers.split(",")],
+        **kafka.faust_settings(settings, "worker", s.app_id, [topics.raw]),
         store=store,
         datadir=str(data_dir),
         autodiscover=False,
@@ -36,8 +37,6 @@ def build_app(settings: Settings, data_dir: Path, store: str, normalizer: Normal
         topic_partitions=topics.partitions,
         topic_replication_factor=topics.replication_factor,
         table_standby_replicas=s.standby_replicas,
-        broker_session_timeout=s.session_timeout_s,
-        broker_heartbeat_interval=min(3.0, s.session_timeout_s / 3),
         broker_commit_interval=s.commit_interval_s,
         broker_max_poll_records=s.max_poll_records,
         stream_buffer_maxsize=s.buffer_maxsize,

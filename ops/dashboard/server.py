@@ -16,6 +16,7 @@ from typing import Any
 
 from aiohttp import web
 
+from attrib.errors import AttribError
 from ops.accesslog import AccessLog
 from ops.dashboard import data
 
@@ -69,7 +70,7 @@ def make_app(token: str, query: data.Query, days: int = 30) -> web.Application:
             return web.json_response({"error": "days must be 1..3660"}, status=400)
         try:
             body = await asyncio.to_thread(data.collect, query, n)
-        except Exception as exc:  # noqa: BLE001 - warehouse unreachable or a query failed: say so on the page
+        except AttribError as exc:  # warehouse unreachable or a query failed (SqlError): say so on the page
             log.warning("dashboard query failed", extra={"fields": {"error": str(exc)[:300]}})
             return web.json_response({"error": f"warehouse query failed: {str(exc)[:300]}"}, status=503)
         return web.json_response(body)

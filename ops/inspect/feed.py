@@ -16,6 +16,8 @@ from typing import Any
 import aiohttp
 from confluent_kafka import OFFSET_END, Consumer, KafkaException, TopicPartition
 
+from attrib import kafka
+from attrib.errors import AttribError
 from attrib.settings import Settings
 from ops.inspect.redact import Redactor
 from ops.inspect.store import Row
@@ -44,7 +46,7 @@ def convert(s: Settings, red: Redactor, topic: str, partition: int, offset: int,
     """One Kafka record → one store item (None for anything else, e.g. the worker's ticks)."""
     try:
         name, rec = wire.cached(s).decode(value or b"")
-    except Exception:
+    except AttribError:  # undecodable, or the registry is down: nothing to show
         return None
     t = s.topics
     if topic == t.raw and name == "raw_delivery":
@@ -66,7 +68,7 @@ def convert(s: Settings, red: Redactor, topic: str, partition: int, offset: int,
         if rec["stage"] == "ingress" and rec.get("payload"):
             try:
                 _, raw = wire.cached(s).decode(rec["payload"], expect="raw_delivery")
-            except Exception:
+            except AttribError:
                 raw = None
             if raw is not None:
                 row = Row(at=_ms(raw["received_at"]), source=raw["source"], method=raw["method"],
@@ -85,7 +87,7 @@ def convert(s: Settings, red: Redactor, topic: str, partition: int, offset: int,
 class KafkaFeed:
     """Reads the topics from ``since_ms`` (alerts from ``alerts_since_ms``) in a thread; hands items to ``emit``."""
 
-    def __init__(self, s: Settings, emit: Callable[[Item], None], since_ms: int, alerts_since_ms: int | None = None,
+    def __init__(self, s: Settings, emit: Callable[[Item], object], since_ms: int, alerts_since_ms: int | None = None,
                  topics: list[str] | None = None) -> None:
         self.s, self.emit = s, emit
         self.red = redactor_for(s)
@@ -115,8 +117,8 @@ class KafkaFeed:
                   for tp in found])
 
     def _run(self) -> None:
-        c = Consumer({"bootstrap.servers": self.s.kafka.bootstrap_servers, "group.id": f"inspect-{uuid.uuid4().hex}",
-                      "enable.auto.commit": False, "topic.metadata.refresh.interval.ms": 10_000})
+        c = kafka.consumer(self.s, "inspect", f"inspect-{uuid.uuid4().hex}",
+                           {"enable.auto.commit": False, "topic.metadata.refresh.interval.ms": 10_000})
         try:
             retry_at = 0.0
             while not self._stop.is_set():
@@ -127,12 +129,13 @@ class KafkaFeed:
                         log.info("inspector feed: topics not ready", extra={"fields": {"error": str(exc)}})
                     retry_at = time.monotonic() + 1.0
                 for m in c.consume(200, 0.2):
-                    if m.error():
+                    topic, partition, offset = m.topic(), m.partition(), m.offset()
+                    if m.error() or topic is None or partition is None or offset is None:
                         continue
-                    item = convert(self.s, self.red, m.topic(), m.partition(), m.offset(), m.value())
+                    item = convert(self.s, self.red, topic, partition, offset, m.value())
                     if item is not None:
                         self.emit(item)
-        except Exception:
+        except Exception:  # the feed thread's boundary: say why it stopped (the page then shows no new rows)
             log.exception("inspector feed stopped")
         finally:
             c.close()

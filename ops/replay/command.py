@@ -37,8 +37,8 @@ def main(args: argparse.Namespace, settings: Settings) -> int:
             return 2
         from ops.replay.dead import replay_dead_letters
 
-        r = replay_dead_letters(settings, reason=args.reason, stage=args.stage, dry_run=args.dry_run)
-        return 0 if not r.still_failing else 1
+        outcome = replay_dead_letters(settings, reason=args.reason, stage=args.stage, dry_run=args.dry_run)
+        return 0 if not outcome.still_failing else 1
     if not args.since or (not args.into and not args.dry_run):
         print("attrib replay: --since and --into are required (or --dead-letters)", file=sys.stderr)
         return 2

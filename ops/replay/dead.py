@@ -18,10 +18,10 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
-from confluent_kafka import Producer
-
+from attrib import kafka
 from attrib.settings import Settings
 from schemas import wire
+from schemas.avro import AvroError
 
 OPEN_SQL = """
 SELECT dead_letter_id, stage, reason, detail, source, hex(ifNull(payload, ''))
@@ -59,8 +59,8 @@ def retry_delivery(s: Settings, dl: dict[str, Any]) -> tuple[bool, str, dict[str
     from schemas.normalize import normalize
 
     try:
-        _, raw = wire.cached(s).decode(dl["payload"], expect="raw_delivery")
-    except Exception:
+        _, raw = wire.cached(s).decode(dl["payload"] or b"", expect="raw_delivery")
+    except AvroError:
         return False, "no_replayable_payload", None
     src = s.source(raw["source"])
     if src is None:
@@ -89,12 +89,13 @@ async def retry_routes(s: Settings, dls: list[dict[str, Any]]) -> list[tuple[boo
 
     async def one(dl: dict[str, Any]) -> tuple[bool, str]:
         try:
-            name = json.loads(dl["detail"]).get("destination")
-            _, rec = wire.cached(s).decode(dl["payload"], expect="enriched_event")
-        except Exception:
+            detail = json.loads(dl["detail"])
+            _, rec = wire.cached(s).decode(dl["payload"] or b"", expect="enriched_event")
+        except (ValueError, AvroError):  # not JSON, not an enriched event
             return False, "no_replayable_payload"
-        dest = dests.get(name)
-        if dest is None:
+        name = detail.get("destination") if isinstance(detail, dict) else None
+        dest = dests.get(name) if isinstance(name, str) else None
+        if name is None or dest is None:
             return False, "unknown_destination"
         async with gates[name]:
             failure = await dest.deliver(Job(rec, build(rec), -1, -1, dl["payload"]))
@@ -118,15 +119,14 @@ def replay_dead_letters(s: Settings, *, reason: str | None = None, stage: str | 
     own = client is None
     client = client or connect(s)
     result = Outcome()
-    producer = Producer({"bootstrap.servers": s.kafka.bootstrap_servers, "enable.idempotence": True,
-                         "partitioner": "murmur2_random"})
+    producer = kafka.producer(s, "replay", {"enable.idempotence": True})
     resolutions: list[tuple[str, int, str, str]] = []
     try:
         todo = open_dead_letters(client, s.clickhouse.database, reason, stage)
         print(f"{len(todo):,} open dead letters" + (f" with reason {reason}" if reason else ""), file=out)
         routes = [dl for dl in todo if dl["stage"] == "route"]
-        routed = dict(zip((dl["dead_letter_id"] for dl in routes),
-                          asyncio.run(retry_routes(s, routes)) if routes and not dry_run else []))
+        results = asyncio.run(retry_routes(s, routes)) if routes and not dry_run else []
+        routed = dict(zip((dl["dead_letter_id"] for dl in routes), results, strict=False))  # dry run: none
         for dl in todo:
             key = f"{dl['stage']}/{dl['reason']}"
             if dl["stage"] == "route":

@@ -26,11 +26,14 @@ from typing import Any, TextIO
 
 from confluent_kafka import Consumer, Producer, TopicPartition
 
+from attrib import kafka
+from attrib.errors import InputError
 from attrib.settings import Settings
 from ops.replay.checkpoint import Checkpoint, StateTable
 from ops.replay.progress import Progress
 from ops.replay.spec import RangeSpec
 from schemas import wire
+from schemas.avro import AvroError
 
 log = logging.getLogger("attrib.replay")
 
@@ -39,7 +42,7 @@ def _iso(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
-class ReplayError(Exception):
+class ReplayError(InputError):
     """A replay that cannot start (target not fresh, bad settings…); the message says what to do."""
 
 
@@ -71,8 +74,8 @@ class RangeReplay:
     # --- planning -----------------------------------------------------------------------------------------------
 
     def _consumer(self) -> Consumer:
-        return Consumer({"bootstrap.servers": self.s.kafka.bootstrap_servers, "group.id": self.group,
-                         "enable.auto.commit": False, "auto.offset.reset": "earliest"})
+        return kafka.consumer(self.s, "replay", self.group,
+                              {"enable.auto.commit": False, "auto.offset.reset": "earliest"})
 
     def plan(self, c: Consumer) -> dict[int, tuple[int, int]]:
         """partition → [start, end) offsets of records timestamped in [since, until)."""
@@ -84,7 +87,7 @@ class RangeReplay:
         starts = c.offsets_for_times([TopicPartition(topic, p, self.spec.since_ms) for p in parts], timeout=10)
         ends = c.offsets_for_times([TopicPartition(topic, p, self.spec.until_ms) for p in parts], timeout=10)
         out = {}
-        for p, a, b in zip(parts, starts, ends):
+        for p, a, b in zip(parts, starts, ends, strict=True):
             _, high = c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
             start = a.offset if a.offset >= 0 else high
             end = b.offset if b.offset >= 0 else high
@@ -174,8 +177,7 @@ class RangeReplay:
         prog = Progress(total, done=sum(min(nxt[p], b) - a for p, (a, b) in spans.items()), started=time.monotonic())
         prog.base = prog.done
         todo = {p for p, (_, b) in spans.items() if nxt[p] < b}
-        producer = Producer({"bootstrap.servers": self.s.kafka.bootstrap_servers, "enable.idempotence": True,
-                             "linger.ms": 20, "partitioner": "murmur2_random"})
+        producer = kafka.producer(self.s, "replay", {"enable.idempotence": True, "linger.ms": 20})
         table: StateTable | None = None
         current = {"p": 0}
         live = self.spec.target.kind == "live"
@@ -192,7 +194,7 @@ class RangeReplay:
                 except BufferError:
                     producer.poll(0.1)
 
-        def send(topic: str, key: bytes, value: bytes) -> None:  # the worker's outputs, redirected
+        def send(topic: str, key: bytes | None, value: bytes) -> None:  # the worker's outputs, redirected
             if topic == self.s.topics.events:
                 if self.spec.event_type and wire.cached(self.s).decode(value)[1]["event_type"] != self.spec.event_type:
                     return
@@ -221,9 +223,9 @@ class RangeReplay:
                     self._skip_deleted(c, nxt, spans, todo)
                     quiet_since = None
             for m in msgs:
-                if m.error():
-                    continue
                 p, off = m.partition(), m.offset()
+                if m.error() or p is None or off is None:  # an error event has no position
+                    continue
                 if p not in todo or off < nxt[p]:
                     continue
                 if off >= spans[p][1]:
@@ -232,11 +234,11 @@ class RangeReplay:
                 quiet_since = None
                 value = m.value()
                 if keep(value):
-                    if live:
-                        produce(self.s.topics.raw, m.key(), value, p)
+                    if proc is None:  # live: the records go back onto the raw topic
+                        produce(self.s.topics.raw, m.key(), value or b"", p)
                     else:
                         current["p"] = p
-                        proc.handle(m.key(), value, p, off)  # type: ignore[union-attr]
+                        proc.handle(m.key(), value, p, off)
                 nxt[p] = off + 1
                 prog.done += 1
                 processed_now += 1
@@ -277,7 +279,7 @@ class RangeReplay:
                 return not live
             try:
                 _, raw = wire.cached(self.s).decode(v, expect="raw_delivery")
-            except Exception:
+            except AvroError:
                 return not live  # the worker dead-letters undecodable records itself
             if src and raw["source"] != src:
                 return False
@@ -339,7 +341,7 @@ class RangeReplay:
         sink = Sink(ss)
         sink.start()
         try:
-            check = Consumer({"bootstrap.servers": self.s.kafka.bootstrap_servers, "group.id": ss.sink.group_id})
+            check = kafka.consumer(self.s, "replay", ss.sink.group_id)  # reads the sink's commits, never joins
             try:
                 while True:
                     behind = 0
@@ -367,8 +369,7 @@ def dry_run(s: Settings, spec: RangeSpec, out: TextIO = sys.stdout) -> dict[str,
     from schemas.normalize import normalize
 
     r = RangeReplay(s, spec)
-    c = Consumer({"bootstrap.servers": s.kafka.bootstrap_servers, "group.id": f"attrib-replay-dry-{spec.replay_id}",
-                  "enable.auto.commit": False})
+    c = kafka.consumer(s, "replay", f"attrib-replay-dry-{spec.replay_id}", {"enable.auto.commit": False})
     by_source: Counter[str] = Counter()
     by_type: Counter[str] = Counter()
     failing: Counter[str] = Counter()
@@ -381,19 +382,19 @@ def dry_run(s: Settings, spec: RangeSpec, out: TextIO = sys.stdout) -> dict[str,
             if not msgs:
                 break
             for m in msgs:
-                p = m.partition()
-                if m.error() or p not in todo:
+                p, off = m.partition(), m.offset()
+                if m.error() or p is None or off is None or p not in todo:
                     continue
-                if m.offset() >= spans[p][1] - 1:
+                if off >= spans[p][1] - 1:
                     todo.discard(p)
-                if m.offset() >= spans[p][1]:
+                if off >= spans[p][1]:
                     continue
                 v = m.value()
                 if v is None or v.startswith(TICK):
                     continue
                 try:
                     _, raw = wire.cached(s).decode(v, expect="raw_delivery")
-                except Exception:
+                except AvroError:
                     failing["undecodable"] += 1
                     continue
                 if spec.source and raw["source"] != spec.source:

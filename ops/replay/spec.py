@@ -9,12 +9,14 @@ import json
 import re
 from dataclasses import asdict, dataclass
 
+from attrib.errors import InputError
+
 _REL = re.compile(r"^-?(\d+(?:\.\d+)?)\s*([smhdw])$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
-class SpecError(ValueError):
-    pass
+class SpecError(InputError, ValueError):
+    """A replay range or target the user wrote that cannot be parsed."""
 
 
 def parse_time(text: str, now_ms: int) -> int:
@@ -30,7 +32,8 @@ def parse_time(text: str, now_ms: int) -> int:
     try:
         d = dt.datetime.fromisoformat(t.replace("Z", "+00:00"))
     except ValueError:
-        raise SpecError(f"cannot read time {text!r}: use ISO-8601 (2025-11-30T10:00:00Z), epoch ms, now, or 2h/30m/7d")
+        raise SpecError(f"cannot read time {text!r}: use ISO-8601 (2025-11-30T10:00:00Z), epoch ms, now, or "
+                        "2h/30m/7d") from None
     if d.tzinfo is None:
         d = d.replace(tzinfo=dt.UTC)
     return int(d.timestamp() * 1000)

@@ -13,6 +13,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+from attrib import http_errors
 from attrib.settings import Settings
 
 HELP = "send realistic signed deliveries for configured sources to the ingress (traffic generator)"
@@ -136,7 +137,7 @@ async def send_all(base_url: str, sources: list[Any], count: int, rate: float = 
                     await r.read()
                     status = str(r.status)
             except (TimeoutError, aiohttp.ClientError) as exc:
-                status = type(exc).__name__
+                status = http_errors.mapped(exc).reason  # timeout, connect_error
             summary.latencies.append(time.perf_counter() - t0)
             summary.statuses[status] += 1
             done[i].set()

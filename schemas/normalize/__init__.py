@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import importlib
 import time
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from attrib.settings import SourceSettings

@@ -53,24 +53,24 @@ class Payload:
         return None
 
     def text(self, *paths: str) -> str | None:
-        return self._first(paths, F.text)  # type: ignore[no-any-return]
+        return self._first(paths, F.text)
 
     def dev(self, *paths: str) -> str | None:
-        return self._first(paths, F.device_id)  # type: ignore[no-any-return]
+        return self._first(paths, F.device_id)
 
     def bool(self, *paths: str) -> bool | None:
-        return self._first(paths, F.boolean)  # type: ignore[no-any-return]
+        return self._first(paths, F.boolean)
 
     def time(self, *paths: str, unit: str | None = None) -> int | None:
         if unit is None:
-            return self._first(paths, F.time_ms)  # type: ignore[no-any-return]
-        return self._first(paths, lambda v: F.time_ms(v, unit))  # type: ignore[no-any-return]
+            return self._first(paths, F.time_ms)
+        return self._first(paths, lambda v: F.time_ms(v, unit))
 
     def decimal(self, *paths: str) -> Decimal | None:
-        return self._first(paths, F.decimal)  # type: ignore[no-any-return]
+        return self._first(paths, F.decimal)
 
     def currency(self, *paths: str) -> str | None:
-        return self._first(paths, F.currency)  # type: ignore[no-any-return]
+        return self._first(paths, F.currency)
 
     def consume(self, *paths: str) -> None:
         self._used.update(paths)

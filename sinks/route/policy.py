@@ -6,7 +6,7 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-RETRYABLE_STATUS = frozenset({408, 425, 429}) | frozenset(range(500, 600))
+from attrib.http_errors import RETRYABLE_STATUS as RETRYABLE_STATUS  # defined at the HTTP seam; kept importable here
 
 
 def backoff(attempt: int, initial: float, cap: float, rand: Callable[[], float] = random.random) -> float:

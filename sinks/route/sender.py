@@ -13,11 +13,13 @@ from typing import Any
 
 import aiohttp
 
+from attrib import http_errors
+from attrib.errors import AttribError, Retryable
 from attrib.settings import DestinationSettings
 from sinks.route import template
 from sinks.route.filters import Filter
 from sinks.route.metrics import RouteMetrics
-from sinks.route.policy import RETRYABLE_STATUS, Breaker, TokenBucket, backoff, retry_after
+from sinks.route.policy import Breaker, TokenBucket, backoff, retry_after
 from sinks.route.view import event_json
 
 log = logging.getLogger("attrib.route")
@@ -42,7 +44,7 @@ class Failure:
 
 
 OnDone = Callable[[Job], None]
-OnDead = Callable[[Job, str, Failure], Awaitable[None]]
+OnDead = Callable[[Job, str, Failure], Awaitable[None]]  # raises AttribError when the dead letter cannot be written
 
 
 class Destination:
@@ -102,7 +104,7 @@ class Destination:
                 failure = await self.deliver(job)
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:  # never lose a job to a bug: dead-letter it with the error
+            except Exception as exc:  # per-job boundary: never lose a job to a bug, dead-letter it
                 log.exception("route delivery crashed", extra={"fields": {"destination": self.name}})
                 failure = Failure("internal_error", {"error": repr(exc)})
             if failure is None:
@@ -121,7 +123,7 @@ class Destination:
                 return
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:
+            except AttribError as exc:  # Kafka refused or is down (on_dead raises our errors)
                 log.error("route dead letter not written; retrying", extra={"fields": {
                     "destination": self.name, "error": str(exc), "retry_in_s": delay}})
                 await asyncio.sleep(delay)
@@ -157,25 +159,25 @@ class Destination:
                 await asyncio.sleep(wait)
             attempt += 1
             t0 = time.perf_counter()
-            status, resp_text, resp_headers, error = None, "", {}, None
+            status: int | None = None
+            resp_text, resp_headers = "", {}
             try:
                 async with self._session.request(self.cfg.method, url, data=body, headers=headers) as resp:
                     status = resp.status
                     resp_text = (await resp.content.read(RESPONSE_KEPT)).decode("utf-8", "replace")
                     resp_headers = dict(resp.headers)
-            except TimeoutError:
-                error = "timeout"
-            except aiohttp.ClientError as exc:
-                error = "connect_error"
-                resp_text = repr(exc)[:RESPONSE_KEPT]
+                failed = http_errors.for_status(status)
+            except (TimeoutError, aiohttp.ClientError) as exc:
+                failed = http_errors.mapped(exc)
+                resp_text = failed.detail[:RESPONSE_KEPT]
             self.m.latency.labels(self.name).observe(time.perf_counter() - t0)
-            if status is not None and 200 <= status < 300:
+            if failed is None:
                 self.breaker.record(True, self.clock())
                 self.m.circuit_open.labels(self.name).set(0)
                 self.m.sent.labels(self.name).inc()
                 return None
-            reason = error or f"http_{status}"
-            retryable = error is not None or status in RETRYABLE_STATUS
+            reason = failed.reason
+            retryable = isinstance(failed, Retryable)
             # A non-retryable 4xx is this event's fault, not the destination's: it doesn't count towards the breaker.
             self.breaker.record(not retryable, self.clock())
             self.m.circuit_open.labels(self.name).set(1 if self.breaker.is_open else 0)

@@ -12,12 +12,16 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaException, TopicPartition
 from prometheus_client import generate_latest
 
+from attrib import kafka
+from attrib.errors import Retryable
 from attrib.settings import Settings
 from schemas import wire
 from schemas.avro import TICK
+from schemas.dead_letter import DETAIL_MAX
+from schemas.dead_letter import dead_letter as schemas_dead_letter
 from sinks.route import view as view_mod
 from sinks.route.firsttime import FirstTimeStore
 from sinks.route.metrics import RouteMetrics
@@ -30,22 +34,19 @@ log = logging.getLogger("attrib.route")
 
 def dead_letter(job_payload: bytes, record: dict[str, Any] | None, destination: str | None, failure: Failure,
                 now_ms: int) -> dict[str, Any]:
-    """The DeadLetter record of a routing failure; the id is stable per (event, destination) so re-runs replace."""
-    event_id = (record or {}).get("event_id") or hashlib.sha256(job_payload).hexdigest()
-    detail = {"destination": destination, **failure.detail}
-    return {
-        "dead_letter_id": hashlib.sha256(f"route|{destination}|{event_id}".encode()).hexdigest()[:32],
-        "stage": "route",
-        "reason": failure.reason,
-        "detail": json.dumps(detail, ensure_ascii=False, default=str),
-        "field": failure.field,
-        "source": (record or {}).get("source"),
-        "mmp": (record or {}).get("mmp"),
-        "delivery_id": None,
-        "raw": (record or {}).get("raw"),
-        "payload": job_payload,
-        "failed_at": now_ms,
-    }
+    """The DeadLetter record of a routing failure. Anchored on (event, destination), so a re-run replaces it; the
+    detail is a JSON object kept within the constructor's limit (the response text gives way)."""
+    rec = record or {}
+    event_id = rec.get("event_id") or hashlib.sha256(job_payload).hexdigest()
+    detail: dict[str, Any] = {"destination": destination, **failure.detail}
+    text = json.dumps(detail, ensure_ascii=False, default=str)
+    while len(text) > DETAIL_MAX and isinstance(detail.get("response"), str) and detail["response"]:
+        keep = max(0, len(detail["response"]) - (len(text) - DETAIL_MAX) - 1)
+        detail["response"] = detail["response"][:keep] + "…" if keep else ""
+        text = json.dumps(detail, ensure_ascii=False, default=str)
+    return schemas_dead_letter(stage="route", reason=failure.reason, detail=text, field=failure.field,
+                               source=rec.get("source"), mmp=rec.get("mmp"), raw_ref=rec.get("raw"),
+                               payload=job_payload, failed_at_ms=now_ms, anchor=f"event:{event_id}/{destination}")
 
 
 class Router:
@@ -63,8 +64,7 @@ class Router:
         self._encode_dead = wire.cached(settings).encoder("dead_letter", settings.topics.dead_letters)
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="route-consumer")
         self._consumer: Consumer | None = None
-        self._producer = Producer({"bootstrap.servers": settings.kafka.bootstrap_servers, "linger.ms": 5,
-                                   "enable.idempotence": True, "partitioner": "murmur2_random"})
+        self._producer = kafka.producer(settings, "router", {"linger.ms": 5, "enable.idempotence": True})
 
     # --- completion callbacks -----------------------------------------------------------------------------------
 
@@ -88,7 +88,7 @@ class Router:
             if err is None:
                 fut.set_result(None)
             else:
-                fut.set_exception(RuntimeError(f"dead letter not written: {err}"))
+                fut.set_exception(kafka.mapped(err, "dead letter not written"))
 
         while True:
             try:
@@ -97,10 +97,12 @@ class Router:
                 break
             except BufferError:
                 await asyncio.sleep(0.05)
+            except KafkaException as exc:
+                raise kafka.mapped(exc, "dead letter not written") from exc
         while not fut.done():
             self._producer.poll(0)
             await asyncio.sleep(0.005)
-        fut.result()  # raise if the broker refused: the offset stays uncommitted, the record comes back
+        fut.result()  # raise (AttribError) if the broker refused: the offset stays uncommitted, the record comes back
 
     # --- the consumer -------------------------------------------------------------------------------------------
 
@@ -140,7 +142,10 @@ class Router:
         try:
             _, record = wire.cached(self.s).decode(value or b"", expect="enriched_event")
             view = view_mod.build(record)
-        except Exception as exc:  # not an enriched event: keep it, with the reason
+        except Retryable:  # the schema registry is down: never dead-letter for that; the record is read again
+            raise
+        except Exception as exc:  # noqa: BLE001 - per-record dead-letter boundary: whatever these bytes make the
+            # decoder or the view raise (AvroError, a field of the wrong type …), the record is kept, with the reason
             gen = self.tracker.add(partition, offset, 1)
             await self._dead(Job({}, {}, partition, offset, value or b"", gen), None,
                              Failure("invalid_event", {"error": str(exc)[:500]}))
@@ -162,13 +167,11 @@ class Router:
         for d in self.destinations:
             await d.start()
         server = await self._serve_metrics()
-        self._consumer = c = Consumer({
-            "bootstrap.servers": self.s.kafka.bootstrap_servers, "group.id": self.group_id,
-            "enable.auto.commit": False, "auto.offset.reset": self.rs.start,
-            "partition.assignment.strategy": "range",
+        topics = [self.s.topics.events]
+        self._consumer = c = kafka.consumer(self.s, "router", self.group_id, topics=topics, extra={
+            "enable.auto.commit": False, "auto.offset.reset": self.rs.start, "partition.assignment.strategy": "range",
         })
-        await self._call(lambda: c.subscribe([self.s.topics.events], on_assign=self._on_assign,
-                                             on_revoke=self._on_revoke))
+        await self._call(lambda: c.subscribe(topics, on_assign=self._on_assign, on_revoke=self._on_revoke))
         last_commit = time.monotonic()
         try:
             while not stop.is_set():

@@ -13,24 +13,27 @@ import re
 from typing import Any, Literal
 from urllib.parse import quote
 
+from attrib.errors import AttribError, ConfigurationError, Permanent
 from sinks.route.view import MISSING, resolve, text
 
 Missing = Literal["error", "empty", "skip"]
 TAG = re.compile(r"\{\{\s*([A-Za-z0-9_.~$-]+)\s*(?:\|\s*default:([^{}]*?))?\s*\}\}")
 
 
-class TemplateError(ValueError):
+class TemplateError(ConfigurationError, ValueError):
     """A template that cannot be parsed (reported at start-up)."""
 
 
-class MissingValue(Exception):
+class MissingValue(Permanent):
+    """The event lacks a value the template needs (missing = "error"): dead-letter it as template_missing."""
+
     def __init__(self, path: str) -> None:
         super().__init__(f"no value for {{{{ {path} }}}}")
         self.path = path
 
 
-class SkipEvent(Exception):
-    """The destination's policy says: don't send this event."""
+class SkipEvent(AttribError):
+    """Control flow, not a failure: the destination's policy (missing = "skip") says don't send this event."""
 
 
 def check(template: str) -> list[str]:

@@ -42,8 +42,9 @@ def test_keyed_records_land_where_aiokafka_computes_and_read_back(make_settings)
     seen: dict[bytes, tuple[int, bytes]] = {}
     for _ in range(200):
         for msg in consumer.consume(num_messages=500, timeout=0.5):
-            assert msg.error() is None
-            seen[msg.key()] = (msg.partition(), msg.value())
+            key, partition, value = msg.key(), msg.partition(), msg.value()
+            assert msg.error() is None and key is not None and partition is not None and value is not None
+            seen[key] = (partition, value)
         if len(seen) == len(keys):
             break
     consumer.close()

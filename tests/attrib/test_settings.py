@@ -15,7 +15,8 @@ def test_env_overrides_toml_overrides_defaults(tmp_path, monkeypatch):
     cfg.write_text(
         '[kafka]\nbootstrap_servers = "10.0.0.1:9092"\n'
         '[topics]\npartitions = 24\n'
-        '[[sources]]\nname = "branch-prod"\nmmp = "branch"\napp_id = "com.example"\nsecrets = ["s3cr3t-old", "s3cr3t-new"]\n'
+        '[[sources]]\nname = "branch-prod"\nmmp = "branch"\napp_id = "com.example"\n'
+        'secrets = ["s3cr3t-old", "s3cr3t-new"]\n'
     )
     monkeypatch.setenv("ATTRIB_CONFIG", str(cfg))
     monkeypatch.setenv("ATTRIB_TOPICS__PARTITIONS", "6")

@@ -113,7 +113,7 @@ async def test_attrib_send_cli_against_the_ingress(start_ingress):
     got = ing.consume(20 * len(names))
     assert len(got) == 20 * len(names)
     assert {rec["source"] for _, rec in got} == set(names)
-    bodies = defaultdict(int)
+    bodies: defaultdict[tuple[str, bytes, str], int] = defaultdict(int)
     for _, rec in got:
         bodies[(rec["source"], rec["body"], rec["query_string"])] += 1
     assert sum(n - 1 for n in bodies.values()) >= summary["duplicates"]  # every retry stored as well

@@ -40,7 +40,7 @@ def _raw(body: bytes, qs: str = "", ct: str | None = "application/json") -> dict
 
 def _check(mmp: str, raw: dict[str, Any]) -> None:
     try:
-        events = normalize(SourceSettings(name="s", mmp=mmp), raw)  # type: ignore[arg-type]
+        events = normalize(SourceSettings(name="s", mmp=mmp), raw)
     except NormalizeError as exc:
         assert exc.reason != INTERNAL, exc
         return
@@ -99,9 +99,9 @@ def test_mutated_samples(data: st.DataObject, idx: int) -> None:
 def _paths(d: dict[str, Any], prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
     out = []
     for k, v in d.items():
-        out.append(prefix + (k,))
+        out.append((*prefix, k))
         if isinstance(v, dict):
-            out += _paths(v, prefix + (k,))
+            out += _paths(v, (*prefix, k))
     return out
 
 

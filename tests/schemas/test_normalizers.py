@@ -29,7 +29,7 @@ def run(mmp: str, body: Any = None, query: dict[str, str] | str | None = None, *
 
 
 def props(ev: dict[str, Any]) -> dict[str, Any]:
-    return json.loads(ev["properties"])  # type: ignore[no-any-return]
+    return json.loads(ev["properties"])
 
 
 def test_adjust_cents_only_and_tracker_name_fallback() -> None:

@@ -123,8 +123,8 @@ def test_each_natural_dedupe_field_changes_the_fingerprint(sample: dict[str, Any
     if not base["event_id"].startswith("fp:"):
         return
     body = sample["body"] if isinstance(sample["body"], dict) else sample["query"]
-    for spec in sample["derived"]["dedupe_key_fields"]:
-        spec = re.sub(r"^sha1\((.*)\)$", r"\1", spec)
+    for written in sample["derived"]["dedupe_key_fields"]:
+        spec = re.sub(r"^sha1\((.*)\)$", r"\1", written)
         first, *alts = spec.split("|")
         prefix = first.rsplit(".", 1)[0] + "." if "." in first else ""
         paths = [first] + [prefix + a for a in alts]

@@ -20,7 +20,7 @@ MMPS = ["branch", "appsflyer", "adjust", "singular", "kochava", "tenjin", "linkr
 
 
 def test_candidates_match_sample(sample: dict[str, Any]) -> None:
-    body, qs, ct = wire(sample)
+    body, qs, _ct = wire(sample)
     mmp = sample_mmp(sample)
     fields = loads(body) if body else query_to_body(mmp, qs)
     assert candidates(mmp, fields) == sample["expected"]["user_key_candidates"]

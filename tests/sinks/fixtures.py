@@ -27,7 +27,7 @@ APPS = ["com.example.shop", "id1234567890"]
 DAY0 = datetime(2024, 6, 20, tzinfo=UTC)
 
 
-def touch(eid: str, t: datetime, ms: str, campaign: str, ad_set: str) -> dict[str, Any]:
+def touch(eid: str, t: datetime, ms: str, campaign: str | None, ad_set: str | None) -> dict[str, Any]:
     return {"event_id": eid, "event_type": "install", "event_time": t, "media_source": ms, "campaign": campaign,
             "campaign_id": f"c-{abs(hash(campaign)) % 10**6}", "ad_set": ad_set, "ad_set_id": None, "ad": None,
             "ad_id": None, "channel": None, "click_id": None, "touch_type": "click",
@@ -35,7 +35,7 @@ def touch(eid: str, t: datetime, ms: str, campaign: str, ad_set: str) -> dict[st
 
 
 def event(eid: str, user: str, app: str, typ: str, t: datetime, *, version: int = 1, status: str = "attributed",
-          ft: dict[str, Any] | None = None, platform: str = "android", revenue: Decimal | None = None,
+          ft: dict[str, Any] | None = None, platform: str | None = "android", revenue: Decimal | None = None,
           currency: str | None = None, organic: bool = False, own: tuple[str, str] | None = None) -> dict[str, Any]:
     ms = "organic" if organic else (ft["media_source"] if ft else None)
     campaign = ft["campaign"] if ft else None

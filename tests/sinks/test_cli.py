@@ -37,7 +37,7 @@ def _produce_raw(bootstrap: str, topic: str, n: int) -> list[tuple[int, int]]:
     p = Producer({"bootstrap.servers": bootstrap, "partitioner": "murmur2_random"})
     for i in range(n):
         p.produce(topic, key=f"u{i}".encode(), value=avro.encode("raw_delivery", _raw(i)),
-                  on_delivery=lambda err, m: where.append((m.partition(), m.offset())))
+                  on_delivery=lambda err, m: where.append((m.partition() or 0, m.offset() or 0)))
     assert p.flush(30) == 0
     return where
 
@@ -86,7 +86,7 @@ def test_sink_process_serves_live_sql_and_the_report(kafka_bootstrap, tmp_path):
         csv = subprocess.run([*ATTRIB, "sql", "SELECT event_type, count() AS n FROM events FINAL GROUP BY event_type "
                               "ORDER BY event_type", "--format", "csv"], env=env, cwd=ROOT, capture_output=True,
                              text=True, check=True).stdout.splitlines()
-        want = {}
+        want: dict[str, int] = {}
         for e in tr.final.values():
             want[e["event_type"]] = want.get(e["event_type"], 0) + 1
         assert csv[0] == '"event_type","n"'

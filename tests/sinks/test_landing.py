@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 from datetime import UTC, datetime
 from decimal import Decimal
+from typing import Any
 
 import fastavro
 from hypothesis import given, settings
@@ -24,7 +25,7 @@ money = st.none() | st.decimals(min_value=Decimal("-1e12"), max_value=Decimal("1
 
 @st.composite
 def enriched(draw: st.DrawFn) -> dict:
-    ft = draw(st.none() | st.builds(lambda i, t, m, c, s: touch(i, t, m, c, s), text, times, text, text, text))
+    ft = draw(st.none() | st.builds(touch, text, times, text, text, text))
     rec = event(draw(text), draw(text), draw(text), draw(st.sampled_from(["install", "purchase", "open"])),
                 draw(times), version=draw(st.integers(1, 2**40)), ft=ft, platform=draw(opt), revenue=draw(money),
                 currency=draw(opt))
@@ -35,7 +36,7 @@ def enriched(draw: st.DrawFn) -> dict:
     return rec
 
 
-def _read(block: bytes) -> list[dict]:
+def _read(block: bytes) -> list[Any]:
     return list(fastavro.reader(io.BytesIO(block)))
 
 

@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
+from typing import Any
 
 import pytest
 
 from sinks import migrate
 from sinks.clickhouse import connect
+
+
+def pairs(rows: Sequence[Sequence[Any]]) -> dict[Any, Any]:
+    """Two-column query rows as a dict."""
+    return {r[0]: r[1] for r in rows}
 
 
 def test_migrations_apply_once_and_typed_rows_round_trip(make_settings):
@@ -31,10 +38,11 @@ def test_migrations_apply_once_and_typed_rows_round_trip(make_settings):
     cols = list(row)
     client.insert(f"{db}.events", [list(row.values())], column_names=cols)
     # a newer version of the same event replaces it for readers using FINAL
-    client.insert(f"{db}.events", [[*row.values()][:1] + [2] + list(row.values())[2:]], column_names=cols)
+    vals = list(row.values())
+    client.insert(f"{db}.events", [[vals[0], 2, *vals[2:]]], column_names=cols)
     got = client.query(f"SELECT {', '.join(cols)} FROM {db}.events FINAL").result_rows
     assert len(got) == 1
-    back = dict(zip(cols, got[0]))
+    back = dict(zip(cols, got[0], strict=True))
     assert back["version"] == 2
     assert back["event_time"].replace(tzinfo=UTC) == t
     assert back["revenue"] == Decimal("4.99") and back["is_organic"] is False
@@ -70,15 +78,15 @@ def test_fresh_database_skips_superseded_migrations_and_needs_no_beta_types(make
     client = _server_like_client(s)
     old = next(m for m in migrate.discover() if m.version == 3)
     client.command(f"CREATE DATABASE IF NOT EXISTS {db}_probe")
-    with pytest.raises(Exception, match="(?i)nullable"):  # what 0003 alone would do on a server
+    with pytest.raises(Exception, match=r"(?i)nullable"):  # what 0003 alone would do on a server
         for stmt in old.statements(f"{db}_probe"):
             client.command(stmt)
     done = migrate.apply(client, db)
     assert [m.version for m in done if m.version <= 5] == [1, 2, 5]  # later migrations are not about this
     assert sorted(r[0] for r in client.query(f"SELECT version FROM {db}.schema_migrations FINAL").result_rows
                   if r[0] <= 5) == [1, 2, 3, 4, 5]
-    types = dict(client.query(f"SELECT name, type FROM system.columns WHERE database = '{db}' "
-                              "AND table = 'events_avro_in'").result_rows)
+    types = pairs(client.query(f"SELECT name, type FROM system.columns WHERE database = '{db}' "
+                       "AND table = 'events_avro_in'").result_rows)
     assert types["raw"].startswith("Tuple(") and types["first_touch"].startswith("Tuple(")
     assert migrate.apply(client, db) == []
     client.close()
@@ -98,16 +106,16 @@ def test_database_that_applied_0003_gets_the_portable_landing_table_and_still_lo
     every = migrate.discover()
     assert [m.version for m in migrate.apply(client, db, [m for m in every if m.version <= 4])] == [1, 2, 3, 4]
     assert [m.version for m in migrate.apply(client, db) if m.version <= 5] == [5]
-    types = dict(client.query(f"SELECT name, type FROM system.columns WHERE database = '{db}' "
-                              "AND table = 'events_avro_in'").result_rows)
+    types = pairs(client.query(f"SELECT name, type FROM system.columns WHERE database = '{db}' "
+                       "AND table = 'events_avro_in'").result_rows)
     assert types["raw"].startswith("Tuple(")
     tr = traffic(users=15, seed=4)
     blobs = [avro.encode("enriched_event", r) for r in tr.final.values()]
     w = landing.writers()[blobs[0][2:10]]
     client.raw_insert(f"{db}.events_avro_in", insert_block=landing.container(w, [b[10:] for b in blobs]),
                       fmt="Avro", settings=FAST_SETTINGS)
-    got = dict(client.query(f"SELECT event_id, (first_touch_media_source, raw_offset) FROM {db}.events FINAL"
-                            ).result_rows)
+    got = pairs(client.query(f"SELECT event_id, (first_touch_media_source, raw_offset) FROM {db}.events FINAL"
+                             ).result_rows)
     assert got == {e["event_id"]: ((e["first_touch"] or {}).get("media_source"), e["raw"]["offset"])
                    for e in tr.final.values()}
     days = {r[0] for r in client.query(f"SELECT day FROM {db}.rollup_dirty_days").result_rows}

@@ -7,6 +7,7 @@ import uuid
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 import pytest
 
@@ -48,7 +49,7 @@ def _alerts() -> list[dict]:
     t = datetime(2024, 6, 22, 8, 0, tzinfo=UTC)
     base = {"severity": "warning", "scope": "source", "app_id": "com.example.shop", "event_type": "install",
             "observed": 2.0, "expected": 30.0, "resolved_at": None, "p_value": 0.001, "detail": ""}
-    out = []
+    out: list[dict[str, Any]] = []
     for i, (direction, ms) in enumerate([("drop", "Facebook Ads"), ("spike", "tiktok"), ("drop", "organic")]):
         start = t + timedelta(hours=i)
         out.append({**base, "alert_id": f"al-{i}", "state": "firing", "direction": direction, "media_source": ms,
@@ -127,7 +128,7 @@ def test_installs_and_reporting_currency_revenue_by_partner_and_day(loaded):
     assert got == dict(want)
     assert {r["currency"] for r in _run(client, "installs_revenue_by_partner_day")} == {"USD"}
     assert {k[1] for k in got} == {"meta", "google_ads", "tiktok", "organic", ""}
-    eur = defaultdict(int)
+    eur: defaultdict[Any, int] = defaultdict(int)
     for e in tr.final.values():
         if e["event_type"] == "purchase" and e["currency"] == "EUR":
             eur[e["event_time"].date()] += 1

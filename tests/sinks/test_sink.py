@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
 
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 from schemas import avro
-from sinks import rollups
+from schemas.dead_letter import dead_letter_id
+from sinks import rollups, rows
 from sinks.service import Batch, Sink
 from tests.sinks.fixtures import produce, traffic, truth_rollups
 from tests.sinks.helpers import caught_up, running, scalar, wait_for, warehouse
@@ -76,11 +80,14 @@ def test_retried_batch_is_dropped_by_its_deduplication_token(make_settings):
     consumer = Consumer({"bootstrap.servers": s.kafka.bootstrap_servers, "group.id": "peek",
                          "auto.offset.reset": "earliest", "enable.auto.commit": False})
     consumer.subscribe([s.topics.events])
-    msgs = []
-    wait_for(lambda: msgs.extend(m for m in consumer.consume(500, 0.5) if not m.error()) or
-             len(msgs) >= len(tr.records), "the records")
+    msgs: list[Any] = []  # confluent_kafka Messages (positions typed optional: error events share the type)
+
+    def more() -> bool:
+        msgs.extend(m for m in consumer.consume(500, 0.5) if not m.error())
+        return len(msgs) >= len(tr.records)
+
+    wait_for(more, "the records")
     consumer.close()
-    from sinks import rows
     batch = Batch()
     for m in msgs:
         name, rec = avro.decode(m.value())
@@ -115,6 +122,7 @@ def test_retried_batch_is_dropped_by_its_deduplication_token(make_settings):
     assert scalar(client, f"SELECT count() FROM {db}.events FINAL") == len(tr.final)
     rollups.refresh(client, db, batch.days)
     assert _rollups(client, db) == once
+    assert sink._client is not None
     sink._client.close()
     client.close()
 
@@ -136,9 +144,35 @@ def test_a_record_the_engine_refuses_becomes_a_dead_letter_and_the_rest_loads(ma
     assert scalar(client, f"SELECT count() FROM {db}.events FINAL") == len(tr.final)
     # the dead letter names the bad record's own Kafka position (kept per body while its block was in flight)
     (partition, offset), = where
-    assert client.query(f"SELECT dead_letter_id, reason, length(payload) FROM {db}.dead_letters FINAL").result_rows \
-        == [(f"sink:{s.topics.events}:{partition}:{offset}", "undecodable", len(truncated))]
+    assert client.query(f"SELECT dead_letter_id, reason, raw_topic, raw_partition, raw_offset, length(payload) "
+                        f"FROM {db}.dead_letters FINAL").result_rows \
+        == [(dead_letter_id("sink", f"{s.topics.events}/{partition}/{offset}"), "undecodable", s.topics.events,
+             partition, offset, len(truncated))]
     assert sink.metrics.undecodable == 1
+
+
+def test_a_row_the_warehouse_cannot_store_becomes_a_dead_letter_and_the_rest_loads(make_settings):
+    # a valid record whose revenue overflows the table's Decimal(18, 6): the engine refuses the fast-path block
+    # (DECIMAL_OVERFLOW, a poison code), the client then refuses the row — the data's fault, not an outage
+    s = _sink_settings(make_settings)
+    db = s.clickhouse.database
+    client = warehouse(s)
+    tr = traffic(users=20, seed=5)
+    rich = {**tr.records[0], "event_id": "too-rich", "event_type": "purchase", "revenue": Decimal(10**14),
+            "currency": "USD"}
+    produce(s.kafka.bootstrap_servers, s.topics.events, [*tr.records, rich])
+    with running(s) as sink:
+        wait_for(caught_up(sink, len(tr.records) + 1), "every record")
+        assert sink.metrics.insert_failures == 0 and sink.metrics.rejected_rows == 1
+    assert scalar(client, f"SELECT count() FROM {db}.events FINAL") == len(tr.final)
+    assert scalar(client, f"SELECT count() FROM {db}.events WHERE event_id = 'too-rich'") == 0
+    # one dead letter, anchored on a digest of the refused row, with the row as its payload
+    _, decoded = avro.decode(avro.encode("enriched_event", rich))
+    row = repr(rows.event_row(decoded))
+    want = dead_letter_id("sink", f"events/sha256:{hashlib.sha256(row.encode()).hexdigest()}")
+    got = client.query(f"SELECT dead_letter_id, reason, payload FROM {db}.dead_letters FINAL").result_rows
+    assert [(i, r) for i, r, _ in got] == [(want, "insert_rejected")] and "too-rich" in got[0][2]
+    client.close()
 
 
 def test_batch_remembers_each_bodys_position_across_partitions_and_schemas():

@@ -159,7 +159,8 @@ def worker_settings(make_settings: Callable[..., Settings]) -> Callable[..., Set
     def make(streams: dict[str, Any] | None = None, sources: list[dict[str, Any]] | None = None,
              partitions: int = 6) -> Settings:
         s = make_settings(
-            streams={"app_id": f"w-{uuid.uuid4().hex[:8]}", "session_timeout_s": 6, "tick_interval_s": 0.5,
+            kafka={"session_timeout_s": 6},
+            streams={"app_id": f"w-{uuid.uuid4().hex[:8]}", "tick_interval_s": 0.5,
                      "metrics_port": 0, "commit_interval_s": 1.0, **(streams or {})},
             sources=sources or [{"name": "gen", "mmp": "generic"}],
         )

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, ClassVar
 
-from attrib.errors import ConfigurationError
+from attrib.errors import AttribError, ConfigurationError, Permanent
 from attrib.settings import PresetSettings
 from sinks.route.policy import RETRYABLE_STATUS, retry_after
 
@@ -30,15 +30,16 @@ DEVICE_FIELDS = ("idfv", "gaid", "android_id", "oaid", "idfa")  # most to least 
 ENVELOPE_BYTES = 512  # room for what wraps the records (keys, api_key …) when packing a request
 
 
-class Skip(Exception):
-    """Nothing is sent for this event (counted, not dead-lettered): e.g. no identity the vendor can key on."""
+class Skip(AttribError):
+    """Control flow, not a failure: nothing is sent for this event (counted, not dead-lettered), e.g. no identity
+    the vendor can key on."""
 
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
 
 
-class Rejected(Exception):
+class Rejected(Permanent):
     """This event can never be accepted as it is (dead-lettered at once, without a request)."""
 
     def __init__(self, reason: str, detail: str) -> None:

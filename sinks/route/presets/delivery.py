@@ -113,7 +113,7 @@ class PresetDestination(Destination):
             await finish(job, None)
         except Rejected as r:
             await finish(job, Failure(r.reason, {"destination": self.name, "error": r.detail}))
-        except Exception as exc:
+        except Exception as exc:  # per-job boundary: a preset's bug dead-letters this job, never the worker
             log.exception("route preset build failed", extra={"fields": {"destination": self.name}})
             await finish(job, Failure("internal_error", {"error": repr(exc)}))
         return None

@@ -5,10 +5,11 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
-from confluent_kafka import Producer
+from confluent_kafka import Message, Producer
 
 from attrib.settings import Settings
 from schemas import avro
@@ -27,10 +28,12 @@ def produce(s: Settings, topic: str, name: str, records: list[dict[str, Any]]) -
     """Produce and return each record's (topic, partition, offset)."""
     p = Producer({"bootstrap.servers": s.kafka.bootstrap_servers, "partitioner": "murmur2_random"})
     refs: dict[int, tuple[str, int, int]] = {}
+    def remember(i: int) -> Callable[[Any, Message], None]:
+        return lambda err, m: refs.__setitem__(i, (m.topic() or "", m.partition() or 0, m.offset() or 0))
+
     for i, r in enumerate(records):
         key = (r.get("user_key") or r.get("alert_id") or r.get("dead_letter_id") or "k").encode()
-        p.produce(topic, avro.encode(name, r), key=key,
-                  on_delivery=lambda err, m, i=i: refs.__setitem__(i, (m.topic(), m.partition(), m.offset())))
+        p.produce(topic, avro.encode(name, r), key=key, on_delivery=remember(i))
     assert p.flush(30) == 0
     return [refs[i] for i in range(len(records))]
 

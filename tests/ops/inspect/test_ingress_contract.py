@@ -21,7 +21,7 @@ pytestmark = pytest.mark.timeout(120)
 TOKEN = "lr_priv_6f1c2a9e4b7d"
 
 
-async def test_real_ingress_feeds_the_inspector(make_settings) -> None:  # type: ignore[no-untyped-def]
+async def test_real_ingress_feeds_the_inspector(make_settings) -> None:
     s = make_settings(sources=[{"name": "lr", "mmp": "linkrunner", "verify": ["token"], "secrets": [TOKEN],
                                 "options": {"token_header": "X-Webhook-Token"}}],
                       ingest={"host": "127.0.0.1", "port": free_port()}, topics={"partitions": 2})

@@ -6,6 +6,7 @@ import asyncio
 import json
 import time
 import uuid
+from typing import Any
 
 import aiohttp
 import pytest
@@ -27,7 +28,7 @@ BEARER = "tok-" + uuid.uuid4().hex  # a token field inside a payload
 ROWS = "document.querySelectorAll('#rows tr')"
 
 
-async def test_live_deliveries_filters_and_no_secrets(make_settings, chromium) -> None:  # type: ignore[no-untyped-def]
+async def test_live_deliveries_filters_and_no_secrets(make_settings, chromium) -> None:
     feed = RejectionFeed([rejection("branch-main"), rejection("branch-main", "timestamp_too_old")])
     url = await feed.start()
     port = free_port()
@@ -71,9 +72,10 @@ async def test_live_deliveries_filters_and_no_secrets(make_settings, chromium) -
                 "document.getElementById('state').textContent + ' ' + document.documentElement.outerHTML.slice(0, 300)")
             # the worker's verdict shows on the accepted delivery it came from
             assert await b.wait_for(
-                f"[...{ROWS}].some(tr => tr.children[8].textContent === 'install' && tr.dataset.source === 'branch-main')")
+                f"[...{ROWS}].some(tr => tr.children[8].textContent === 'install' "
+                "&& tr.dataset.source === 'branch-main')")
             first = await b.eval(f"[...{ROWS}].map(tr => [...tr.children].map(td => td.textContent))")
-            by_status = {}
+            by_status: dict[str, list[Any]] = {}
             for cells in first:
                 by_status.setdefault(cells[3], []).append(cells)
             assert len(by_status["accepted 200"]) == 5 and len(by_status["rejected 401"]) == 2
@@ -109,7 +111,8 @@ async def test_live_deliveries_filters_and_no_secrets(make_settings, chromium) -
                                      "document.getElementById('payload').textContent")
             assert '"idfa": "[device id]"' in shown and '"access_token": "[secret]"' in shown
             assert "signed with [secret]" in shown and '"os": "iOS"' in shown
-            await b.eval(f"[...{ROWS}].filter(tr => tr.dataset.source === 'adjust-get').pop().click()")  # not the late one
+            # not the late one
+            await b.eval(f"[...{ROWS}].filter(tr => tr.dataset.source === 'adjust-get').pop().click()")
             shown = await b.wait_for("document.getElementById('payload').textContent.includes('gps_adid') && "
                                      "document.getElementById('payload').textContent")
             assert "gps_adid=[device id]" in shown and "city=Köln" in shown

@@ -47,7 +47,7 @@ keys = st.text(max_size=10) | st.sampled_from(["idfa", "secret", "Authorization"
 
 @given(st.recursive(json_leaf, lambda c: st.lists(c, max_size=4) | st.dictionaries(keys, c, max_size=4),
                     max_leaves=20), st.data())
-def test_planted_secrets_and_device_ids_never_survive(doc, data) -> None:  # type: ignore[no-untyped-def]
+def test_planted_secrets_and_device_ids_never_survive(doc, data) -> None:
     """Plant the secret inside arbitrary text and device ids under device keys, anywhere: none is shown."""
     prefix, suffix = data.draw(st.text(max_size=5)), data.draw(st.text(max_size=5))
     planted = {"x": doc, "note": prefix + SECRET_VALUE + suffix, "idfa": DEVICE_ID.lower(),

@@ -19,7 +19,7 @@ pytestmark = pytest.mark.timeout(120)
 SECRET = "whsec-" + uuid.uuid4().hex
 
 
-def env_for(s, **extra: str) -> dict[str, str]:  # type: ignore[no-untyped-def]
+def env_for(s, **extra: str) -> dict[str, str]:
     t = s.topics
     return {**{k: v for k, v in os.environ.items() if not k.startswith("ATTRIB_")},
             "ATTRIB_KAFKA__BOOTSTRAP_SERVERS": s.kafka.bootstrap_servers, "ATTRIB_TOPICS__RAW": t.raw,
@@ -30,7 +30,7 @@ def env_for(s, **extra: str) -> dict[str, str]:  # type: ignore[no-untyped-def]
 
 
 async def lines(proc: asyncio.subprocess.Process, n: int) -> list[str]:
-    out = []
+    out: list[str] = []
     assert proc.stdout is not None
     try:
         while len(out) < n:
@@ -47,7 +47,7 @@ async def lines(proc: asyncio.subprocess.Process, n: int) -> list[str]:
     return out
 
 
-async def test_tail_accepted_with_source_filter_and_payload(make_settings) -> None:  # type: ignore[no-untyped-def]
+async def test_tail_accepted_with_source_filter_and_payload(make_settings) -> None:
     s = make_settings(topics={"partitions": 1})
     await asyncio.to_thread(ensure_topics, s)
     recs = [raw_delivery("branch-main", "branch", json.dumps({"n": i, "secret": SECRET}).encode(),
@@ -64,7 +64,7 @@ async def test_tail_accepted_with_source_filter_and_payload(make_settings) -> No
     assert SECRET not in text and "other" not in text
 
 
-async def test_tail_rejected(make_settings) -> None:  # type: ignore[no-untyped-def]
+async def test_tail_rejected(make_settings) -> None:
     s = make_settings()
     feed = RejectionFeed([rejection("branch-main"), rejection("other", "ip_not_allowed", 403)])
     url = await feed.start()

@@ -25,14 +25,14 @@ BAD = {"event_types": {"level_up": "levelled"}}  # not an event type: the normal
 FIXED = {"event_types": {"level_up": "custom"}}
 
 
-def produce(s, topic: str, items: list[tuple[bytes | None, bytes]]) -> None:  # type: ignore[no-untyped-def]
+def produce(s, topic: str, items: list[tuple[bytes | None, bytes]]) -> None:
     p = Producer({"bootstrap.servers": s.kafka.bootstrap_servers, "partitioner": "murmur2_random"})
     for key, value in items:
         p.produce(topic, value, key=key)
     assert p.flush(30) == 0
 
 
-def process(s, raws: list[tuple[bytes | None, bytes, int, int]]) -> None:  # type: ignore[no-untyped-def]
+def process(s, raws: list[tuple[bytes | None, bytes, int, int]]) -> None:
     """Run the worker's processing over raw records (as `attrib worker` does), producing its outputs."""
     out: list[tuple[bytes | None, bytes]] = []
     dlq: list[tuple[bytes | None, bytes]] = []
@@ -43,7 +43,7 @@ def process(s, raws: list[tuple[bytes | None, bytes, int, int]]) -> None:  # typ
     produce(s, s.topics.dead_letters, dlq)
 
 
-def read_raw(s, n: int) -> list:  # type: ignore[no-untyped-def]
+def read_raw(s, n: int) -> list:
     from confluent_kafka import Consumer
 
     c = Consumer({"bootstrap.servers": s.kafka.bootstrap_servers, "group.id": uuid.uuid4().hex,
@@ -57,7 +57,7 @@ def read_raw(s, n: int) -> list:  # type: ignore[no-untyped-def]
     return got
 
 
-async def test_dead_letters_rerun_after_a_fix_leave_the_open_set(make_settings) -> None:  # type: ignore[no-untyped-def]
+async def test_dead_letters_rerun_after_a_fix_leave_the_open_set(make_settings) -> None:
     rx = await Receiver().start()
     try:
         await asyncio.to_thread(_scenario, make_settings, rx)
@@ -65,7 +65,7 @@ async def test_dead_letters_rerun_after_a_fix_leave_the_open_set(make_settings) 
         await rx.stop()
 
 
-def _scenario(make_settings, rx: Receiver) -> None:  # type: ignore[no-untyped-def]
+def _scenario(make_settings, rx: Receiver) -> None:
     crm = {"name": "crm", "url": rx.url + "/crm", "max_attempts": 2, "backoff_initial_s": 0.05}
     bad = make_settings(topics={"partitions": 2}, sources=[{"name": "gen", "mmp": "generic", "options": BAD}],
                         route={"destinations": [crm]})
@@ -76,8 +76,8 @@ def _scenario(make_settings, rx: Receiver) -> None:  # type: ignore[no-untyped-d
             for i, (u, n) in enumerate([("u1", "install"), ("u1", "level_up"), ("u2", "install"), ("u2", "level_up")])]
     raws.append(raw_delivery("gen", "generic", b"{not json", "cuid:u3", now))
     values = [avro.encode("raw_delivery", r) for r in raws]
-    produce(bad, bad.topics.raw, [(r["user_key"].encode(), v) for r, v in zip(raws, values)])
-    process(bad, [(r["user_key"].encode(), v, 0, i) for i, (r, v) in enumerate(zip(raws, values))])
+    produce(bad, bad.topics.raw, [(r["user_key"].encode(), v) for r, v in zip(raws, values, strict=True)])
+    process(bad, [(r["user_key"].encode(), v, 0, i) for i, (r, v) in enumerate(zip(raws, values, strict=True))])
     # an outbound delivery that failed while the CRM was down
     ev = enriched()
     dl = dead_letter(avro.encode("enriched_event", ev), ev, "crm", Failure("http_503", {"status": 503}), now)
@@ -90,14 +90,16 @@ def _scenario(make_settings, rx: Receiver) -> None:  # type: ignore[no-untyped-d
 
     out = io.StringIO()
     dry = replay_dead_letters(fixed, reason="invalid_config", dry_run=True, out=out, client=client)
-    assert dry.resolved == {"normalize/invalid_config": 2} and len(open_dead_letters(client, bad.clickhouse.database)) == 4
+    assert dry.resolved == {"normalize/invalid_config": 2}
+    assert len(open_dead_letters(client, bad.clickhouse.database)) == 4
     # without the fix nothing changes
     still = replay_dead_letters(bad, reason="invalid_config", out=out, client=client)
     assert still.still_failing == {"normalize/invalid_config -> invalid_config": 2} and not still.resolved
 
     r = replay_dead_letters(fixed, reason="invalid_config", out=out, client=client)
     assert r.resolved == {"normalize/invalid_config": 2} and not r.still_failing
-    assert sorted(d["reason"] for d in open_dead_letters(client, bad.clickhouse.database)) == ["http_503", "invalid_json"]
+    assert sorted(d["reason"] for d in open_dead_letters(client, bad.clickhouse.database)) == ["http_503",
+                                                                                              "invalid_json"]
 
     r = replay_dead_letters(fixed, out=out, client=client)
     assert r.resolved == {"route/http_503": 1}
@@ -106,7 +108,7 @@ def _scenario(make_settings, rx: Receiver) -> None:  # type: ignore[no-untyped-d
     assert [h.headers["Idempotency-Key"] for h in rx.hits] == [ev["event_id"]]
 
     # the fixed deliveries went back to the raw topic unchanged; the worker now turns them into events
-    assert sorted(m.value() for m in read_raw(bad, 7)) == sorted(values + [values[1], values[3]])
+    assert sorted(m.value() for m in read_raw(bad, 7)) == sorted([*values, values[1], values[3]])
     events: list = []
     proc = Processor(fixed, {}, lambda topic, k, v: events.append(avro.decode(v)[1]) if topic == fixed.topics.events
                      else None)

@@ -10,10 +10,10 @@ from sinks.route import view
 from sinks.route.filters import Filter
 from tests.sinks.route.events import decoded
 
-texts = st.text(st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=20)
+texts = st.text(st.characters(exclude_categories=["Cs"]), min_size=1, max_size=20)
 
 
-def v(**over):  # type: ignore[no-untyped-def]
+def v(**over):
     return view.build(decoded(**over))
 
 
@@ -53,7 +53,7 @@ def test_own_touch_wins_over_inherited() -> None:
     ({}, ["install", "open"], False),
     ({"properties.city": "Paris"}, ["install"], False),
 ])
-def test_conditions(conds, events, want) -> None:  # type: ignore[no-untyped-def]
+def test_conditions(conds, events, want) -> None:
     assert Filter.of(conds, events).matches(v()) is want
 
 
@@ -75,7 +75,7 @@ def test_conditions_taken_from_the_event_match_and_any_change_breaks(props: dict
 
 @given(st.recursive(st.none() | st.booleans() | st.integers() | texts,
                     lambda c: st.lists(c, max_size=3) | st.dictionaries(texts, c, max_size=3), max_leaves=10))
-def test_resolve_never_raises_on_arbitrary_properties(props) -> None:  # type: ignore[no-untyped-def]
+def test_resolve_never_raises_on_arbitrary_properties(props) -> None:
     x = v(properties={"p": props})
     got = view.resolve(x, "properties.p")
     assert got is view.MISSING if props is None else got == json.loads(json.dumps(props))

@@ -51,7 +51,7 @@ def test_breaker_cycle() -> None:
 
 
 @given(st.lists(st.tuples(st.integers(0, 2), st.integers(0, 3)), max_size=60), st.randoms())
-def test_tracker_commits_only_finished_prefixes(records, rnd) -> None:  # type: ignore[no-untyped-def]
+def test_tracker_commits_only_finished_prefixes(records, rnd) -> None:
     t = OffsetTracker()
     next_off = {0: 0, 1: 0, 2: 0}
     todo = []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import time
 import uuid
@@ -41,7 +42,7 @@ def dead_letters(s: Settings, n: int, timeout: float = 60) -> list[dict[str, Any
     while len(out) < n and time.monotonic() < deadline:
         for m in c.consume(100, 0.5):
             if not m.error():
-                out.append(avro.decode(m.value(), expect="dead_letter")[1])
+                out.append(avro.decode(m.value() or b"", expect="dead_letter")[1])
     c.close()
     return out
 
@@ -61,7 +62,7 @@ async def until(cond: Callable[[], bool], timeout: float = 60) -> None:
     assert cond()
 
 
-def settings_for(make_settings: Callable[..., Settings], tmp_path, dests: list[dict[str, Any]],  # type: ignore[no-untyped-def]
+def settings_for(make_settings: Callable[..., Settings], tmp_path, dests: list[dict[str, Any]],
                  partitions: int = 2, metrics_port: int = 0) -> Settings:
     s = make_settings(topics={"partitions": partitions}, route={"destinations": dests, "metrics_port": metrics_port,
                                                        "start": "earliest",  # the tests produce before routing
@@ -84,7 +85,7 @@ class Running:
         await self.task
 
 
-async def test_filters_templates_first_time_and_missing_values(make_settings, tmp_path) -> None:  # type: ignore[no-untyped-def]
+async def test_filters_templates_first_time_and_missing_values(make_settings, tmp_path) -> None:
     rx = await Receiver().start()
     try:
         s = settings_for(make_settings, tmp_path, [
@@ -129,7 +130,7 @@ async def test_filters_templates_first_time_and_missing_values(make_settings, tm
         await rx.stop()
 
 
-async def test_retries_with_backoff_then_success_and_retry_after(make_settings, tmp_path) -> None:  # type: ignore[no-untyped-def]
+async def test_retries_with_backoff_then_success_and_retry_after(make_settings, tmp_path) -> None:
     flaky = await Receiver(behave=lambda h, n: (503, {}) if n < 3 else (200, {})).start()
     limited = await Receiver(behave=lambda h, n: (429, {"Retry-After": "1"}) if n < 2 else (200, {})).start()
     try:
@@ -148,9 +149,10 @@ async def test_retries_with_backoff_then_success_and_retry_after(make_settings, 
                     health = await r.json()
             assert 'attrib_route_sent_total{destination="flaky"} 1.0' in exposition
             assert 'attrib_route_latency_seconds_count{destination="limited"} 2.0' in exposition
-            assert health == {"flaky": {"circuit": "closed", "queued": 0}, "limited": {"circuit": "closed", "queued": 0}}
+            assert health == {"flaky": {"circuit": "closed", "queued": 0},
+                              "limited": {"circuit": "closed", "queued": 0}}
         assert flaky.keys() == [ev["event_id"]] * 3
-        gaps = [b.at - a.at for a, b in zip(flaky.hits, flaky.hits[1:])]
+        gaps = [b.at - a.at for a, b in itertools.pairwise(flaky.hits)]
         assert gaps[0] >= 0.1 and gaps[1] >= 0.2  # equal jitter: at least half of 0.2 s, then of 0.4 s
         assert limited.hits[1].at - limited.hits[0].at >= 1.0  # Retry-After beats the tiny backoff
         assert dead_letters(s, 1, timeout=3) == []
@@ -162,7 +164,7 @@ async def test_retries_with_backoff_then_success_and_retry_after(make_settings, 
         await limited.stop()
 
 
-async def test_dead_destination_does_not_delay_healthy_one_and_dead_letters_after_cap(make_settings, tmp_path) -> None:  # type: ignore[no-untyped-def]
+async def test_dead_destination_does_not_delay_healthy_one_and_dead_letters_after_cap(make_settings, tmp_path) -> None:
     dead = await Receiver(behave=lambda h, n: (500, {}), hang=0.3).start()
     healthy = await Receiver().start()
     try:
@@ -194,7 +196,7 @@ async def test_dead_destination_does_not_delay_healthy_one_and_dead_letters_afte
         await healthy.stop()
 
 
-async def test_open_circuit_sheds_to_dead_letters_and_rate_limit_spaces_requests(make_settings, tmp_path) -> None:  # type: ignore[no-untyped-def]
+async def test_open_circuit_sheds_to_dead_letters_and_rate_limit_spaces_requests(make_settings, tmp_path) -> None:
     dead = await Receiver(behave=lambda h, n: (500, {})).start()
     paced = await Receiver().start()
     try:
@@ -213,7 +215,8 @@ async def test_open_circuit_sheds_to_dead_letters_and_rate_limit_spaces_requests
             assert router.destinations[0].breaker.is_open
             assert router.metrics.registry.get_sample_value("attrib_route_circuit_open", {"destination": "dead"}) == 1
             assert await asyncio.to_thread(committed, s, router.group_id) <= 1
-        assert sorted(avro.decode(d["payload"])[1]["event_id"] for d in dls) == sorted(e["event_id"] for e in events[3:])
+        assert sorted(avro.decode(d["payload"])[1]["event_id"] for d in dls) == sorted(e["event_id"]
+                                                                                      for e in events[3:])
         assert {d["reason"] for d in dls} == {"circuit_open"}
         # 4 requests/s with a burst of 1: 10 requests span at least 9 intervals of 0.25 s
         assert paced.hits[-1].at - paced.hits[0].at >= 9 * 0.25 - 0.01

@@ -10,10 +10,10 @@ from hypothesis import strategies as st
 from sinks.route import template, view
 from tests.sinks.route.events import decoded
 
-texts = st.text(st.characters(blacklist_categories=("Cs",)), max_size=30)
+texts = st.text(st.characters(exclude_categories=["Cs"]), max_size=30)
 
 
-def v(**over):  # type: ignore[no-untyped-def]
+def v(**over):
     return view.build(decoded(**over))
 
 
