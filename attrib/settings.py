@@ -569,7 +569,7 @@ class Settings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
-        toml = os.environ.get(CONFIG_ENV)
+        toml = config_file()
         if toml:
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=Path(toml)))
         return tuple(sources)
@@ -586,6 +586,19 @@ class Settings(BaseSettings):
         return self.model_dump(mode="json")  # SecretStr dumps as '**********'
 
 
+DEMO_CONFIG_NAME = "demo.toml"
+
+
+def config_file() -> str | None:
+    """The TOML settings file: ``ATTRIB_CONFIG``, else ``<var_dir>/demo.toml`` — the demo sources `attrib run` copies
+    there on a machine without sources, so every later command (send, tail, replay, config) sees the same ones."""
+    toml = os.environ.get(CONFIG_ENV)
+    if toml:
+        return toml
+    demo = Path(os.environ.get(ENV_PREFIX + "VAR_DIR") or REPO_ROOT / "var") / DEMO_CONFIG_NAME
+    return str(demo) if demo.is_file() else None
+
+
 def load(**overrides: Any) -> Settings:
     """Build settings from env/TOML (plus explicit overrides); raise ConfigError naming each bad key."""
     known = {ENV_PREFIX + f.upper() for f in Settings.model_fields} | {CONFIG_ENV, "ATTRIB_TEST_BOOTSTRAP"}
@@ -593,7 +606,7 @@ def load(**overrides: Any) -> Settings:
                      and k.upper().split(ENV_NESTED)[0] not in known)
     if unknown:  # a typo would otherwise silently fall back to the default
         raise ConfigError("invalid settings:\n  " + "\n  ".join(f"{k}: unknown setting" for k in unknown))
-    toml = os.environ.get(CONFIG_ENV)
+    toml = config_file()
     if toml and not Path(toml).is_file():
         raise ConfigError(f"{CONFIG_ENV}: file not found: {toml}")
     try:

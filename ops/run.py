@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -69,9 +70,7 @@ def run(args: argparse.Namespace, s: Settings) -> int:
     from ops.stack import Broker, fetch_jars
 
     if not s.sources:  # a fresh machine: demo sources so there is something to see
-        os.environ[settings_mod.CONFIG_ENV] = str(DEMO_CONFIG)
-        s = settings_mod.load()
-        print(f"no sources configured: using the demo sources in {DEMO_CONFIG.relative_to(REPO_ROOT)}")
+        s = _demo(s)
 
     fetch_jars(s)
     broker = Broker.from_settings(s)
@@ -123,6 +122,23 @@ def run(args: argparse.Namespace, s: Settings) -> int:
         broker.stop()
         if stopping:
             print("stopped: ingress, worker, alerts, sink and broker (data stays in var/)")
+
+
+def _demo(s: Settings) -> Settings:
+    """Settings with the demo sources. Without a settings file they are copied to ``<var_dir>/demo.toml``, which
+    every later `attrib` command finds on its own (settings.config_file): the hint `attrib send`, `make send`,
+    `tail`, `replay --dry-run` and `config` then see the sources this pipeline verifies."""
+    if os.environ.get(settings_mod.CONFIG_ENV):  # the user's own file, without sources: demo for this run only
+        os.environ[settings_mod.CONFIG_ENV] = str(DEMO_CONFIG)
+        print(f"no sources configured: using the demo sources in {DEMO_CONFIG.relative_to(REPO_ROOT)} for this run")
+        return settings_mod.load()
+    demo = s.var_dir / settings_mod.DEMO_CONFIG_NAME
+    demo.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(DEMO_CONFIG, demo)
+    os.environ.setdefault(settings_mod.ENV_PREFIX + "VAR_DIR", str(s.var_dir))  # the children find the same file
+    print(f"no sources configured: demo sources copied to {demo}; every attrib command here uses them until you "
+          f"configure your own (ATTRIB_CONFIG / ATTRIB_SOURCES) or delete that file", flush=True)
+    return settings_mod.load()
 
 
 def _worker_line(s: Settings) -> str:
