@@ -17,19 +17,22 @@ Two stages, so one place sees every series (the platform-wide view) without a gl
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
 import time
-import uuid
 from collections import Counter, defaultdict
-from typing import Any
+from typing import Any, cast
 
 import faust
+from aiokafka.errors import KafkaError
+from faust.streams import Stream
 
-from alerts.detector import Cell, SeriesInput, SeriesKey, SeriesState, evaluate_bucket, slots
-from alerts.memory import config_from
+from alerts.config import config_from
+from alerts.detector import Cell, SeriesInput, SeriesKey, SeriesState, evaluate_bucket, neighbours, slots
 from attrib import kafka
 from attrib.settings import Settings
 from schemas import avro, wire
+from schemas.dead_letter import dead_letter as dead_letter_record
 
 log = logging.getLogger("attrib.alerts")
 HELP = "run the spike/drop alert detector (Faust app `attrib alerts`)"
@@ -41,14 +44,45 @@ def counts_topic_name(s: Settings) -> str:
     return s.alerts.counts_topic or f"{s.alerts.app_id}-counts"
 
 
+TABLES = ("alert-counts", "alert-states", "alert-cells", "alert-meta")
+
+
+def ensure_internal_topics(s: Settings, timeout: float = 30.0) -> list[str]:
+    """Create the counts topic and the tables' changelogs (one partition each) before the app joins its group.
+    Left to Faust, they are created lazily: the group's assignor can run before the counts topic exists ("Ignoring
+    missing topic"), and then the one partition evaluation runs from stays unowned until the next metadata refresh
+    (~5 min of alerts silently off after a fresh start of all services)."""
+    from confluent_kafka import KafkaException
+    from confluent_kafka.admin import NewTopic
+
+    admin = kafka.admin(s)
+    rf = s.topics.replication_factor
+    wanted = [NewTopic(counts_topic_name(s), num_partitions=1, replication_factor=rf)] + [
+        NewTopic(f"{s.alerts.app_id}-{t}-changelog", num_partitions=1, replication_factor=rf,
+                 config={"cleanup.policy": "compact"}) for t in TABLES]
+    try:
+        existing = admin.list_topics(timeout=timeout).topics
+        todo = [t for t in wanted if t.topic not in existing]
+        for name, fut in (admin.create_topics(todo, operation_timeout=timeout).items() if todo else []):
+            try:
+                fut.result()
+            except KafkaException as exc:
+                if "TOPIC_ALREADY_EXISTS" not in str(exc):  # a concurrent start won the race: fine
+                    raise
+                log.info("internal topic created concurrently", extra={"fields": {"topic": name}})
+    except KafkaException as exc:
+        raise kafka.mapped(exc, "creating the alerts' internal topics") from exc
+    return [t.topic for t in todo]
+
+
 def series_of(rec: dict[str, Any]) -> SeriesKey:
     return SeriesKey(rec.get("app_id") or "", rec.get("media_source") or NO_SOURCE, rec["event_type"])
 
 
 def build(s: Settings) -> faust.App:
     a = s.alerts
-    bucket_ms = a.bucket_s * 1000
-    cfg = config_from(a)
+    bucket_ms = a.detect.bucket_s * 1000
+    cfg = config_from(a.detect)
     datadir = a.data_dir or s.var_dir / "alerts"
     datadir.mkdir(parents=True, exist_ok=True)
     reads = [s.topics.events, counts_topic_name(s)]
@@ -71,20 +105,29 @@ def build(s: Settings) -> faust.App:
     encode_dead = serde.encoder("dead_letter", s.topics.dead_letters)
     encode_alert = {"spike": serde.encoder("alert", s.topics.alerts_spike),
                     "drop": serde.encoder("alert", s.topics.alerts_drop)}
-    counts = app.Table("alert-counts", partitions=1)  # str(bucket) -> {series: n}
-    states = app.Table("alert-states", partitions=1)  # series -> SeriesState dict
-    cells = app.Table("alert-cells", partitions=1)  # series|d<slot> / |w<slot> -> [m, n]
-    meta = app.Table("alert-meta", partitions=1)  # evaluated_until, first_bucket, hw:<p>
+    counts = app.Table(TABLES[0], partitions=1)  # str(bucket) -> {series: n}
+    states = app.Table(TABLES[1], partitions=1)  # series -> SeriesState dict
+    cells = app.Table(TABLES[2], partitions=1)  # series|d<slot> / |w<slot> -> [m, n]
+    meta = app.Table(TABLES[3], partitions=1)  # evaluated_until, first_bucket, hw:<p>
 
-    async def dead_letter(reason: str, exc: BaseException, value: bytes | None, ref: dict[str, Any] | None) -> None:
-        log.warning("alerts dead letter", extra={"fields": {"reason": reason, "error": str(exc)[:200], **(ref or {})}})
-        rec = {"dead_letter_id": uuid.uuid4().hex, "stage": "process", "reason": reason, "detail": str(exc)[:1000],
-               "raw": ref, "payload": value, "failed_at": int(time.time() * 1000)}
-        await dlq.send(key=None, value=encode_dead(rec))
+    async def dead_letter(reason: str, exc: BaseException, value: bytes | None, ref: dict[str, Any]) -> None:
+        log.warning("alerts dead letter", extra={"fields": {"reason": reason, "error": str(exc)[:200], **ref}})
+        rec = dead_letter_record(stage="alerts", reason=reason, detail=f"{type(exc).__name__}: {exc}",
+                                 raw_ref=ref, payload=value)
+        await dlq.send(key=rec["dead_letter_id"].encode(), value=encode_dead(rec))
+
+    async def decode_event(value: bytes) -> dict[str, Any]:
+        while True:  # a schema registry outage delays counting, it never dead-letters good events
+            try:
+                return serde.decode(value, expect="enriched_event")[1]
+            except wire.RegistryError as exc:
+                log.warning("schema registry unavailable; retrying", extra={"fields": {"error": str(exc)[:300]}})
+                await asyncio.sleep(5)
 
     @app.agent(events, concurrency=1)
     async def count_events(stream: faust.StreamT) -> None:
-        async for batch in stream.take_events(a.batch_max, within=a.batch_within_s):
+        # take_events is on Faust's Stream, not on its StreamT protocol
+        async for batch in cast(Stream, stream).take_events(a.batch_max, within=a.batch_within_s):
             per_part: dict[int, dict[str, Any]] = {}
             for ev in batch:
                 m = ev.message
@@ -93,10 +136,10 @@ def build(s: Settings) -> faust.App:
                 if ev.value is None or ev.value.startswith(TICK):  # tombstone / a stage's tick record: not an event
                     continue
                 try:
-                    _, rec = serde.decode(ev.value, expect="enriched_event")
+                    rec = await decode_event(ev.value)
                     ms = int(rec["event_time"].timestamp() * 1000)
                     agg["c"][(series_of(rec).encode(), ms - ms % bucket_ms)] += 1
-                except Exception as exc:  # noqa: BLE001 - one bad event must not ack the batch unprocessed
+                except (avro.AvroError, KeyError, AttributeError) as exc:  # bad bytes / no usable event_time
                     await dead_letter("undecodable_event", exc, ev.value if isinstance(ev.value, bytes) else None,
                                       {"topic": m.topic, "partition": m.partition, "offset": m.offset})
             for p, agg in per_part.items():
@@ -134,11 +177,15 @@ def build(s: Settings) -> faust.App:
     async def evaluate_one(b: int, now_ms: int) -> None:
         got = counts.get(str(b)) or {}
         d, w = slots(b, bucket_ms)
+        per_day = 86_400_000 // bucket_ms
+        nd, nw = neighbours(d, per_day), neighbours(w, 7 * per_day)
         inputs = {}
         for k in set(states.keys()) | set(got):
             st = states.get(k)
             inputs[SeriesKey.decode(k)] = SeriesInput(SeriesState.from_dict(st) if st else SeriesState(),
-                                                      int(got.get(k, 0)), cell(f"{k}|d{d}"), cell(f"{k}|w{w}"))
+                                                      int(got.get(k, 0)), cell(f"{k}|d{d}"), cell(f"{k}|w{w}"),
+                                                      tuple(cell(f"{k}|d{x}") for x in nd),
+                                                      tuple(cell(f"{k}|w{x}") for x in nw))
         out, alerts = evaluate_bucket(inputs, b, now_ms, cfg)
         for key, o in out.items():
             k = key.encode()
@@ -159,7 +206,8 @@ def build(s: Settings) -> faust.App:
             await outputs[d].send(key=r["alert_id"].encode(), value=encode_alert[d](r))
 
     async def on_tick(now_ms: int) -> None:
-        target = (now_ms - a.lateness_s * 1000) // bucket_ms * bucket_ms  # buckets ending at or before are closed
+        # buckets ending at or before the target are closed
+        target = (now_ms - a.detect.lateness_s * 1000) // bucket_ms * bucket_ms
         last = meta.get("evaluated_until")
         if last is None:
             last = meta.get("first_bucket")
@@ -168,7 +216,7 @@ def build(s: Settings) -> faust.App:
         if target - last > a.max_catchup_buckets * bucket_ms:
             log.warning("alerts fell behind; skipping buckets",
                         extra={"fields": {"skipped": (target - last) // bucket_ms - a.max_catchup_buckets}})
-            for key in [k for k in counts.keys() if int(k) < target - a.max_catchup_buckets * bucket_ms]:
+            for key in [k for k in counts if int(k) < target - a.max_catchup_buckets * bucket_ms]:
                 del counts[key]
             last = target - a.max_catchup_buckets * bucket_ms
         while last < target:
@@ -185,7 +233,8 @@ def build(s: Settings) -> faust.App:
                     await on_tick(int(rec["tick"]))
                 else:
                     apply_counts(rec)
-            except Exception as exc:  # noqa: BLE001 - keep the agent alive; the record is kept in the DLQ
+            except Exception as exc:  # noqa: BLE001 - any failure (a detector bug, odd record) is dead-lettered
+                # with its position rather than acked silently by Faust (which would also stop this agent)
                 m = ev.message
                 await dead_letter("alerts_evaluate_failed", exc, None,
                                   {"topic": m.topic, "partition": m.partition, "offset": m.offset})
@@ -195,8 +244,8 @@ def build(s: Settings) -> faust.App:
         async def tick() -> None:
             try:
                 await counts_topic.send(key=b"c", value={"tick": int(time.time() * 1000)})
-            except Exception:
-                log.exception("alerts tick failed")
+            except KafkaError as exc:  # the next tick covers this one: evaluation catches up to wall-clock time
+                log.warning("alerts tick not sent", extra={"fields": {"error": f"{type(exc).__name__}: {exc}"[:200]}})
 
     app.alert_tables = {"counts": counts, "states": states, "cells": cells, "meta": meta}  # type: ignore[attr-defined]
     return app
@@ -212,8 +261,10 @@ def main(args: argparse.Namespace, s: Settings) -> int:
     from attrib.topics import ensure_topics
 
     ensure_topics(s)
+    created = ensure_internal_topics(s)
     app = build(s)
     log.info("alerts starting", extra={"fields": {"app_id": s.alerts.app_id, "events": s.topics.events,
+                                                  "internal_topics_created": created,
                                                   "counts": counts_topic_name(s), "store": s.alerts.store}})
     # keep attrib's JSON logs (cli set them up); returns on SIGTERM/SIGINT after a clean shutdown
     worker = Worker(app, loglevel=s.log_level, quiet=True, override_logging=False, redirect_stdouts=False)

@@ -22,20 +22,28 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any, Literal
 
-from alerts.tails import cdf, sf
-from attrib.settings import AlertThresholds, MuteWindow
+from alerts.calibrate import Tail, combined, decay_for, score_down, score_up
+from alerts.config import Config, Mute, Thresholds
 
 PLATFORM = "*"
 SEP = "\x1f"
 Direction = Literal["spike", "drop"]
-LEVEL_ALPHA = 0.1  # slow: the level ratio corrects seasonal profiles for growth, it must not chase noise
+LEVEL_ALPHA = 0.02  # slow (~4 h): the level ratio corrects seasonal profiles for growth, not for incidents
 LEVEL_CLAMP = (0.5, 2.0)
 SLOW_ALPHA = 0.05  # ~20-bucket memory: the silence timer's rate, where a 5-min slot estimate is too noisy
+DISP_ALPHA = 0.02  # ~50-bucket memory of the dispersion estimate
+INV_K_MIN, INV_K_MAX = 1e-3, 2.0  # k between 0.5 (wild) and 1000 (Poisson-like)
+TESTS = 4  # spike and drop, per bucket and over the window: the budget is shared between them
+LOOKS = 2  # every bucket looks at runs of every length, and buckets next to each other are not independent: the
+# budget is also shared between those looks (measured: without it a stationary series alerts ~2-3x its budget)
+WEEK_MS = 7 * 86_400_000
+SPARK = 36  # buckets of history a Slack alert draws (3 h at 5-min buckets)
 
 
 @dataclass(frozen=True, order=True)
@@ -86,7 +94,7 @@ class Incident:
     end_ms: int  # end of the last abnormal bucket
     observed: float
     expected: float
-    p_value: float
+    p_value: float  # calibrated rarity of what opened it (per bucket, for this series)
     buckets: int
     clean: int = 0
     notified: bool = False
@@ -95,12 +103,17 @@ class Incident:
     explained: bool = False  # overlapped a sent platform-wide alert: never announced on its own
 
 
+NO_TAILS: tuple[tuple[float, ...], ...] = (Tail().astuple(),) * 4  # spike, drop, window spike, window drop
+
+
 @dataclass(frozen=True)
 class SeriesState:
     n: int = 0  # buckets learnt
     ewma: float | None = None
     slow: float | None = None
     level: float = 1.0  # observed / seasonal, smoothed (clean buckets only)
+    inv_k: float | None = None  # 1/k of the series' own negative binomial, learnt from clean buckets
+    tails: tuple[tuple[float, ...], ...] = NO_TAILS  # calibration of the four score streams (Tail.astuple)
     silent_expected: float = 0.0  # expected events accumulated since the last observed event
     silent_rate: float = 0.0  # the expected rate when the silence began: zeros learnt since must not erode it
     last_seen_ms: int | None = None
@@ -109,8 +122,11 @@ class SeriesState:
     run_start_ms: int = 0
     run_observed: float = 0.0
     run_expected: float = 0.0
-    run_p: float = 1.0
+    run_ln: float = 0.0  # sum of ln(rarity) over the run
+    run_max: float = 0.0  # the run's least rare bucket
     recent: tuple[tuple[float, float], ...] = ()  # (observed, expected) of the last window_buckets - 1 buckets
+    last_resolved: tuple[str, int] | None = None  # (direction, end ms) of the last resolved incident
+    spark: tuple[tuple[float, float, float], ...] = ()  # (observed, expected, sd) of the last SPARK buckets
     incident: Incident | None = None
 
     def to_dict(self) -> dict[str, Any]:
@@ -119,19 +135,39 @@ class SeriesState:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> SeriesState:
         inc = d.get("incident")
-        recent = tuple(tuple(x) for x in d.get("recent", ()))
-        return cls(**{**d, "recent": recent, "incident": Incident(**inc) if inc else None})
+        lr = d.get("last_resolved")
+        return cls(**{**d, "recent": tuple(tuple(x) for x in d.get("recent", ())),
+                      "tails": tuple(tuple(x) for x in d.get("tails", NO_TAILS)),
+                      "last_resolved": tuple(lr) if lr else None, "incident": Incident(**inc) if inc else None,
+                      "spark": tuple(tuple(x) for x in d.get("spark", ()))})
+
+    def tail(self, i: int) -> Tail:
+        return Tail.of(self.tails[i])
 
 
 @dataclass(frozen=True)
 class Check:
+    """One bucket of one series judged: the per-bucket lean (verdict: rarer than ``abnormal_p`` for this series, or a
+    decisive window/silence test) and everything ``explain`` shows."""
+
     verdict: Direction | None
     expected: float | None
-    p_value: float
-    method: str  # weekly|daily|ewma|warmup|silence
+    p_value: float  # calibrated rarity of the verdict (1.0 without one)
+    method: str  # weekly|daily|ewma|warmup (baseline) or window|silence (decisive tests)
+    k: float | None = None  # dispersion used
+    r_up: float = 1.0  # calibrated rarities: bucket above / below, window above / below
+    r_down: float = 1.0
+    w_up: float = 1.0
+    w_down: float = 1.0
+    scores: tuple[float, float, float, float] = (0.0, 0.0, 0.0, 0.0)  # raw model scores of the four streams
 
 
-def baseline(state: SeriesState, day: Cell, week: Cell, th: AlertThresholds) -> tuple[float | None, str]:
+def alarm_p(th: Thresholds, bucket_ms: int) -> float:
+    """The per-test rarity that makes an alert: the false-alarm budget spread over a week of buckets and the tests."""
+    return th.false_alarms_per_week / (TESTS * LOOKS * WEEK_MS / bucket_ms)
+
+
+def baseline(state: SeriesState, day: Cell, week: Cell, th: Thresholds) -> tuple[float | None, str]:
     """Expected count for the bucket and the method that produced it (None while warming up)."""
     if week.n >= th.min_seasons or day.n >= th.min_seasons:
         seasonal, method = (week.mean, "weekly") if week.n >= th.min_seasons else (day.mean, "daily")
@@ -141,88 +177,107 @@ def baseline(state: SeriesState, day: Cell, week: Cell, th: AlertThresholds) -> 
     return state.ewma, "ewma"
 
 
-def assess(state: SeriesState, observed: int, day: Cell, week: Cell, th: AlertThresholds) -> Check:
-    """Is this bucket abnormal, and which way?"""
+def dispersion(state: SeriesState, th: Thresholds) -> float:
+    inv = state.inv_k if state.inv_k is not None else 1.0 / th.dispersion_prior_k
+    return 1.0 / max(inv, INV_K_MIN)
+
+
+def assess(state: SeriesState, observed: int, day: Cell, week: Cell, th: Thresholds, bucket_ms: int) -> Check:
+    """Score the bucket against the series' own model and calibrate the scores on the series' own history."""
     expected, method = baseline(state, day, week, th)
     if expected is None:
         return Check(None, None, 1.0, method)
-    k = th.dispersion_k
-    if observed >= expected + th.min_delta and observed >= th.spike_ratio * expected:
-        p = sf(observed, max(expected, 1e-9), k)
-        if p < th.p_value:
-            return Check("spike", expected, p, method)
-    if expected >= th.min_expected:
-        if observed <= th.drop_ratio * expected:
-            p = cdf(observed, expected, k)
-            if p < th.p_value:
-                return Check("drop", expected, p, method)
-    elif observed == 0 and expected > 0:
-        # silence timer for low-volume series: Poisson P(no event over the silent span) = exp(-sum of expected)
-        # the rate comes from the slow EWMA too: a noisy 5-min slot estimate of a low count would fire falsely
-        rate = min(expected, state.slow if state.slow is not None else expected)
-        silent = state.silent_expected + max(rate, state.silent_rate)
-        p = math.exp(-silent)
-        if p < th.silence_p_value:
-            return Check("drop", expected, p, "silence")
-    return _window(state, observed, expected, method, th)
-
-
-def _window(state: SeriesState, observed: int, expected: float, method: str, th: AlertThresholds) -> Check:
-    """The sum of the last W buckets against the sum expected: sees a sustained -40 % or +60 % that no single bucket
-    can show. The current bucket must lean the same way, so the tail of a one-bucket burst does not keep firing."""
+    k = dispersion(state, th)
+    # only the side the bucket leans to can be rare (the other side's score is ~0: skip its tail)
+    s_up = score_up(observed, expected, k) if observed > expected else 0.0
+    s_dn = score_down(observed, expected, k) if observed < expected else 0.0
+    ws_up = ws_dn = 0.0
     w = th.window_buckets
-    if w <= 1 or len(state.recent) < w - 1:
-        return Check(None, expected, 1.0, method)
-    obs = sum(o for o, _ in state.recent[-(w - 1):]) + observed
-    exp = sum(e for _, e in state.recent[-(w - 1):]) + expected
-    k = th.dispersion_k * w if th.dispersion_k else None  # a sum of w NB(mu, k) is close to NB(w mu, w k)
-    if (obs >= th.window_spike_ratio * exp and obs - exp >= th.min_delta
-            and observed >= th.window_spike_ratio * expected):
-        p = sf(obs, max(exp, 1e-9), k)
-        if p < th.p_value:
-            return Check("spike", expected, p, "window")
-    # drops: only where a window holds enough volume (>= 3 x min_expected); thinner series have the silence timer
-    if (exp >= 3 * th.min_expected and obs <= th.window_drop_ratio * exp
-            and observed <= th.window_drop_ratio * expected):
-        p = cdf(obs, exp, k)
-        if p < th.p_value:
-            return Check("drop", expected, p, "window")
-    return Check(None, expected, 1.0, method)
+    if w > 1 and len(state.recent) >= w - 1:
+        obs = sum(o for o, _ in state.recent[-(w - 1):]) + observed
+        exp_ = sum(e for _, e in state.recent[-(w - 1):]) + expected
+        # a sum of w NB(mu, k) is close to NB(w mu, w k)
+        ws_up = score_up(obs, exp_, k * w) if obs > exp_ else 0.0
+        ws_dn = score_down(obs, exp_, k * w) if obs < exp_ else 0.0
+    r = (state.tail(0).rarity(s_up), state.tail(1).rarity(s_dn),
+         state.tail(2).rarity(ws_up) if ws_up else 1.0, state.tail(3).rarity(ws_dn) if ws_dn else 1.0)
+    mk = partial(Check, expected=expected, k=k, r_up=r[0], r_down=r[1], w_up=r[2], w_down=r[3],
+                 scores=(s_up, s_dn, ws_up, ws_dn))
+    alarm = alarm_p(th, bucket_ms)
+    up_ok = observed - expected >= th.min_delta
+    if expected < th.min_expected and observed == 0 and expected > 0:
+        # silence timer for low-volume series: Poisson P(no event over the silent span) = exp(-sum of expected);
+        # the rate from the slow EWMA too (a noisy slot estimate of a low count would fire falsely)
+        rate = min(expected, state.slow if state.slow is not None else expected)
+        p = math.exp(-(state.silent_expected + max(rate, state.silent_rate)))
+        if p < th.silence_p_value:
+            return mk(verdict="drop", p_value=p, method="silence")
+    # the window catches what no single bucket shows: not when the current bucket is itself abnormal (that is the
+    # run's business, and a one-bucket burst must not fire through the window)
+    if r[2] < alarm and up_ok and observed > expected and r[0] >= th.abnormal_p:
+        return mk(verdict="spike", p_value=r[2], method="window")
+    if r[3] < alarm and observed < expected and expected * w >= 3 * th.min_expected and r[1] >= th.abnormal_p:
+        return mk(verdict="drop", p_value=r[3], method="window")
+    if r[0] < th.abnormal_p and up_ok:
+        return mk(verdict="spike", p_value=r[0], method=method)
+    if r[1] < th.abnormal_p and expected >= th.min_expected:
+        return mk(verdict="drop", p_value=r[1], method=method)
+    return mk(verdict=None, p_value=1.0, method=method)
 
 
 def learn(state: SeriesState, observed: int, check: Check, day: Cell, week: Cell, bucket_end_ms: int,
-          th: AlertThresholds, frozen: bool = False) -> tuple[SeriesState, Cell, Cell]:
-    """Move the baseline with a clean bucket; abnormal buckets (and ``frozen`` ones: the platform-wide series is
-    abnormal, so this source's bucket says nothing about its own normal) leave it where it was."""
+          th: Thresholds, bucket_ms: int, frozen: bool = False, ctx: tuple[Cell, Cell] | None = None,
+          ) -> tuple[SeriesState, Cell, Cell]:
+    """Move the baseline, the dispersion and the calibration with a clean bucket. Abnormal buckets, buckets of an
+    open incident, and ``frozen`` ones (the platform-wide series is abnormal: this source's bucket says nothing about
+    its own normal) leave the baseline where it was: no burst echoes a day or a week later."""
     exp_ = check.expected or 0.0
     srate = min(exp_, state.slow if state.slow is not None else exp_)
     if check.expected is not None and th.window_buckets > 1:
         # a bucket the per-bucket test already flagged enters the window as neutral: its burst must not echo
         # through the next W buckets as a second alert
         x = float(observed) if not frozen and (check.verdict is None or check.method == "window") else exp_
-        state = replace(state, recent=(state.recent + ((x, exp_),))[-(th.window_buckets - 1):])
+        state = replace(state, recent=(*state.recent, (x, exp_))[-(th.window_buckets - 1):])
+    seen: int | None
     if observed > 0:
         silent, rate, seen = 0.0, 0.0, bucket_end_ms
     else:
         rate = state.silent_rate if state.silent_expected > 0 else srate
         silent, seen = state.silent_expected + max(srate, rate), state.last_seen_ms
-    if check.verdict is not None or frozen:
-        return replace(state, silent_expected=silent, silent_rate=rate, last_seen_ms=seen), day, week
+    sd0 = math.sqrt(exp_ + exp_ * exp_ / dispersion(state, th)) if check.expected is not None else 0.0
+    pt = (float(observed), round(exp_ if check.expected is not None else observed, 2), round(sd0, 2))
+    state = replace(state, silent_expected=silent, silent_rate=rate, last_seen_ms=seen,
+                    spark=(*state.spark, pt)[-SPARK:])
+    if frozen or state.incident is not None:
+        return state, day, week
+    if check.expected is not None:  # the score's own history, bursts included: that is what calibrates it
+        decay = decay_for(th.calibration_halflife_days * 86_400_000 / bucket_ms)
+        state = replace(state, tails=tuple(state.tail(i).update(sc, decay).astuple()
+                                           for i, sc in enumerate(check.scores)))
+    if check.verdict is not None:  # a rare bucket teaches the calibration (above), never the baseline
+        return state, day, week
     x = float(observed)
+    inv_k = state.inv_k
     if check.expected is not None:
-        # winsorize: a burst that stayed under the alert floors must not inflate the baseline (and then read as a drop
-        # when it ends); a real level shift still gets in, 3 sd per bucket
-        sd = math.sqrt(exp_ + (exp_ * exp_ / th.dispersion_k if th.dispersion_k else 0.0))
+        # winsorize at 3 sd of the series' own spread: a burst that stayed under the alert must not inflate the
+        # baseline (and read as a drop when it ends); a real level shift still gets in, 3 sd per bucket
+        k = dispersion(state, th)
+        sd = math.sqrt(exp_ + exp_ * exp_ / k)
         x = min(max(x, exp_ - 3 * sd - 1), exp_ + 3 * sd + 1)
+        if exp_ >= 1:  # method of moments on a clipped residual: Var = mu + mu^2 / k
+            res = min(max(observed - exp_, -4 * sd), 4 * sd)
+            a = DISP_ALPHA * min(1.0, exp_ / 10)
+            inv = state.inv_k if state.inv_k is not None else 1.0 / th.dispersion_prior_k
+            inv_k = min(max(inv + a * ((res * res - exp_) / (exp_ * exp_) - inv), INV_K_MIN), INV_K_MAX)
     a = th.ewma_alpha
     ewma = x if state.ewma is None else (1 - a) * state.ewma + a * x
     slow = x if state.slow is None else (1 - SLOW_ALPHA) * state.slow + SLOW_ALPHA * x
     level = state.level
-    seasonal = week.mean if week.n >= th.min_seasons else day.mean if day.n >= th.min_seasons else None
+    cday, cweek = ctx or (day, week)
+    seasonal = cweek.mean if cweek.n >= th.min_seasons else cday.mean if cday.n >= th.min_seasons else None
     if seasonal is not None:
         level = (1 - LEVEL_ALPHA) * level + LEVEL_ALPHA * (x + 1) / (seasonal + 1)
-    st = replace(state, n=state.n + 1, ewma=ewma, slow=slow, level=level, silent_expected=silent, silent_rate=rate,
-                 last_seen_ms=seen)
+    st = replace(state, n=state.n + 1, ewma=ewma, slow=slow, level=level, inv_k=inv_k)
     return st, day.update(x, th.season_alpha), week.update(x, th.season_alpha)
 
 
@@ -237,40 +292,64 @@ class Transition:
     incident: Incident
 
 
+def fires(st: SeriesState, check: Check, bucket_start_ms: int, bucket_ms: int, th: Thresholds) -> bool:
+    """Does the current run make an alert? A decisive test (silence, window) does at once; a run of rare buckets does
+    once it is >= fire_after long and its combined rarity is under the budget."""
+    if st.last_resolved is not None and st.run_dir != st.last_resolved[0] and (
+            bucket_start_ms - st.last_resolved[1] < th.recover_after * bucket_ms):
+        return False  # the other side of a just-resolved incident (a burst's decay) is not a new incident
+    if check.method in ("silence", "window"):
+        return True
+    return st.run >= th.fire_after and run_p(st) < alarm_p(th, bucket_ms)
+
+
+def run_p(st: SeriesState) -> float:
+    """How rare the current run is: the better of Fisher's product (a few very rare buckets) and "every bucket at
+    most this rare" (max^n: a sustained moderate change), x2 for trying both."""
+    return min(1.0, 2 * min(combined(st.run_ln, st.run), st.run_max ** st.run))
+
+
 def advance(st: SeriesState, state_key: SeriesKey, observed: int, check: Check, bucket_start_ms: int,
-            bucket_ms: int, th: AlertThresholds) -> tuple[SeriesState, Transition | None]:
-    """The N-to-fire / M-to-recover state machine for one series."""
+            bucket_ms: int, th: Thresholds) -> tuple[SeriesState, Transition | None]:
+    """Open an incident on a run rare enough for this series; keep it open through the burst and its decay (any
+    abnormal bucket, either way); resolve after recover_after clean buckets in a row."""
     end = bucket_start_ms + bucket_ms
     inc = st.incident
     if inc is None:
         if check.verdict is None or check.expected is None:
-            return replace(st, run_dir=None, run=0, run_observed=0.0, run_expected=0.0, run_p=1.0), None
+            return replace(st, run_dir=None, run=0, run_observed=0.0, run_expected=0.0, run_ln=0.0, run_max=0.0), None
+        ln_r = math.log(max(check.p_value, 1e-300))
         if st.run_dir == check.verdict:
             st = replace(st, run=st.run + 1, run_observed=st.run_observed + observed,
-                         run_expected=st.run_expected + check.expected, run_p=min(st.run_p, check.p_value))
+                         run_expected=st.run_expected + check.expected, run_ln=st.run_ln + ln_r,
+                         run_max=max(st.run_max, check.p_value))
         else:
             st = replace(st, run_dir=check.verdict, run=1, run_start_ms=bucket_start_ms, run_observed=float(observed),
-                         run_expected=check.expected, run_p=check.p_value)
-        if st.run < th.fire_after:
+                         run_expected=check.expected, run_ln=ln_r, run_max=check.p_value)
+        if not fires(st, check, bucket_start_ms, bucket_ms, th):
             return st, None
         assert st.run_dir is not None
+        p = check.p_value if check.method in ("silence", "window") else run_p(st)
         new = Incident(alert_id(state_key, st.run_dir, st.run_start_ms), st.run_dir, st.run_start_ms, end,
-                       st.run_observed, st.run_expected, st.run_p, st.run, method=check.method)
+                       st.run_observed, st.run_expected, p, st.run, method=check.method)
         return replace(st, incident=new), Transition("fired", new)
-    if check.verdict == inc.direction and check.expected is not None:
-        inc = replace(inc, end_ms=end, observed=inc.observed + observed, expected=inc.expected + check.expected,
-                      p_value=min(inc.p_value, check.p_value), buckets=inc.buckets + 1, clean=0)
+    if check.expected is not None and check.verdict is not None:
+        if check.verdict == inc.direction:
+            inc = replace(inc, end_ms=end, observed=inc.observed + observed, expected=inc.expected + check.expected,
+                          p_value=min(inc.p_value, check.p_value), buckets=inc.buckets + 1, clean=0)
+        else:
+            inc = replace(inc, clean=0)  # the decay (or the rebound) of this incident: still this incident
         return replace(st, incident=inc), None
     inc = replace(inc, clean=inc.clean + 1)
     if inc.clean >= th.recover_after:
-        return replace(st, incident=None, run_dir=None, run=0, run_observed=0.0, run_expected=0.0,
-                       run_p=1.0), Transition("resolved", inc)
+        return replace(st, incident=None, run_dir=None, run=0, run_observed=0.0, run_expected=0.0, run_ln=0.0,
+                       run_max=0.0, last_resolved=(inc.direction, end)), Transition("resolved", inc)
     return replace(st, incident=inc), None
 
 
 # --- mutes ----------------------------------------------------------------------------------------------------------
 
-def muted(mutes: Iterable[MuteWindow], key: SeriesKey, ts_ms: int) -> bool:
+def muted(mutes: Iterable[Mute], key: SeriesKey, ts_ms: int) -> bool:
     t = datetime.fromtimestamp(ts_ms / 1000, tz=UTC)
     for m in mutes:
         if m.app_id is not None and m.app_id != key.app_id:
@@ -301,6 +380,21 @@ class SeriesInput:
     observed: int
     day: Cell = Cell()
     week: Cell = Cell()
+    near_day: tuple[Cell, ...] = ()  # the slots around (see ``neighbours``): the baseline averages them
+    near_week: tuple[Cell, ...] = ()
+
+
+SMOOTH = 2  # a seasonal slot's baseline averages the slots +-2 around it: 5x the history, same shape for a smooth day
+
+
+def neighbours(slot: int, per: int) -> list[int]:
+    return [(slot + i) % per for i in range(-SMOOTH, SMOOTH + 1) if i]
+
+
+def smoothed(own: Cell, near: tuple[Cell, ...]) -> Cell:
+    """The own slot's readiness (seasons seen), the mean of it and its learnt neighbours."""
+    cells = [own, *(c for c in near if c.n > 0)] if own.n > 0 else [own]
+    return Cell(sum(c.mean for c in cells) / len(cells), own.n)
 
 
 @dataclass(frozen=True)
@@ -309,16 +403,6 @@ class SeriesOutput:
     day: Cell
     week: Cell
     check: Check
-
-
-@dataclass(frozen=True)
-class Config:
-    bucket_ms: int
-    thresholds_for: Callable[[str], AlertThresholds]
-    platform_min_sources: int = 2
-    repeat_ms: int = 3_600_000
-    series_ttl_ms: int = 14 * 86_400_000
-    mutes: tuple[MuteWindow, ...] = ()
 
 
 @dataclass
@@ -356,29 +440,31 @@ def evaluate_bucket(series: dict[SeriesKey, SeriesInput], bucket_start_ms: int, 
     for key, si in series.items():
         if not key.is_platform:
             th = cfg.thresholds_for(key.media_source)
-            e, _ = baseline(si.state, si.day, si.week, th)
-            if e is not None and e >= 1 and si.observed <= th.drop_ratio * e:
+            e, _ = baseline(si.state, smoothed(si.day, si.near_day), smoothed(si.week, si.near_week), th)
+            if e is not None and e >= 1 and si.observed <= 0.5 * e:
                 low[key.group] = low.get(key.group, 0) + 1
     for key in sorted(series, key=lambda k: (not k.is_platform, k)):  # platform first: sources look at it
         si = series[key]
         th = cfg.thresholds_for(key.media_source)
-        check = assess(si.state, si.observed, si.day, si.week, th)
+        ctx_day, ctx_week = smoothed(si.day, si.near_day), smoothed(si.week, si.near_week)
+        check = assess(si.state, si.observed, ctx_day, ctx_week, th, cfg.bucket_ms)
         frozen = False
         if not key.is_platform and key.platform() in out and low.get(key.group, 0) >= cfg.platform_min_sources:
             p = out[key.platform()]
             frozen = p.check.verdict == "drop" or (p.state is not None and p.state.incident is not None
                                                    and p.state.incident.direction == "drop")
-        st, day, week = learn(si.state, si.observed, check, si.day, si.week, end, th, frozen)
+        st, day, week = learn(si.state, si.observed, check, si.day, si.week, end, th, cfg.bucket_ms, frozen,
+                              (ctx_day, ctx_week))
         st, tr = advance(st, key, si.observed, check, bucket_start_ms, cfg.bucket_ms, th)
         if tr is not None:
             transitions[key] = tr
         expired = (st.incident is None and st.last_seen_ms is not None and end - st.last_seen_ms > cfg.series_ttl_ms)
         out[key] = SeriesOutput(None if expired else st, day, week, check)
 
-    def abnormal(key: SeriesKey, d: str) -> bool:
+    def abnormal(key: SeriesKey, d: str) -> bool:  # an incident (open, or just fired), not a single rare bucket
         o = out[key]
         inc = o.state.incident if o.state else None
-        return o.check.verdict == d or (inc is not None and inc.direction == d) or (
+        return (inc is not None and inc.direction == d) or (
             key in transitions and transitions[key].incident.direction == d and transitions[key].kind == "fired")
 
     groups: dict[tuple[str, str], list[SeriesKey]] = {}
@@ -401,9 +487,9 @@ def evaluate_bucket(series: dict[SeriesKey, SeriesInput], bucket_start_ms: int, 
 
     # silence during an open platform-wide drop is explained by it: it must not count towards a source's own timer
     for key, o in list(out.items()):
-        p = out.get(key.platform())
-        if (not key.is_platform and o.state is not None and o.state.silent_expected > 0 and p is not None
-                and p.state is not None and p.state.incident is not None and p.state.incident.direction == "drop"):
+        po = out.get(key.platform())
+        if (not key.is_platform and o.state is not None and o.state.silent_expected > 0 and po is not None
+                and po.state is not None and po.state.incident is not None and po.state.incident.direction == "drop"):
             out[key] = replace(o, state=replace(o.state, silent_expected=0.0))
 
     def platform_sent(key: SeriesKey, d: str) -> bool:
@@ -419,8 +505,10 @@ def evaluate_bucket(series: dict[SeriesKey, SeriesInput], bucket_start_ms: int, 
         if tr is not None and tr.kind == "resolved":
             if tr.incident.notified:
                 dur = tr.incident.end_ms - tr.incident.start_ms
+                spark = [list(x) for x in o.state.spark] if o.state is not None else []
                 alerts.append(AlertOut(_record(key, tr.incident, "resolved", now_ms, json.dumps(
-                    {"buckets": tr.incident.buckets, "duration_s": dur // 1000, "method": tr.incident.method})), key))
+                    {"buckets": tr.incident.buckets, "duration_s": dur // 1000, "method": tr.incident.method,
+                     "spark": spark, "bucket_s": cfg.bucket_ms // 1000})), key))
             continue
         if o.state is None or o.state.incident is None:
             continue
@@ -436,12 +524,15 @@ def evaluate_bucket(series: dict[SeriesKey, SeriesInput], bucket_start_ms: int, 
                 out[key] = o = replace(o, state=replace(o.state, incident=inc))
         if suppressed or inc.explained or muted(cfg.mutes, key, bucket_start_ms):
             continue
-        # first notice only while still abnormal: an incident a suppression or mute held back and that is already
-        # recovering is stale news
-        due = (not inc.notified and inc.clean == 0) or (inc.notified and end - inc.last_notified_ms >= cfg.repeat_ms)
+        # first notice only while still abnormal its own way: an incident a suppression or mute held back and that
+        # is already recovering (or decaying) is stale news
+        # a reminder only while it still goes on (not while it is recovering)
+        due = inc.end_ms == end and (not inc.notified or end - inc.last_notified_ms >= cfg.repeat_ms)
         if not due:
             continue
-        detail: dict[str, Any] = {"buckets": inc.buckets, "method": inc.method, "repeat": inc.notified}
+        assert o.state is not None
+        detail: dict[str, Any] = {"buckets": inc.buckets, "method": inc.method, "repeat": inc.notified,
+                                  "spark": [list(x) for x in o.state.spark], "bucket_s": cfg.bucket_ms // 1000}
         if key.is_platform and b is not None:
             detail["sources"] = [k.media_source for k in b]
         alerts.append(AlertOut(_record(key, inc, "firing", now_ms, json.dumps(detail)), key))

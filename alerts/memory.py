@@ -6,19 +6,14 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable
 
-from alerts.detector import AlertOut, Cell, Config, SeriesInput, SeriesKey, SeriesState, evaluate_bucket, slots
-from attrib.settings import AlertSettings
-
-
-def config_from(s: AlertSettings) -> Config:
-    return Config(bucket_ms=s.bucket_s * 1000, thresholds_for=s.thresholds_for,
-                  platform_min_sources=s.platform_min_sources, repeat_ms=int(s.repeat_s * 1000),
-                  series_ttl_ms=int(s.series_ttl_s * 1000), mutes=tuple(s.mutes))
+from alerts.config import Config, config_from
+from alerts.detector import AlertOut, Cell, SeriesInput, SeriesKey, SeriesState, evaluate_bucket, neighbours, slots
+from attrib.settings import AlertDetectSettings
 
 
 class MemoryDetector:
-    def __init__(self, settings: AlertSettings) -> None:
-        self.cfg = config_from(settings)
+    def __init__(self, settings: AlertDetectSettings | Config) -> None:
+        self.cfg = settings if isinstance(settings, Config) else config_from(settings)
         self.states: dict[SeriesKey, SeriesState] = {}
         self.cells: dict[tuple[SeriesKey, str], Cell] = {}
 
@@ -30,8 +25,15 @@ class MemoryDetector:
             totals[k.platform()] += n
         d, w = slots(bucket_start_ms, self.cfg.bucket_ms)
         keys: Iterable[SeriesKey] = set(self.states) | set(totals)
+        per_day = 86_400_000 // self.cfg.bucket_ms
+        nd, nw = neighbours(d, per_day), neighbours(w, 7 * per_day)
+
+        def near(k: SeriesKey, pre: str, slots_: list[int]) -> tuple[Cell, ...]:
+            return tuple(self.cells.get((k, f"{pre}{x}"), Cell()) for x in slots_)
+
         inputs = {k: SeriesInput(self.states.get(k, SeriesState()), totals.get(k, 0),
-                                 self.cells.get((k, f"d{d}"), Cell()), self.cells.get((k, f"w{w}"), Cell()))
+                                 self.cells.get((k, f"d{d}"), Cell()), self.cells.get((k, f"w{w}"), Cell()),
+                                 near(k, "d", nd), near(k, "w", nw))
                   for k in keys}
         end = bucket_start_ms + self.cfg.bucket_ms
         out, alerts = evaluate_bucket(inputs, bucket_start_ms, end if now_ms is None else now_ms, self.cfg)

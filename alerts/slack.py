@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import signal
 import sys
@@ -23,6 +24,7 @@ import aiohttp
 
 from alerts import slack_blocks
 from attrib import kafka
+from attrib.errors import ConfigurationError, DependencyUnavailable, Permanent
 from attrib.settings import QualifiedInstallRule, Settings
 from schemas import avro, wire
 
@@ -31,8 +33,17 @@ HELP = "deliver spike/drop alerts and qualified-install pings to Slack"
 TICK = avro.TICK
 
 
-class SlackRejected(Exception):
-    """Slack answered 4xx (not 429) even to the plain-text fallback."""
+class SlackRejected(Permanent):
+    """Slack refused the message itself (4xx other than 429): sending it again as it is cannot succeed."""
+
+
+class SlackUnavailable(DependencyUnavailable):
+    """Slack did not accept the message for now (5xx, 429, timeout, connection error); ``retry_after_s`` when it
+    said when to come back."""
+
+    def __init__(self, msg: str, retry_after_s: float | None = None) -> None:
+        super().__init__(msg)
+        self.retry_after_s = retry_after_s
 
 
 class SlackPoster:
@@ -53,35 +64,48 @@ class SlackPoster:
         if wait > 0:
             await self.sleep(wait)
 
+    async def send_once(self, url: str, body: dict[str, Any]) -> None:
+        """One attempt; aiohttp's and Slack's failures mapped to ours (the seam): SlackRejected or
+        SlackUnavailable."""
+        await self._pace(url)
+        self.attempts += 1
+        try:
+            async with self.session.post(url, json=body, timeout=self.timeout) as r:
+                self._next[url] = time.monotonic() + self.min_interval
+                text = await r.text()
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            raise SlackUnavailable(f"unreachable: {type(exc).__name__}: {exc}"[:300]) from exc
+        if 200 <= r.status < 300:
+            return
+        if r.status == 429:
+            retry = _retry_after(r.headers.get("Retry-After"))
+            self._next[url] = time.monotonic() + retry
+            raise SlackUnavailable("rate limited", retry_after_s=retry)
+        if 400 <= r.status < 500:
+            raise SlackRejected(f"{r.status} {text[:200]}")
+        raise SlackUnavailable(f"HTTP {r.status} {text[:200]}")
+
     async def post(self, url: str, payload: dict[str, Any]) -> None:
-        """Return once Slack accepted the message; raise SlackRejected only for a payload Slack refuses."""
+        """Return once Slack accepted the message; raise SlackRejected only for a payload Slack refuses even as plain
+        text. Unavailability is retried forever (capped exponential backoff; 429 waits Retry-After)."""
         backoff = 1.0
         plain = False
         while True:
-            await self._pace(url)
             body = {"text": payload.get("text", "")} if plain else payload
-            self.attempts += 1
             try:
-                async with self.session.post(url, json=body, timeout=self.timeout) as r:
-                    self._next[url] = time.monotonic() + self.min_interval
-                    text = await r.text()
-                    if 200 <= r.status < 300:
-                        return
-                    if r.status == 429:
-                        retry = _retry_after(r.headers.get("Retry-After"))
-                        log.warning("slack rate limited", extra={"fields": {"retry_after_s": retry}})
-                        self._next[url] = time.monotonic() + retry
-                        continue
-                    if 400 <= r.status < 500:
-                        log.error("slack rejected message", extra={"fields": {"status": r.status,
-                                                                              "error": text[:200]}})
-                        if plain:
-                            raise SlackRejected(f"{r.status} {text[:200]}")
-                        plain = True
-                        continue
-                    log.warning("slack unavailable", extra={"fields": {"status": r.status, "retry_in_s": backoff}})
-            except (TimeoutError, aiohttp.ClientError) as exc:
-                log.warning("slack unreachable", extra={"fields": {"error": str(exc)[:200], "retry_in_s": backoff}})
+                await self.send_once(url, body)
+                return
+            except SlackRejected as exc:
+                log.error("slack rejected message", extra={"fields": {"error": str(exc)[:200], "plain": plain}})
+                if plain:
+                    raise
+                plain = True
+                continue
+            except SlackUnavailable as exc:
+                if exc.retry_after_s is not None:  # paced by _pace on the next attempt
+                    log.warning("slack rate limited", extra={"fields": {"retry_after_s": exc.retry_after_s}})
+                    continue
+                log.warning("slack unavailable", extra={"fields": {"error": str(exc)[:200], "retry_in_s": backoff}})
             await self.sleep(backoff)
             backoff = min(backoff * 2, self.max_backoff)
 
@@ -114,9 +138,10 @@ class Notifier:
         self.pings_since: float | None = None
 
     def url(self, severity: str) -> str:
-        w = self.s.alerts.webhooks.get(severity) or self.s.slack_webhook_url  # type: ignore[call-overload]
+        w = self.s.alerts.slack.webhooks.get(severity) or self.s.slack_webhook_url  # type: ignore[call-overload]
         if w is None:
-            raise RuntimeError("no Slack webhook configured (ATTRIB_SLACK_WEBHOOK_URL or ATTRIB_ALERTS__WEBHOOKS)")
+            raise ConfigurationError("no Slack webhook configured (ATTRIB_SLACK_WEBHOOK_URL or "
+                                     "ATTRIB_ALERTS__SLACK__WEBHOOKS)")
         return w.get_secret_value()
 
     async def alert(self, a: dict[str, Any]) -> bool:
@@ -129,28 +154,30 @@ class Notifier:
             self.resolved.add(aid)
         else:
             last = self.sent_at.get(aid)
-            if aid in self.resolved or (last is not None and end - last < self.s.alerts.repeat_s * 1000):
+            if aid in self.resolved or (last is not None and end - last < self.s.alerts.detect.repeat_s * 1000):
                 return False
             self.sent_at[aid] = end
-        msg = slack_blocks.alert_message(a, database=self.s.alerts.sql_database or self.s.clickhouse.database,
-                                         bucket_s=self.s.alerts.bucket_s, dashboard_url=self.s.alerts.dashboard_url)
+        sl = self.s.alerts.slack
+        msg = slack_blocks.alert_message(a, database=sl.sql_database or self.s.clickhouse.database,
+                                         bucket_s=self.s.alerts.detect.bucket_s, dashboard_url=sl.dashboard_url)
         await self._post(str(a.get("severity", "warning")), msg)
         log.info("alert sent", extra={"fields": {"alert_id": aid, "state": a["state"], "severity": a.get("severity")}})
         return True
 
     def event(self, e: dict[str, Any]) -> None:
-        if qualifies(self.s.alerts.qualified, e):
+        if qualifies(self.s.alerts.slack.qualified, e):
             if not self.pings:
                 self.pings_since = time.monotonic()
             self.pings.append(e)
 
     def pings_due(self) -> bool:
-        return bool(self.pings) and (len(self.pings) >= self.s.alerts.ping_batch_max or
-                                     time.monotonic() - (self.pings_since or 0) >= self.s.alerts.ping_batch_s)
+        return bool(self.pings) and (len(self.pings) >= self.s.alerts.slack.ping_batch_max or
+                                     time.monotonic() - (self.pings_since or 0) >= self.s.alerts.slack.ping_batch_s)
 
     async def flush_pings(self) -> None:
         while self.pings:
-            batch, self.pings = self.pings[: self.s.alerts.ping_batch_max], self.pings[self.s.alerts.ping_batch_max:]
+            n = self.s.alerts.slack.ping_batch_max
+            batch, self.pings = self.pings[:n], self.pings[n:]
             await self._post("info", slack_blocks.pings_message(batch))
         self.pings_since = None
 
@@ -164,9 +191,9 @@ class Notifier:
 async def run(s: Settings, stop: asyncio.Event) -> None:
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
-    a = s.alerts
+    a = s.alerts.slack
     topics = [s.topics.alerts_spike, s.topics.alerts_drop] + ([s.topics.events] if a.qualified.enabled else [])
-    consumer = AIOKafkaConsumer(*topics, **kafka.aiokafka_consumer(s, "notifier", a.notify_group, topics),
+    consumer = AIOKafkaConsumer(*topics, **kafka.aiokafka_consumer(s, "notifier", a.group_id, topics),
                                 enable_auto_commit=False, auto_offset_reset="earliest",
                                 max_poll_interval_ms=3_600_000)  # Slack may be down for a while: keep the group
     serde = wire.serde(s)  # reads single-object Avro and Confluent framing alike
@@ -180,7 +207,7 @@ async def run(s: Settings, stop: asyncio.Event) -> None:
                 await asyncio.sleep(5)
 
     async with aiohttp.ClientSession() as session:
-        n = Notifier(s, SlackPoster(session, a.slack_min_interval_s, a.slack_timeout_s, a.slack_max_backoff_s))
+        n = Notifier(s, SlackPoster(session, a.min_interval_s, a.timeout_s, a.max_backoff_s))
         await consumer.start()
         pending: dict[TopicPartition, int] = {}  # events offsets to commit once buffered pings are sent
         last_commit = time.monotonic()
@@ -198,8 +225,9 @@ async def run(s: Settings, stop: asyncio.Event) -> None:
                                 n.event(rec)
                             else:
                                 await n.alert(rec)
-                        except Exception as exc:  # noqa: BLE001 - a bad record must not stop the channel
-                            # (Slack outages never get here: the poster retries them itself)
+                        except (avro.AvroError, KeyError, TypeError, ValueError) as exc:  # an undecodable or
+                            # incomplete record must not stop the channel (Slack outages never get here: the poster
+                            # retries them itself)
                             log.warning("record skipped", extra={"fields": {
                                 "topic": tp.topic, "partition": tp.partition, "offset": m.offset,
                                 "error": f"{type(exc).__name__}: {exc}"[:300]}})
@@ -223,10 +251,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace, s: Settings) -> int:
     missing = [sev for sev in ("info", "warning", "critical")
-               if s.alerts.webhooks.get(sev) is None and s.slack_webhook_url is None]  # type: ignore[call-overload]
+               if s.alerts.slack.webhooks.get(sev) is None and s.slack_webhook_url is None]
     if missing:
         print(f"attrib notify: no Slack webhook for {', '.join(missing)}: set ATTRIB_SLACK_WEBHOOK_URL or "
-              f"ATTRIB_ALERTS__WEBHOOKS__{missing[0].upper()}", file=sys.stderr)
+              f"ATTRIB_ALERTS__SLACK__WEBHOOKS__{missing[0].upper()}", file=sys.stderr)
         return 2
 
     async def go() -> None:
@@ -241,10 +269,8 @@ def main(args: argparse.Namespace, s: Settings) -> int:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, quit_)
-        try:
+        with contextlib.suppress(asyncio.CancelledError):
             await run(s, stop)
-        except asyncio.CancelledError:
-            pass
 
     asyncio.run(go())
     return 0

@@ -7,7 +7,7 @@ Every payload goes through :func:`fit`, which enforces Slack's documented limits
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 MAX_BLOCKS = 50
@@ -53,6 +53,41 @@ def magnitude(observed: float, expected: float) -> str:
     return f"×{r:.1f}" if r >= 2 else f"{(r - 1) * 100:+.0f}%".replace("-", "−")
 
 
+BARS = "▁▂▃▄▅▆▇█"
+
+
+def sparkline(points: list[list[float]], width: int = 36) -> str:
+    """Observed counts as a Unicode sparkline over the expected band (expected ± 2 sd): three aligned rows, the
+    marks row saying where a bucket left the band (^ above, v below)."""
+    pts = [p for p in points if len(p) >= 3][-width:]
+    if not pts:
+        return ""
+    top = max(1.0, *(o for o, _, _ in pts), *(e + 2 * sd for _, e, sd in pts))
+
+    def bar(v: float) -> str:
+        return BARS[min(len(BARS) - 1, max(0, round(v / top * (len(BARS) - 1))))]
+
+    obs = "".join(bar(o) for o, _, _ in pts)
+    exp = "".join(bar(e) for _, e, _ in pts)
+    marks = "".join("^" if o > e + 2 * sd else "v" if o < max(0.0, e - 2 * sd) else " " for o, e, sd in pts)
+    return f"observed {obs}\nexpected {exp}\n         {marks.rstrip()}"
+
+
+def rarity_text(p: float | None, bucket_s: int) -> str:
+    """A calibrated per-bucket rarity as a phrase: 'rarer than once a month here'."""
+    if not p or p <= 0:
+        return ""
+    days = bucket_s / p / 86400
+    if days >= 365:
+        return "rarer than once a year here"
+    for limit, unit, size in ((30, "month", 30), (7, "week", 7), (1, "day", 1)):
+        if days >= limit:
+            n = days / size
+            return f"rarer than once a {unit} here" if n < 2 else f"rarer than once in {n:.0f} {unit}s here"
+    hours = days * 24
+    return f"about once in {hours:.0f} hours here" if hours >= 2 else "common for this series"
+
+
 def scope_text(a: dict[str, Any]) -> str:
     app = a.get("app_id") or "(no app)"
     if a.get("scope") == "platform":
@@ -64,20 +99,28 @@ def _sql_str(s: str) -> str:
     return "'" + s.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
+def _sql_time(v: Any) -> str:
+    return f"toDateTime64('{_ts(v):%Y-%m-%d %H:%M:%S}', 3, 'UTC')"
+
+
 def investigate_sql(a: dict[str, Any], database: str, bucket_s: int) -> str:
-    """Counts per bucket around the incident, from the analysts' events table."""
+    """Counts per bucket around the incident from the analysts' events table, silent buckets filled with zeros
+    (WITH FILL), times written as times."""
     start = _ts(a["bucket_start"]).timestamp() - 6 * 3600
     end = _ts(a.get("resolved_at") or a["bucket_end"]).timestamp() + 3600
+    start, end = start - start % bucket_s, end - end % bucket_s + bucket_s
     where = [f"app_id = {_sql_str(a.get('app_id') or '')}", f"event_type = {_sql_str(a.get('event_type') or '')}"]
     if a.get("scope") != "platform" and a.get("media_source") is not None:
         where.append(f"media_source = {_sql_str(a['media_source'])}")
-    where.append(f"event_time >= toDateTime64({int(start)}, 3, 'UTC')")
-    where.append(f"event_time < toDateTime64({int(end)}, 3, 'UTC')")
+    lo, hi = _sql_time(start * 1000), _sql_time(end * 1000)
+    where += [f"event_time >= {lo}", f"event_time < {hi}"]
     platform = a.get("scope") == "platform"
+    fill = f"WITH FILL FROM toStartOfInterval({lo}, INTERVAL {bucket_s} SECOND) TO {hi} STEP INTERVAL {bucket_s} SECOND"
     return (f"SELECT toStartOfInterval(event_time, INTERVAL {bucket_s} SECOND) AS bucket, "
             f"{'media_source, ' if platform else ''}count() AS n\n"
             f"FROM {database}.events FINAL\nWHERE " + "\n  AND ".join(where) +
-            f"\nGROUP BY bucket{', media_source' if platform else ''}\nORDER BY bucket")
+            f"\nGROUP BY bucket{', media_source' if platform else ''}\n"
+            f"ORDER BY {'media_source, ' if platform else ''}bucket {fill}")
 
 
 def alert_message(a: dict[str, Any], *, database: str, bucket_s: int, dashboard_url: str | None = None
@@ -87,7 +130,10 @@ def alert_message(a: dict[str, Any], *, database: str, bucket_s: int, dashboard_
     sev = str(a.get("severity", "warning"))
     obs, exp = float(a["observed"]), float(a["expected"])
     what = f"{a.get('event_type')} {'SPIKE' if a['direction'] == 'spike' else 'DROP'} {magnitude(obs, exp)}"
-    who = "platform-wide" if a.get("scope") == "platform" else str(a.get("media_source"))
+    app = a.get("app_id") or "(no app)"
+    who = f"{app} · all sources" if a.get("scope") == "platform" else f"{app} · {a.get('media_source')}"
+    rare = rarity_text(a.get("p_value"), int(detail.get("bucket_s") or bucket_s))
+    spark = sparkline(detail.get("spark") or [])
     end = a.get("resolved_at") or a["bucket_end"]
     span = _span(a["bucket_start"], end)
     if a["state"] == "resolved":
@@ -104,7 +150,8 @@ def alert_message(a: dict[str, Any], *, database: str, bucket_s: int, dashboard_
         head = f"{ICON.get(sev, '⚪')} {sev.upper()} · {what} · {who}{again}"
         text = f"[{sev.upper()}] {what} · {scope_text(a)} · {span}{again}"
         p = a.get("p_value")
-        fields = [("Observed", _num(obs)), ("Expected", _num(exp) + (f" (p={p:.1e})" if p is not None else "")),
+        fields = [("Observed vs expected", f"{_num(obs)} vs {_num(exp)} ({magnitude(obs, exp)})"),
+                  ("How rare", rare or (f"p={p:.1e}" if p is not None else "?")),
                   ("Scope", scope_text(a)), ("Since", f"{span} ({detail.get('buckets', '?')} buckets)")]
         if detail.get("sources"):
             fields.append(("Sources dropping together" if a["direction"] == "drop" else "Sources spiking together",
@@ -112,18 +159,25 @@ def alert_message(a: dict[str, Any], *, database: str, bucket_s: int, dashboard_
     blocks: list[dict[str, Any]] = [
         {"type": "header", "text": {"type": "plain_text", "text": head, "emoji": True}},
         {"type": "section", "fields": [{"type": "mrkdwn", "text": f"*{k}*\n{v}"} for k, v in fields]},
+    ]
+    if spark:
+        blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": f"*Last {len(detail['spark'])} "
+                                                   f"buckets* (band = expected ± 2 sd)\n```{spark}```"}})
+    blocks += [
         {"type": "section", "text": {"type": "mrkdwn", "text": "*Investigate*\n```" +
                                      investigate_sql(a, database, bucket_s) + "```"}},
         {"type": "context", "elements": [{"type": "mrkdwn", "text":
             f"alert `{a['alert_id']}` · {a['state']} · detector={detail.get('method', '?')} · "
-            f"key=`{a.get('event_type')}:{a.get('app_id')}:{who}:{a['direction']}`"}]},
+            f"key=`{a.get('event_type')}:{a.get('app_id')}:{a.get('media_source') or '*'}:{a['direction']}`"}]},
     ]
     if dashboard_url:
+        t0, t1 = _ts(a["bucket_start"]) - timedelta(hours=6), _ts(end) + timedelta(hours=1)
         url = dashboard_url.format(app_id=a.get("app_id") or "", media_source=a.get("media_source") or "",
-                                   event_type=a.get("event_type") or "", start=int(_ts(a["bucket_start"]).timestamp()),
-                                   end=int(_ts(end).timestamp()))
+                                   event_type=a.get("event_type") or "", start=int(t0.timestamp()),
+                                   end=int(t1.timestamp()), start_iso=f"{t0:%Y-%m-%dT%H:%M:%SZ}",
+                                   end_iso=f"{t1:%Y-%m-%dT%H:%M:%SZ}")
         blocks.append({"type": "actions", "elements": [
-            {"type": "button", "text": {"type": "plain_text", "text": "Dashboard"}, "url": url}]})
+            {"type": "button", "text": {"type": "plain_text", "text": "Chart"}, "url": url}]})
     return fit({"text": text, "unfurl_links": False, "unfurl_media": False, "blocks": blocks})
 
 
@@ -166,8 +220,8 @@ def fit(msg: dict[str, Any]) -> dict[str, Any]:
     blocks = list(msg.get("blocks", []))
     if len(blocks) > MAX_BLOCKS:
         extra = len(blocks) - (MAX_BLOCKS - 1)
-        blocks = blocks[: MAX_BLOCKS - 1] + [
-            {"type": "context", "elements": [{"type": "mrkdwn", "text": f"… {extra} more blocks not shown"}]}]
+        more = {"type": "context", "elements": [{"type": "mrkdwn", "text": f"… {extra} more blocks not shown"}]}
+        blocks = [*blocks[:MAX_BLOCKS - 1], more]
     for b in blocks:
         t = b.get("type")
         if t == "header":

@@ -8,6 +8,7 @@ never printed (see :func:`Settings.redacted`).
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from datetime import datetime
@@ -289,25 +290,28 @@ class SinkSettings(_Section):
 class AlertThresholds(_Section):
     """Detector thresholds; every field may be overridden per media source (AlertSettings.source_thresholds)."""
 
-    p_value: float = Field(1e-4, gt=0, lt=0.5, description="One-sided tail probability that counts as abnormal.")
-    silence_p_value: float = Field(1e-6, gt=0, lt=0.5, description="Silence timer: alert when P(no event for "
-                                   "that long) drops below this (stricter: it can fire on any gap, day and night).")
-    dispersion_k: float | None = Field(30.0, gt=0, description="Negative-binomial size k (Var = mu + mu^2/k); "
-                                       "unset = Poisson.")
-    min_expected: float = Field(10.0, ge=0, description="Drops are tested per bucket only above this expected count; "
+    false_alarms_per_week: float = Field(0.5, gt=0, le=1000, description="The false-alarm budget: on normal "
+                                         "traffic a series raises at most about this many alerts a week. Every "
+                                         "test alerts only on what is rarer than that *for this series* (its own "
+                                         "history calibrates the rarity).")
+    abnormal_p: float = Field(0.05, gt=0, lt=0.5, description="A bucket rarer than this (for its series) is abnormal: "
+                              "it extends a run towards an alert and keeps an open incident open.")
+    silence_p_value: float = Field(1e-6, gt=0, lt=0.5, description="Silence timer (series expecting < min_expected "
+                                   "per bucket): alert when P(no event for that long) drops below this.")
+    dispersion_prior_k: float = Field(10.0, gt=0, description="Negative-binomial size k a new series starts from "
+                                      "(Var = mu + mu^2/k); each series then learns its own from clean buckets.")
+    calibration_halflife_days: float = Field(28.0, gt=0, description="Memory of the per-series score calibration.")
+    min_expected: float = Field(5.0, ge=0, description="Drops are tested per bucket only above this expected count; "
                                 "below it the silence timer applies.")
-    min_delta: float = Field(20.0, ge=0, description="A spike needs at least this many extra events per bucket.")
-    spike_ratio: float = Field(2.0, ge=1, description="A spike needs observed >= ratio x expected.")
-    drop_ratio: float = Field(0.5, gt=0, le=1, description="A drop needs observed <= ratio x expected.")
+    min_delta: float = Field(5.0, ge=0, description="A spike needs at least this many extra events per bucket.")
     window_buckets: int = Field(6, ge=0, description="Also test the sum of the last W buckets (moderate, sustained "
                                 "changes a single bucket cannot show); 0 = off.")
-    window_drop_ratio: float = Field(0.7, gt=0, le=1, description="Window test: sum observed <= ratio x expected.")
-    window_spike_ratio: float = Field(1.5, ge=1, description="Window test: sum observed >= ratio x expected.")
-    fire_after: int = Field(2, ge=1, description="N consecutive abnormal buckets fire an alert.")
-    recover_after: int = Field(2, ge=1, description="M consecutive clean buckets resolve it.")
-    warmup_buckets: int = Field(6, ge=1, description="Buckets of history before a series is evaluated.")
+    fire_after: int = Field(2, ge=1, description="Consecutive abnormal buckets before a run can fire (window and "
+                            "silence tests fire at once).")
+    recover_after: int = Field(6, ge=1, description="Consecutive clean buckets that resolve an incident (30 min).")
+    warmup_buckets: int = Field(12, ge=1, description="Buckets of history before a series is evaluated.")
     ewma_alpha: float = Field(0.3, gt=0, le=1, description="Weight of the newest bucket in the no-history baseline.")
-    season_alpha: float = Field(0.5, gt=0, le=1, description="Weight of the newest day/week in a seasonal slot.")
+    season_alpha: float = Field(0.3, gt=0, le=1, description="Weight of the newest day/week in a seasonal slot.")
     min_seasons: int = Field(3, ge=1, description="Days (weeks) of history before the daily (weekly) slot is used.")
 
 
@@ -344,21 +348,11 @@ class QualifiedInstallRule(_Section):
         return bool(self.campaigns) or self.min_revenue is not None
 
 
-class AlertSettings(_Section):
-    """Spike/drop detection (streams/alerts) and Slack delivery (sinks/slack)."""
+class AlertDetectSettings(_Section):
+    """Detection (`attrib alerts`, ``[alerts.detect]``): buckets, thresholds, per-source overrides, mutes."""
 
-    bucket_s: int = Field(300, gt=0)
-    lateness_s: int = Field(600, ge=0)
-    app_id: str = Field("attrib-alerts", description="Faust app id (consumer group) of `attrib alerts`.")
-    counts_topic: str | None = Field(None, description="Internal one-partition topic; default <app_id>-counts.")
-    data_dir: Path | None = Field(None, description="Faust data directory; default <var_dir>/alerts.")
-    store: str = Field("memory://", description="Faust table store: memory:// (rebuilt from changelogs at start) or "
-                       "rocksdb:// for many series.")
-    tick_interval_s: float = Field(30.0, ge=0, description="Wall-clock evaluation tick; 0 = no timer (tests drive "
-                                   "ticks themselves).")
-    batch_max: int = Field(2000, gt=0, description="Events counted in memory before one counts record is sent.")
-    batch_within_s: float = Field(1.0, gt=0)
-    max_catchup_buckets: int = Field(288, gt=0)
+    bucket_s: int = Field(300, gt=0, description="Counting bucket.")
+    lateness_s: int = Field(600, ge=0, description="A bucket is judged this long after it closed (late events).")
     series_ttl_s: float = Field(14 * 86400, gt=0, description="Forget a series silent (and not firing) this long.")
     platform_min_sources: int = Field(2, ge=1, description="Sources abnormal together that make a platform alert.")
     repeat_s: float = Field(3600, gt=0, description="An open alert is repeated at most this often.")
@@ -366,23 +360,9 @@ class AlertSettings(_Section):
     source_thresholds: dict[str, dict[str, Any]] = Field(
         default_factory=dict, description="media source ('*' = platform) -> AlertThresholds fields to override.")
     mutes: list[MuteWindow] = Field(default_factory=list)
-    # --- Slack delivery (sinks/slack) ---
-    notify_group: str = "attrib-notify"
-    webhooks: dict[Literal["info", "warning", "critical"], SecretStr] = Field(
-        default_factory=dict, description="Slack incoming webhook per severity; missing = slack_webhook_url.")
-    slack_min_interval_s: float = Field(1.0, ge=0, description="At most one message per this many s per webhook.")
-    slack_timeout_s: float = Field(10.0, gt=0)
-    slack_max_backoff_s: float = Field(60.0, gt=0)
-    qualified: QualifiedInstallRule = QualifiedInstallRule()
-    ping_batch_s: float = Field(10.0, gt=0, description="Qualified-install pings are batched this long.")
-    ping_batch_max: int = Field(20, gt=0, le=40)
-    sql_database: str | None = Field(None, description="Database named in the investigate SQL; default "
-                                     "clickhouse.database.")
-    dashboard_url: str | None = Field(None, description="Optional link template with {app_id} {media_source} "
-                                      "{event_type} {start} {end}.")
 
     @model_validator(mode="after")
-    def _overrides(self) -> AlertSettings:
+    def _overrides(self) -> AlertDetectSettings:
         base = self.thresholds.model_dump()
         for src, over in self.source_thresholds.items():
             try:
@@ -395,6 +375,71 @@ class AlertSettings(_Section):
     def thresholds_for(self, media_source: str) -> AlertThresholds:
         over = self.source_thresholds.get(media_source)
         return self.thresholds if not over else AlertThresholds(**{**self.thresholds.model_dump(), **over})
+
+
+class AlertSlackSettings(_Section):
+    """Delivery (`attrib notify`, ``[alerts.slack]``): webhooks, pacing, retries, message content, pings."""
+
+    group_id: str = Field("attrib-notify", description="Consumer group of `attrib notify`.")
+    webhooks: dict[Literal["info", "warning", "critical"], SecretStr] = Field(
+        default_factory=dict, description="Slack incoming webhook per severity; missing = slack_webhook_url.")
+    min_interval_s: float = Field(1.0, ge=0, description="At most one message per this many s per webhook.")
+    timeout_s: float = Field(10.0, gt=0)
+    max_backoff_s: float = Field(60.0, gt=0)
+    qualified: QualifiedInstallRule = QualifiedInstallRule()
+    ping_batch_s: float = Field(10.0, gt=0, description="Qualified-install pings are batched this long.")
+    ping_batch_max: int = Field(20, gt=0, le=40)
+    sql_database: str | None = Field(None, description="Database named in the investigate SQL; default "
+                                     "clickhouse.database.")
+    dashboard_url: str | None = Field(None, description="Optional chart link template with {app_id} {media_source} "
+                                      "{event_type} {start} {end} (epoch s) {start_iso} {end_iso}.")
+
+
+# flat keys of the single pre-split section -> (sub-section, key): old env/TOML settings keep working
+_ALERT_LEGACY = {
+    **{k: ("detect", k) for k in ("bucket_s", "lateness_s", "series_ttl_s", "platform_min_sources", "repeat_s",
+                                  "thresholds", "source_thresholds", "mutes")},
+    "notify_group": ("slack", "group_id"), "webhooks": ("slack", "webhooks"),
+    "slack_min_interval_s": ("slack", "min_interval_s"), "slack_timeout_s": ("slack", "timeout_s"),
+    "slack_max_backoff_s": ("slack", "max_backoff_s"), "qualified": ("slack", "qualified"),
+    "ping_batch_s": ("slack", "ping_batch_s"), "ping_batch_max": ("slack", "ping_batch_max"),
+    "sql_database": ("slack", "sql_database"), "dashboard_url": ("slack", "dashboard_url"),
+}
+
+
+class AlertSettings(_Section):
+    """Alerts (alerts/): the counting/evaluation Faust app's runtime here; detection in ``detect``, Slack delivery in
+    ``slack``. The flat keys of the pre-split section (e.g. ``ATTRIB_ALERTS__BUCKET_S``) are still accepted."""
+
+    app_id: str = Field("attrib-alerts", description="Faust app id (consumer group) of `attrib alerts`.")
+    counts_topic: str | None = Field(None, description="Internal one-partition topic; default <app_id>-counts.")
+    data_dir: Path | None = Field(None, description="Faust data directory; default <var_dir>/alerts.")
+    store: str = Field("memory://", description="Faust table store: memory:// (rebuilt from changelogs at start) or "
+                       "rocksdb:// for many series.")
+    tick_interval_s: float = Field(30.0, ge=0, description="Wall-clock evaluation tick; 0 = no timer (tests drive "
+                                   "ticks themselves).")
+    batch_max: int = Field(2000, gt=0, description="Events counted in memory before one counts record is sent.")
+    batch_within_s: float = Field(1.0, gt=0)
+    max_catchup_buckets: int = Field(288, gt=0)
+    detect: AlertDetectSettings = AlertDetectSettings()
+    slack: AlertSlackSettings = AlertSlackSettings()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _legacy_flat_keys(cls, data: Any) -> Any:
+        if not isinstance(data, dict) or not any(k in _ALERT_LEGACY for k in data):
+            return data
+        out = {k: v for k, v in data.items() if k not in _ALERT_LEGACY}
+        for k, raw in data.items():
+            if k in _ALERT_LEGACY:
+                sec, key = _ALERT_LEGACY[k]
+                cur = out.get(sec)
+                cur = dict(cur) if isinstance(cur, dict) else (cur.model_dump() if isinstance(cur, BaseModel) else {})
+                # env JSON for a field the env source did not know was complex (no longer a field of this section)
+                v = json.loads(raw) if isinstance(raw, str) and raw.lstrip()[:1] in ("{", "[") else raw
+                cur.setdefault(key, v)  # an explicit nested key wins over its flat alias
+                out[sec] = cur
+        return out
 
 
 class PresetSettings(_Section):

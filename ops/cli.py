@@ -115,7 +115,7 @@ COMMANDS: dict[str, Handler] = {"stack": _stack, "migrate": _migrate, "config": 
 # Subcommands owned by an area live in that area's module, which defines HELP: str, add_arguments(parser) and
 # main(args, settings) -> int. One line per command here; keep the table sorted.
 PLUGINS: dict[str, str] = {
-    "alerts": "alerts.app",
+    "alerts": "ops.alerts",
     "dashboard": "ops.dashboard.command",
     "fx": "ops.fx.command",
     "ingest": "ingest.server",

@@ -38,7 +38,7 @@ def _services(s: Settings) -> list[Service]:
         Service("alerts", attrib_argv("alerts")),
         Service("ingest", attrib_argv("ingest"), f"{ingest}/readyz"),
     ]
-    if s.slack_webhook_url or s.alerts.webhooks:
+    if s.slack_webhook_url or s.alerts.slack.webhooks:
         svcs.append(Service("notify", attrib_argv("notify")))
     return svcs
 

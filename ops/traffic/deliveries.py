@@ -191,11 +191,14 @@ def app_for(src: SourceSettings, installs: list[Template], platform: str) -> str
 
 
 def plan(src: SourceSettings, count: int, duplicates: float = 0.0, out_of_order: float = 0.0,
-         seed: int | None = None, now: float | None = None, events_per_user: tuple[int, int] = (1, 3)) -> list[Planned]:
+         seed: int | None = None, now: float | None = None, events_per_user: tuple[int, int] = (1, 3),
+         spacing_s: float = 0.0) -> list[Planned]:
     """``count`` deliveries for ``src``. Users are generated until the count is reached; each has an install then
     1–3 later events (event time after the install's); ``out_of_order`` is the share of users whose first later
     event is sent before the install (exactly, among users with a later event that is not an install: an MMP with
-    install samples only has none); ``duplicates`` the share of deliveries re-sent identically right after."""
+    install samples only has none); ``duplicates`` the share of deliveries re-sent identically right after.
+    ``spacing_s``: the deliveries go out this far apart (a paced run), so each user's events are stamped around the
+    time its install will be sent, not all around the start of the run."""
     tpls = usable(src)
     if not tpls:
         raise ValueError(f"no {src.mmp} sample uses a method source {src.name!r} accepts ({', '.join(src.methods)})")
@@ -217,7 +220,7 @@ def plan(src: SourceSettings, count: int, duplicates: float = 0.0, out_of_order:
         events = [t for t in events_all if not platform or t.platform in (platform, None)] or installs
         user = new_user((*installs, *events), rng)
         app_id = app_for(src, installs_all, platform)
-        t0 = now - rng.uniform(0, 60)
+        t0 = now + len(out) * spacing_s - rng.uniform(0, 60)
         first = rng.choice(installs)
         seq = [Planned(render(first, user, src.name, t0, rng, app_id), uid, first.event_type)]
         for k in range(rng.randint(*events_per_user)):

@@ -88,8 +88,9 @@ async def send_all(base_url: str, sources: list[Any], count: int, rate: float = 
 
     from ops.traffic import deliveries, signing
 
+    spacing = len(sources) / rate if rate > 0 else 0.0  # a source's deliveries are this far apart when paced
     per_source = [[(src, p) for p in deliveries.plan(src, count, duplicates, out_of_order,
-                                                  deliveries.source_seed(seed, src.name))]
+                                                  deliveries.source_seed(seed, src.name), spacing_s=spacing)]
                   for src in sources]
     # interleave the sources round-robin, as real traffic would be; each source keeps its own order
     planned = [sp for group in itertools.zip_longest(*per_source) for sp in group if sp is not None]

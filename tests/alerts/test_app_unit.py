@@ -19,7 +19,7 @@ P = SeriesKey("app", "*", "install").encode()
 
 @pytest.fixture
 async def app(tmp_path, monkeypatch):  # type: ignore[no-untyped-def]
-    s = Settings(var_dir=tmp_path, alerts={"tick_interval_s": 0, "lateness_s": 600})
+    s = Settings(var_dir=tmp_path, alerts={"tick_interval_s": 0, "detect": {"lateness_s": 600}})
     a = build(s)
     a.loop = asyncio.get_running_loop()
     a.finalize()
@@ -48,6 +48,7 @@ async def test_counting_stage_batches_counts_and_dead_letters_only_bad_events(ap
     from faust.topics import Topic
 
     from schemas import avro
+    from schemas.dead_letter import anchor_of, dead_letter_id
 
     count = next(ag for name, ag in app.agents.items() if name.endswith(".count_events"))
     ev = {"event_id": "e1", "mmp": "appsflyer", "source": "af", "app_id": "app", "event_name": "install",
@@ -60,5 +61,7 @@ async def test_counting_stage_batches_counts_and_dead_letters_only_bad_events(ap
     sent = [c.kwargs["value"] for c in Topic.send.await_args_list]
     counts = [v for v in sent if isinstance(v, dict)]
     dead = [avro.decode(v, expect="dead_letter")[1] for v in sent if isinstance(v, bytes)]
-    assert [(d["reason"], d["payload"]) for d in dead] == [("undecodable_event", b"not avro")]
+    assert [(d["reason"], d["payload"], d["stage"]) for d in dead] == [("undecodable_event", b"not avro", "alerts")]
+    assert dead[0]["dead_letter_id"] == dead_letter_id("alerts", anchor_of(dead[0]["raw"]))  # anchored at its offset
+    assert dead[0]["raw"]["offset"] is not None
     assert sum(n for c in counts for k, b, n in c["c"] if k == K and b == 3 * B) == 2  # the tick is not an event

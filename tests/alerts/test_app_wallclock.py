@@ -20,8 +20,8 @@ def test_wall_clock_ticks_catch_a_source_that_goes_silent(make_settings: Callabl
                                                          tmp_path: Path) -> None:
     tag = uuid.uuid4().hex[:8]
     s = make_settings(topics={"partitions": 2}, alerts={
-        "app_id": f"alerts-wc-{tag}", "bucket_s": 1, "lateness_s": 5, "tick_interval_s": 0.5, "batch_within_s": 0.2,
-        "thresholds": {"warmup_buckets": 3}})
+        "app_id": f"alerts-wc-{tag}", "tick_interval_s": 0.5, "batch_within_s": 0.2,
+        "detect": {"bucket_s": 1, "lateness_s": 5, "thresholds": {"warmup_buckets": 3}}})
     ensure_topics(s)
     boot = s.kafka.bootstrap_servers
     proc = pl.start("alerts", s, tmp_path / "alerts.log")

@@ -34,7 +34,7 @@ def alert(aid: str, direction: str) -> dict:
 def test_alerts_survive_a_slack_outage_across_a_notifier_restart(make_settings: Callable[..., Settings],
                                                                   tmp_path: Path, slack: FakeSlack) -> None:
     s = make_settings(topics={"partitions": 1}, slack_webhook_url=slack.url + "/w",
-                      alerts={"notify_group": f"notify-{uuid.uuid4().hex[:8]}", "slack_min_interval_s": 0})
+                      alerts={"slack": {"group_id": f"notify-{uuid.uuid4().hex[:8]}", "min_interval_s": 0}})
     ensure_topics(s)
     boot = s.kafka.bootstrap_servers
     pl.produce(boot, s.topics.alerts_drop, [(b"a1", avro.encode("alert", alert("a1", "drop")))])
@@ -52,7 +52,7 @@ def test_alerts_survive_a_slack_outage_across_a_notifier_restart(make_settings: 
     try:
         got = slack.wait_for(2)
         for t in (s.topics.alerts_spike, s.topics.alerts_drop):
-            pl.wait_committed(boot, s.alerts.notify_group, t, proc=proc)
+            pl.wait_committed(boot, s.alerts.slack.group_id, t, proc=proc)
     finally:
         pl.stop(proc)
     assert sorted(r.body["blocks"][3]["elements"][0]["text"].split("`")[1] for r in got) == ["a1", "a2"]

@@ -3,6 +3,7 @@ policy, and Block Kit limits (hypothesis)."""
 
 from __future__ import annotations
 
+import itertools
 import json
 from collections.abc import Iterator
 from decimal import Decimal
@@ -14,7 +15,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from alerts import slack_blocks
-from alerts.slack import Notifier, SlackPoster, qualifies
+from alerts.slack import Notifier, SlackPoster, SlackRejected, SlackUnavailable, qualifies
+from attrib.errors import DependencyUnavailable, Permanent
 from attrib.settings import QualifiedInstallRule, Settings
 from tests.alerts.fake_slack import FakeSlack
 
@@ -84,8 +86,29 @@ async def test_at_most_one_message_per_interval_per_webhook(slack: FakeSlack) ->
             await p.post(slack.url + "/a", MSG)
         await p.post(slack.url + "/b", MSG)  # another webhook has its own pacing
     a = [r.at for r in slack.requests if r.path == "/a"]
-    assert all(y - x >= 0.3 for x, y in zip(a, a[1:]))
+    assert all(y - x >= 0.3 for x, y in itertools.pairwise(a))
     assert len(slack.accepted("/b")) == 1
+
+
+async def test_slack_failures_map_to_the_project_errors_at_the_seam(slack: FakeSlack) -> None:
+    slack.script = [(400, {}, "invalid_blocks"), (429, {"Retry-After": "0"}, "rate_limited"), (502, {}, "bad gw")]
+    async with aiohttp.ClientSession() as s:
+        p = SlackPoster(s, min_interval_s=0)
+        with pytest.raises(SlackRejected) as rejected:
+            await p.send_once(slack.url + "/w", MSG)
+        with pytest.raises(SlackUnavailable) as limited:
+            await p.send_once(slack.url + "/w", MSG)
+        with pytest.raises(SlackUnavailable) as down:
+            await p.send_once(slack.url + "/w", MSG)
+        port = slack.port
+        slack.stop()
+        with pytest.raises(SlackUnavailable, match="unreachable"):
+            await p.send_once(f"http://127.0.0.1:{port}/w", MSG)
+    slack.__post_init__()
+    slack.start()
+    assert isinstance(rejected.value, Permanent) and "invalid_blocks" in str(rejected.value)
+    assert isinstance(limited.value, DependencyUnavailable) and limited.value.retry_after_s == 0.0
+    assert down.value.retry_after_s is None and "502" in str(down.value)
 
 
 async def test_rejected_blocks_fall_back_to_plain_text(slack: FakeSlack) -> None:
@@ -96,7 +119,8 @@ async def test_rejected_blocks_fall_back_to_plain_text(slack: FakeSlack) -> None
 
 
 async def test_repeat_policy_and_severity_routing(slack: FakeSlack) -> None:
-    s = Settings(slack_webhook_url=slack.url + "/default", alerts={"webhooks": {"critical": slack.url + "/pages"}})
+    s = Settings(slack_webhook_url=slack.url + "/default",
+                 alerts={"slack": {"webhooks": {"critical": slack.url + "/pages"}}})
     async with aiohttp.ClientSession() as sess:
         n = Notifier(s, SlackPoster(sess, min_interval_s=0))
         assert await n.alert(alert())
@@ -149,13 +173,16 @@ texts = st.text(min_size=0, max_size=5000)
 
 @given(app=texts, src=texts, et=texts, obs=st.floats(0, 1e9), exp=st.floats(0, 1e9),
        state=st.sampled_from(["firing", "resolved"]), scope=st.sampled_from(["source", "platform"]),
-       sources=st.lists(texts, max_size=30), dash=st.one_of(st.none(), st.text(max_size=4000)))
+       sources=st.lists(texts, max_size=30), dash=st.one_of(st.none(), st.text(max_size=4000)),
+       spark=st.lists(st.tuples(st.floats(0, 1e9), st.floats(0, 1e9), st.floats(0, 1e6)), max_size=80),
+       p=st.floats(1e-300, 1.0))
 @settings(max_examples=150, deadline=None)
 def test_alert_messages_stay_within_block_kit_limits(app: str, src: str, et: str, obs: float, exp: float, state: str,
-                                                     scope: str, sources: list[str], dash: str | None) -> None:
+                                                     scope: str, sources: list[str], dash: str | None,
+                                                     spark: list[tuple[float, float, float]], p: float) -> None:
     a = alert(app_id=app, media_source=src, event_type=et, observed=obs, expected=exp, state=state, scope=scope,
-              resolved_at=1_793_546_400_000 if state == "resolved" else None,
-              detail=json.dumps({"buckets": 3, "sources": sources}))
+              resolved_at=1_793_546_400_000 if state == "resolved" else None, p_value=p,
+              detail=json.dumps({"buckets": 3, "sources": sources, "spark": [list(x) for x in spark]}))
     d = None if dash is None else "https://x/" + dash.replace("{", "").replace("}", "")
     check_limits(slack_blocks.alert_message(a, database="attribution", bucket_s=300, dashboard_url=d))
 
@@ -169,6 +196,28 @@ def test_ping_batches_stay_within_block_kit_limits(events: list[dict[str, Any]])
     check_limits(slack_blocks.pings_message(events))
 
 
+def test_the_message_shows_the_series_names_the_app_and_says_how_rare() -> None:
+    spark = [[50.0, 50.0, 8.0]] * 30 + [[2.0, 52.0, 8.0], [0.0, 53.0, 8.0]]
+    a = alert(p_value=1e-6, detail=json.dumps({"buckets": 2, "method": "weekly", "spark": spark, "bucket_s": 300}))
+    msg = slack_blocks.alert_message(a, database="attribution", bucket_s=300,
+                                     dashboard_url="https://grafana.example/d?from={start_iso}&to={end_iso}")
+    head = msg["blocks"][0]["text"]["text"]
+    assert "com.foo" in head and "googleadwords_int" in head and "DROP" in head
+    fields = " ".join(f["text"] for f in msg["blocks"][1]["fields"])
+    assert "3 vs 480" in fields and "rarer than once a year here" in fields  # 300 s / 1e-6 = 9.5 years
+    pic = msg["blocks"][2]["text"]["text"]
+    rows = pic.split("```")[1].split("\n")
+    assert rows[0].startswith("observed ") and rows[1].startswith("expected ") and rows[2].strip() == "vv"
+    assert len(rows[0]) == len("observed ") + len(spark)
+    sql = next(b["text"]["text"] for b in msg["blocks"] if "Investigate" in b.get("text", {}).get("text", ""))
+    assert "WITH FILL" in sql and "toDateTime64('2026-11-01 " in sql and "1793" not in sql  # times, not epochs
+    url = msg["blocks"][-1]["elements"][0]["url"]
+    assert url.startswith("https://grafana.example/d?from=2026-11-01T") and "&to=2026-11-01T" in url
+    assert slack_blocks.rarity_text(0.01, 300) == "about once in 8 hours here"
+    assert slack_blocks.rarity_text(300 / (86400 * 10), 300) == "rarer than once a week here"
+    assert slack_blocks.rarity_text(0.5, 300) == "common for this series"
+
+
 def test_fit_caps_block_count() -> None:
     msg = slack_blocks.fit({"text": "x", "blocks": [{"type": "divider"}] * 80})
     assert len(msg["blocks"]) == 50 and "31 more" in msg["blocks"][-1]["elements"][0]["text"]
@@ -179,6 +228,6 @@ def test_notify_refuses_to_start_without_a_webhook_for_every_severity(capsys: py
 
     from alerts.slack import main
 
-    s = Settings(alerts={"webhooks": {"critical": "http://127.0.0.1:9/x"}})
+    s = Settings(alerts={"slack": {"webhooks": {"critical": "http://127.0.0.1:9/x"}}})
     assert main(argparse.Namespace(), s) == 2
-    assert "ATTRIB_ALERTS__WEBHOOKS__INFO" in capsys.readouterr().err
+    assert "ATTRIB_ALERTS__SLACK__WEBHOOKS__INFO" in capsys.readouterr().err

@@ -109,7 +109,7 @@ def test_pipeline_alerts_notifier_and_replay_work_over_sasl_ssl(broker: SecureBr
             events_done = wait_for("alerts committing", lambda: _committed(s, s.alerts.app_id, s.topics.events)
                                    >= len(ids) and True, 180)
             assert events_done
-            got = wait_for("notifier member", lambda: members(s, s.alerts.notify_group), 120)
+            got = wait_for("notifier member", lambda: members(s, s.alerts.slack.group_id), 120)
             assert [c for c, _ in got] == ["attrib-notifier"] and "-notifier-0-" in str(got[0][1])
             assert alerts.alive() and notifier.alive()
         finally:

@@ -156,3 +156,21 @@ async def test_attrib_send_keeps_each_users_order_and_runs_do_not_overlap(start_
     keys1 = {rec["user_key"] for _, rec in run1}
     keys2 = {rec["user_key"] for m, rec in both if (m.partition(), m.offset()) not in seen1}
     assert keys2 and not keys1 & keys2
+
+
+def test_a_paced_run_stamps_events_around_their_send_time(monkeypatch):
+    """`attrib send --rate`: a user's events are stamped near the time they go out, not all near the start."""
+    stamps: list[float] = []
+    real = deliveries.render
+
+    def spy(t, user, source, now, rng, app_id=None):  # type: ignore[no-untyped-def]
+        stamps.append(now)
+        return real(t, user, source, now, rng, app_id)
+
+    monkeypatch.setattr(deliveries, "render", spy)
+    src = SourceSettings(name="x", mmp="appsflyer", methods=["POST"])
+    deliveries.plan(src, 200, seed=1, now=1_800_000_000, spacing_s=10.0)  # 200 deliveries 10 s apart: ~33 min
+    assert max(stamps) - 1_800_000_000 > 1500 and min(stamps) >= 1_800_000_000 - 60
+    stamps.clear()
+    deliveries.plan(src, 200, seed=1, now=1_800_000_000)  # unpaced: all around the start, as before
+    assert max(stamps) - 1_800_000_000 < 200
