@@ -62,8 +62,9 @@ def _migrate(args: argparse.Namespace, s: Settings) -> int:
     if s.clickhouse.embedded and _sink_holds(s):
         return 0
     from ops.warehouse import open_for_writes
+    from sinks.clickhouse import connect
 
-    client = open_for_writes(s)
+    client = open_for_writes(s) if s.clickhouse.embedded else connect(s)  # a held engine: one line naming the holder
     try:
         with calls():
             done = migrate.migrate(client, s)
