@@ -256,6 +256,8 @@ class StreamsSettings(_Section):
     reemit_grace_s: float = Field(900, gt=0, description="How long released events stay re-emittable after a crash.")
     tick_interval_s: float = Field(5.0, gt=0, description="Expiry tick produced into every owned input partition.")
     metrics_port: int = Field(9102, ge=0, lt=65536, description="Prometheus /metrics port; 0 = off.")
+    metrics_host: str = Field("127.0.0.1", description="Address the metrics port binds (0.0.0.0 for a scraper "
+                                                       "on another host); loopback like every operator port.")
     standby_replicas: int = Field(0, ge=0)
     commit_interval_s: float = Field(2.8, gt=0)
     max_poll_records: int = Field(2000, gt=0)

@@ -21,6 +21,17 @@ pytestmark = pytest.mark.timeout(600)
 DEMO = {"branch", "appsflyer", "adjust", "linkrunner", "partner"}
 
 
+def _listening(port: int) -> set[str]:
+    """Local addresses with a listening TCP socket on ``port`` (IPv4, from /proc)."""
+    found = set()
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        local, state = line.split()[1], line.split()[3]
+        addr, _, p = local.partition(":")
+        if state == "0A" and int(p, 16) == port:
+            found.add(".".join(str(b) for b in reversed(bytes.fromhex(addr))))
+    return found
+
+
 def test_first_hour(tmp_path: Path) -> None:
     var = tmp_path / "var"
     env = {k: v for k, v in os.environ.items() if not k.startswith("ATTRIB_")} | {
@@ -49,6 +60,14 @@ def test_first_hour(tmp_path: Path) -> None:
         text = out.read_text()
         assert run.poll() is None, text[-3000:]
         assert f"demo sources copied to {var / 'demo.toml'}" in text and "statuses  200: 100" in text
+
+        # operator ports bind loopback: the worker's metrics and the sink's query port (the ingress is the public one)
+        for port in (env["ATTRIB_STREAMS__METRICS_PORT"], env["ATTRIB_SINK__QUERY_PORT"]):
+            assert _listening(int(port)) == {"127.0.0.1"}, port
+
+        held = attrib("replay", "--dead-letters", "--dry-run")  # needs the warehouse the sink holds: one line
+        assert held.returncode == 1 and "Traceback" not in held.stderr, held.stderr[-2000:]
+        assert "held by pid" in held.stderr and "(attrib sink)" in held.stderr
 
         config = attrib("config")  # the sources the running pipeline verifies, secrets masked
         assert config.returncode == 0 and str(var / "demo.toml") in config.stderr
