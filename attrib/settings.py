@@ -195,6 +195,10 @@ class StackSettings(_Section):
     jars_dir: Path = REPO_ROOT / "var" / "kafka" / "lib"
     pom: Path = REPO_ROOT / "dev" / "kafka" / "pom.xml"
     controller_port: int = Field(9093, gt=0, lt=65536)
+    brokers: int = Field(1, ge=1, le=9, description="Nodes `attrib stack up` starts (combined broker+controller).")
+    controller_ports: list[int] = Field(
+        default_factory=list,
+        description="Controller port per node when brokers > 1; default controller_port, +2, +4, …")
     heap: str = "-Xms256m -Xmx1g"
     start_timeout_s: float = Field(90.0, gt=0)
 

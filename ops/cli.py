@@ -18,25 +18,34 @@ Handler = Callable[[argparse.Namespace, Settings], int]
 
 def _stack(args: argparse.Namespace, s: Settings) -> int:
     from attrib.topics import ensure_topics
-    from ops.stack import Broker, fetch_jars
+    from ops.stack import Cluster, fetch_jars
 
-    b = Broker.from_settings(s)
     if args.action == "fetch":
         print(f"broker jars ready in {fetch_jars(s)}")
-    elif args.action == "up":
+        return 0
+    c = Cluster.from_settings(s, args.brokers or (s.stack.brokers if args.action == "up" else None))
+    if args.action == "up":
         fetch_jars(s)
-        b.start()
-        created = ensure_topics(s)
+        c.start()
+        clients = c.topic_settings(s).model_copy(update={"kafka": s.kafka.model_copy(
+            update={"bootstrap_servers": c.bootstrap})})
+        created = ensure_topics(clients)
         if created:
             print(f"created topics: {', '.join(created)}")
+        if len(c.nodes) > 1:
+            print(f"clients: ATTRIB_KAFKA__BOOTSTRAP_SERVERS={c.bootstrap} "
+                  f"ATTRIB_TOPICS__REPLICATION_FACTOR={clients.topics.replication_factor}")
         _migrate(args, s)
     elif args.action == "down":
-        b.stop()
+        c.stop()
     elif args.action == "status":
-        pid = b.pid()
-        up = pid is not None and b.answers()
-        print(f"kafka: {'running' if up else 'stopped'}" + (f" (pid {pid}) on {b.bootstrap}" if pid else ""))
-        print(f"kafka data: {b.home}")
+        up = 0
+        for b, pid in c.running():
+            ok = pid is not None and b.answers()
+            up += ok
+            name = f"kafka node {b.node_id}" if len(c.nodes) > 1 else "kafka"
+            print(f"{name}: {'running' if ok else 'stopped'}" + (f" (pid {pid}) on {b.bootstrap}" if pid else ""))
+        print(f"kafka data: {c.nodes[0].home if len(c.nodes) == 1 else c.nodes[0].home.parent}")
         from ops.warehouse import holder, sink_health
         from sinks.clickhouse import describe
 
@@ -45,7 +54,7 @@ def _stack(args: argparse.Namespace, s: Settings) -> int:
               + (f", health {health.get('status', '?')})" if health else ")"))
         held = holder(s) if s.clickhouse.embedded else None
         print(f"clickhouse: {describe(s)}" + (f", held by {held}" if held else ""))
-        return 0 if up else 3
+        return 0 if up == len(c.nodes) else 3
     return 0
 
 
@@ -148,8 +157,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="attrib", description=__doc__)
     p.add_argument("--config", help="TOML settings file (same as ATTRIB_CONFIG)")
     sub = p.add_subparsers(dest="command", required=True)
-    st = sub.add_parser("stack", help="local Kafka broker: fetch jars, start, stop, status")
+    st = sub.add_parser("stack", help="local Kafka broker(s): fetch jars, start, stop, status")
     st.add_argument("action", choices=["up", "down", "status", "fetch"])
+    st.add_argument("--brokers", type=int, choices=range(1, 10), metavar="N",
+                    help="nodes (combined broker+controller; RF min(3, N), min ISR RF-1); default: for `up` "
+                         "stack.brokers, else what the last `up` started")
     mg = sub.add_parser("migrate", help="apply ClickHouse migrations (idempotent)")
     mg.add_argument("--topics", action="store_true", help="also create missing Kafka topics")
     sub.add_parser("config", help="print the effective settings, secrets masked")

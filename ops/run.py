@@ -1,9 +1,10 @@
 """`make run` / `attrib run`: the whole pipeline on this machine, with sample traffic and a report.
 
-Starts the broker, then the sink (it owns the embedded ClickHouse and applies migrations), the worker, the alert
-detector, the ingress (and the Slack notifier when a webhook is configured) as child processes; sends signed
-deliveries from several MMPs through `attrib send`; waits until the warehouse has settled; prints a report and where
-to look; keeps everything running until Ctrl-C, then stops it all in reverse order.
+Starts the broker (or the cluster the last `attrib stack up --brokers N` started), then the sink (it owns the embedded
+ClickHouse and applies migrations), the worker, the alert detector, the ingress (and the Slack notifier when a webhook
+is configured) as child processes; sends signed deliveries from several MMPs through `attrib send`; waits until the
+warehouse has settled; prints a report and where to look; keeps everything running until Ctrl-C — restarting any
+service that exits, with backoff, as compose's `restart: unless-stopped` does — then stops it all in reverse order.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from pathlib import Path
 
 from attrib import settings as settings_mod
 from attrib.settings import REPO_ROOT, Settings
-from ops.supervise import Service, ServiceError, attrib_argv
+from ops.supervise import Service, ServiceError, Supervisor, attrib_argv
 
 DEMO_CONFIG = REPO_ROOT / "dev" / "demo.toml"
 
@@ -67,17 +68,23 @@ def _settle(s: Settings, timeout_s: float = 120.0) -> int:
 
 def run(args: argparse.Namespace, s: Settings) -> int:
     from attrib.topics import ensure_topics
-    from ops.stack import Broker, fetch_jars
+    from ops.stack import Cluster, fetch_jars
 
     if not s.sources:  # a fresh machine: demo sources so there is something to see
         s = _demo(s)
 
     fetch_jars(s)
-    broker = Broker.from_settings(s)
-    broker.start()
+    cluster = Cluster.from_settings(s)
+    cluster.start()
+    if len(cluster.nodes) > 1:  # the services (children) reach every node and replicate what they create
+        s = cluster.topic_settings(s)
+        os.environ["ATTRIB_KAFKA__BOOTSTRAP_SERVERS"] = cluster.bootstrap
+        os.environ["ATTRIB_TOPICS__REPLICATION_FACTOR"] = str(s.topics.replication_factor)
+        s = settings_mod.load()
     ensure_topics(s)
     log_dir = s.var_dir / "run" / "logs"
     services = _services(s)
+    supervisor = Supervisor(services, log_dir, say=lambda line: print(line, flush=True))
     stopping = False
 
     def _term(*_: object) -> None:
@@ -92,6 +99,7 @@ def run(args: argparse.Namespace, s: Settings) -> int:
             print(f"starting {svc.name:<7} log {svc.log or log_dir / (svc.name + '.log')}", flush=True)
             svc.start(log_dir)
             svc.wait_ready(120)
+        supervisor.start()  # from here on a service that exits is restarted, not fatal
         if not getattr(args, "no_traffic", False):
             _traffic(s, getattr(args, "count", 600))
             print("waiting for the worker and sink to catch up …", flush=True)
@@ -101,13 +109,10 @@ def run(args: argparse.Namespace, s: Settings) -> int:
         print()
         print(report(s))
         print(_worker_line(s))
-        print(_where(s, broker, log_dir))
+        print(_where(s, log_dir))
         if getattr(args, "exit", False):
             return 0
         while True:
-            for svc in services:
-                if not svc.alive():
-                    raise ServiceError(f"{svc.name} stopped unexpectedly; see {svc.log}")
             time.sleep(1)
     except KeyboardInterrupt:
         stopping = True
@@ -117,9 +122,10 @@ def run(args: argparse.Namespace, s: Settings) -> int:
         print(f"attrib run: {exc}")
         return 1
     finally:
+        supervisor.stop()
         for svc in reversed(services):
             svc.stop()
-        broker.stop()
+        cluster.stop()
         if stopping:
             print("stopped: ingress, worker, alerts, sink and broker (data stays in var/)")
 
@@ -170,7 +176,7 @@ def _traffic(s: Settings, count: int) -> None:
     subprocess.run(argv, check=False)
 
 
-def _where(s: Settings, broker: object, log_dir: Path) -> str:
+def _where(s: Settings, log_dir: Path) -> str:
     ingest = f"http://{_loopback(s.ingest.host)}:{s.ingest.port}"
     return f"""the pipeline is running
   ingress     {ingest}/webhooks/<source>   sources: {', '.join(x.name for x in s.sources)}
@@ -180,8 +186,9 @@ def _where(s: Settings, broker: object, log_dir: Path) -> str:
   logs        {log_dir}/
 
 keep querying (in another terminal)
-  .venv/bin/attrib sql "SELECT event_type, attribution_status, count() FROM {s.clickhouse.database}.events FINAL GROUP BY ALL"
+  .venv/bin/attrib sql "SELECT event_type, attribution_status, count() FROM {s.clickhouse.database}.events FINAL \\
+                        GROUP BY ALL"
   .venv/bin/attrib sql < docs/queries.sql        # or one query from the analyst pack
   .venv/bin/attrib send --count 200             # more signed traffic
   ATTRIB_DASHBOARD__TOKEN=<16+ chars> .venv/bin/attrib dashboard   # charts: open the printed URL + #token=…
-Ctrl-C stops everything cleanly."""
+a service that exits is restarted (with backoff; said here); Ctrl-C stops everything cleanly."""

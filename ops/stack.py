@@ -1,13 +1,16 @@
-"""The local stack: one real Apache Kafka broker (KRaft, combined broker+controller) run from Maven Central jars.
+"""The local stack: real Apache Kafka (KRaft, combined broker+controller nodes) run from Maven Central jars.
 
 `attrib stack up` resolves the jars once (cached in settings.stack.jars_dir), formats storage on first start, starts
-the JVM detached, and returns only when the broker answers metadata requests. State lives under <var_dir>/kafka.
-ClickHouse needs no process here: the embedded engine runs inside whichever process opens it.
+the JVMs detached, and returns only when every node answers metadata requests. One node lives in <var_dir>/kafka;
+a cluster of N (`--brokers N`: a static controller quorum of all N, replication factor min(3, N), min ISR RF-1) in
+<var_dir>/kafka/cluster-N/node-I. ClickHouse needs no process here: the embedded engine runs inside whichever process
+opens it.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import shutil
 import signal
@@ -17,6 +20,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from attrib.errors import AttribError
 from attrib.settings import Settings
@@ -42,7 +46,7 @@ def fetch_jars(settings: Settings, log=print) -> Path:
     tmp = Path(tempfile.mkdtemp(prefix=".lib-", dir=jars.parent))
     cmd = ["mvn", "-B", "-q", "-f", str(pom), "dependency:copy-dependencies",
            "-DincludeScope=runtime", f"-DoutputDirectory={tmp}"]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
+    proc = subprocess.run(cmd, check=False, capture_output=True, text=True)
     if proc.returncode != 0:
         shutil.rmtree(tmp, ignore_errors=True)
         raise StackError("mvn could not resolve the broker jars:\n" + (proc.stdout + proc.stderr)[-4000:])
@@ -63,6 +67,10 @@ class Broker:
     controller_port: int
     heap: str
     start_timeout: float = 90.0
+    node_id: int = 1
+    voters: str = ""  # controller.quorum.voters of a cluster ("1@host:port,…"); "" = a single self-bootstrapped node
+    cluster_id: str = ""  # shared by every node of a cluster; "" = a fresh one when formatting
+    replication: int = 1  # replication factor of internal topics; min ISR is one less (at least 1)
 
     @classmethod
     def from_settings(cls, s: Settings) -> Broker:
@@ -98,17 +106,20 @@ class Broker:
             return pid
         return None
 
-    def answers(self, timeout: float = 2.0) -> bool:
-        """True when the broker answers a metadata request (not merely an open port)."""
+    def answers(self, timeout: float = 2.0, brokers: int = 1) -> bool:
+        """True when the broker answers a metadata request listing at least ``brokers`` live brokers (not merely an
+        open port)."""
+        from confluent_kafka import KafkaException
         from confluent_kafka.admin import AdminClient
 
-        admin = AdminClient({"bootstrap.servers": self.bootstrap, "socket.timeout.ms": int(timeout * 1000),
-                             "log_level": 0, "logger": _quiet})
+        # librdkafka logs connection-refused noise while we poll for readiness: to a logger that drops it
+        conf: dict[str, Any] = {"bootstrap.servers": self.bootstrap, "socket.timeout.ms": int(timeout * 1000),
+                                "log_level": 0, "logger": _QUIET}
         try:
-            md = admin.list_topics(timeout=timeout)
-            return bool(md.brokers)
-        except Exception:
+            md = AdminClient(conf).list_topics(timeout=timeout)
+        except KafkaException:
             return False
+        return len(md.brokers) >= max(1, brokers)
 
     # -- lifecycle ----------------------------------------------------------------------------------------------
     @property
@@ -124,61 +135,99 @@ class Broker:
         """Format KRaft storage if this is the first start; returns True when it formatted."""
         if (self.data_dir / "meta.properties").is_file():
             return False
-        cluster_id = _kafka_uuid()
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        cluster_id = self.cluster_id or _kafka_uuid()
+        # a static quorum (voters listed in the config) needs no initial-controller flag; a lone node bootstraps itself
+        quorum = [] if self.voters else ["--standalone"]
         proc = subprocess.run(
-            ["java", "-cp", f"{self.jars}/*", "kafka.tools.StorageTool", "format", f"--cluster-id={cluster_id}",
-             "-c", str(self.config_file), "--standalone"],
-            capture_output=True, text=True, env=self._env(),
+            # a short-lived tool: C1 and the serial collector take a third less CPU (3 at once for a cluster)
+            ["java", "-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC", "-cp", f"{self.jars}/*",
+             "kafka.tools.StorageTool", "format", f"--cluster-id={cluster_id}",
+             "-c", str(self.config_file), *quorum],
+            check=False, capture_output=True, text=True, env=self._env(),
         )
         if proc.returncode != 0:
             raise StackError("formatting Kafka storage failed:\n" + (proc.stdout + proc.stderr)[-4000:])
         return True
 
     def start(self, log=print) -> None:
-        if self.pid():
-            if self._wait_ready(10):
-                log(f"kafka already running (pid {self.pid()}) on {self.bootstrap}")
-                return
-            raise StackError(f"kafka pid {self.pid()} runs but does not answer on {self.bootstrap}; see {self.log_file}")
-        if _port_open(self.host, self.port):
-            raise StackError(f"{self.bootstrap} is already taken by another process; stop it or set "
-                             "ATTRIB_KAFKA__BOOTSTRAP_SERVERS to a free port")
-        self.write_config()
+        """Start this node and wait until it answers (a cluster node needs a quorum: start its peers with Cluster)."""
+        proc = self.launch(log)
+        if proc is not None:
+            self.wait_up(proc, time.monotonic() + self.start_timeout, log)
+
+    def launch(self, log=print) -> subprocess.Popen[bytes] | None:
+        """Start the JVM detached without waiting; None when this node already runs and answers."""
+        if not self.prepare(log):
+            return None
         if self.format_storage():
             log(f"formatted new KRaft storage in {self.data_dir}")
+        return self.spawn()
+
+    def prepare(self, log=print) -> bool:
+        """Checks and config before a start; False when this node already runs and answers."""
+        if self.pid():
+            if self._wait_ready(10):
+                log(f"kafka{self.label} already running (pid {self.pid()}) on {self.bootstrap}")
+                return False
+            raise StackError(f"kafka{self.label} pid {self.pid()} runs but does not answer on {self.bootstrap}; "
+                             f"see {self.log_file}")
+        self.check_ports()
+        self.write_config()
+        return True
+
+    def check_ports(self) -> None:
+        for port in (self.port, self.controller_port):
+            if _port_open(self.host, port):
+                raise StackError(f"{self.host}:{port} is already taken by another process; stop it or set "
+                                 "ATTRIB_KAFKA__BOOTSTRAP_SERVERS / ATTRIB_STACK__CONTROLLER_PORT(S) to free ports")
+
+    def spawn(self) -> subprocess.Popen[bytes]:
         with open(self.log_file, "ab") as out:
             proc = subprocess.Popen(
-                ["java", *self.heap.split(), "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20", "-Djava.awt.headless=true",
+                # a cluster's nodes JIT with C1 only: 3 JVMs compiling at once on 2 cores took 1.6x the CPU
+                # (and 1.5x the time) to come up; a local broker's throughput doesn't need C2
+                ["java", *self.heap.split(), *(["-XX:TieredStopAtLevel=1"] if self.voters else []),
+                 "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20", "-Djava.awt.headless=true",
                  f"-Dlog4j2.configurationFile={self.home / 'log4j2.properties'}", f"-Dkafka.logs.dir={self.home}",
                  "-cp", f"{self.jars}/*", MAIN_CLASS, str(self.config_file)],
                 stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=self._env(),
                 start_new_session=True,  # survives the CLI; `stack down` stops it
             )
         self.pid_file.write_text(str(proc.pid))
-        deadline = time.monotonic() + self.start_timeout
+        return proc
+
+    def wait_up(self, proc: subprocess.Popen[bytes], deadline: float, log=print, brokers: int = 1) -> None:
+        """Wait until the node answers metadata listing ``brokers`` registered brokers; stop it on failure."""
         while time.monotonic() < deadline:
             if proc.poll() is not None:
                 self.pid_file.unlink(missing_ok=True)
-                raise StackError(f"kafka exited with code {proc.returncode}; last log lines:\n{self._tail()}")
-            if self.answers(1.0):
-                log(f"kafka up (pid {proc.pid}) on {self.bootstrap}")
+                raise StackError(f"kafka{self.label} exited with code {proc.returncode}; last lines of "
+                                 f"{self.log_file}:\n{self._tail()}")
+            if self.answers(1.0, brokers):
+                log(f"kafka{self.label} up (pid {proc.pid}) on {self.bootstrap}")
                 return
             time.sleep(0.25)
-        self.stop()
-        raise StackError(f"kafka did not answer within {self.start_timeout:.0f}s; last log lines:\n{self._tail()}")
+        self.stop(log=lambda *_: None)
+        raise StackError(f"kafka{self.label} did not answer within {self.start_timeout:.0f}s; last lines of "
+                         f"{self.log_file}:\n{self._tail()}")
+
+    @property
+    def label(self) -> str:
+        return f" node {self.node_id}" if self.voters else ""
 
     def stop(self, log=print, timeout: float = 30.0) -> None:
         pid = self.pid()
         if pid is None:
             self.pid_file.unlink(missing_ok=True)
-            log("kafka not running")
+            log(f"kafka{self.label} not running")
             return
         os.kill(pid, signal.SIGTERM)  # controlled shutdown
         if not _wait_gone(pid, timeout):
             os.kill(pid, signal.SIGKILL)
             _wait_gone(pid, 5)
         self.pid_file.unlink(missing_ok=True)
-        log(f"kafka stopped (pid {pid})")
+        log(f"kafka{self.label} stopped (pid {pid})")
 
     # -- helpers ------------------------------------------------------------------------------------------------
     def _wait_ready(self, timeout: float) -> bool:
@@ -199,6 +248,120 @@ class Broker:
             return "\n".join(self.log_file.read_text(errors="replace").splitlines()[-n:])
         except OSError:
             return "(no log)"
+
+
+@dataclass(frozen=True)
+class Cluster:
+    """The local stack's nodes: one Broker, or N combined nodes forming one static controller quorum."""
+
+    nodes: tuple[Broker, ...]
+
+    @classmethod
+    def from_settings(cls, s: Settings, brokers: int | None = None) -> Cluster:
+        """``brokers`` nodes (default: as many as the last `stack up` started, else settings.stack.brokers). Node I
+        listens on the I-th host:port of kafka.bootstrap_servers (or the first port + 2·(I-1)) and on the I-th of
+        stack.controller_ports (or stack.controller_port + 2·(I-1))."""
+        n = brokers or _last_up(s) or s.stack.brokers
+        if n == 1:
+            return cls((Broker.from_settings(s),))
+        entries = [hp.strip().rpartition(":") for hp in s.kafka.bootstrap_servers.split(",")]
+        host = entries[0][0]
+        ports = ([int(p) for _, _, p in entries] if len(entries) >= n
+                 else [int(entries[0][2]) + 2 * i for i in range(n)])[:n]
+        cports = (list(s.stack.controller_ports) if len(s.stack.controller_ports) >= n
+                  else [s.stack.controller_port + 2 * i for i in range(n)])[:n]
+        taken = [p for p in ports + cports if (ports + cports).count(p) > 1]
+        if taken:
+            raise StackError(f"port {taken[0]} is both a broker and a controller port: list {n} broker ports in "
+                             "ATTRIB_KAFKA__BOOTSTRAP_SERVERS and other ones in ATTRIB_STACK__CONTROLLER_PORTS")
+        home = s.var_dir / "kafka" / f"cluster-{n}"
+        voters = ",".join(f"{i + 1}@{host}:{cp}" for i, cp in enumerate(cports))
+        cluster_id = _cluster_id(home)
+        return cls(tuple(Broker(home / f"node-{i + 1}", s.stack.jars_dir, host, ports[i], cports[i], s.stack.heap,
+                                s.stack.start_timeout_s, node_id=i + 1, voters=voters, cluster_id=cluster_id,
+                                replication=min(3, n))
+                         for i in range(n)))
+
+    @property
+    def bootstrap(self) -> str:
+        """What clients should use: every node, so a client (re)started while one node is down still connects."""
+        return ",".join(b.bootstrap for b in self.nodes)
+
+    @property
+    def replication(self) -> int:
+        return self.nodes[0].replication
+
+    def start(self, log=print) -> None:
+        """Start every node at once (no node answers before a quorum of controllers runs), then wait for all."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        todo = [b for b in self.nodes if b.prepare(log)]
+        with ThreadPoolExecutor(len(self.nodes)) as pool:  # one JVM each: formatting N nodes one by one is slow
+            for b, formatted in zip(todo, pool.map(Broker.format_storage, todo), strict=True):
+                if formatted:
+                    log(f"formatted new KRaft storage in {b.data_dir}")
+        procs = [(b, b.spawn()) for b in todo]
+        deadline = time.monotonic() + self.nodes[0].start_timeout
+        try:
+            for b, proc in procs:
+                b.wait_up(proc, deadline, log, brokers=len(self.nodes))
+        except StackError:
+            self.stop(log=lambda *_: None)
+            raise
+        _remember(self)
+
+    def stop(self, log=print, timeout: float = 30.0) -> None:
+        """SIGTERM every node at once: stopped one by one, the last ones lose their quorum and wait it out."""
+        pids = self.running()
+        for b, pid in pids:
+            if pid is None:
+                b.pid_file.unlink(missing_ok=True)
+                log(f"kafka{b.label} not running")
+            else:
+                os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        for b, pid in pids:
+            if pid is None:
+                continue
+            if not _wait_gone(pid, max(0.0, deadline - time.monotonic())):
+                os.kill(pid, signal.SIGKILL)
+                _wait_gone(pid, 5)
+            b.pid_file.unlink(missing_ok=True)
+            log(f"kafka{b.label} stopped (pid {pid})")
+
+    def running(self) -> list[tuple[Broker, int | None]]:
+        return [(b, b.pid()) for b in self.nodes]
+
+    def topic_settings(self, s: Settings) -> Settings:
+        """``s`` with the replication factor this cluster gives the topics it creates (never lower than configured)."""
+        rf = max(s.topics.replication_factor, self.replication)
+        return s.model_copy(update={"topics": s.topics.model_copy(update={"replication_factor": rf})})
+
+
+def _cluster_id(home: Path) -> str:
+    """One id for every node of a cluster, kept beside them so a later `stack up` re-formats nobody differently."""
+    f = home / "cluster.id"
+    if not f.is_file():
+        home.mkdir(parents=True, exist_ok=True)
+        f.write_text(_kafka_uuid())
+    return f.read_text().strip()
+
+
+def _layout_file(s: Settings) -> Path:
+    return s.var_dir / "kafka" / "brokers"
+
+
+def _last_up(s: Settings) -> int | None:
+    try:
+        return int(_layout_file(s).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _remember(c: Cluster) -> None:
+    """Which layout runs, so `stack down` / `stack status` without --brokers find it."""
+    base = c.nodes[0].home if len(c.nodes) == 1 else c.nodes[0].home.parent.parent
+    (base / "brokers").write_text(str(len(c.nodes)))
 
 
 def _kafka_uuid() -> str:
@@ -234,24 +397,19 @@ def _wait_gone(pid: int, timeout: float) -> bool:
     return False
 
 
-class _Quiet:
-    """librdkafka logger that swallows connection-refused noise while we poll for readiness."""
-
-    def log(self, *a, **k) -> None:
-        pass
-
-    def __getattr__(self, name):
-        return lambda *a, **k: None
-
-
-_quiet = _Quiet()
+_QUIET = logging.getLogger("attrib.stack.probe")
+_QUIET.setLevel(logging.CRITICAL)
+_QUIET.propagate = False
 
 
 def _server_properties(b: Broker) -> str:
+    rf, isr = b.replication, max(1, b.replication - 1)
+    quorum = (f"controller.quorum.voters={b.voters}" if b.voters
+              else f"controller.quorum.bootstrap.servers={b.host}:{b.controller_port}")
     return f"""# generated by `attrib stack up`; edit dev/kafka or settings instead
 process.roles=broker,controller
-node.id=1
-controller.quorum.bootstrap.servers={b.host}:{b.controller_port}
+node.id={b.node_id}
+{quorum}
 listeners=PLAINTEXT://{b.host}:{b.port},CONTROLLER://{b.host}:{b.controller_port}
 advertised.listeners=PLAINTEXT://{b.host}:{b.port},CONTROLLER://{b.host}:{b.controller_port}
 controller.listener.names=CONTROLLER
@@ -259,12 +417,14 @@ listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
 inter.broker.listener.name=PLAINTEXT
 log.dirs={b.data_dir}
 num.partitions=12
-offsets.topic.replication.factor=1
+default.replication.factor={rf}
+min.insync.replicas={isr}
+offsets.topic.replication.factor={rf}
 offsets.topic.num.partitions=12
-transaction.state.log.replication.factor=1
-transaction.state.log.min.isr=1
-share.coordinator.state.topic.replication.factor=1
-share.coordinator.state.topic.min.isr=1
+transaction.state.log.replication.factor={rf}
+transaction.state.log.min.isr={isr}
+share.coordinator.state.topic.replication.factor={rf}
+share.coordinator.state.topic.min.isr={isr}
 group.initial.rebalance.delay.ms=0
 auto.create.topics.enable=false
 log.retention.hours=168
@@ -284,4 +444,7 @@ logger.kafka.name = kafka.server.KafkaRaftServer
 logger.kafka.level = INFO
 logger.broker.name = kafka.server.BrokerServer
 logger.broker.level = INFO
+# "Connection to node N could not be established" every few hundred ms while a peer starts or is down
+logger.netclient.name = org.apache.kafka.clients.NetworkClient
+logger.netclient.level = ERROR
 """

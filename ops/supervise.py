@@ -1,4 +1,5 @@
-"""Run the pipeline's services as child processes for `attrib run`: start, wait until ready, stop in reverse order."""
+"""Run the pipeline's services as child processes for `attrib run`: start, wait until ready, restart the ones that
+exit (with backoff, as compose's `restart: unless-stopped`), stop in reverse order."""
 
 from __future__ import annotations
 
@@ -7,9 +8,10 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -69,6 +71,82 @@ class Service:
             self.proc.wait()
 
 
+@dataclass(frozen=True)
+class Backoff:
+    """Restart delays like Docker's restart policy: doubling from ``first_s`` up to ``max_s``, back to ``first_s``
+    once the service had stayed up ``reset_after_s``."""
+
+    first_s: float = 1.0
+    max_s: float = 30.0
+    reset_after_s: float = 10.0
+
+    def next(self, previous: float | None, up_for_s: float) -> float:
+        if previous is None or up_for_s >= self.reset_after_s:
+            return self.first_s
+        return min(self.max_s, previous * 2)
+
+
+def exit_reason(code: int | None) -> str:
+    """'code 70', or 'code -9, SIGKILL' for a signal."""
+    if code is not None and code < 0:
+        try:
+            return f"code {code}, {signal.Signals(-code).name}"
+        except ValueError:
+            pass
+    return f"code {code}"
+
+
+class Supervisor:
+    """Restarts any service that exits while it runs (a crash, an OOM kill, the worker's exit 70 when it skipped
+    offsets: the restart re-reads from the last commit), saying so on ``say``. Stop it before stopping the services."""
+
+    def __init__(self, services: Sequence[Service], log_dir: Path, say: Callable[[str], None] = print,
+                 backoff: Backoff | None = None, poll_s: float = 0.25) -> None:
+        self.services, self.log_dir, self.say = list(services), log_dir, say
+        self.backoff, self.poll_s = backoff or Backoff(), poll_s
+        self.restarts: dict[str, int] = {}
+        now = time.monotonic()
+        self._started = {svc.name: now for svc in self.services}
+        self._delay: dict[str, float] = {}
+        self._due: dict[str, float] = {}  # name -> when its planned restart is due (monotonic)
+        self._halt = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="attrib-supervisor", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._halt.set()
+        if self._thread.is_alive():
+            self._thread.join()
+
+    def check(self, now: float) -> None:
+        """One pass: plan a restart for each newly exited service, start the ones whose delay is over."""
+        for svc in self.services:
+            due = self._due.get(svc.name)
+            if due is not None:
+                if now >= due:
+                    del self._due[svc.name]
+                    self._started[svc.name] = now
+                    try:
+                        svc.start(self.log_dir)
+                    except OSError as exc:  # e.g. out of file descriptors: retry after the next delay
+                        self.say(f"{svc.name} could not be restarted: {exc}")
+                        continue
+                    self.restarts[svc.name] = self.restarts.get(svc.name, 0) + 1
+                continue
+            if svc.proc is None or svc.alive():
+                continue
+            delay = self.backoff.next(self._delay.get(svc.name), now - self._started[svc.name])
+            self._delay[svc.name] = delay
+            self._due[svc.name] = now + delay
+            self.say(f"{svc.name} exited ({exit_reason(svc.proc.returncode)}); restarting in {delay:g}s")
+
+    def _loop(self) -> None:
+        while not self._halt.wait(self.poll_s):
+            self.check(time.monotonic())
+
+
 def _answers(url: str) -> bool:
     try:
         with urllib.request.urlopen(url, timeout=1) as r:
@@ -86,8 +164,6 @@ def tail(path: Path | None, lines: int = 15) -> str:
 def attrib_argv(*args: str) -> list[str]:
     """The same `attrib` this process runs, as a child command."""
     return [sys.executable, "-m", "ops.cli", *args]
-
-
 
 
 def settings_env(s: Settings, sections: Sequence[str], log_level: str = "INFO") -> dict[str, str]:
