@@ -44,6 +44,23 @@ def _services(s: Settings) -> list[Service]:
     return svcs
 
 
+def _ports_taken(s: Settings) -> list[str]:
+    """One line per port a service would bind that another process already holds."""
+    from ops.ports import in_use
+
+    wanted = [(s.ingest.host or "0.0.0.0", s.ingest.port, "ingest.port", "ATTRIB_INGEST__PORT"),
+              ("127.0.0.1", s.sink.query_port, "sink.query_port", "ATTRIB_SINK__QUERY_PORT")]
+    if s.streams.metrics_port:
+        wanted.append((s.streams.metrics_host, s.streams.metrics_port, "streams.metrics_port",
+                       "ATTRIB_STREAMS__METRICS_PORT"))
+    out = []
+    for host, port, key, env in wanted:
+        who = in_use(host, port)
+        if who:
+            out.append(f"port {port} ({key}) is already in use by {who}: stop it or set {env}")
+    return out
+
+
 def _loopback(host: str) -> str:
     return "127.0.0.1" if host in ("0.0.0.0", "", "::") else host
 
@@ -72,6 +89,10 @@ def run(args: argparse.Namespace, s: Settings) -> int:
 
     if not s.sources:  # a fresh machine: demo sources so there is something to see
         s = _demo(s)
+    taken = _ports_taken(s)
+    if taken:  # before anything starts: demo traffic (signed, secrets included) must not go to someone else
+        print("attrib run: " + "; ".join(taken))
+        return 1
 
     fetch_jars(s)
     cluster = Cluster.from_settings(s)
