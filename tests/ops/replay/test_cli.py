@@ -39,6 +39,10 @@ def test_replay_cli_dry_run_then_topic(make_settings) -> None:
     done = run(env, "replay", "--since", "2h", "--until", "30m", "--into", f"topic:{target}")
     assert done.returncode == 0, done.stderr
     assert f"3 → {target}" in done.stdout and "3/3 records" in done.stderr
+    # the progress bar owns stderr: the JSON logs go to a file next to the checkpoint
+    assert not [line for line in done.stderr.splitlines() if line.lstrip("\r").startswith("{")], done.stderr
+    log_file = done.stderr.split(" logs ", 1)[1].split(")", 1)[0]
+    assert log_file.endswith(".log") and os.path.isfile(log_file)
     again = run(env, "replay", "--since", "2h", "--until", "30m", "--into", f"topic:{target}", "--restart")
     assert again.returncode == 2 and "already holds records" in again.stderr
     bad = run(env, "replay", "--since", "soon", "--into", "live")
