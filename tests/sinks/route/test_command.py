@@ -86,3 +86,16 @@ async def test_a_new_group_starts_at_latest_and_says_so(make_settings, tmp_path)
             proc.kill()
             await proc.wait()
         await rx.stop()
+
+
+@pytest.mark.parametrize(("dest", "named"), [
+    ({"url": "https://x.example/h?u={{ nosuch.path }}"}, "'nosuch.path'"),
+    ({"url": "https://x.example/h", "filters": {"wat.ever": "1"}}, "'wat.ever'"),
+    ({"url": "https://x.example/h", "body": '{"r": {{ event.revenu }}}'}, "'event.revenu'"),
+])
+def test_route_check_refuses_key_paths_no_event_has(tmp_path: Path, dest: dict, named: str) -> None:
+    env = _env(ATTRIB_VAR_DIR=str(tmp_path / "var"),
+               ATTRIB_ROUTE__DESTINATIONS=json.dumps([{"name": "hook", **dest}]))
+    got = subprocess.run([sys.executable, "-m", "ops.cli", "route", "--check"], env=env, cwd=ROOT,
+                         capture_output=True, text=True, timeout=60)
+    assert got.returncode == 2 and "destination hook" in got.stdout and named in got.stdout, got.stdout
