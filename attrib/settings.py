@@ -674,6 +674,12 @@ def load(**overrides: Any) -> Settings:
         raise ConfigError(f"invalid settings:\n  {key}: {cause}") from None
 
 
+def key_name(*loc: int | str) -> str:
+    """A settings key as the user wrote it (``ATTRIB_SOURCES[0]__VERIFY`` or ``sources[0].verify (in attrib.toml)``),
+    for checks that run after loading (e.g. the ingress compiling its sources)."""
+    return _name(loc, config_file())
+
+
 def _name(loc: tuple[int | str, ...], toml: str | None) -> str:
     """The bad key as the user wrote it: the environment variable, or the TOML key when the file set it."""
     env = _key(loc)

@@ -180,6 +180,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.environ[settings_mod.CONFIG_ENV] = args.config
     try:
         s = settings_mod.load()
+        from ingest.sources import compile_all
+
+        compile_all(s)  # every command refuses sources the ingress could not run (`attrib config` included)
     except ConfigError as exc:
         print(f"attrib: {exc}", file=sys.stderr)
         return 2
