@@ -109,6 +109,8 @@ def test_first_hour(tmp_path: Path) -> None:
         migrate = attrib("migrate")  # `stack up` / `migrate` while the pipeline runs: no traceback, nothing to do
         assert migrate.returncode == 0, migrate.stderr[-2000:]
         assert "held by the running sink" in migrate.stdout and "none pending" in migrate.stdout
+        up = attrib("stack", "up")  # "idempotent", also while the pipeline runs
+        assert up.returncode == 0 and "held by the running sink" in up.stdout, up.stdout + up.stderr[-2000:]
 
         run.send_signal(signal.SIGINT)
         assert run.wait(120) == 0
