@@ -35,7 +35,7 @@ browser:                 ## Debian's chromium for the inspector's headless brows
 	  || { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null; }; }; } \
 	  || echo "chromium unavailable: the inspector browser test will skip (apt-get install -y chromium)"
 
-test: broker browser     ## the whole suite against a real broker the fixtures start (and stop)
+test: broker browser lint ## lint, then the whole suite against a real broker the fixtures start (and stop)
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
 lint: install            ## layer contracts (import-linter), ruff and mypy over the package

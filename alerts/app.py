@@ -245,7 +245,7 @@ def build(s: Settings) -> faust.App:
             try:
                 await counts_topic.send(key=b"c", value={"tick": int(time.time() * 1000)})
             except KafkaError as exc:  # the next tick covers this one: evaluation catches up to wall-clock time
-                log.warning("alerts tick not sent", extra={"fields": {"error": f"{type(exc).__name__}: {exc}"[:200]}})
+                log.warning("alerts tick not sent", extra={"fields": {"error": str(kafka.mapped(exc, "tick"))[:200]}})
 
     app.alert_tables = {"counts": counts, "states": states, "cells": cells, "meta": meta}  # type: ignore[attr-defined]
     return app

@@ -21,6 +21,7 @@ import time
 from collections.abc import Sequence
 from typing import IO, Any
 
+import aiokafka.errors
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
 from confluent_kafka.admin import AdminClient
 
@@ -250,7 +251,8 @@ def faust_settings(s: Settings, service: KafkaService, app_id: str, topics: Sequ
 
 
 # The seam table (tests/attrib/test_error_mapping.py): what this module maps foreign Kafka errors to.
-FOREIGN_ERRORS: ForeignErrors = {KafkaException: (ConfigurationError, DependencyUnavailable)}
+FOREIGN_ERRORS: ForeignErrors = {KafkaException: (ConfigurationError, DependencyUnavailable),
+                                  aiokafka.errors.KafkaError: (ConfigurationError, DependencyUnavailable)}
 
 
 def is_configuration(err: KafkaError) -> bool:

@@ -41,7 +41,7 @@ def main() -> None:
     ap.add_argument("--users", type=int, default=6000)
     ap.add_argument("--rounds", type=int, default=3)
     a = ap.parse_args()
-    s = Settings(var_dir=Path("/tmp"), sources=SOURCES)  # type: ignore[arg-type]
+    s = Settings(var_dir=Path("/tmp"), sources=SOURCES)
     traffic = generate(a.users, now_ms=1_780_000_000_000)
     values = [avro.encode("raw_delivery", r) for r in traffic.raws]
     n = len(values)
@@ -54,7 +54,11 @@ def main() -> None:
     for _ in range(a.rounds):
         outs: list[bytes] = []
         table: dict[str, bytes] = {}
-        proc = Processor(s, table, lambda topic, k, v, outs=outs: outs.append(v))
+
+        def send(topic: str, key: bytes | None, value: bytes, outs: list[bytes] = outs) -> None:
+            outs.append(value)
+
+        proc = Processor(s, table, send)
         t0 = time.process_time()
         for i, v in enumerate(values):
             proc.handle(None, v, i % 4, i)

@@ -2,8 +2,9 @@
 
 On one topic and broker, in one run: (a) the framework floor — a Faust agent that only consumes and Avro-decodes;
 (n) the ceiling of any worker with our normalizer — the floor plus only `normalize()`; (b) the full worker
-(`attrib worker`: normalize, dedupe, state, enrich, DLQ, metrics); (c) two worker processes in one group. Throughput = raw deliveries / time between the group's first and last offset commit movement (same
-measure for all three). Also: worker RSS over the run, state memory for 1M users (dict of bytes as Faust's memory
+(`attrib worker`: normalize, dedupe, state, enrich, DLQ, metrics); (c) two worker processes in one group.
+Throughput = raw deliveries / time between the group's first and last offset commit movement (same measure for all
+three). Also: worker RSS over the run, state memory for 1M users (dict of bytes as Faust's memory
 store holds it vs rocksdict on disk), optional py-spy top frames (--profile).
 """
 
@@ -19,7 +20,9 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -58,7 +61,8 @@ def measure(s: Settings, group: str, target: dict[int, int], procs: list[subproc
     c = Consumer({"bootstrap.servers": s.kafka.bootstrap_servers, "group.id": group, "enable.auto.commit": False})
     tps = [TopicPartition(s.topics.raw, p) for p in target]
     total = sum(target.values())
-    t_first = n_first = None
+    t_first: float | None = None
+    n_first = 0
     rss: list[float] = []
     start = time.monotonic()
     while True:
@@ -80,6 +84,7 @@ def measure(s: Settings, group: str, target: dict[int, int], procs: list[subproc
             raise SystemExit(f"{group}: stopped at {done}/{total}")
         time.sleep(0.25)
     c.close()
+    assert t_first is not None  # done reached total > 0, so it moved once
     secs = max(now - t_first, 1e-6)
     n = total - n_first
     return {"events": n, "seconds": round(secs, 2), "rate": round(n / secs), "cpu_s": round(cpu_used, 1),
@@ -165,7 +170,7 @@ def run_phase(name: str, s: Settings, n_workers: int, target: dict[int, int], tm
     return res
 
 
-def top_frames(profile: Path, n: int = 15) -> list[tuple[str, float]]:
+def top_frames(profile: Path, n: int = 15) -> list[tuple[str, int]]:
     """Self-time share per function from py-spy's collapsed stacks."""
     if not profile.exists():
         return []
@@ -196,17 +201,19 @@ def state_memory(users: int, tmp: Path) -> None:
     from streams import codec
     from streams.state import Limits, Rules, apply_events, new_state
 
-    def states():
+    def states() -> Iterator[tuple[bytes, bytes]]:
         lim = Limits()
         t = int(time.time() * 1000)
         for u in range(users):
             st = new_state(u % 12)
-            ev = {"event_id": f"af-{u}-0", "event_type": "install", "event_name": "install", "event_time": t,
-                  "received_at": t, "user_key": f"appsflyer_id:{u:013d}-{u:07d}", "media_source": "meta",
-                  "campaign": "c1", "is_organic": False, "properties": "{}"}
+            key = f"appsflyer_id:{u:013d}-{u:07d}"
+            ev: dict[str, Any] = {
+                "event_id": f"af-{u}-0", "event_type": "install", "event_name": "install", "event_time": t,
+                "received_at": t, "user_key": key, "media_source": "meta", "campaign": "c1", "is_organic": False,
+                "properties": "{}"}
             apply_events(st, [ev, {**ev, "event_id": f"af-{u}-1", "event_type": "purchase"}], (u % 12, u), t, lim,
                          Rules(), 10)
-            yield ev["user_key"].encode(), codec.dump_state(st)
+            yield key.encode(), codec.dump_state(st)
 
     base = rss_mb(os.getpid())
     d = {}

@@ -7,8 +7,10 @@ import json
 
 from aiohttp import web
 
+from attrib.errors import AttribError
 
-class IngestError(Exception):
+
+class IngestError(AttribError):
     """A request that gets an error answer; raised anywhere on the request path, answered by the handler."""
 
     def __init__(self, status: int, code: str, detail: str, headers: dict[str, str] | None = None,

@@ -18,6 +18,7 @@ from typing import Any
 from confluent_kafka import KafkaError, KafkaException
 
 from attrib import kafka
+from attrib.errors import DependencyUnavailable
 from attrib.settings import Settings
 from ingest import metrics
 
@@ -31,7 +32,7 @@ MESSAGE_MAX_BYTES = 1_048_000
 RECORD_FRAMING = 512  # per-record bytes besides key and value (lengths, offsets, timestamp), with room to spare
 
 
-class ProduceError(Exception):
+class ProduceError(DependencyUnavailable):
     """Kafka did not acknowledge the record (``reason``: timeout, queue_full, or a librdkafka error name)."""
 
     def __init__(self, reason: str, detail: str = "") -> None:

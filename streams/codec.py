@@ -34,10 +34,16 @@ def load_state(data: bytes) -> State:
     return state
 
 
+_TIMES = ("event_time", "received_at", "touch_time")
+
+
 def plain(ev: dict[str, Any]) -> dict[str, Any]:
-    """A canonical event as the state keeps it: times as int ms (normalize already gives ints)."""
+    """A canonical event as the state keeps it: times as int ms. normalize already gives ints: then the event itself
+    (no copy); a copy only for datetimes (events decoded from Avro, e.g. by replay tools)."""
+    if all(isinstance(ev.get(k), (int, type(None))) for k in _TIMES):
+        return ev
     out = dict(ev)
-    for k in ("event_time", "received_at", "touch_time"):
+    for k in _TIMES:
         v = out.get(k)
         if v is not None and not isinstance(v, int):
             out[k] = int(v.timestamp() * 1000)

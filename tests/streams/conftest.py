@@ -89,11 +89,12 @@ class Reader:
         it, as a supervisor would (compose: ``restart: unless-stopped``); any other exit fails."""
         end = time.monotonic() + limit_s
         while not done(self.records):
-            if proc is not None and proc.p is not None and proc.p.poll() is not None:
-                if restart is not None and proc.p.returncode == 70:
+            code = proc.p.poll() if proc is not None and proc.p is not None else None
+            if proc is not None and code is not None:
+                if restart is not None and code == 70:
                     proc = restart(proc)
                     continue
-                raise AssertionError(f"worker exited ({proc.p.returncode}) while waiting for {what}\n{proc.log_tail()}")
+                raise AssertionError(f"worker exited ({code}) while waiting for {what}\n{proc.log_tail()}")
             if time.monotonic() > end:
                 tail = proc.log_tail() if proc else ""
                 why = f" — {explain(self.records)}" if explain else ""

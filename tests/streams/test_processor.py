@@ -42,3 +42,39 @@ def test_a_delivery_that_cannot_be_normalized_is_dead_lettered_with_its_origin(t
     assert (dl["stage"], dl["reason"], dl["source"], dl["mmp"], dl["delivery_id"]) == \
         ("normalize", "unknown_source", "elsewhere", "generic", raw["delivery_id"])
     assert dl["dead_letter_id"] == dead_letter_id("normalize", "attrib.raw-deliveries/0/9")
+
+
+class CountingTable(dict[str, bytes]):
+    """A dict table that counts writes: each one is a changelog record in the worker (streams/outputs.py)."""
+
+    writes = 0
+
+    def __setitem__(self, user: str, value: bytes) -> None:
+        self.writes += 1
+        super().__setitem__(user, value)
+
+
+def test_at_most_one_changelog_record_per_delivery_and_none_for_a_duplicate(tmp_path: Path) -> None:
+    from ops.traffic.synthetic import SOURCES, generate
+
+    s = Settings(var_dir=tmp_path, sources=SOURCES)
+    traffic = generate(300, now_ms=T0)
+    values = [avro.encode("raw_delivery", r) for r in traffic.raws]
+    table = CountingTable()
+    outputs: list[bytes] = []
+    proc = Processor(s, table, lambda topic, key, value: outputs.append(value))
+    proc.on_assigned({0})
+    per_delivery = []
+    for offset, value in enumerate(values):
+        before = table.writes
+        proc.handle(None, value, 0, offset)
+        per_delivery.append(table.writes - before)
+    assert max(per_delivery) == 1 and traffic.duplicates > 0
+    assert sum(per_delivery) <= len(values) - traffic.duplicates  # retried deliveries changed nothing
+    states = {u: table[u] for u in table}
+    emitted = len(outputs)
+    for offset, value in enumerate(values):  # the same deliveries again at new offsets: all duplicates now
+        before = table.writes
+        proc.handle(None, value, 0, len(values) + offset)
+        assert table.writes == before
+    assert {u: table[u] for u in table} == states and len(outputs) == emitted

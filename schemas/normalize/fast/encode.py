@@ -1,0 +1,90 @@
+"""The compiled normalizer's output side: fingerprints and ``properties`` through orjson (sorted keys, the json
+module's float text for exact decimals) with the json module's encoders for whatever orjson refuses or whenever the
+delivery was decoded by the json module, and ``canonical.build`` over a dict — the same bytes as the reference."""
+
+from __future__ import annotations
+
+import hashlib
+from decimal import Decimal
+from typing import Any
+
+import orjson
+
+from schemas import canonical
+from schemas.errors import INVALID_FIELD, MISSING_FIELD, NormalizeError
+from schemas.user_key import fingerprint
+
+_SORT = orjson.OPT_SORT_KEYS
+
+
+def fingerprint_of(value: Any, fast: bool) -> str:
+    """``schemas.user_key.fingerprint`` (sha256 hex of sorted-key compact JSON, Decimals as strings)."""
+    if fast:
+        try:
+            return hashlib.sha256(orjson.dumps(value, default=str, option=_SORT)).hexdigest()
+        except TypeError:  # orjson.JSONEncodeError: ints beyond 64 bits, lone surrogates, deep nesting
+            pass
+    return fingerprint(value)
+
+
+def _props_default(v: Any) -> Any:
+    if isinstance(v, Decimal):  # canonical._json_default, the float written as the json module writes it
+        f = float(v)
+        return orjson.Fragment(repr(f)) if Decimal(repr(f)) == v else str(v)
+    if isinstance(v, (bytes, bytearray)):
+        return v.decode("utf-8", "replace")
+    return str(v)
+
+
+def properties(rest: dict[str, Any], fast: bool) -> str:
+    """``canonical.properties_json``: the JSON object text of what no column took."""
+    if fast:
+        try:
+            return orjson.dumps(rest, default=_props_default, option=_SORT).decode()
+        except TypeError:
+            pass
+    return canonical.properties_json(rest)
+
+
+_FIELDS = canonical.FIELDS
+_REV_SCALE = Decimal("1e-9")
+
+
+def _clean(s: str) -> str:
+    try:
+        s.encode("utf-8")
+        return s
+    except UnicodeEncodeError:
+        return s.encode("utf-8", "replace").decode("utf-8")
+
+
+_EMPTY = dict.fromkeys(_FIELDS)
+
+
+def build(kw: dict[str, Any]) -> dict[str, Any]:
+    """``canonical.build`` over a dict of canonical fields (in schema order, absent ones None)."""
+    ev = {**_EMPTY, **kw}
+    if len(ev) != len(_EMPTY):
+        raise TypeError(f"unknown canonical fields: {sorted(set(kw) - set(_EMPTY))}")
+    for f, v in kw.items():
+        if type(v) is str and not v.isascii():
+            ev[f] = _clean(v)
+    for f in canonical.REQUIRED_TEXT:
+        if not ev[f]:
+            raise NormalizeError(MISSING_FIELD, f, f"no value for {f}")
+    if ev["event_type"] not in canonical.EVENT_TYPES:
+        raise NormalizeError(INVALID_FIELD, "event_type", f"unknown event type {ev['event_type']!r}")
+    for f in ("event_time", "received_at"):
+        if type(ev[f]) is not int:
+            raise NormalizeError(MISSING_FIELD, f, f"{f} must be epoch milliseconds")
+    if ev["platform"] is not None and ev["platform"] not in canonical.PLATFORMS:
+        ev["platform"] = None
+    if ev["is_organic"] is True and not ev["media_source"]:
+        ev["media_source"] = "organic"
+    if ev["revenue"] is not None:
+        ev["revenue"] = Decimal(ev["revenue"]).quantize(_REV_SCALE)
+    else:
+        ev["currency"] = None
+    if ev["properties"] is None:
+        ev["properties"] = "{}"
+    return ev

@@ -1,0 +1,39 @@
+"""Kochava postbacks, compiled (the mapping and its reasons: schemas/normalize/kochava.py, the reference)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from schemas.canonical import event_type, platform
+from schemas.normalize.base import require
+from schemas.normalize.fast.plan import BOOL, CUR, DEC, DEV, TEXT, TIME, Extracted, columns, compile_fill, first, paths
+
+NAME, TIME_, NETWORK, ORGANIC, REVENUE, TOUCH_TIME, CURRENCY = (paths(*p) for p in (
+    ("event", "event_name"), ("event_time", "timestamp"), ("network", "network_name"), ("is_organic",),
+    ("revenue", "price", "value"), ("click_time", "touch_time"), ("currency",)))
+FILL = compile_fill(columns(
+    ("app_id", TEXT, "app_guid", "app_id"), ("customer_user_id", TEXT, "user_id", "customer_user_id"),
+    ("platform", TEXT, "platform", "os"), ("os_version", TEXT, "os_version"), ("app_version", TEXT, "app_version"),
+    ("idfa", DEV, "idfa"), ("idfv", DEV, "idfv"), ("gaid", DEV, "adid", "gaid"), ("android_id", DEV, "android_id"),
+    ("oaid", DEV, "oaid"), ("campaign", TEXT, "campaign", "campaign_name"), ("campaign_id", TEXT, "campaign_id"),
+    ("ad_set", TEXT, "site_id", "tracker", "ad_set"), ("ad", TEXT, "creative", "creative_name"),
+    ("ad_id", TEXT, "creative_id"), ("click_id", TEXT, "click_id"), ("deep_link", TEXT, "deeplink", "deep_link")))
+
+
+def extract(d: dict[str, Any], used: set[str], options: dict[str, Any]) -> Extracted:
+    name = require(first(d, used, NAME, TEXT), "event")
+    time_ = require(first(d, used, TIME_, TIME), "event_time")
+    network = first(d, used, NETWORK, TEXT)
+    organic_flag = first(d, used, ORGANIC, BOOL)
+    organic = organic_flag if organic_flag is not None else ((network or "").lower() in ("organic", "unattributed")
+                                                              if network else None)
+    revenue = first(d, used, REVENUE, DEC)
+    f: dict[str, Any] = {"event_name": name, "event_time": time_, "media_source": "organic" if organic else network,
+                         "is_organic": organic, "revenue": revenue}
+    FILL(d, used, f)
+    f["event_type"] = event_type(name, options)
+    f["platform"] = platform(f.get("platform"))
+    f["touch_time"] = first(d, used, TOUCH_TIME, TIME)
+    if revenue is not None:
+        f["currency"] = first(d, used, CURRENCY, CUR)
+    return f, {"event": name, "event_time": time_}, None, None

@@ -1,0 +1,121 @@
+"""A delivery → its event objects, for the compiled normalizer: the reference's parse (schemas/normalize/reference.py
+with schemas.user_key.parse_delivery and schemas.templates.query_to_body) with the query mapping resolved once per
+source, query strings unquoted only where there is something to unquote, and JSON through msgspec (floats as Decimal,
+as schemas.fields.loads) — what msgspec refuses goes to the json module, which decides and words the error."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+from urllib.parse import unquote
+
+import msgspec
+
+from schemas.errors import EMPTY_BODY, INVALID_JSON, NOT_AN_OBJECT, NormalizeError
+from schemas.fields import loads
+from schemas.templates import DEFAULT_MAPS, SECRET_PARAMS
+
+MAX_BATCH = 10_000
+
+
+class Query:
+    """A query string → the body dict the MMP would POST (schemas/templates.py ``query_to_body``), the name mapping
+    and secret names resolved once per source."""
+
+    def __init__(self, mmp: str, options: dict[str, Any] | None) -> None:
+        options = options or {}
+        mapping = dict(DEFAULT_MAPS.get(mmp, {}))
+        custom = options.get("query_map")
+        if isinstance(custom, dict):
+            mapping.update({str(k): str(v) for k, v in custom.items()})
+        self.paths = {k: v.split(".") for k, v in mapping.items()}
+        extra = options.get("secret_params")
+        named = [*(extra if isinstance(extra, list) else [extra]), options.get("url_secret_param")]
+        self.secret = SECRET_PARAMS | {p.lower() for p in named if isinstance(p, str)}
+
+    def body(self, query_string: str) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        mapped, secret = self.paths, self.secret
+        for k, v in query_dict(query_string).items():
+            if k.lower() in secret:
+                continue
+            parts = mapped.get(k)
+            if parts is None:
+                if "." not in k:  # most parameters: a top-level field of their own name
+                    if k not in out:
+                        out[k] = v
+                    continue
+                parts = k.split(".")
+            d = out
+            for p in parts[:-1]:
+                nxt = d.get(p)
+                if not isinstance(nxt, dict):
+                    nxt = d[p] = {}
+                d = nxt
+            d.setdefault(parts[-1], v)
+        return out
+
+
+def query_dict(query_string: str) -> dict[str, str]:
+    """``schemas.fields.query_dict`` (parse_qsl, blanks kept, first wins) without unquoting what has nothing to
+    unquote."""
+    out: dict[str, str] = {}
+    for part in query_string.split("&") if query_string else ():
+        if not part:
+            continue
+        k, _, v = part.partition("=")
+        if "+" in k:
+            k = k.replace("+", " ")
+        if "%" in k:
+            k = unquote(k, errors="replace")
+        if k in out:
+            continue
+        if "+" in v:
+            v = v.replace("+", " ")
+        if "%" in v:
+            v = unquote(v, errors="replace")
+        out[k] = v
+    return out
+
+
+_DECODE = msgspec.json.Decoder(float_hook=Decimal).decode  # exact numbers, as schemas.fields.loads
+
+
+def parse(query: Query, raw: dict[str, Any]) -> tuple[list[dict[str, Any]], bool]:
+    """The delivery's event objects and whether the fast decoder read them (else the json module did: then the
+    encoders below take the json module's paths too)."""
+    body = raw.get("body") or b""
+    if isinstance(body, str):
+        body = body.encode("utf-8", "surrogatepass")
+    qs = raw.get("query_string") or ""
+    headers = raw.get("headers") or {}
+    ct = next((v for k, v in headers.items() if k.lower() == "content-type"), None)
+    stripped = body.strip()
+    if not stripped and not qs.strip():
+        raise NormalizeError(EMPTY_BODY, None, "no body and no query string")
+    fast = True
+    if not stripped:
+        value: Any = query.body(qs)
+    elif "form-urlencoded" in (ct or "").lower():
+        value = query_dict(stripped.decode("utf-8", "replace"))
+    else:
+        try:
+            value = _DECODE(stripped)
+        except (msgspec.DecodeError, RecursionError):  # what msgspec refuses, the json module decides (and words)
+            fast = False
+            try:
+                value = loads(stripped)
+            except ValueError as exc:
+                raise NormalizeError(INVALID_JSON, None, f"body is not JSON: {exc}") from None
+    items = value if isinstance(value, list) else [value]
+    if not items:
+        raise NormalizeError(NOT_AN_OBJECT, None, "empty JSON array")
+    if len(items) > MAX_BATCH:
+        raise NormalizeError(NOT_AN_OBJECT, None, f"batch of {len(items)} events exceeds {MAX_BATCH}")
+    for i, it in enumerate(items):
+        if not isinstance(it, dict):
+            where = f"[{i}]" if isinstance(value, list) else None
+            raise NormalizeError(NOT_AN_OBJECT, where, f"expected a JSON object, got {type(it).__name__}")
+        if not it:
+            raise NormalizeError(EMPTY_BODY, None, "empty JSON object")
+    return items, fast

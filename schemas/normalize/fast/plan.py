@@ -1,0 +1,211 @@
+"""The compiled extraction machinery of the production normalizer: field paths split once into direct dict lookups,
+column tables read in one tight loop, the ``properties`` remainder computed only under the paths a column took.
+
+Semantics are the reference's (schemas/normalize/payload.py): a path is *taken* when it holds a value that is not an
+object or a list, even when that value reads as absent (``"null"``); a column reads its paths in order and stops at the
+first that gives a value; a present-but-invalid value raises ``invalid_field`` naming the path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from decimal import Decimal
+from typing import Any
+
+from schemas import fields as F
+from schemas.errors import INVALID_FIELD, NormalizeError
+
+Conv = Callable[[Any], Any]
+Path = tuple[str, str, tuple[str, ...] | None]  # dotted path, first key, the remaining keys (None: top level)
+Paths = tuple[Path, ...]
+Column = tuple[str, Conv, Paths]
+# What an MMP's extract returns: canonical column values (plus app_id, event_id), the fields the fingerprint
+# identifies the event by (None = the whole object), the user-key rule when not the source's MMP, and top-level
+# fields to show decoded in properties.
+Extracted = tuple[dict[str, Any], dict[str, Any] | None, str | None, dict[str, Any] | None]
+
+
+
+def _time(v: Any) -> int | None:
+    """``F.time_ms`` with its commonest inputs in integer arithmetic — epoch seconds or ms as an int or an ASCII digit
+    string, and UTC ``YYYY-MM-DD[ T]HH:MM:SS[.fff…][Z]``; every other shape, and every error, through ``F.time_ms``."""
+    cls = v.__class__
+    if cls is int:
+        n: int | None = v
+    elif cls is str and v.isascii():
+        n = int(v) if len(v) < 19 and v.isdigit() else None
+        if n is None and len(v) >= 19:
+            ms = _iso_ms(v)
+            if ms is not None and F.MIN_MS <= ms < F.MAX_MS:
+                return ms
+    else:
+        n = None
+    if n is not None:
+        ms = n * 1000 if n < 100_000_000_000 else n
+        if F.MIN_MS <= ms < F.MAX_MS:
+            return ms
+    return F.time_ms(v)
+
+
+_DIM = (0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
+
+
+def _iso_ms(s: str) -> int | None:
+    """UTC epoch ms of an ASCII ``YYYY-MM-DD[ T]HH:MM:SS[.f…][Z]`` (fraction truncated to µs, then to ms, as
+    ``F.time_ms``), or None for anything else, an impossible date included."""
+    if s[4] != "-" or s[7] != "-" or s[10] not in " T" or s[13] != ":" or s[16] != ":":
+        return None
+    tail = s[19:-1] if s[-1] == "Z" else s[19:]
+    frac = 0
+    if tail:
+        digits = tail[1:]
+        if tail[0] != "." or not digits.isdigit():
+            return None
+        frac = int((digits + "000000")[:6]) // 1000
+    fields = (s[0:4], s[5:7], s[8:10], s[11:13], s[14:16], s[17:19])
+    if not all(f.isdigit() for f in fields):
+        return None
+    y, mo, d, h, mi, sec = map(int, fields)
+    if not (1 <= mo <= 12 and h < 24 and mi < 60 and sec < 60 and d >= 1):
+        return None
+    leap = y % 4 == 0 and (y % 100 != 0 or y % 400 == 0)
+    if d > (29 if mo == 2 and leap else _DIM[mo]):
+        return None
+    # days from 1970-01-01 (Hinnant's days_from_civil)
+    yy = y - (mo <= 2)
+    era = yy // 400
+    yoe = yy - era * 400
+    doy = (153 * (mo + (-3 if mo > 2 else 9)) + 2) // 5 + d - 1
+    days = era * 146097 + yoe * 365 + yoe // 4 - yoe // 100 + doy - 719468
+    return (days * 86400 + h * 3600 + mi * 60 + sec) * 1000 + frac
+
+
+TEXT, DEV, BOOL, TIME, DEC, CUR = F.text, F.device_id, F.boolean, _time, F.decimal, F.currency
+_ABSENT_MAX = max(map(len, F.ABSENT))
+
+
+def paths(*dotted: str) -> Paths:
+    out = []
+    for p in dotted:
+        parts = p.split(".")
+        out.append((p, parts[0], tuple(parts[1:]) or None))
+    return tuple(out)
+
+
+def columns(*specs: tuple[Any, ...]) -> tuple[Column, ...]:
+    """``(column, conv, path, path, ...)`` rows compiled once (module import)."""
+    return tuple((spec[0], spec[1], paths(*spec[2:])) for spec in specs)
+
+
+def peek(d: dict[str, Any], p: Path) -> Any:
+    """The value at a path, not taken (the reference's ``peek``)."""
+    raw = d.get(p[1])
+    if p[2] is not None:
+        for k in p[2]:
+            raw = raw.get(k) if isinstance(raw, dict) else None
+    return raw
+
+
+def first(d: dict[str, Any], used: set[str], ps: Paths, conv: Conv) -> Any:
+    """The first path giving a value (converted), marking each path read as taken."""
+    for path, k, more in ps:
+        raw = d.get(k)
+        if more is not None:
+            for m in more:
+                raw = raw.get(m) if isinstance(raw, dict) else None
+        if raw is None or isinstance(raw, (dict, list)):  # an object where a value belongs stays in properties
+            continue
+        used.add(path)
+        try:
+            v = conv(raw)
+        except ValueError as exc:
+            raise NormalizeError(INVALID_FIELD, path, str(exc)) from None
+        if v is not None:
+            return v
+    return None
+
+
+Fill = Callable[[dict[str, Any], set[str], dict[str, Any]], None]
+
+
+def compile_fill(cols: tuple[Column, ...]) -> Fill:
+    """A column table → one straight-line function ``fill(d, used, out)``, generated once (module import): each
+    column reads its paths in order (``first`` unrolled), text read inline. Only non-raising conversions (text, device
+    id, boolean): raising ones keep their place in each MMP's order, so errors name the same field as the reference.
+    """
+    env: dict[str, Any] = {"isinstance": isinstance, "len": len, "ABSENT": F.ABSENT, "MAX": _ABSENT_MAX,
+                           "str": str, "dict": dict, "list": list}
+    lines = ["def fill(d, used, out):", "    add = used.add"]
+    for i, (name, conv, ps) in enumerate(cols):
+        if conv not in (TEXT, DEV, BOOL):
+            raise ValueError(f"{name}: only text, device id and boolean columns can be filled")
+        env[f"conv{i}"] = conv
+        lines.append("    v = None")
+        for j, (path, k, more) in enumerate(ps):
+            ind = "    "
+            if j > 0:  # the next path only when the previous ones gave nothing
+                lines.append("    if v is None:")
+                ind = "        "
+            lines.append(f"{ind}raw = d.get({k!r})")
+            for m in more or ():
+                lines.append(f"{ind}raw = raw.get({m!r}) if isinstance(raw, dict) else None")
+            lines.append(f"{ind}if raw is not None and not isinstance(raw, (dict, list)):")
+            lines.append(f"{ind}    add({path!r})")
+            if conv is TEXT:
+                lines.append(f"{ind}    if raw.__class__ is str:")
+                lines.append(f"{ind}        v = raw.strip()")
+                lines.append(f"{ind}        if len(v) <= MAX and v.lower() in ABSENT:")
+                lines.append(f"{ind}            v = None")
+                lines.append(f"{ind}    else:")
+                lines.append(f"{ind}        v = conv{i}(raw)")
+            else:
+                lines.append(f"{ind}    v = conv{i}(raw)")
+        lines.append("    if v is not None:")
+        lines.append(f"        out[{name!r}] = v")
+    exec("\n".join(lines), env)
+    fn: Fill = env["fill"]
+    return fn
+
+
+def rest(data: dict[str, Any], used: set[str], replaced: dict[str, Any] | None) -> dict[str, Any]:
+    """Every field no column took, nested objects pruned of taken fields (originally-empty objects kept): the
+    reference's ``Payload.rest``, descending only into objects under a taken path."""
+    d = {**data, **replaced} if replaced else data
+    under: set[str] = set()
+    for p in used:
+        if "." in p:
+            under.update(_prefixes(p))
+    if not under:
+        return {k: v for k, v in d.items() if k not in used}
+    return _strip(d, "", used, under)
+
+
+_PREFIXES: dict[str, tuple[str, ...]] = {}  # "a.b.c" -> ("a", "a.b"); paths are the plans' constants
+
+
+def _prefixes(path: str) -> tuple[str, ...]:
+    got = _PREFIXES.get(path)
+    if got is None:
+        got = tuple(path[:i] for i, c in enumerate(path) if c == ".")
+        if len(_PREFIXES) < 4096:
+            _PREFIXES[path] = got
+    return got
+
+
+def _strip(d: dict[str, Any], prefix: str, used: set[str], under: set[str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        path = prefix + k
+        if path in used:
+            continue
+        if path in under and isinstance(v, dict) and v:
+            sub = _strip(v, path + ".", used, under)
+            if sub:
+                out[k] = sub
+        else:
+            out[k] = v
+    return out
+
+
+def revenue_cents(cents: Decimal) -> Decimal:
+    return (cents / 100).quantize(Decimal("1e-9"))

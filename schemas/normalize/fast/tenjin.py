@@ -1,0 +1,40 @@
+"""Tenjin postbacks, compiled (the mapping and its reasons: schemas/normalize/tenjin.py, the reference)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from schemas.canonical import event_type, platform
+from schemas.normalize.base import require
+from schemas.normalize.fast.plan import CUR, DEC, DEV, TEXT, TIME, Extracted, columns, compile_fill, first, paths
+
+NAME, TIME_, PLATFORM, AD_ID, NETWORK, REVENUE, CURRENCY, TOUCH = (paths(*p) for p in (
+    ("event", "value", "event_name"), ("time_in_ms", "event_at_ms", "created_at_ms", "acquired_at_ms"),
+    ("platform",), ("advertising_id",), ("ad_network", "network"), ("revenue_usd_gross", "revenue"), ("currency",),
+    ("engaged_at_ms",)))
+FILL = compile_fill(columns(
+    ("app_id", TEXT, "store_id", "bundle_id", "app_id"), ("customer_user_id", TEXT, "user_id", "customer_user_id"),
+    ("os_version", TEXT, "os_version"), ("app_version", TEXT, "app_version"), ("idfv", DEV, "developer_device_id"),
+    ("campaign", TEXT, "campaign", "campaign_name"), ("campaign_id", TEXT, "campaign_id"),
+    ("ad_set", TEXT, "site_id"), ("ad", TEXT, "creative", "creative_name"), ("click_id", TEXT, "click_id")))
+
+
+def extract(d: dict[str, Any], used: set[str], options: dict[str, Any]) -> Extracted:
+    name = require(first(d, used, NAME, TEXT), "event")
+    time_ = require(first(d, used, TIME_, TIME), "time_in_ms")
+    plat = platform(first(d, used, PLATFORM, TEXT))
+    ad_id = first(d, used, AD_ID, DEV)
+    network = first(d, used, NETWORK, TEXT)
+    organic = (network or "").lower() == "organic" if network else None
+    revenue = first(d, used, REVENUE, DEC)
+    currency = "USD" if d.get("revenue_usd_gross") is not None else first(d, used, CURRENCY, CUR)
+    touch = first(d, used, TOUCH, TIME)
+    f: dict[str, Any] = {
+        "event_name": name, "event_time": time_, "platform": plat,
+        "idfa": ad_id if plat == "ios" else None, "gaid": ad_id if plat == "android" else None,
+        "media_source": "organic" if organic else network, "is_organic": organic,
+        "touch_type": "click" if touch and d.get("click_id") else None, "touch_time": touch, "revenue": revenue,
+        "currency": currency if revenue is not None else None}
+    FILL(d, used, f)
+    f["event_type"] = event_type(name, options)
+    return f, {"event": name, "time": time_}, None, None
