@@ -283,7 +283,10 @@ class SinkSettings(_Section):
     batch_seconds: float = Field(0.5, gt=0, description="... or this long after its first record: the sink's share "
                                  "of the end-to-end latency (p99 ≈ batch_seconds + ~0.1 s). Smaller means smaller "
                                  "parts at moderate rates, which the engine merges at a CPU cost.")
-    query_port: int = Field(8124, gt=0, lt=65536, description="Loopback port serving read-only SQL on embedded mode.")
+    query_port: int = Field(8124, gt=0, lt=65536,
+                            description="Port of /health, /metrics and (embedded mode) read-only SQL.")
+    query_host: str = Field("127.0.0.1", description="Bind address of query_port. Server mode only may bind beyond "
+                            "loopback (a Prometheus in another container); embedded mode serves SQL without a login.")
     group_id: str = "attrib-sink"
     raw_ttl_days: int = Field(7, ge=1, le=3650, description="raw_deliveries keeps verified deliveries this long.")
     archive_raw: bool = Field(True, description="Also load the raw-deliveries topic into raw_deliveries.")
@@ -513,6 +516,8 @@ class RouteSettings(_Section):
     group_id: str = "attrib-route"
     state_dir: Path | None = Field(None, description="First-time-per-user stores; default <var_dir>/route.")
     metrics_port: int = Field(9104, ge=0, lt=65536, description="Prometheus /metrics port; 0 = off.")
+    metrics_host: str = Field("127.0.0.1", description="Bind address of metrics_port (0.0.0.0 for a Prometheus "
+                              "in another container).")
     commit_interval_s: float = Field(1.0, gt=0)
     start: Literal["latest", "earliest"] = Field(
         "latest", description="Where a partition without a committed offset in group_id starts: latest = events from "

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import argparse
 import gc
+import ipaddress
 import logging
 import signal
 import threading
 import time
 
-from attrib.errors import Retryable
+from attrib.errors import ConfigurationError, Retryable
 from attrib.settings import Settings
 from sinks import migrate
 from sinks.clickhouse import calls, close, connect, describe
@@ -44,14 +45,24 @@ def _migrate_until_ready(s: Settings, stop: threading.Event) -> bool:
     return False
 
 
+def _loopback(host: str) -> bool:
+    try:
+        return host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def main(args: argparse.Namespace, s: Settings) -> int:
+    embedded = s.clickhouse.embedded
+    if embedded and not _loopback(s.sink.query_host):  # it would serve the warehouse's SQL to anyone, no login
+        raise ConfigurationError(f"sink.query_host = {s.sink.query_host!r}: embedded mode serves SQL without a login, "
+                                 "so it binds loopback only (set clickhouse.url for a server)")
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     if not args.no_migrate and not _migrate_until_ready(s, stop):
         return 0
     sink = Sink(s)
-    embedded = s.clickhouse.embedded
 
     def health() -> dict:
         down = sink.metrics.clickhouse_down_since
@@ -61,10 +72,10 @@ def main(args: argparse.Namespace, s: Settings) -> int:
 
     port = s.sink.query_port if args.query_port is None else args.query_port
     server = QueryServer(port, (lambda: connect(s, database=s.clickhouse.database)) if embedded else None,
-                         sink.prometheus, health)
+                         sink.prometheus, health, host=s.sink.query_host)
     server.start()
     print(f"attrib sink: {describe(s)}, database {s.clickhouse.database}; "
-          f"{'SQL, ' if embedded else ''}/health and /metrics on http://127.0.0.1:{server.port}", flush=True)
+          f"{'SQL, ' if embedded else ''}/health and /metrics on http://{s.sink.query_host}:{server.port}", flush=True)
     # This process is the sink's: what is loaded by now lives as long as it does. Freezing it spares the collector's
     # full passes (the consumer allocates a Kafka message object per record, ~100k a second at full speed) from
     # walking it again each time: a full pass went from ~60 to ~10 ms (bench/sink.py).

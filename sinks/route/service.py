@@ -217,5 +217,5 @@ class Router:
         app.router.add_get("/health", health)
         runner = web.AppRunner(app)
         await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", self.rs.metrics_port).start()
+        await web.TCPSite(runner, self.rs.metrics_host, self.rs.metrics_port).start()
         return runner

@@ -3,6 +3,7 @@ report helper; SIGTERM stops it cleanly."""
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import signal
@@ -11,12 +12,15 @@ import sys
 import uuid
 from pathlib import Path
 
+import pytest
 from confluent_kafka import Producer
 
+from attrib.errors import ConfigurationError
 from attrib.settings import Settings
 from ops import report
 from ops.sql import SqlError, query_rows, run_sql
 from schemas import avro
+from sinks.command import main
 from tests.sinks.fixtures import DAY0, produce, traffic
 from tests.sinks.helpers import wait_for
 from tests.support import free_port
@@ -116,3 +120,11 @@ def test_sink_process_serves_live_sql_and_the_report(kafka_bootstrap, tmp_path):
         out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err[-2000:]
     assert "SQL, /health and /metrics" in out
+
+
+def test_embedded_sink_refuses_to_serve_sql_beyond_loopback(tmp_path):
+    """The query port serves the warehouse's SQL without a login in embedded mode: only server mode may bind 0.0.0.0
+    (for Prometheus in docker-compose)."""
+    s = Settings(var_dir=tmp_path, sink={"query_host": "0.0.0.0"})
+    with pytest.raises(ConfigurationError, match=r"sink\.query_host"):
+        main(argparse.Namespace(no_migrate=True, query_port=None), s)

@@ -11,6 +11,7 @@ from urllib.parse import unquote
 
 import msgspec
 
+from attrib.errors import ForeignErrors
 from schemas.errors import EMPTY_BODY, INVALID_JSON, NOT_AN_OBJECT, NormalizeError
 from schemas.fields import loads
 from schemas.templates import DEFAULT_MAPS, SECRET_PARAMS
@@ -79,6 +80,8 @@ def query_dict(query_string: str) -> dict[str, str]:
 
 
 _DECODE = msgspec.json.Decoder(float_hook=Decimal).decode  # exact numbers, as schemas.fields.loads
+# The msgspec seam: what it refuses is decided by the json module, whose refusal is a NormalizeError (invalid_json).
+FOREIGN_ERRORS: ForeignErrors = {msgspec.DecodeError: (NormalizeError,)}
 
 
 def parse(query: Query, raw: dict[str, Any]) -> tuple[list[dict[str, Any]], bool]:
