@@ -260,6 +260,8 @@ class StreamsSettings(_Section):
     reemit_grace_s: float = Field(900, gt=0, description="How long released events stay re-emittable after a crash.")
     tick_interval_s: float = Field(5.0, gt=0, description="Expiry tick produced into every owned input partition.")
     metrics_port: int = Field(9102, ge=0, lt=65536, description="Prometheus /metrics port; 0 = off.")
+    metrics_host: str = Field("127.0.0.1", description="Address the metrics port binds (0.0.0.0 for a scraper "
+                                                       "on another host); loopback like every operator port.")
     standby_replicas: int = Field(0, ge=0)
     commit_interval_s: float = Field(2.8, gt=0)
     max_poll_records: int = Field(2000, gt=0)
@@ -519,6 +521,9 @@ class RouteSettings(_Section):
     metrics_host: str = Field("127.0.0.1", description="Bind address of metrics_port (0.0.0.0 for a Prometheus "
                               "in another container).")
     commit_interval_s: float = Field(1.0, gt=0)
+    start: Literal["latest", "earliest"] = Field(
+        "latest", description="Where a partition without a committed offset in group_id starts: latest = events from "
+                              "now on (default); earliest = everything retained in topics.events (a backfill).")
     destinations: list[DestinationSettings] = Field(default_factory=list)
 
     @model_validator(mode="after")
@@ -622,7 +627,7 @@ class Settings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
-        toml = os.environ.get(CONFIG_ENV)
+        toml = config_file()
         if toml:
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=Path(toml)))
         return tuple(sources)
@@ -639,6 +644,19 @@ class Settings(BaseSettings):
         return self.model_dump(mode="json")  # SecretStr dumps as '**********'
 
 
+DEMO_CONFIG_NAME = "demo.toml"
+
+
+def config_file() -> str | None:
+    """The TOML settings file: ``ATTRIB_CONFIG``, else ``<var_dir>/demo.toml`` — the demo sources `attrib run` copies
+    there on a machine without sources, so every later command (send, tail, replay, config) sees the same ones."""
+    toml = os.environ.get(CONFIG_ENV)
+    if toml:
+        return toml
+    demo = Path(os.environ.get(ENV_PREFIX + "VAR_DIR") or REPO_ROOT / "var") / DEMO_CONFIG_NAME
+    return str(demo) if demo.is_file() else None
+
+
 def load(**overrides: Any) -> Settings:
     """Build settings from env/TOML (plus explicit overrides); raise ConfigError naming each bad key."""
     known = {ENV_PREFIX + f.upper() for f in Settings.model_fields} | {CONFIG_ENV, "ATTRIB_TEST_BOOTSTRAP"}
@@ -646,7 +664,7 @@ def load(**overrides: Any) -> Settings:
                      and k.upper().split(ENV_NESTED)[0] not in known)
     if unknown:  # a typo would otherwise silently fall back to the default
         raise ConfigError("invalid settings:\n  " + "\n  ".join(f"{k}: unknown setting" for k in unknown))
-    toml = os.environ.get(CONFIG_ENV)
+    toml = config_file()
     if toml and not Path(toml).is_file():
         raise ConfigError(f"{CONFIG_ENV}: file not found: {toml}")
     try:
@@ -661,6 +679,12 @@ def load(**overrides: Any) -> Settings:
         key = _key((m[1],)) if m else CONFIG_ENV
         cause = exc.__cause__ or exc
         raise ConfigError(f"invalid settings:\n  {key}: {cause}") from None
+
+
+def key_name(*loc: int | str) -> str:
+    """A settings key as the user wrote it (``ATTRIB_SOURCES[0]__VERIFY`` or ``sources[0].verify (in attrib.toml)``),
+    for checks that run after loading (e.g. the ingress compiling its sources)."""
+    return _name(loc, config_file())
 
 
 def _name(loc: tuple[int | str, ...], toml: str | None) -> str:

@@ -172,7 +172,8 @@ class Ingress:
 
     def _reject(self, source: str, e: errors.IngestError, client: str, method: str, size: int) -> None:
         client = records.text(client)
-        self.rejections.add(Rejection(time.time(), source, e.status, e.code, e.reason, client, method, size))
+        self.rejections.add(Rejection(time.time(), source, e.status, e.code, e.reason, client, method, size,
+                                      e.delivery_id or ""))
         # rate-limited per (source, reason) by logfilter.TokenBucket: a misconfigured sender must not flood the log
         log.warning("delivery rejected", extra={"fields": {
             "source": source, "status": e.status, "error": e.code, "reason": e.reason, "client": client,

@@ -21,6 +21,7 @@ class Rejection:
     client: str
     method: str
     size: int
+    delivery_id: str = ""  # set when the delivery was kept on the dead-letter topic despite the error answer
 
     def as_dict(self) -> dict[str, Any]:
         d = asdict(self)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from pydantic import ValidationError
 
-from attrib.settings import ConfigError, Settings, SourceSettings
+from attrib.settings import ConfigError, Settings, SourceSettings, key_name
 from ingest.verify import chain, network
 from ingest.verify.options import TOKEN_HEADER_DEFAULTS, SourceOptions
 
@@ -36,11 +36,10 @@ class SourcePlan:
 
 
 def compile_source(src: SourceSettings, index: int, s: Settings) -> SourcePlan:
-    key = f"ATTRIB_SOURCES[{index}]"
     try:
         opts = SourceOptions.model_validate(src.options)
     except ValidationError as exc:
-        lines = [f"{key}__OPTIONS__{'__'.join(str(p).upper() for p in e['loc'])}: {e['msg']}"
+        lines = [f"{key_name('sources', index, 'options', *e['loc'])}: {e['msg']}"
                  for e in exc.errors(include_url=False, include_input=False)]
         raise ConfigError("invalid settings:\n  " + "\n  ".join(lines)) from None
     if opts.token_header is None:
@@ -50,11 +49,13 @@ def compile_source(src: SourceSettings, index: int, s: Settings) -> SourcePlan:
         trusted = network.networks([*s.ingest.trusted_proxies, *opts.trusted_proxies])
         network.networks(src.ip_allowlist)
     except ValueError as exc:
+        key = key_name("sources", index, "ip_allowlist") if src.ip_allowlist else key_name("sources", index)
         raise ConfigError(f"invalid settings:\n  {key}: bad CIDR: {exc}") from None
     try:
         verify = chain.build(list(src.verify), opts, secrets, list(src.ip_allowlist))
     except ValueError as exc:
-        raise ConfigError(f"invalid settings:\n  {key}__VERIFY: {exc} (source {src.name!r})") from None
+        raise ConfigError(f"invalid settings:\n  {key_name('sources', index, 'verify')}: {exc} "
+                          f"(source {src.name!r})") from None
     secret_headers = {opts.hmac_header.lower(), opts.stripe_header.lower(), (opts.token_header or "").lower(),
                       opts.standard_webhooks_prefix + "signature"}
     stored = tuple(h for h in dict.fromkeys([*DEFAULT_STORED_HEADERS, *(h.lower() for h in opts.store_headers)])

@@ -46,16 +46,21 @@ def _stack(args: argparse.Namespace, s: Settings) -> int:
             name = f"kafka node {b.node_id}" if len(c.nodes) > 1 else "kafka"
             print(f"{name}: {'running' if ok else 'stopped'}" + (f" (pid {pid}) on {b.bootstrap}" if pid else ""))
         print(f"kafka data: {c.nodes[0].home if len(c.nodes) == 1 else c.nodes[0].home.parent}")
+        from ops.warehouse import holder, sink_health
         from sinks.clickhouse import describe
 
-        print(f"clickhouse: {describe(s)}")
+        health = sink_health(s)
+        print(f"sink: {'running' if health else 'not running'} (query port {s.sink.query_port}"
+              + (f", health {health.get('status', '?')})" if health else ")"))
+        held = holder(s) if s.clickhouse.embedded else None
+        print(f"clickhouse: {describe(s)}" + (f", held by {held}" if held else ""))
         return 0 if up == len(c.nodes) else 3
     return 0
 
 
 def _migrate(args: argparse.Namespace, s: Settings) -> int:
     from sinks import migrate
-    from sinks.clickhouse import calls, close, connect, describe
+    from sinks.clickhouse import calls, close, describe
 
     if getattr(args, "topics", False):
         from attrib.topics import ensure_topics
@@ -63,7 +68,12 @@ def _migrate(args: argparse.Namespace, s: Settings) -> int:
         created = ensure_topics(s)
         print(f"kafka topics created: {', '.join(created) or 'none missing'}")
 
-    client = connect(s)
+    if s.clickhouse.embedded and _sink_holds(s):
+        return 0
+    from ops.warehouse import open_for_writes
+    from sinks.clickhouse import connect
+
+    client = open_for_writes(s) if s.clickhouse.embedded else connect(s)  # a held engine: one line naming the holder
     try:
         with calls():
             done = migrate.migrate(client, s)
@@ -74,8 +84,33 @@ def _migrate(args: argparse.Namespace, s: Settings) -> int:
     return 0
 
 
+def _sink_holds(s: Settings) -> bool:
+    """While a sink runs it owns the embedded warehouse (and applied the migrations when it started): check through
+    its read-only query port instead of failing to open the directory. False when no sink answers."""
+    from attrib.errors import DependencyUnavailable
+    from ops.sql import query_rows
+    from ops.warehouse import sink_health
+    from sinks.clickhouse import describe
+    from sinks.migrate import discover
+
+    if sink_health(s) is None:
+        return False
+    rows = query_rows(s, f"SELECT version FROM {s.clickhouse.database}.schema_migrations FINAL")
+    applied = {int(r["version"]) for r in rows}
+    known = discover()
+    superseded = {v for m in known for v in m.supersedes}
+    pending = [f"{m.version:04d}_{m.name}" for m in known if m.version not in applied | superseded]
+    if pending:
+        raise DependencyUnavailable(f"the running sink holds the embedded warehouse and {len(pending)} migration(s) "
+                                    f"are pending ({', '.join(pending)}): restart the sink, it applies them at start")
+    print(f"clickhouse ({describe(s)}): held by the running sink (port {s.sink.query_port}), which applied the "
+          f"migrations at its start: none pending")
+    return True
+
+
 def _config(args: argparse.Namespace, s: Settings) -> int:
     print(json.dumps(s.redacted(), indent=2))
+    print(f"settings file: {settings_mod.config_file() or 'none (environment and defaults only)'}", file=sys.stderr)
     return 0
 
 
@@ -145,6 +180,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.environ[settings_mod.CONFIG_ENV] = args.config
     try:
         s = settings_mod.load()
+        from ingest.sources import compile_all
+
+        compile_all(s)  # every command refuses sources the ingress could not run (`attrib config` included)
     except ConfigError as exc:
         print(f"attrib: {exc}", file=sys.stderr)
         return 2

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -43,6 +44,23 @@ def _services(s: Settings) -> list[Service]:
     return svcs
 
 
+def _ports_taken(s: Settings) -> list[str]:
+    """One line per port a service would bind that another process already holds."""
+    from ops.ports import in_use
+
+    wanted = [(s.ingest.host or "0.0.0.0", s.ingest.port, "ingest.port", "ATTRIB_INGEST__PORT"),
+              ("127.0.0.1", s.sink.query_port, "sink.query_port", "ATTRIB_SINK__QUERY_PORT")]
+    if s.streams.metrics_port:
+        wanted.append((s.streams.metrics_host, s.streams.metrics_port, "streams.metrics_port",
+                       "ATTRIB_STREAMS__METRICS_PORT"))
+    out = []
+    for host, port, key, env in wanted:
+        who = in_use(host, port)
+        if who:
+            out.append(f"port {port} ({key}) is already in use by {who}: stop it or set {env}")
+    return out
+
+
 def _loopback(host: str) -> str:
     return "127.0.0.1" if host in ("0.0.0.0", "", "::") else host
 
@@ -70,9 +88,11 @@ def run(args: argparse.Namespace, s: Settings) -> int:
     from ops.stack import Cluster, fetch_jars
 
     if not s.sources:  # a fresh machine: demo sources so there is something to see
-        os.environ[settings_mod.CONFIG_ENV] = str(DEMO_CONFIG)
-        s = settings_mod.load()
-        print(f"no sources configured: using the demo sources in {DEMO_CONFIG.relative_to(REPO_ROOT)}")
+        s = _demo(s)
+    taken = _ports_taken(s)
+    if taken:  # before anything starts: demo traffic (signed, secrets included) must not go to someone else
+        print("attrib run: " + "; ".join(taken))
+        return 1
 
     fetch_jars(s)
     cluster = Cluster.from_settings(s)
@@ -129,6 +149,23 @@ def run(args: argparse.Namespace, s: Settings) -> int:
         cluster.stop()
         if stopping:
             print("stopped: ingress, worker, alerts, sink and broker (data stays in var/)")
+
+
+def _demo(s: Settings) -> Settings:
+    """Settings with the demo sources. Without a settings file they are copied to ``<var_dir>/demo.toml``, which
+    every later `attrib` command finds on its own (settings.config_file): the hint `attrib send`, `make send`,
+    `tail`, `replay --dry-run` and `config` then see the sources this pipeline verifies."""
+    if os.environ.get(settings_mod.CONFIG_ENV):  # the user's own file, without sources: demo for this run only
+        os.environ[settings_mod.CONFIG_ENV] = str(DEMO_CONFIG)
+        print(f"no sources configured: using the demo sources in {DEMO_CONFIG.relative_to(REPO_ROOT)} for this run")
+        return settings_mod.load()
+    demo = s.var_dir / settings_mod.DEMO_CONFIG_NAME
+    demo.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(DEMO_CONFIG, demo)
+    os.environ.setdefault(settings_mod.ENV_PREFIX + "VAR_DIR", str(s.var_dir))  # the children find the same file
+    print(f"no sources configured: demo sources copied to {demo}; every attrib command here uses them until you "
+          f"configure your own (ATTRIB_CONFIG / ATTRIB_SOURCES) or delete that file", flush=True)
+    return settings_mod.load()
 
 
 def _worker_line(s: Settings) -> str:

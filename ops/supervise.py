@@ -53,11 +53,21 @@ class Service:
             if not self.alive():
                 raise ServiceError(f"{self.name} exited with {self.proc.returncode if self.proc else '?'}; "
                                    f"see {self.log}:\n{tail(self.log)}")
-            if self.ready_url is None or _answers(self.ready_url):
+            if self.ready_url is None or (_answers(self.ready_url) and self._answered_by_us()):
                 return
             if time.monotonic() > deadline:
                 raise ServiceError(f"{self.name} not ready after {timeout_s:.0f} s at {self.ready_url}; see {self.log}")
             time.sleep(0.2)
+
+    def _answered_by_us(self) -> bool:
+        """Whoever answered must be this child (or its worker processes): another server on a port we meant to take
+        must not pass for our service (the child then dies on 'address already in use' and we say so)."""
+        from urllib.parse import urlparse
+
+        from ops.ports import served_by
+
+        port = urlparse(self.ready_url).port if self.ready_url else None
+        return port is None or self.proc is None or served_by(self.proc.pid, port)
 
     def stop(self, timeout_s: float = 20.0) -> None:
         if not self.alive():

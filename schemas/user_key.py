@@ -13,23 +13,29 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal, get_args
 
 from schemas.fields import device_id, get_path, loads, query_dict, text
 from schemas.templates import query_to_body
 
 Candidate = tuple[str, str]  # (type, value)
 FP_HEX = 32
+# Every kind of device id a key can carry. Operator views mask these (kind + 4 characters); a new MMP's id kind must
+# be added here for the extractors to type-check, so it cannot be left out of the masking.
+DeviceKind = Literal["appsflyer_id", "adjust_adid", "kochava_device_id", "analytics_installation_id", "idfv", "idfa",
+                     "gaid", "oaid", "android_id", "advertising_id"]
+DEVICE_KINDS: frozenset[str] = frozenset(get_args(DeviceKind))
+CUSTOMER_KIND = "customer_user_id"  # the only other kind besides ``fp`` (a fingerprint, no identifier)
 
 
-def _dev(kind: str, v: Any) -> list[Candidate]:
+def _dev(kind: DeviceKind, v: Any) -> list[Candidate]:
     s = device_id(v)
     return [(kind, s)] if s else []
 
 
 def _cust(v: Any) -> list[Candidate]:
     s = text(v)
-    return [("customer_user_id", s)] if s else []
+    return [(CUSTOMER_KIND, s)] if s else []
 
 
 def _appsflyer(b: dict[str, Any]) -> list[Candidate]:
@@ -70,7 +76,7 @@ def _kochava(b: dict[str, Any]) -> list[Candidate]:
 
 def _tenjin(b: dict[str, Any]) -> list[Candidate]:
     plat = (text(b.get("platform")) or "").lower()
-    ad_kind = "idfa" if plat == "ios" else "gaid" if plat == "android" else "advertising_id"
+    ad_kind: DeviceKind = "idfa" if plat == "ios" else "gaid" if plat == "android" else "advertising_id"
     return (_dev("analytics_installation_id", b.get("analytics_installation_id"))
             + _dev("idfv", b.get("developer_device_id")) + _dev(ad_kind, b.get("advertising_id"))
             + _cust(b.get("user_id") or b.get("customer_user_id")))
@@ -84,7 +90,9 @@ def _generic(b: dict[str, Any]) -> list[Candidate]:
     d = b.get("device")
     dev: dict[str, Any] = d if isinstance(d, dict) else {}
     out: list[Candidate] = []
-    for kind, key in (("idfv", "idfv"), ("android_id", "android_id"), ("gaid", "gaid"), ("idfa", "idfa")):
+    keys: tuple[tuple[DeviceKind, str], ...] = (("idfv", "idfv"), ("android_id", "android_id"), ("gaid", "gaid"),
+                                                ("idfa", "idfa"))
+    for kind, key in keys:
         out += _dev(kind, dev.get(key) if dev.get(key) is not None else b.get(key))
     return out + _cust(get_path(b, "user.customer_id") or b.get("customer_user_id") or b.get("user_id"))
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -25,6 +26,7 @@ log = logging.getLogger("attrib.sink.query")
 FORMATS = {"table": "PrettyCompactMonoBlock", "csv": "CSVWithNames", "json": "JSONEachRow", "tsv": "TSVWithNames"}
 READ_ONLY = {"readonly": 2, "output_format_json_quote_64bit_integers": 0, "output_format_json_quote_decimals": 0}
 MAX_SQL_BYTES = 1 << 20
+CH_FORMAT = re.compile(r"[A-Za-z][A-Za-z0-9]{0,63}")  # a ClickHouse output format name (JSON, Parquet, …)
 
 
 class QueryServer:
@@ -64,14 +66,16 @@ class QueryServer:
                 if server._client_factory is None:
                     self._send(404, b"SQL is served here only in embedded mode: query the ClickHouse server\n")
                     return
-                if fmt not in FORMATS:
-                    self._send(400, f"unknown format {fmt!r}; one of {', '.join(FORMATS)}\n".encode())
+                ch_format = FORMATS.get(fmt) or (fmt if CH_FORMAT.fullmatch(fmt) else None)
+                if ch_format is None:
+                    self._send(400, f"unknown format {fmt!r}; one of {', '.join(FORMATS)} or a ClickHouse "
+                                    f"output format name\n".encode())
                     return
                 if not sql.strip():
                     self._send(400, b"empty query\n")
                     return
                 try:
-                    body = server.query(sql, FORMATS[fmt])
+                    body = server.query(sql, ch_format)
                 except AttribError as exc:  # the ClickHouse message is the useful answer
                     self._send(400, (str(exc).strip() + "\n").encode())
                     return

@@ -55,7 +55,7 @@ def main(args: argparse.Namespace, settings: Settings) -> int:
     if port:
         from prometheus_client import start_http_server
 
-        start_http_server(port, addr="0.0.0.0")
+        start_http_server(port, addr=s.metrics_host)
     app = build_app(settings, data_dir, store)
     log.info("worker starting", extra={"fields": {"store": store, "data_dir": str(data_dir), "metrics_port": port,
                                                   "raw": settings.topics.raw, "events": settings.topics.events}})

@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import web
-from aiohttp.abc import AbstractAccessLogger
 
 from attrib.errors import AttribError
+from ops.accesslog import AccessLog
 from ops.dashboard import data
 
 STATIC = Path(__file__).resolve().parent / "static"
@@ -33,14 +33,6 @@ SECURITY_HEADERS = {
     "X-Frame-Options": "DENY", "Cross-Origin-Opener-Policy": "same-origin",
 }
 log = logging.getLogger("attrib.dashboard")
-
-
-class AccessLog(AbstractAccessLogger):
-    """Method, path without its query string, status, duration: nothing a secret could ride in."""
-
-    def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
-        self.logger.info("request", extra={"fields": {"method": request.method, "path": request.path,
-                                                     "status": response.status, "ms": round(time * 1000, 1)}})
 
 
 def make_app(token: str, query: data.Query, days: int = 30) -> web.Application:

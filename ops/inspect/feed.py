@@ -151,7 +151,8 @@ def rejection_row(r: dict[str, Any]) -> Row:
     return Row(at=ms, source=str(r.get("source", "?")), method=str(r.get("method", "")), status="rejected",
                http_status=int(r.get("status", 0) or 0),
                verification="failed" if r.get("status") in (401, 403) else "not checked",
-               reason=str(r.get("reason") or error), size=int(r.get("size", 0) or 0))
+               reason=str(r.get("reason") or error), size=int(r.get("size", 0) or 0),
+               delivery_id=str(r.get("delivery_id") or ""))
 
 
 class RejectionPoller:

@@ -6,12 +6,14 @@ like a device id (UUID) are masked wherever they are, as is any literal occurren
 
 from __future__ import annotations
 
-import itertools
 import json
 import re
 from collections.abc import Iterable
+from itertools import pairwise
 from typing import Any
 from urllib.parse import parse_qsl
+
+from schemas.user_key import DEVICE_KINDS
 
 SECRET = "[secret]"
 DEVICE = "[device id]"
@@ -19,10 +21,11 @@ SHOWN_BYTES = 16_384
 
 SECRET_WORDS = frozenset({"secret", "token", "signature", "sig", "password", "passwd", "pwd", "apikey", "auth",
                           "authorization", "hmac", "credential", "credentials", "cookie", "privatekey"})
-DEVICE_KEYS = frozenset({"idfa", "idfv", "gaid", "adid", "aaid", "oaid", "androidid", "advertisingid", "deviceid",
-                         "googleadvertisingid", "imei", "mac", "macaddress", "ip", "ipaddress", "fireid",
-                         "amazonfireid", "hardwareid", "installid", "adidsha1", "idfamd5"})
-DEVICE_KINDS = ("idfa:", "idfv:", "gaid:", "adid:", "aaid:", "oaid:", "android_id:", "fire:")
+DEVICE_KEYS = frozenset({"idfa", "idfv", "gaid", "adid", "aaid", "oaid", "aifa", "androidid", "advertisingid",
+                         "deviceid", "googleadvertisingid", "imei", "mac", "macaddress", "ip", "ipaddress", "fireid",
+                         "amazonfireid", "hardwareid", "installid", "installationid", "adidsha1", "idfamd5"}
+                        | {kind.replace("_", "") for kind in DEVICE_KINDS})  # appsflyer_id, kochava_device_id, …
+DEVICE_TAILS = (("device", "id"), ("installation", "id"))  # developer_device_id, analytics_installation_id
 UUID = re.compile(r"\b[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\b")
 _WORD = re.compile(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])|\d+")
 
@@ -37,10 +40,9 @@ def key_class(key: str, extra: frozenset[str] = frozenset()) -> str | None:
     joined = "".join(ws)
     if key.lower() in extra or joined in extra:
         return "secret"
-    if SECRET_WORDS & set(ws) or joined in SECRET_WORDS or any(a + b in SECRET_WORDS
-                                                               for a, b in itertools.pairwise(ws)):
+    if SECRET_WORDS & set(ws) or joined in SECRET_WORDS or any(a + b in SECRET_WORDS for a, b in pairwise(ws)):
         return "secret"
-    if joined in DEVICE_KEYS or (ws and ws[-1] in DEVICE_KEYS):
+    if joined in DEVICE_KEYS or (ws and ws[-1] in DEVICE_KEYS) or tuple(ws[-2:]) in DEVICE_TAILS:
         return "device"
     return None
 
@@ -78,9 +80,10 @@ class Redactor:
         return {k: self.value(k, v) for k, v in headers.items()}
 
     def user_key(self, key: str) -> str:
-        """Device-id user keys keep their kind and 4 characters: enough to tell rows apart, not to identify."""
-        if key.startswith(DEVICE_KINDS):
-            kind, _, ident = key.partition(":")
+        """Device-id user keys keep their kind and 4 characters: enough to tell rows apart, not to identify. The
+        kinds are the user-key rules' own (schemas.user_key.DEVICE_KINDS), so a new MMP's id kind is masked too."""
+        kind, sep, ident = key.partition(":")
+        if sep and kind in DEVICE_KINDS:
             return f"{kind}:{ident[:4]}…"
         return self.text(key)
 

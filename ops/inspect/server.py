@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import logging
 import time
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,7 @@ from typing import Any
 from aiohttp import web
 
 from attrib.settings import Settings
+from ops.accesslog import AccessLog
 from ops.inspect.feed import Item, KafkaFeed, RejectionPoller
 from ops.inspect.store import Store
 
@@ -102,7 +104,8 @@ async def serve(s: Settings, stop: asyncio.Event, *, port: int | None = None,
     feed.start()
     poller = RejectionPoller(rejections_url(s), lambda item: apply(st, item))
     poller.start()
-    runner = web.AppRunner(app)
+    # the page is opened as /?token=…: the access log must not keep the query string
+    runner = web.AppRunner(app, access_log_class=AccessLog, access_log=logging.getLogger("attrib.inspect.access"))
     await runner.setup()
     site = web.TCPSite(runner, s.inspector.host, port if port is not None else s.inspector.port)
     await site.start()

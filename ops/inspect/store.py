@@ -47,6 +47,16 @@ class Store:
     _early: OrderedDict[RawRef, tuple[str, str]] = field(default_factory=OrderedDict)  # outcome seen before its row
 
     def add(self, row: Row, ref: RawRef | None = None) -> Row:
+        """A new row; or, for a delivery already shown, one row: a 400 the ingress kept on the dead-letter topic
+        arrives both as a rejection (the ingress's feed) and as a dead letter (Kafka), in either order."""
+        seen = self.by_delivery.get(row.delivery_id) if row.delivery_id else None
+        if seen is not None:
+            if seen.status != "dead_letter" and row.status == "dead_letter":  # the dead letter has the payload
+                row.id, row.seq = seen.id, next(self._seq)
+                self.rows[self.rows.index(seen)] = row
+                self.by_delivery[row.delivery_id] = row
+                return row
+            return seen
         row.seq = row.id = next(self._seq)
         self.rows.append(row)
         minute = row.at // MINUTE_MS

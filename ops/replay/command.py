@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import signal
 import sys
 import threading
 import time
+from pathlib import Path
 
 from attrib.settings import Settings
 
@@ -66,7 +68,9 @@ def main(args: argparse.Namespace, settings: Settings) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     r = RangeReplay(settings, spec, restart=args.restart, max_records=args.max, stop=stop)
-    print(f"replay {r.id} into {spec.target} (consumer group {r.group}, checkpoint {r.path})", file=sys.stderr)
+    log_file = _logs_to_file(r.path.with_suffix(".log"))
+    print(f"replay {r.id} into {spec.target} (consumer group {r.group}, checkpoint {r.path}, logs {log_file})",
+          file=sys.stderr)
     try:
         code = r.run()
     except ReplayError as exc:
@@ -77,3 +81,25 @@ def main(args: argparse.Namespace, settings: Settings) -> int:
     else:
         print(f"replay {r.id} stopped; run the same command again to resume", file=sys.stderr)
     return code
+
+
+def _logs_to_file(path: Path) -> Path:
+    """The progress bar owns stderr while a replay runs: the JSON logs (clients, the sink's loader) go to a file next
+    to the checkpoint; only errors still reach stderr, on a line of their own."""
+    from attrib.logs import JsonFormatter
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    to_file = logging.FileHandler(path)
+    to_file.setFormatter(JsonFormatter())
+    errors = logging.StreamHandler(sys.stderr)
+    errors.setLevel(logging.ERROR)
+    errors.setFormatter(_OwnLine())
+    logging.getLogger().handlers[:] = [to_file, errors]
+    return path
+
+
+class _OwnLine(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        from attrib.logs import JsonFormatter
+
+        return ("\r\033[K" if sys.stderr.isatty() else "") + JsonFormatter().format(record)

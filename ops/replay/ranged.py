@@ -122,11 +122,11 @@ class RangeReplay:
         for topic in (self.events_out, self.dlq_out):
             self._fresh_topic_check(c, topic)
         if t.kind == "clickhouse":
+            from ops.warehouse import open_for_writes
             from sinks import migrate
-            from sinks.clickhouse import connect
 
             ss = self.sink_settings()
-            client = connect(ss)
+            client = open_for_writes(ss)  # held by a running sink: one line naming it
             try:
                 rows = client.query(f"SELECT count() FROM system.tables WHERE database = '{t.name}' "
                                     "AND name IN ('events', 'dead_letters') AND total_rows > 0").result_rows[0][0]

@@ -1,10 +1,12 @@
 """Realistic deliveries for ``attrib send``: the MMP sample shapes in ingest/templates/ with fresh users, fresh event
 ids and current timestamps. Each simulated user gets an install and later events that share its device ids (so they
 meet on one partition); a share of users has a later event sent *before* its install (out of order), and a share of
-deliveries is sent twice byte for byte (a sender's retry). Pure: signing and sending live in send.py."""
+deliveries is sent twice byte for byte (a sender's retry). One user's deliveries name one app (the samples each
+carry their own app id). Pure: signing and sending live in send.py."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import random
 import re
@@ -22,6 +24,7 @@ from ingest.verify import Outbound
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 INSTALL_TYPES = frozenset({"install", "reinstall"})
 ID_KEYS = frozenset({"id", "event_id", "click_id", "transaction_id"})
+APP_KEYS = ("app_id", "app_guid", "store_id", "bundle_id")  # what the normalizers read as the app (top level)
 _TIME_KEY = re.compile(r"(time|timestamp|_at$|_on$|_at_ms$|^ts$|date)", re.I)
 _AF_TIME = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3}$")
 _ISO_TIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$")
@@ -38,6 +41,11 @@ class Template:
     query: list[tuple[str, str]] | None
     event_type: str
     user_ids: dict[str, str]  # id type -> the template's value (as it appears in the body/query)
+
+    @property
+    def app_id(self) -> str | None:
+        fields = dict(self.query or ()) | (self.body if isinstance(self.body, dict) else {})
+        return next((str(fields[k]) for k in APP_KEYS if fields.get(k)), None)
 
     @property
     def is_install(self) -> bool:
@@ -135,16 +143,23 @@ def _subst(value: Any, key: str, mapping: dict[str, str], now: float, rng: rando
     return value
 
 
-def render(t: Template, user: dict[str, str], source: str, now: float, rng: random.Random) -> Outbound:
-    """One unsigned delivery of template ``t`` for ``user`` at time ``now``."""
+def render(t: Template, user: dict[str, str], source: str, now: float, rng: random.Random,
+           app_id: str | None = None) -> Outbound:
+    """One unsigned delivery of template ``t`` for ``user`` at time ``now``; ``app_id`` replaces the sample's own."""
     mapping = {orig.lower(): user[kind] for kind, orig in t.user_ids.items() if kind in user}
     headers = dict(t.headers)
     out = Outbound(t.method, f"/webhooks/{source}", headers=headers)
+
+    def app(k: str, v: Any) -> Any:
+        return app_id if app_id and k in APP_KEYS and v else v
+
     if t.query is not None:
-        pairs = [(k, _subst(v, k, mapping, now, rng)) for k, v in t.query]
+        pairs = [(k, app(k, _subst(v, k, mapping, now, rng))) for k, v in t.query]
         out.raw_query = urlencode(pairs, quote_via=quote)
     if t.body is not None:
         body = _subst(t.body, "", mapping, now, rng)
+        if isinstance(body, dict):
+            body = {k: app(k, v) for k, v in body.items()}
         out.body = json.dumps(body, ensure_ascii=False, separators=(", ", ": ")).encode()
         headers["Content-Type"] = t.content_type or "application/json"
     return out
@@ -160,12 +175,28 @@ class Planned:
     out_of_order: bool = False
 
 
+def source_seed(seed: int | None, source: str) -> int | None:
+    """The random stream of one source in a run seeded ``seed``: distinct per (seed, source), so two sources, or two
+    runs with different seeds, never replay each other's users and event ids (which the pipeline would dedupe away)."""
+    if seed is None:
+        return None
+    return int.from_bytes(hashlib.sha256(f"{seed}/{source}".encode()).digest()[:8], "big")
+
+
+def app_for(src: SourceSettings, installs: list[Template], platform: str) -> str | None:
+    """The one app a simulated user's deliveries name: the source's ``app_id`` when configured, else the app of the
+    first install sample on the user's platform (samples of one MMP come from different apps)."""
+    return src.app_id or next((t.app_id for t in installs if t.app_id and (t.platform or "") == platform),
+                              next((t.app_id for t in installs if t.app_id), None))
+
+
 def plan(src: SourceSettings, count: int, duplicates: float = 0.0, out_of_order: float = 0.0,
          seed: int | None = None, now: float | None = None, events_per_user: tuple[int, int] = (1, 3),
          spacing_s: float = 0.0) -> list[Planned]:
     """``count`` deliveries for ``src``. Users are generated until the count is reached; each has an install then
     1–3 later events (event time after the install's); ``out_of_order`` is the share of users whose first later
-    event is sent before the install; ``duplicates`` the share of deliveries re-sent identically right after.
+    event is sent before the install (exactly, among users with a later event that is not an install: an MMP with
+    install samples only has none); ``duplicates`` the share of deliveries re-sent identically right after.
     ``spacing_s``: the deliveries go out this far apart (a paced run), so each user's events are stamped around the
     time its install will be sent, not all around the start of the run."""
     tpls = usable(src)
@@ -182,25 +213,32 @@ def plan(src: SourceSettings, count: int, duplicates: float = 0.0, out_of_order:
     now = time.time() if now is None else now
     out: list[Planned] = []
     uid = 0
+    owed = rng.random() * out_of_order  # a random phase: which users are out of order varies with the seed
     while len(out) < count:
         platform = rng.choice(platforms)
         installs = [t for t in installs_all if t.platform in (platform or None, None)] or installs_all
         events = [t for t in events_all if not platform or t.platform in (platform, None)] or installs
         user = new_user((*installs, *events), rng)
+        app_id = app_for(src, installs_all, platform)
         t0 = now + len(out) * spacing_s - rng.uniform(0, 60)
         first = rng.choice(installs)
-        seq = [Planned(render(first, user, src.name, t0, rng), uid, first.event_type)]
+        seq = [Planned(render(first, user, src.name, t0, rng, app_id), uid, first.event_type)]
         for k in range(rng.randint(*events_per_user)):
             t = rng.choice(events)
-            seq.append(Planned(render(t, user, src.name, t0 + 1 + k * rng.uniform(1, 30), rng), uid, t.event_type))
-        if len(seq) > 1 and seq[1].event_type not in INSTALL_TYPES and rng.random() < out_of_order:
-            seq[0], seq[1] = seq[1], seq[0]  # e.g. the purchase arrives before the install
-            seq[0].out_of_order = True
+            seq.append(Planned(render(t, user, src.name, t0 + 1 + k * rng.uniform(1, 30), rng, app_id), uid,
+                               t.event_type))
+        room = count - len(out)
+        if len(seq) > 1 and seq[1].event_type not in INSTALL_TYPES and room >= 2:  # the install must fit after it
+            owed += out_of_order  # exactly the requested share of the users that can be out of order, not ~it
+            if owed >= 1 - 1e-9:
+                owed -= 1
+                seq[0], seq[1] = seq[1], seq[0]  # e.g. the purchase arrives before the install
+                seq[0].out_of_order = True
         for p in seq:
             if len(out) >= count:
                 break
             out.append(p)
-            if len(out) < count and rng.random() < duplicates:
+            if len(out) < count - p.out_of_order and rng.random() < duplicates:
                 out.append(Planned(p.out, uid, p.event_type, duplicate=True))
         uid += 1
     return out

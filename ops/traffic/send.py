@@ -90,10 +90,18 @@ async def send_all(base_url: str, sources: list[Any], count: int, rate: float = 
 
     spacing = len(sources) / rate if rate > 0 else 0.0  # a source's deliveries are this far apart when paced
     per_source = [[(src, p) for p in deliveries.plan(src, count, duplicates, out_of_order,
-                                                  None if seed is None else seed + i, spacing_s=spacing)]
-                  for i, src in enumerate(sources)]
+                                                  deliveries.source_seed(seed, src.name), spacing_s=spacing)]
+                  for src in sources]
     # interleave the sources round-robin, as real traffic would be; each source keeps its own order
     planned = [sp for group in itertools.zip_longest(*per_source) for sp in group if sp is not None]
+    # one user's deliveries go out one after another (each once the previous was answered): with requests in flight
+    # concurrently an install could otherwise overtake the purchase planned before it, and out-of-order would not be
+    done = [asyncio.Event() for _ in planned]
+    prev: list[int | None] = []
+    last: dict[tuple[str, int], int] = {}
+    for i, (src, p) in enumerate(planned):
+        prev.append(last.get((src.name, p.user)))
+        last[(src.name, p.user)] = i
     summary = Summary(duplicates=sum(p.duplicate for _, p in planned),
                       out_of_order=sum(p.out_of_order for _, p in planned))
     bar = Progress(len(planned), progress)
@@ -114,6 +122,9 @@ async def send_all(base_url: str, sources: list[Any], count: int, rate: float = 
                 if delay > 0:
                     await asyncio.sleep(delay)
             src, p = planned[i]
+            before = prev[i]
+            if before is not None:
+                await done[before].wait()
             key = id(p.out)
             if key not in signed:  # a duplicate reuses the signed bytes of its original: a byte-identical retry
                 signing.sign(src, p.out, time.time())
@@ -130,6 +141,7 @@ async def send_all(base_url: str, sources: list[Any], count: int, rate: float = 
                 status = http_errors.mapped(exc).reason  # timeout, connect_error
             summary.latencies.append(time.perf_counter() - t0)
             summary.statuses[status] += 1
+            done[i].set()
             bar.update(summary)
 
     conn = aiohttp.TCPConnector(limit=concurrency, force_close=False)
@@ -168,7 +180,7 @@ def main(args: argparse.Namespace, s: Settings) -> int:
     else:
         statuses = ", ".join(f"{k}: {v}" for k, v in d["statuses"].items())
         print(f"sent {d['sent']} deliveries to {url} in {d['elapsed_s']} s ({d['rate_per_s']}/s); "
-              f"{d['duplicates']} duplicates, {d['out_of_order']} out of order")
+              f"{d['duplicates']} duplicates, {d['out_of_order']} users' later event before their install")
         print(f"statuses  {statuses}")
         lat = d["latency_ms"]
         print(f"latency   p50 {lat['p50']} ms, p99 {lat['p99']} ms, max {lat['max']} ms")

@@ -8,6 +8,7 @@ import signal
 from pathlib import Path
 
 from attrib.settings import Settings
+from sinks.route import view as view_mod
 
 HELP = "fan enriched events out to the configured HTTP destinations (retries, circuit breaker, dead letters)"
 
@@ -33,12 +34,18 @@ def main(args: argparse.Namespace, settings: Settings) -> int:
         records = load_events(args.event)
         print("\n\n".join(render(d, r) for r in records for d in settings.route.destinations))
         return 0
+    shape = _shape()
     for d in settings.route.destinations:
         try:
             Filter.of(d.filters, d.events)
             paths = template.check(d.url) + (template.check(d.body) if d.body else [])
         except ValueError as exc:
             print(f"attrib route: destination {d.name}: {exc}")
+            return 2
+        bad = [p for p in [*paths, *d.filters] if view_mod.unknown(p, shape)]
+        if bad:
+            print(f"attrib route: destination {d.name}: unknown key path(s) {', '.join(map(repr, bad))}: use event.*, "
+                  f"user.*, attribution.*, properties.* or an EnrichedEvent field (README \"Filters\")")
             return 2
         if d.kind != "http":
             from sinks.route.presets import PRESETS
@@ -60,8 +67,22 @@ def main(args: argparse.Namespace, settings: Settings) -> int:
     return asyncio.run(_run(settings))
 
 
+def _shape() -> dict[str, object]:
+    """The view of an enriched event with every field present (both touches), for checking key paths."""
+    from sinks.route.presets.dryrun import SAMPLE, load_events
+
+    full = {**SAMPLE, "last_touch": SAMPLE["first_touch"], "properties": "{}"}
+    return view_mod.build({**load_events(None)[1], **{k: v for k, v in full.items() if k.endswith("_touch")}})
+
+
 async def _run(settings: Settings) -> int:
     from sinks.route.service import Router
+
+    rs = settings.route
+    print(f"attrib route: {settings.topics.events} → {len(rs.destinations)} destination(s) "
+          f"({', '.join(d.name for d in rs.destinations)}); group {rs.group_id}, a new group starts at {rs.start}"
+          + (f"; metrics http://127.0.0.1:{rs.metrics_port}/metrics" if rs.metrics_port else "")
+          + "; Ctrl-C stops", flush=True)
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -106,6 +106,21 @@ class Router:
 
     # --- the consumer -------------------------------------------------------------------------------------------
 
+    def _on_assign(self, consumer: Consumer, parts: list[TopicPartition]) -> None:
+        """Position partitions the group never committed at ``route.start`` explicitly (latest = the end right now),
+        so the start-up log says exactly where routing begins and nothing produced after it is skipped."""
+        committed = consumer.committed(parts, timeout=10)
+        start: dict[int, int] = {}
+        for tp in committed:
+            if tp.offset < 0:
+                low, high = consumer.get_watermark_offsets(tp, timeout=10)
+                tp.offset = high if self.rs.start == "latest" else low
+            start[tp.partition] = tp.offset
+        consumer.assign(committed)
+        log.info("route partitions assigned", extra={"fields": {
+            "topic": self.s.topics.events, "group_id": self.group_id, "start": self.rs.start,
+            "offsets": {str(p): o for p, o in sorted(start.items())}}})
+
     def _on_revoke(self, consumer: Consumer, parts: list[TopicPartition]) -> None:
         self._commit_sync(consumer)
         self.tracker.forget([p.partition for p in parts])
@@ -154,9 +169,9 @@ class Router:
         server = await self._serve_metrics()
         topics = [self.s.topics.events]
         self._consumer = c = kafka.consumer(self.s, "router", self.group_id, topics=topics, extra={
-            "enable.auto.commit": False, "auto.offset.reset": "earliest", "partition.assignment.strategy": "range",
+            "enable.auto.commit": False, "auto.offset.reset": self.rs.start, "partition.assignment.strategy": "range",
         })
-        await self._call(lambda: c.subscribe(topics, on_revoke=self._on_revoke))
+        await self._call(lambda: c.subscribe(topics, on_assign=self._on_assign, on_revoke=self._on_revoke))
         last_commit = time.monotonic()
         try:
             while not stop.is_set():

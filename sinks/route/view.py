@@ -98,3 +98,17 @@ def text(value: Any) -> str:
     if isinstance(value, (dict, list)):
         return json.dumps(value, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
     return str(value)
+
+
+def unknown(path: str, shape: dict[str, Any]) -> bool:
+    """True when ``path`` can never resolve on an enriched event: ``shape`` is the view of a record with every field
+    set (``attrib route --check`` and start-up refuse such a tag or filter instead of skipping every event).
+    Anything under ``properties.`` is the MMP's own data and always allowed."""
+    cur: Any = shape
+    for i, step in enumerate(path.split(".")):
+        if i > 0 and path.split(".")[0] == "properties":
+            return False
+        if not isinstance(cur, dict) or step not in cur:
+            return True
+        cur = cur[step]
+    return False

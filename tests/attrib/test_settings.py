@@ -70,7 +70,8 @@ def test_missing_config_file_is_named(monkeypatch, tmp_path):
 
 
 def test_cli_prints_settings_with_secrets_masked(monkeypatch, capsys):
-    monkeypatch.setenv("ATTRIB_SOURCES", json.dumps([{"name": "lr", "mmp": "linkrunner", "secrets": ["tok-123456"]}]))
+    monkeypatch.setenv("ATTRIB_SOURCES", json.dumps([{"name": "lr", "mmp": "linkrunner", "verify": ["token"],
+                                                      "secrets": ["tok-123456"]}]))
     monkeypatch.setenv("ATTRIB_SLACK_WEBHOOK_URL", "https://hooks.slack.example/T000/B000/XXXXSECRET")
     monkeypatch.setenv("ATTRIB_CLICKHOUSE__PASSWORD", "pw-654321")
     assert main(["config"]) == 0

@@ -44,11 +44,18 @@ async def test_real_ingress_feeds_the_inspector(make_settings) -> None:
             async with http.post(base, data=body, headers={"X-Webhook-Token": "wrong",
                                                             "Content-Type": "application/json"}) as r:
                 assert r.status == 401
+            # verified but not JSON: answered 400 AND kept on the dead-letter topic — one delivery, one row
+            async with http.post(base, data=b"{not json", headers={"X-Webhook-Token": TOKEN,
+                                                                   "Content-Type": "application/json"}) as r:
+                assert r.status == 400
+                kept = (await r.json())["delivery_id"]
         deadline = time.monotonic() + 60
-        while len(store.rows) < 2 and time.monotonic() < deadline:
+        while (len(store.rows) < 3 or poller.total is None or poller.total < 2) and time.monotonic() < deadline:
             await asyncio.sleep(0.1)
+        await asyncio.sleep(1)  # a second copy, if any, would come from the next poll
         got = {r.status: r for r in store.rows}
-        assert set(got) == {"accepted", "rejected"}
+        assert len(store.rows) == 3 and set(got) == {"accepted", "rejected", "dead_letter"}, store.since(0)
+        assert got["dead_letter"].delivery_id == kept and got["dead_letter"].http_status == 400
         acc, rej = got["accepted"], got["rejected"]
         assert (acc.source, acc.method, acc.http_status, acc.verification, acc.reason) == ("lr", "POST", 200,
                                                                                            "passed", "token")

@@ -63,3 +63,47 @@ def test_arbitrary_bytes_with_a_secret_inside(junk: bytes, tail: str) -> None:
     r = Redactor([SECRET_VALUE])
     out = r.body(junk + SECRET_VALUE.encode() + tail.encode())
     assert SECRET_VALUE not in out
+
+
+class _Probe(dict):  # type: ignore[type-arg]
+    """A delivery that has every field: each read returns a distinct id naming its field, so the user-key rules'
+    candidates say which field fed which kind."""
+
+    def __init__(self, legacy: bool) -> None:
+        super().__init__()
+        self.legacy = legacy
+
+    def get(self, key, default=None):  # type: ignore[no-untyped-def,override]
+        return None if key in ("user_data", "device", "user") else f"{key}.6d0f1c2b"
+
+    def __contains__(self, key: object) -> bool:
+        return self.legacy
+
+
+def _fed_by_user_key_rules() -> list[tuple[str, str, str]]:
+    """(mmp, kind, field) of every device-id candidate the user-key rules can produce."""
+    from schemas.user_key import CUSTOMER_KIND, EXTRACTORS, candidates
+
+    out = []
+    for mmp in EXTRACTORS:
+        for legacy in (False, True):
+            for c in candidates(mmp, _Probe(legacy)):
+                kind, _, value = c.partition(":")
+                if kind != CUSTOMER_KIND:
+                    out.append((mmp, kind, value.rpartition(".")[0]))
+    return sorted(set(out))
+
+
+@pytest.mark.parametrize(("mmp", "kind", "field"), _fed_by_user_key_rules())
+def test_every_device_id_the_user_key_rules_read_is_masked(mmp: str, kind: str, field: str) -> None:
+    """Derived from schemas.user_key: a new MMP's device id cannot be forgotten by the operator views."""
+    r = Redactor()
+    assert r.user_key(f"{kind}:5681989383586-1234567") == f"{kind}:5681…", (mmp, kind)
+    assert key_class(field) == "device", (mmp, field)
+    shown = json.loads(r.body(json.dumps({field: "5681989383586-1234567"}).encode()))
+    assert shown == {field: DEVICE}
+
+
+def test_the_probe_sees_the_mmp_specific_kinds() -> None:
+    kinds = {k for _, k, _ in _fed_by_user_key_rules()}
+    assert {"appsflyer_id", "adjust_adid", "kochava_device_id", "analytics_installation_id", "idfa"} <= kinds

@@ -41,3 +41,18 @@ def test_filters_keep_and_alerts() -> None:
     st.alert({"alert_id": "y", "state": "firing"})
     st.alert({"alert_id": "x", "state": "resolved", "resolved_at": 5})
     assert list(st.alerts) == ["y"]
+
+
+def test_a_kept_400_is_one_row_whichever_feed_brings_it_first() -> None:
+    for first, second in (("dead_letter", "rejected"), ("rejected", "dead_letter")):
+        st = Store()
+        st.add(row(1, status="accepted"))
+        a = row(2, status=first)
+        a.delivery_id = "d-1"
+        b = row(3, status=second)
+        b.delivery_id = "d-1"
+        st.add(a)
+        st.add(b)
+        shown = st.since(0)
+        assert [r["status"] for r in shown] == ["accepted", "dead_letter"], (first, shown)
+        assert sum(sum(v) for v in st.rates(4).values()) == 2  # counted once in the chart too

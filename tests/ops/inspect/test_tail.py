@@ -24,8 +24,9 @@ def env_for(s, **extra: str) -> dict[str, str]:
     return {**{k: v for k, v in os.environ.items() if not k.startswith("ATTRIB_")},
             "ATTRIB_KAFKA__BOOTSTRAP_SERVERS": s.kafka.bootstrap_servers, "ATTRIB_TOPICS__RAW": t.raw,
             "ATTRIB_TOPICS__DEAD_LETTERS": t.dead_letters, "ATTRIB_VAR_DIR": str(s.var_dir),
-            "ATTRIB_SOURCES": json.dumps([{"name": "branch-main", "mmp": "branch", "verify": ["hmac_body"],
-                                           "secrets": [SECRET]}, {"name": "other", "mmp": "generic"}]),
+            "ATTRIB_SOURCES": json.dumps([{"name": "branch-main", "mmp": "branch", "verify": ["hmac"],
+                                           "secrets": [SECRET]},
+                                          {"name": "other", "mmp": "generic", "verify": ["none"]}]),
             **extra}
 
 
@@ -59,7 +60,7 @@ async def test_tail_accepted_with_source_filter_and_payload(make_settings) -> No
     out = await lines(proc, 3 * 5)  # each delivery: a line + the pretty-printed body (4 lines)
     text = "".join(out)
     heads = [x for x in out if not x.startswith("    ")]
-    assert len(heads) >= 3 and all(" branch-main " in h and " accepted " in h and "hmac_body" in h for h in heads)
+    assert len(heads) >= 3 and all(" branch-main " in h and " accepted " in h and "hmac" in h for h in heads)
     assert "idfa:ABCD…" in text and '"secret": "[secret]"' in text
     assert SECRET not in text and "other" not in text
 

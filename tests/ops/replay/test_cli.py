@@ -31,7 +31,7 @@ def test_replay_cli_dry_run_then_topic(make_settings) -> None:
                    for i in range(3)])
     env = {"ATTRIB_KAFKA__BOOTSTRAP_SERVERS": s.kafka.bootstrap_servers, "ATTRIB_VAR_DIR": str(s.var_dir),
            "ATTRIB_TOPICS": json.dumps(s.model_dump(mode="json")["topics"]),
-           "ATTRIB_SOURCES": json.dumps([{"name": "gen", "mmp": "generic"}])}
+           "ATTRIB_SOURCES": json.dumps([{"name": "gen", "mmp": "generic", "verify": ["none"]}])}
     dry = run(env, "replay", "--since", "2h", "--until", "30m", "--dry-run")
     assert dry.returncode == 0, dry.stderr
     assert "deliveries  gen" in dry.stdout and "events      install" in dry.stdout and " 3\n" in dry.stdout
@@ -39,6 +39,10 @@ def test_replay_cli_dry_run_then_topic(make_settings) -> None:
     done = run(env, "replay", "--since", "2h", "--until", "30m", "--into", f"topic:{target}")
     assert done.returncode == 0, done.stderr
     assert f"3 → {target}" in done.stdout and "3/3 records" in done.stderr
+    # the progress bar owns stderr: the JSON logs go to a file next to the checkpoint
+    assert not [line for line in done.stderr.splitlines() if line.lstrip("\r").startswith("{")], done.stderr
+    log_file = done.stderr.split(" logs ", 1)[1].split(")", 1)[0]
+    assert log_file.endswith(".log") and os.path.isfile(log_file)
     again = run(env, "replay", "--since", "2h", "--until", "30m", "--into", f"topic:{target}", "--restart")
     assert again.returncode == 2 and "already holds records" in again.stderr
     bad = run(env, "replay", "--since", "soon", "--into", "live")
@@ -76,7 +80,7 @@ def test_replay_killed_with_sigkill_resumes_and_loses_nothing(make_settings) -> 
                    for i in range(n)])
     env = {"ATTRIB_KAFKA__BOOTSTRAP_SERVERS": s.kafka.bootstrap_servers, "ATTRIB_VAR_DIR": str(s.var_dir),
            "ATTRIB_TOPICS": json.dumps(s.model_dump(mode="json")["topics"]), "ATTRIB_REPLAY__BATCH": "200",
-           "ATTRIB_SOURCES": json.dumps([{"name": "gen", "mmp": "generic"}])}
+           "ATTRIB_SOURCES": json.dumps([{"name": "gen", "mmp": "generic", "verify": ["none"]}])}
     target = f"t-{uuid.uuid4().hex[:6]}.replayed"
     args = ("replay", "--since", "2h", "--until", "30m", "--into", f"topic:{target}")
     probe = Consumer({"bootstrap.servers": s.kafka.bootstrap_servers, "group.id": uuid.uuid4().hex})

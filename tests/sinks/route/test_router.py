@@ -65,6 +65,7 @@ async def until(cond: Callable[[], bool], timeout: float = 60) -> None:
 def settings_for(make_settings: Callable[..., Settings], tmp_path, dests: list[dict[str, Any]],
                  partitions: int = 2, metrics_port: int = 0) -> Settings:
     s = make_settings(topics={"partitions": partitions}, route={"destinations": dests, "metrics_port": metrics_port,
+                                                       "start": "earliest",  # the tests produce before routing
                                                        "commit_interval_s": 0.1, "state_dir": str(tmp_path / "rs")})
     ensure_topics(s)
     return s
