@@ -45,7 +45,7 @@ def test_error_names_the_field(monkeypatch: pytest.MonkeyPatch, capsys: pytest.C
 def test_source_options_apply(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
                               tmp_path: Path) -> None:
     cfg = tmp_path / "attrib.toml"
-    cfg.write_text('[[sources]]\nname = "lr"\nmmp = "linkrunner"\napp_id = "com.x"\n'
+    cfg.write_text('[[sources]]\nname = "lr"\nmmp = "linkrunner"\napp_id = "com.x"\nverify = ["none"]\n'
                    '[sources.options.event_types]\nsignup = "custom"\n')
     body = json.dumps(next(s for s in SAMPLES if s["sample_id"].startswith("linkrunner_02"))["body"]).encode()
     monkeypatch.setenv("ATTRIB_CONFIG", str(cfg))  # cli.main sets it from --config; monkeypatch undoes that

@@ -163,7 +163,8 @@ def worker_settings(make_settings: Callable[..., Settings]) -> Callable[..., Set
             kafka={"session_timeout_s": 6},
             streams={"app_id": f"w-{uuid.uuid4().hex[:8]}", "tick_interval_s": 0.5,
                      "metrics_port": 0, "commit_interval_s": 1.0, **(streams or {})},
-            sources=sources or [{"name": "gen", "mmp": "generic"}],
+            # the worker verifies nothing, but every command validates sources as the ingress would
+            sources=[{"verify": ["none"], **src} for src in (sources or [{"name": "gen", "mmp": "generic"}])],
         )
         s = s.model_copy(update={"topics": s.topics.model_copy(update={"partitions": partitions})})
         ensure_topics(s)
