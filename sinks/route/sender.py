@@ -113,6 +113,15 @@ class Destination:
                 self.m.dead.labels(self.name, failure.reason).inc()
                 await self._dead_letter(job, failure)
 
+    async def _admit(self) -> None:
+        """Wait until the circuit breaker lets a request through and the rate limit has a token for it."""
+        while not self.breaker.allow(self.clock()):
+            self.m.circuit_open.labels(self.name).set(1)
+            await asyncio.sleep(self.breaker.wait_s(self.clock()))
+        wait = self.bucket.take(self.clock())
+        if wait:
+            await asyncio.sleep(wait)
+
     async def _dead_letter(self, job: Job, failure: Failure) -> None:
         """Kafka refusing the dead letter must not lose the job nor kill this worker: retry until it is written
         (the record's offset stays uncommitted meanwhile)."""
@@ -151,12 +160,7 @@ class Destination:
         attempt = 0
         assert self._session is not None
         while True:
-            while not self.breaker.allow(self.clock()):
-                self.m.circuit_open.labels(self.name).set(1)
-                await asyncio.sleep(self.breaker.wait_s(self.clock()))
-            wait = self.bucket.take(self.clock())
-            if wait:
-                await asyncio.sleep(wait)
+            await self._admit()
             attempt += 1
             t0 = time.perf_counter()
             status: int | None = None

@@ -148,12 +148,7 @@ class PresetDestination(Destination):
         assert self._session is not None
         while todo:
             req = self.preset.request([batch[i][1] for i in todo], self.opts)
-            while not self.breaker.allow(self.clock()):
-                self.m.circuit_open.labels(self.name).set(1)
-                await asyncio.sleep(self.breaker.wait_s(self.clock()))
-            wait = self.bucket.take(self.clock())
-            if wait:
-                await asyncio.sleep(wait)
+            await self._admit()
             attempt += 1
             t0 = time.perf_counter()
             status, text, headers, error = None, "", {}, None
