@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
+import os
 import re
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -26,16 +29,17 @@ class Browser:
         self._pending: dict[int, asyncio.Future[Any]] = {}
 
     async def __aenter__(self) -> Browser:
-        self._dir = tempfile.TemporaryDirectory(prefix="attrib-chromium-")
+        # chromium's helper processes (renderer, crashpad) may still write the profile after the main one exits:
+        # its own process group is killed as a whole, and a straggler's file never fails the test
+        self._dir = tempfile.TemporaryDirectory(prefix="attrib-chromium-", ignore_cleanup_errors=True)
         self.proc = subprocess.Popen(
             [self.binary, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
              "--no-first-run", "--remote-debugging-port=0", f"--user-data-dir={self._dir.name}", "about:blank"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
         try:
             port = await asyncio.to_thread(self._port)
         except BaseException:
-            self.proc.kill()
-            self.proc.wait()
+            self._kill_group()
             self._dir.cleanup()
             raise
         self.http = aiohttp.ClientSession()
@@ -101,9 +105,12 @@ class Browser:
         await self.ws.close()
         await self.http.close()
         self.proc.terminate()
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        self._kill_group()
         self._dir.cleanup()
+
+    def _kill_group(self) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait()
