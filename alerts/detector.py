@@ -28,6 +28,7 @@ from datetime import UTC, datetime
 from functools import partial
 from typing import Any, Literal
 
+from alerts import evidence
 from alerts.calibrate import Tail, combined, decay_for, score_down, score_up
 from alerts.config import Config, Mute, Thresholds
 
@@ -39,7 +40,7 @@ LEVEL_CLAMP = (0.5, 2.0)
 SLOW_ALPHA = 0.05  # ~20-bucket memory: the silence timer's rate, where a 5-min slot estimate is too noisy
 DISP_ALPHA = 0.02  # ~50-bucket memory of the dispersion estimate
 INV_K_MIN, INV_K_MAX = 1e-3, 2.0  # k between 0.5 (wild) and 1000 (Poisson-like)
-TESTS = 5  # spike and drop, per bucket and over the window, and the pair drop: the budget is shared between them
+TESTS = 6  # spike and drop: per bucket, over the window, over the last two buckets: the budget is shared by them
 LOOKS = 2  # every bucket looks at runs of every length, and buckets next to each other are not independent: the
 # budget is also shared between those looks (measured: without it a stationary series alerts ~2-3x its budget)
 WEEK_MS = 7 * 86_400_000
@@ -103,9 +104,9 @@ class Incident:
     explained: bool = False  # part of a sent platform-wide alert or of its feed's alert: never announced on its own
 
 
-NO_TAILS: tuple[tuple[float, ...], ...] = (Tail().astuple(),) * 5  # spike, drop, window spike, window drop, pair drop
-PAIR = 4  # the pair stream: both of the last two buckets low, scored by the lesser down-score
-PAIR_POWER = 2.0  # its prior: two independent buckets each at least this rare (calibrate.prior)
+NO_TAILS: tuple[tuple[float, ...], ...] = (Tail().astuple(),) * 6
+# the six score streams: spike, drop, window spike, window drop, and the two-bucket evidence (alerts/evidence.py)
+EVIDENCE_DROP, EVIDENCE_SPIKE = 4, 5
 
 
 @dataclass(frozen=True)
@@ -115,8 +116,8 @@ class SeriesState:
     slow: float | None = None
     level: float = 1.0  # observed / seasonal, smoothed (clean buckets only)
     inv_k: float | None = None  # 1/k of the series' own negative binomial, learnt from clean buckets
-    tails: tuple[tuple[float, ...], ...] = NO_TAILS  # calibration of the five score streams (Tail.astuple)
-    prev_down: float = 0.0  # the previous bucket's calibrated down-rarity as -log10 (the pair test's first bucket)
+    tails: tuple[tuple[float, ...], ...] = NO_TAILS  # calibration of the six score streams (Tail.astuple)
+    evidence: tuple[float, float] = (0.0, 0.0)  # the last bucket's evidence (nats) of a drop, of a spike
     silent_expected: float = 0.0  # expected events accumulated since the last observed event
     silent_rate: float = 0.0  # the expected rate when the silence began: zeros learnt since must not erode it
     last_seen_ms: int | None = None
@@ -139,8 +140,12 @@ class SeriesState:
     def from_dict(cls, d: dict[str, Any]) -> SeriesState:
         inc = d.get("incident")
         lr = d.get("last_resolved")
+        d = {k: v for k, v in d.items() if k != "prev_down"}  # the pair test's, replaced by the evidence
+        # a state from before the two-bucket evidence: its 5th tail calibrated the pair test
+        tails = [tuple(x) for x in d.get("tails", ())][:len(NO_TAILS) if "evidence" in d else EVIDENCE_DROP]
         return cls(**{**d, "recent": tuple(tuple(x) for x in d.get("recent", ())),
-                      "tails": (*(tuple(x) for x in d.get("tails", ())), *NO_TAILS)[:len(NO_TAILS)],
+                      "evidence": tuple(d.get("evidence", (0.0, 0.0))),
+                      "tails": (*tails, *NO_TAILS)[:len(NO_TAILS)],
                       "last_resolved": tuple(lr) if lr else None, "incident": Incident(**inc) if inc else None,
                       "spark": tuple(tuple(x) for x in d.get("spark", ()))})
 
@@ -156,28 +161,24 @@ class Check:
     verdict: Direction | None
     expected: float | None
     p_value: float  # calibrated rarity of the verdict (1.0 without one)
-    method: str  # weekly|daily|ewma|warmup (baseline) or window|silence|pair (decisive tests)
+    method: str  # weekly|daily|ewma|warmup (baseline) or window|silence|evidence (decisive tests)
     k: float | None = None  # dispersion used
     r_up: float = 1.0  # calibrated rarities: bucket above / below, window above / below
     r_down: float = 1.0
     w_up: float = 1.0
     w_down: float = 1.0
-    pair: float = 1.0  # calibrated rarity of this and the previous bucket both as low as they are
-    scores: tuple[float, ...] = (0.0,) * len(NO_TAILS)  # raw model scores of the five streams
+    e_down: float = 1.0  # calibrated rarities of the last two buckets' evidence of a drop / of a spike
+    e_up: float = 1.0
+    scores: tuple[float, ...] = (0.0,) * len(NO_TAILS)  # raw model scores of the six streams
+    evidence: tuple[float, float] = (0.0, 0.0)  # this bucket's clipped evidence (nats) of a drop, of a spike
 
 
-DECISIVE = ("silence", "window", "pair")  # tests whose single verdict makes an alert
+DECISIVE = ("silence", "window", "evidence")  # tests whose single verdict makes an alert
 
 
 def alarm_p(th: Thresholds, bucket_ms: int) -> float:
     """The per-test rarity that makes an alert: the false-alarm budget spread over a week of buckets and the tests."""
     return th.false_alarms_per_week / (TESTS * LOOKS * WEEK_MS / bucket_ms)
-
-
-def pair_rarity(tail: Tail, score: float) -> float:
-    """The pair's calibrated rarity, never below twice what two independent calibrated buckets give (10^-2s): its
-    history holds few pairs that low, and the prior alone, shared with the series' history, would undercut that."""
-    return max(tail.rarity(score, PAIR_POWER), 2 * 10 ** (-PAIR_POWER * score))
 
 
 def baseline(state: SeriesState, day: Cell, week: Cell, th: Thresholds) -> tuple[float | None, str]:
@@ -212,17 +213,17 @@ def assess(state: SeriesState, observed: int, day: Cell, week: Cell, th: Thresho
         # a sum of w NB(mu, k) is close to NB(w mu, w k)
         ws_up = score_up(obs, exp_, k * w) if obs > exp_ else 0.0
         ws_dn = score_down(obs, exp_, k * w) if obs < exp_ else 0.0
-    r_dn = state.tail(1).rarity(s_dn)
-    # a stop or a deep drop shows in two buckets at once: the pair's score is the lesser of the two buckets'
-    # *calibrated* down-rarities (as -log10), so a model that misjudges the series' spread is corrected first;
-    # then calibrated again on the series' own pairs (isolated zero buckets, which many real series have, don't pair)
-    s_pair = min(state.prev_down, -math.log10(max(r_dn, 1e-300))) if s_dn else 0.0
-    r = (state.tail(0).rarity(s_up), r_dn,
-         state.tail(2).rarity(ws_up) if ws_up else 1.0, state.tail(3).rarity(ws_dn) if ws_dn else 1.0,
-         pair_rarity(state.tail(PAIR), s_pair) if s_pair else 1.0)
-    mk = partial(Check, expected=expected, k=k, r_up=r[0], r_down=r[1], w_up=r[2], w_down=r[3], pair=r[4],
-                 scores=(s_up, s_dn, ws_up, ws_dn, s_pair))
     alarm = alarm_p(th, bucket_ms)
+    # a stop, a deep drop or a short burst shows in two buckets at once: their evidence together
+    cap = evidence.cap_for(alarm)
+    ev = (evidence.drop_llr(observed, expected, k, cap), evidence.spike_llr(observed, expected, k, cap))
+    cs = (evidence.score(state.evidence[0], ev[0]), evidence.score(state.evidence[1], ev[1]))
+    r = (state.tail(0).rarity(s_up), state.tail(1).rarity(s_dn),
+         state.tail(2).rarity(ws_up) if ws_up else 1.0, state.tail(3).rarity(ws_dn) if ws_dn else 1.0,
+         state.tail(EVIDENCE_DROP).rarity(cs[0]) if cs[0] else 1.0,
+         state.tail(EVIDENCE_SPIKE).rarity(cs[1]) if cs[1] else 1.0)
+    mk = partial(Check, expected=expected, k=k, r_up=r[0], r_down=r[1], w_up=r[2], w_down=r[3], e_down=r[4],
+                 e_up=r[5], scores=(s_up, s_dn, ws_up, ws_dn, *cs), evidence=ev)
     up_ok = observed - expected >= th.min_delta
     if expected < th.min_expected and observed == 0 and expected > 0:
         # silence timer for low-volume series: Poisson P(no event over the silent span) = exp(-sum of expected);
@@ -231,8 +232,10 @@ def assess(state: SeriesState, observed: int, day: Cell, week: Cell, th: Thresho
         p = math.exp(-(state.silent_expected + max(rate, state.silent_rate)))
         if p < th.silence_p_value:
             return mk(verdict="drop", p_value=p, method="silence")
-    if r[4] < alarm and 2 * expected >= th.min_expected:
-        return mk(verdict="drop", p_value=r[4], method="pair")
+    if r[4] < alarm and observed < expected and 2 * expected >= th.min_expected:
+        return mk(verdict="drop", p_value=r[4], method="evidence")
+    if r[5] < alarm and up_ok and observed > expected:
+        return mk(verdict="spike", p_value=r[5], method="evidence")
     # the window catches what no single bucket shows: not when the current bucket is itself abnormal (that is the
     # run's business, and a one-bucket burst must not fire through the window)
     if r[2] < alarm and up_ok and observed > expected and r[0] >= th.abnormal_p:
@@ -268,8 +271,7 @@ def learn(state: SeriesState, observed: int, check: Check, day: Cell, week: Cell
     sd0 = math.sqrt(exp_ + exp_ * exp_ / dispersion(state, th)) if check.expected is not None else 0.0
     pt = (float(observed), round(exp_ if check.expected is not None else observed, 2), round(sd0, 2))
     state = replace(state, silent_expected=silent, silent_rate=rate, last_seen_ms=seen,
-                    spark=(*state.spark, pt)[-SPARK:],
-                    prev_down=-math.log10(max(check.r_down, 1e-300)) if check.expected is not None else 0.0)
+                    spark=(*state.spark, pt)[-SPARK:], evidence=check.evidence)
     if frozen or state.incident is not None:
         return state, day, week
     if check.verdict is not None:  # a rare bucket teaches the calibration (``calibrate``), never the baseline
@@ -371,8 +373,9 @@ def advance(st: SeriesState, state_key: SeriesKey, observed: int, check: Check, 
         return replace(st, incident=inc), None
     inc = replace(inc, clean=inc.clean + 1)
     if inc.clean >= th.recover_after:
-        return replace(st, incident=None, run_dir=None, run=0, run_observed=0.0, run_expected=0.0, run_ln=0.0,
-                       run_max=0.0, last_resolved=(inc.direction, end)), Transition("resolved", inc)
+        done = replace(st, incident=None, run_dir=None, run=0, run_observed=0.0, run_expected=0.0, run_ln=0.0,
+                       run_max=0.0, evidence=(0.0, 0.0), last_resolved=(inc.direction, end))
+        return done, Transition("resolved", inc)
     return replace(st, incident=inc), None
 
 

@@ -28,7 +28,8 @@ TH = Thresholds()
 
 def simulate(counts: list[int], th: Thresholds = TH) -> tuple[list[Check], list[str]]:
     """One series through assess/learn/advance; the checks and the transitions ("fired spike", "resolved drop")."""
-    st_, cells = SeriesState(), {}
+    st_ = SeriesState()
+    cells: dict[tuple[str, int], Cell] = {}
     checks, events = [], []
     for b, n in enumerate(counts):
         d, w = slots(b * B, B)

@@ -186,8 +186,8 @@ def test_seasonal_history_takes_over_and_stays_quiet() -> None:
     out = run(5, lambda s, b: 0.0 if s == "fb" and 4 * DAY + 100 <= b < 4 * DAY + 110 else 1.0, seed=3)
     out = [(b, r) for b, r in out if not json.loads(r["detail"]).get("repeat")]
     assert [(r["state"], r["media_source"]) for _, r in out] == [("firing", "fb"), ("resolved", "fb")]
-    # the stop is two low buckets at once against the daily baseline: the pair test (or a run on the daily baseline)
-    assert json.loads(out[0][1]["detail"])["method"] in ("pair", "daily")
+    # the stop is two low buckets at once against the daily baseline: the two-bucket evidence (or a run on it)
+    assert json.loads(out[0][1]["detail"])["method"] in ("evidence", "daily")
 
 
 def test_a_sustained_partial_drop_that_no_single_bucket_shows_is_caught() -> None:
