@@ -170,7 +170,7 @@ class Check:
     e_down: float = 1.0  # calibrated rarities of the last two buckets' evidence of a drop / of a spike
     e_up: float = 1.0
     scores: tuple[float, ...] = (0.0,) * len(NO_TAILS)  # raw model scores of the six streams
-    evidence: tuple[float, float] = (0.0, 0.0)  # this bucket's clipped evidence (nats) of a drop, of a spike
+    evidence: tuple[float, float] = (0.0, 0.0)  # this bucket's evidence (LLR, nats) of a drop, of a spike
 
 
 DECISIVE = ("silence", "window", "evidence")  # tests whose single verdict makes an alert
@@ -216,8 +216,8 @@ def assess(state: SeriesState, observed: int, day: Cell, week: Cell, th: Thresho
     alarm = alarm_p(th, bucket_ms)
     # a stop, a deep drop or a short burst shows in two buckets at once: their evidence together
     cap = evidence.cap_for(alarm)
-    ev = (evidence.drop_llr(observed, expected, k, cap), evidence.spike_llr(observed, expected, k, cap))
-    cs = (evidence.score(state.evidence[0], ev[0]), evidence.score(state.evidence[1], ev[1]))
+    ev = (evidence.drop_llr(observed, expected, k), evidence.spike_llr(observed, expected, k))
+    cs = (evidence.score(state.evidence[0], ev[0], cap), evidence.score(state.evidence[1], ev[1], cap))
     r = (state.tail(0).rarity(s_up), state.tail(1).rarity(s_dn),
          state.tail(2).rarity(ws_up) if ws_up else 1.0, state.tail(3).rarity(ws_dn) if ws_dn else 1.0,
          state.tail(EVIDENCE_DROP).rarity(cs[0]) if cs[0] else 1.0,

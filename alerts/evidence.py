@@ -6,7 +6,7 @@ the log-likelihood ratio of "the level is ``rho`` x mu" against "the level is mu
 
     LLR(x) = x ln(rho) + (k + x) ln((k + mu) / (k + rho mu))        (Poisson: x ln(rho) - (rho - 1) mu)
 
-clipped to [-cap, cap]; the evidence is the sum over this bucket and the previous one. The drop side uses rho =
+clipped; the evidence is the sum over this bucket and the previous one. The drop side uses rho =
 ``DROP_TO`` (a -80 % level) and, for an empty bucket, the larger evidence for a stop (-ln P(0)); the spike side uses
 rho = ``SPIKE_TO``. Two buckets, not a CUSUM: at a low dispersion (k ~ 3) a normal bucket takes back almost none of a
 burst's evidence, and an unbounded memory would add a burst to whatever mild excess follows it.
@@ -14,12 +14,15 @@ burst's evidence, and an unbounded memory would add a burst to whatever mild exc
 Why clipped (Huber's censored likelihood-ratio test): real series have isolated zero buckets and single-bucket bursts
 every few days. Unclipped, one such bucket carries more evidence than two buckets at 20 % of the level (at k = 30 an
 empty bucket is worth ~48 nats, a bucket at 20 % ~24), so a tail calibrated on the series' own history would learn
-to ignore exactly what it should catch. Clipped at half the evidence an alert needs (``cap``), one bucket can never
-alert alone, and two buckets each as extreme as the alternative do.
+to ignore exactly what it should catch. Each bucket counts for at most half the evidence an alert needs (``cap``), or
+for as much as the other bucket when that is more: one bucket can never alert alone, two buckets each as extreme as
+the alternative do, and two buckets far beyond it (a stop of a busy series) score far beyond it too, so a near miss
+in the series' history (a zero next to a low bucket) does not make every later stop "common here".
 
-Under the model E[exp(LLR)] = 1 (clipping from above only lowers it; the stop alternative at x = 0 adds at most 1),
-so P(evidence >= h) <= e^-h for spikes and <= 4 e^-h for drops: as a score in log10 units the model tail is about
-10^-s, the prior the other score streams calibrate against; the series' own history then overrules it.
+Under the model E[exp(LLR)] = 1 (the stop alternative at x = 0 adds at most 1) and the two buckets are independent,
+so beyond the cap P(evidence >= h) <= P(both >= h/2) <= e^-h (x4 for drops), and below it clipping only lowers it:
+as a score in log10 units the model tail is about 10^-s, the prior the other score streams calibrate against; the
+series' own history then overrules it.
 """
 
 
@@ -49,18 +52,19 @@ def stop_llr(mu: float, k: float | None) -> float:
     return mu if k is None else k * math.log1p(mu / k)
 
 
-def drop_llr(x: float, mu: float, k: float | None, cap: float) -> float:
-    """One bucket's clipped evidence of a drop (or, when empty, of a stop)."""
+def drop_llr(x: float, mu: float, k: float | None) -> float:
+    """One bucket's evidence of a drop (or, when empty, of a stop), unclipped."""
     inc = llr(x, mu, k, DROP_TO)
-    if x <= 0:
-        inc = max(inc, stop_llr(mu, k))
-    return min(max(inc, -cap), cap)
+    return max(inc, stop_llr(mu, k)) if x <= 0 else inc
 
 
-def spike_llr(x: float, mu: float, k: float | None, cap: float) -> float:
-    return min(max(llr(x, mu, k, SPIKE_TO), -cap), cap)
+def spike_llr(x: float, mu: float, k: float | None) -> float:
+    return llr(x, mu, k, SPIKE_TO)
 
 
-def score(previous: float, current: float) -> float:
-    """The evidence of the last two buckets as a score in log10 units (0 when they speak against the shift)."""
-    return max(0.0, previous + current) / LN10
+def score(previous: float, current: float, cap: float) -> float:
+    """The evidence of the last two buckets (their unclipped LLRs) as a score in log10 units: each counts for at most
+    max(cap, the lesser of the two); a bucket speaking against the shift for at most -cap; 0 when they add up
+    against it."""
+    top = max(cap, min(previous, current))
+    return max(0.0, min(max(previous, -cap), top) + min(max(current, -cap), top)) / LN10

@@ -28,28 +28,33 @@ def test_under_the_model_the_evidence_score_is_as_rare_as_its_prior_says(mu: flo
     prev = (0.0, 0.0)
     seen = {("drop", 1): 0, ("drop", 2): 0, ("spike", 1): 0, ("spike", 2): 0}
     for x in xs:
-        cur = (evidence.drop_llr(x, mu, k, CAP), evidence.spike_llr(x, mu, k, CAP))
+        cur = (evidence.drop_llr(x, mu, k), evidence.spike_llr(x, mu, k))
         for s in (1, 2):
-            seen[("drop", s)] += evidence.score(prev[0], cur[0]) >= s
-            seen[("spike", s)] += evidence.score(prev[1], cur[1]) >= s
+            seen[("drop", s)] += evidence.score(prev[0], cur[0], CAP) >= s
+            seen[("spike", s)] += evidence.score(prev[1], cur[1], CAP) >= s
         prev = cur
     for (side, s), c in seen.items():
         bound = (4 if side == "drop" else 1) * 10.0 ** -s
         assert c / n <= bound + 4 * math.sqrt(bound / n), (side, s, c / n, bound)
 
 
-@given(x=st.integers(0, 5000), mu=st.floats(0.5, 1000), k=st.floats(0.5, 1000))
-def test_one_bucket_carries_at_most_half_the_evidence_an_alert_needs(x: int, mu: float, k: float) -> None:
-    need = -math.log(alarm_p(Thresholds(), B))
+NEED = -math.log10(alarm_p(Thresholds(), B))  # the evidence (log10) an alert needs under the model
+
+
+@given(x=st.integers(0, 5000), other=st.integers(0, 5000), mu=st.floats(0.5, 1000), k=st.floats(0.5, 1000))
+def test_one_bucket_carries_at_most_half_the_evidence_an_alert_needs(x: int, other: int, mu: float, k: float) -> None:
+    """Whatever one bucket shows, next to a bucket that does not point the same way the pair scores <= half."""
     for one in (evidence.drop_llr, evidence.spike_llr):
-        assert abs(one(x, mu, k, CAP)) <= need / 2 + 1e-9
+        a, b = one(x, mu, k), one(other, mu, k)
+        if b <= 0:
+            assert evidence.score(b, a, CAP) <= NEED / 2 + 1e-9 and evidence.score(a, b, CAP) <= NEED / 2 + 1e-9
 
 
-def test_two_empty_buckets_of_a_busy_series_carry_all_the_evidence_an_alert_needs_and_a_normal_one_undoes_it() -> None:
-    zero = evidence.drop_llr(0, 40.0, 12.0, CAP)
-    need = -math.log10(alarm_p(Thresholds(), B))
-    assert math.isclose(evidence.score(0.0, zero), need / 2) and math.isclose(evidence.score(zero, zero), need)
-    assert evidence.score(zero, evidence.drop_llr(40, 40.0, 12.0, CAP)) == 0.0
+def test_two_empty_buckets_of_a_busy_series_are_far_beyond_the_need_one_is_half_and_a_normal_one_undoes_it() -> None:
+    zero = evidence.drop_llr(0, 40.0, 12.0)
+    assert math.isclose(evidence.score(0.0, zero, CAP), NEED / 2)
+    assert evidence.score(zero, zero, CAP) == 2 * zero / math.log(10) > 2 * NEED
+    assert evidence.score(zero, evidence.drop_llr(40, 40.0, 12.0), CAP) == 0.0
 
 
 def steady(seed: int, weeks: int, mu: float = 60.0, k: float = 12.0) -> list[int]:
