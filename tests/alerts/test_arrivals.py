@@ -234,3 +234,25 @@ def test_the_slack_message_names_source_and_mmp_and_links_the_rejections() -> No
     assert msg == slack_blocks.fit(msg)  # within Block Kit limits
     done = slack_blocks.alert_message(res, database="db", bucket_s=300, ops_url=None)
     assert done["text"].startswith("[RESOLVED] AppsFlyer (source `af`) is sending again after 3")
+
+
+def test_a_count_based_drop_of_a_paged_stop_is_not_sent_nor_its_reminders_or_resolve() -> None:
+    from alerts.arrivals_agent import WORLD, joins_arrivals
+
+    table = {WORLD: {"sources": {"af": {"spans": [[1_000, None]]}}}}  # the arrivals incident of `af` is open
+    meta: dict = {}
+    feeds = [["af", "appsflyer"]]
+
+    def drop(state: str, start: int = 900, end: int = 2_000, alert_id: str = "d1") -> dict:
+        return {"alert_id": alert_id, "state": state, "direction": "drop", "bucket_start": start, "bucket_end": end}
+
+    assert joins_arrivals(drop("firing"), feeds, table, meta)
+    assert joins_arrivals(drop("firing"), feeds, table, meta)  # a reminder while the stop goes on
+    assert not joins_arrivals({**drop("firing"), "direction": "spike"}, feeds, table, meta)
+    assert not joins_arrivals(drop("firing", alert_id="d2"), [["af", "appsflyer"], ["br", "branch"]], table, meta)
+    assert joins_arrivals(drop("resolved"), feeds, table, meta) and meta == {}
+    # a drop that outlives the stop (deliveries came back, fewer): its reminder and its resolve are news
+    assert joins_arrivals(drop("firing", alert_id="d3"), feeds, table, meta)
+    table[WORLD]["sources"]["af"]["spans"] = [[1_000, 3_000]]
+    assert not joins_arrivals(drop("firing", alert_id="d3"), feeds, table, meta)
+    assert not joins_arrivals(drop("resolved", alert_id="d3"), feeds, table, meta)
