@@ -220,8 +220,9 @@ def per_time(rate_per_min: float) -> str:
 
 
 def duration(s: float) -> str:
+    """'40 s', '9 min', '5 h 12 min'."""
     m = int(s // 60)
-    return f"{m} min" if m < 120 else f"{m // 60} h {m % 60} min"
+    return f"{int(s)} s" if s < 60 else f"{m} min" if m < 120 else f"{m // 60} h {m % 60} min"
 
 
 def arrivals_message(a: dict[str, Any], detail: dict[str, Any], ops_url: str | None) -> dict[str, Any]:
