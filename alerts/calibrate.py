@@ -8,9 +8,8 @@ buckets, baseline error), so each series keeps the empirical tail of its own sco
 at least s. A conservative prior (twice the model's tail, worth ``PRIOR_N`` buckets) speaks where the series has no
 history yet, and beyond the highest score it has seen.
 
-A score of *two* buckets (the pair test: both low at once, scored by the lesser of the two) has a model tail of
-10^-2s when the buckets are independent; its prior is twice that (``power`` 2). Where the series' buckets are in fact
-correlated (baseline error, outages it lives with), its own histogram fills and overrules the prior.
+The two-bucket evidence (alerts/evidence.py) is scored so that its model tail is about 10^-s as well: one prior fits
+every stream.
 """
 
 from __future__ import annotations
@@ -29,9 +28,9 @@ BINS = len(EDGES) - 1
 
 
 @cache
-def prior(power: float = 1.0) -> tuple[float, ...]:
-    """The prior's mass per bin: twice the model's tail 10^-(power x s), worth PRIOR_N buckets."""
-    return tuple(PRIOR_N * 2 * (10 ** (-power * lo) - (10 ** (-power * hi) if hi < math.inf else 0.0))
+def prior() -> tuple[float, ...]:
+    """The prior's mass per bin: twice the model's tail 10^-s, worth PRIOR_N buckets."""
+    return tuple(PRIOR_N * 2 * (10 ** -lo - (10 ** -hi if hi < math.inf else 0.0))
                  for lo, hi in itertools.pairwise(EDGES))
 
 
@@ -55,20 +54,20 @@ class Tail:
     def of(cls, t: tuple[float, ...] | list[float]) -> Tail:
         return cls(t[0], tuple(t[1:])) if len(t) == BINS + 1 else cls()
 
-    def rarity(self, score: float, power: float = 1.0) -> float:
-        """Calibrated P(a bucket of this series scores >= score); ``power`` shapes the prior (see the module)."""
+    def rarity(self, score: float) -> float:
+        """Calibrated P(a bucket of this series scores >= score)."""
         total = self.n + PRIOR_N
-        pri = prior(power)
+        pri = prior()
         if score < U:  # below the histogram: the model's slope from U down, continuous at U
             at_u = sum(c + p for c, p in zip(self.bins, pri, strict=True)) / total
-            return min(1.0, at_u * 10 ** (power * (U - score)))
+            return min(1.0, at_u * 10 ** (U - score))
         j = _bin(score)
         lo, hi = EDGES[j], EDGES[j + 1]
         frac = (hi - score) / (hi - lo) if hi < math.inf else 0.0  # share of bin j at or above the score
         mass = sum(c + p for c, p in zip(self.bins[j + 1:], pri[j + 1:], strict=True))
         mass += frac * (self.bins[j] + pri[j])
         if hi == math.inf or mass <= 0:
-            mass += PRIOR_N * 2 * 10 ** (-power * score)
+            mass += PRIOR_N * 2 * 10 ** -score
         return min(1.0, mass / total)
 
 
