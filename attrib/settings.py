@@ -229,7 +229,7 @@ class IngestSettings(_Section):
     linger_ms: float = Field(1.0, ge=0, le=1000, description="Producer batching delay; small keeps acks fast.")
     producer: dict[str, str | int | float | bool] = Field(
         default_factory=dict, description="Extra librdkafka settings (cannot weaken acks/idempotence).")
-    spool_after_s: float = Field(1.0, gt=0, description=(
+    spool_after_s: float = Field(0.5, gt=0, description=(
         "Kafka's ack not in by then: the delivery is fsync'd to the local spool and answered 2xx (README "
         "'Durability and shutdown'); keep it under the shortest sender timeout (Branch: 2 s). Per source: "
         "options.spool_after_s."))

@@ -162,6 +162,7 @@ class Spool:
                 self._queued.clear()
                 if not batch:
                     continue
+                started = time.monotonic()
                 try:
                     size = await self._run(self._write, [data for _, data, _ in batch], batch[0][0].seq)
                 except OSError as exc:
@@ -172,6 +173,7 @@ class Spool:
                         if not fut.done():
                             fut.set_exception(SpoolUnavailable("io_error", f"spool write failed: {exc}"))
                     continue
+                metrics.SPOOL_WRITE_SECONDS.observe(time.monotonic() - started)
                 seg = self.segments[-1]
                 seg.size, seg.records = size, seg.records + len(batch)
                 self.records += len(batch)
