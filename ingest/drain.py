@@ -40,8 +40,9 @@ class Drainer:
         if self._task is None:
             return
         if self.spool.records:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._empty.wait(), grace_s)
+            waiter = asyncio.ensure_future(self._empty.wait())
+            await asyncio.wait((waiter,), timeout=grace_s)
+            waiter.cancel()
         self._task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self._task
@@ -69,8 +70,7 @@ class Drainer:
         for r in records:
             first = self.originals.pop(r.seq, None)
             if first is not None:
-                with contextlib.suppress(TimeoutError, asyncio.CancelledError, ProduceError):
-                    await asyncio.wait_for(asyncio.shield(first), self.first_try_s + 5)
+                await asyncio.wait((first,), timeout=self.first_try_s + 5)  # never cancels it, never raises
                 if first.done() and not first.cancelled() and first.exception() is None:
                     metrics.SPOOL_DRAINED.labels("first_produce_stored").inc()
                     continue
@@ -91,7 +91,7 @@ class Drainer:
     async def _produce(self, r: Record) -> bool:
         try:
             fut = self.producer.submit(r.topic, r.key, r.value, r.headers)
-            await asyncio.wait_for(asyncio.shield(fut), self.first_try_s + 5)
-        except (ProduceError, TimeoutError):
+        except ProduceError:
             return False
-        return True
+        await asyncio.wait((fut,), timeout=self.first_try_s + 5)
+        return fut.done() and not fut.cancelled() and fut.exception() is None

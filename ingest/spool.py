@@ -281,8 +281,11 @@ class Spool:
 
     async def appended(self, timeout: float) -> None:
         """Wait until a new batch is on disk (or ``timeout``)."""
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._appended.wait(), timeout)
+        waiter = asyncio.ensure_future(self._appended.wait())
+        try:
+            await asyncio.wait((waiter,), timeout=timeout)
+        finally:
+            waiter.cancel()
         self._appended.clear()
 
     def above_high_water(self) -> str | None:
