@@ -34,6 +34,9 @@ from schemas.user_key import user_key
 
 log = logging.getLogger("attrib.ingest")
 _OK_HEADERS = {"Content-Type": "application/json"}
+# Once a delivery had to be spooled, the next ones wait only this long for Kafka's ack, for SLOW_FOR_S after the
+# last such miss: during a broker failover every ack is late, and the full spool_after_s would only add to each answer.
+SLOW_SPOOL_AFTER_S, SLOW_FOR_S = 0.1, 2.0
 
 
 class Ingress:
@@ -44,6 +47,7 @@ class Ingress:
         self.plans: dict[str, SourcePlan] = compile_all(s)
         self.producer = producer
         self.spool: Spool | None = None
+        self._kafka_slow_until = 0.0
         self.drainer: Drainer | None = None
         if s.ingest.spool_max_bytes:
             self.spool = Spool(s.ingest.spool_dir or s.var_dir / "ingest-spool", s.ingest.spool_max_bytes,
@@ -165,6 +169,8 @@ class Ingress:
             await self.producer.send(topic, key, value, timeout)
             return b"stored"
         started = time.monotonic()
+        if started < self._kafka_slow_until:  # Kafka was just too slow for a delivery: don't make each one wait
+            spool_after = min(spool_after, SLOW_SPOOL_AFTER_S)
         first: asyncio.Future[Stored] | None = None
         try:
             first = self.producer.submit(topic, key, value)
@@ -174,6 +180,7 @@ class Ingress:
             done, _ = await asyncio.wait((first,), timeout=spool_after)
             if done and first.exception() is None:
                 return b"stored"
+        self._kafka_slow_until = time.monotonic() + SLOW_FOR_S
         try:
             seq = await self.spool.append(topic, key, value)
         except SpoolUnavailable:  # full or failing: wait for Kafka as without a spool; a late answer beats a 503
