@@ -23,6 +23,7 @@ from aiohttp import web
 
 from attrib.settings import Settings
 from ingest import body, errors, logfilter, metrics, records
+from ingest.arrivals import Tally
 from ingest.drain import Drainer
 from ingest.producer import DurableProducer, ProduceError, Stored, longest_wait_s
 from ingest.rejections import Rejection, Rejections
@@ -54,6 +55,7 @@ class Ingress:
                                s.ingest.spool_segment_bytes, s.ingest.spool_high_water)
             self.drainer = Drainer(self.spool, producer, longest_wait_s(s))
         self.rejections = Rejections(s.ingest.rejections_kept)
+        self.arrivals = Tally(self.plans)  # verified deliveries per source, for the heartbeats (ingest/arrivals.py)
         self.ops_nets = network.networks(s.ingest.ops_allowlist)
         self.raw_topic, self.dlq_topic = s.topics.raw, s.topics.dead_letters
         self.serde = wire.serde(s)  # single-object Avro, or Confluent framing with a schema registry
@@ -101,6 +103,7 @@ class Ingress:
                 raise errors.verification_failed(reason)
             metrics.body_bytes(name).observe(size)
             verified = inbound
+            self.arrivals.note(name, now)
             return await self._store(plan, inbound, content_type, now)
         except errors.IngestError as e:
             label = name if plan is not None else metrics.UNKNOWN_SOURCE
