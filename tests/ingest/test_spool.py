@@ -115,3 +115,24 @@ async def test_each_process_gets_its_own_slot(tmp_path: Path) -> None:
     assert c.dir == a.dir and c.records == 1
     await b.close()
     await c.close()
+
+
+def test_the_default_spool_wait_leaves_room_under_the_shortest_sender_timeout() -> None:
+    from attrib.settings import Settings
+    from ingest.app import SLOW_SPOOL_AFTER_S
+    from ingest.senders import ANSWER_TIMEOUT_S, SHORTEST_ANSWER_TIMEOUT_S
+
+    assert SHORTEST_ANSWER_TIMEOUT_S == ANSWER_TIMEOUT_S["branch"] == 2.0  # README's sender table
+    s = Settings()
+    assert SLOW_SPOOL_AFTER_S < s.ingest.spool_after_s <= SHORTEST_ANSWER_TIMEOUT_S / 4  # the rest is fsync and slack
+    assert s.ingest.spool_max_bytes > 0  # on by default
+
+
+def test_a_bad_per_source_spool_wait_fails_start_naming_the_key() -> None:
+    from attrib.settings import ConfigError, Settings
+    from ingest.sources import compile_all
+
+    s = Settings(sources=[{"name": "x", "mmp": "generic", "verify": ["token"], "secrets": ["t"],
+                           "options": {"spool_after_s": 0}}])
+    with pytest.raises(ConfigError, match=r"ATTRIB_SOURCES\[0\]__OPTIONS__SPOOL_AFTER_S"):
+        compile_all(s)
