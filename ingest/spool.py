@@ -44,7 +44,6 @@ class SpoolUnavailable(DependencyUnavailable):
 class Segment:
     path: Path
     size: int  # readable end: fsync'd bytes (or the last intact record of a recovered segment)
-    records: int
     sealed: bool  # no more appends: the drainer may move past its end
 
 
@@ -110,7 +109,7 @@ class Spool:
             path.unlink()
             return
         first, last = found.records[0][0], found.records[-1][0]
-        self.segments.append(Segment(path, found.good_end, len(found.records), sealed=True))
+        self.segments.append(Segment(path, found.good_end, sealed=True))
         self.records += len(found.records)
         self.bytes += len(data)
         self.next_seq = max(self.next_seq, last.seq + 1)
@@ -175,7 +174,7 @@ class Spool:
                     continue
                 metrics.SPOOL_WRITE_SECONDS.observe(time.monotonic() - started)
                 seg = self.segments[-1]
-                seg.size, seg.records = size, seg.records + len(batch)
+                seg.size = size
                 self.records += len(batch)
                 if self.oldest_ms is None:
                     self.oldest_ms = batch[0][0].at_ms
@@ -193,7 +192,7 @@ class Spool:
             path = self.dir / f"{first_seq:020d}{SUFFIX}"
             self._fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_APPEND, 0o600)
             _fsync_dir(self.dir)  # the new name itself must survive a crash
-            self.segments.append(Segment(path, 0, 0, sealed=False))
+            self.segments.append(Segment(path, 0, sealed=False))
         seg = self.segments[-1]
         data = memoryview(b"".join(frames))
         try:
