@@ -56,6 +56,7 @@ def make_settings(tmp_path: Path, kafka_bootstrap: str, chdb_path: Path) -> Call
                 "raw": f"t-{tag}.raw", "events": f"t-{tag}.events", "dead_letters": f"t-{tag}.dlq",
                 "alerts_spike": f"t-{tag}.spike", "alerts_drop": f"t-{tag}.drop",
             },
+            "alerts": {"app_id": f"alerts-{tag}"},  # its own counts topic and changelogs
         }
         for k, v in overrides.items():
             base[k] = {**base[k], **v} if isinstance(v, dict) and isinstance(base.get(k), dict) else v
