@@ -55,13 +55,17 @@ def ensure_topics(settings: Settings, timeout: float = 30.0) -> list[str]:
         NewTopic(name, num_partitions=t.partitions, replication_factor=t.replication_factor,
                  config={"retention.ms": retention[name]} if name in retention else {})
         for name in t.all()
-    ] + internal_topics(settings)
+    ]
     for nt in wanted:
-        have = len(existing[nt.topic].partitions) if nt.topic in existing else nt.num_partitions
-        if have != nt.num_partitions:
-            why = (f"settings say {t.partitions} (ATTRIB_TOPICS__PARTITIONS)" if nt.num_partitions == t.partitions
-                   else f"it must have {nt.num_partitions}: delete it or name another (e.g. ATTRIB_ALERTS__APP_ID)")
-            raise ConfigurationError(f"topic {nt.topic} has {have} partitions, {why}")
+        if nt.topic in existing and len(existing[nt.topic].partitions) != t.partitions:
+            raise ConfigurationError(f"topic {nt.topic} has {len(existing[nt.topic].partitions)} partitions, settings "
+                                     f"say {t.partitions} (ATTRIB_TOPICS__PARTITIONS)")
+    counts = counts_topic(settings)
+    if counts in existing and len(existing[counts].partitions) != 1:  # one partition is the evaluator's global view
+        raise ConfigurationError(f"topic {counts} has {len(existing[counts].partitions)} partitions, it must have 1: "
+                                 "delete it or name another (ATTRIB_ALERTS__COUNTS_TOPIC)")
+    # a changelog with another partition count is the owning app's business (Faust says so when it starts)
+    wanted += internal_topics(settings)
     wanted = [nt for nt in wanted if nt.topic not in existing]
     if not wanted:
         return []

@@ -57,6 +57,7 @@ def make_settings(tmp_path: Path, kafka_bootstrap: str, chdb_path: Path) -> Call
                 "alerts_spike": f"t-{tag}.spike", "alerts_drop": f"t-{tag}.drop",
             },
             "alerts": {"app_id": f"alerts-{tag}"},  # its own counts topic and changelogs
+            "streams": {"app_id": f"worker-{tag}"},
         }
         for k, v in overrides.items():
             base[k] = {**base[k], **v} if isinstance(v, dict) and isinstance(base.get(k), dict) else v
