@@ -16,6 +16,9 @@ per bucket, series state, seasonal cells, meta) — the global view:
   once every raw partition's progress is ≥ b's end + lateness: a pipeline catching up after a restart is behind, not
   silent, and raises no drop. A worker that is down holds evaluation back (logged by the tick timer), it does not
   page as a platform-wide drop.
+- **Not observed is not silent.** When a partition's next record starts far after the progress it had (``a0``: no
+  delivery received and no worker tick in between — the whole pipeline was down), the span is a gap; a bucket inside
+  every raw partition's gap is skipped (logged), not judged as a drop to zero.
 - Counts later than that (a bucket already judged) are logged and not added.
 
 /readyz (``alerts.ready_port``) answers 200 once this process owns the counts partition and its tables are recovered.
@@ -58,6 +61,7 @@ log = logging.getLogger("attrib.alerts")
 HELP = "run the spike/drop alert detector (Faust app `attrib alerts`)"
 TABLES = ALERT_TABLES
 STALL_LOG_S = 300  # the tick timer says so when the worker's progress is this far behind the wall clock
+GAP_MIN_MS = 60_000  # a partition with no record at all for longer (and ≥ 10 worker ticks) was not observed
 
 
 FEED_SOURCES = 3  # ingress sources remembered per feed
@@ -118,6 +122,7 @@ def build(s: Settings) -> faust.App:
     datadir = a.data_dir or s.var_dir / "alerts"
     datadir.mkdir(parents=True, exist_ok=True)
     parts = s.topics.partitions  # raw partitions: every one's progress gates a bucket
+    gap_ms = max(GAP_MIN_MS, int(10 * s.streams.tick_interval_s * 1000))
     reads = [counts_topic(s)]
     app = faust.App(
         a.app_id, **kafka.faust_settings(s, "alerts", a.app_id, reads), store=a.store,
@@ -139,7 +144,8 @@ def build(s: Settings) -> faust.App:
     counts = app.Table(TABLES[0], partitions=1)  # str(bucket) -> {series: n}
     states = app.Table(TABLES[1], partitions=1)  # series -> SeriesState dict
     cells = app.Table(TABLES[2], partitions=1)  # series|d<slot> / |w<slot> -> [m, n]
-    meta = app.Table(TABLES[3], partitions=1)  # evaluated_until, first_bucket, p:<raw partition> -> [offset, at]
+    # evaluated_until, first_bucket, p:<raw partition> -> [offset applied, progress, gap from, gap to]
+    meta = app.Table(TABLES[3], partitions=1)
 
     async def dead_letter(reason: str, exc: BaseException, value: bytes | None, ref: dict[str, Any]) -> None:
         log.warning("alerts dead letter", extra={"fields": {"reason": reason, "error": str(exc)[:200], **ref}})
@@ -149,7 +155,8 @@ def build(s: Settings) -> faust.App:
 
     def apply_counts(rec: dict[str, Any]) -> None:
         pkey = f"p:{rec['p']}"
-        applied, at = meta.get(pkey) or (-1, 0)
+        old = meta.get(pkey) or [-1, 0, 0, 0]
+        applied, at, gap = old[0], old[1], old[2:] or [0, 0]
         done = meta.get("evaluated_until")
         by_bucket: dict[int, Counter[str]] = defaultdict(Counter)
         late = 0
@@ -169,8 +176,11 @@ def build(s: Settings) -> faust.App:
             if first is None or b < first:
                 meta["first_bucket"] = b
         learn_feeds(rec.get("f") or [])
-        new = [max(applied, rec["last"]), max(at, rec.get("at") or 0)]
-        if new != [applied, at]:
+        a0 = rec.get("a0") or 0
+        if at and a0 - at > gap_ms:  # nothing at all in this partition between: not observed
+            gap = [at, a0]
+        new = [max(applied, rec["last"]), max(at, rec.get("at") or 0), *gap]
+        if new != old:
             meta[pkey] = new
 
     def watermark() -> int | None:
@@ -255,9 +265,22 @@ def build(s: Settings) -> faust.App:
             last = target - a.max_catchup_buckets * bucket_ms
         now_ms = int(time.time() * 1000)
         while last < target:
-            await evaluate_one(last, now_ms)
+            if unobserved(last):
+                log.warning("bucket not judged: no partition received or processed anything during it (the pipeline "
+                            "was down)", extra={"fields": {"bucket": last}})
+                if str(last) in counts:
+                    del counts[str(last)]
+            else:
+                await evaluate_one(last, now_ms)
             last += bucket_ms
             meta["evaluated_until"] = last
+
+    def unobserved(b: int) -> bool:
+        for p in range(parts):
+            got = meta.get(f"p:{p}")
+            if not got or len(got) < 4 or not (got[2] <= b and b + bucket_ms <= got[3]):
+                return False
+        return True
 
     def check_progress(now_ms: int) -> None:
         w = watermark()

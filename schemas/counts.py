@@ -3,7 +3,7 @@ topic, JSON), and how the evaluator applies them exactly once. Both stages use t
 
 One record per (raw partition, output batch)::
 
-    {"p": raw partition, "last": highest raw offset the batch covers, "at": progress ms,
+    {"p": raw partition, "last": highest raw offset the batch covers, "at": progress ms, "a0": its first record's,
      "c": [[series, bucket_start_ms, [raw offset, ...]], ...], "f": [[feed, source, mmp], ...]}
 
 **Idempotent per source offset.** The worker commits raw offsets only after its outputs (counts records included)
@@ -19,6 +19,9 @@ what it emitted the first time), so counts match ``events FINAL``: each event co
 **Progress** (``at``): the receipt time (``received_at``) of the deliveries, or the wall time of the worker's tick
 records, the partition has been processed up to. The evaluator closes a bucket only once every raw partition's
 progress has passed the bucket's end plus the lateness: a pipeline that is catching up is behind, not silent.
+``a0`` is the time of the batch's first raw record: far after the progress the evaluator had for the partition, it
+means the partition holds no record at all in between — no delivery received, no tick produced: the whole pipeline
+was down (see alerts/app.py: such buckets are not judged as silence).
 """
 
 from __future__ import annotations
@@ -44,11 +47,12 @@ def feed(key: str) -> str:
 
 
 class _Part:
-    __slots__ = ("at", "c", "f", "last")
+    __slots__ = ("a0", "at", "c", "f", "last")
 
     def __init__(self) -> None:
         self.last = -1
         self.at = 0
+        self.a0 = 0
         self.c: dict[tuple[str, int], list[int]] = {}
         self.f: set[tuple[str, str, str]] = set()
 
@@ -77,6 +81,8 @@ class Tally:
             p = self.parts[partition] = _Part()
         if at_ms > p.at:
             p.at = at_ms
+        if not p.a0:
+            p.a0 = at_ms
 
     def event(self, partition: int, offset: int, rec: dict[str, Any]) -> None:
         """An enriched event was emitted by the raw record at ``offset`` (times as int ms). Counted at its first
@@ -105,7 +111,8 @@ class Tally:
 
     def drain(self) -> list[bytes]:
         """One record per raw partition touched since the last drain (JSON bytes), and start over."""
-        out = [orjson.dumps({"p": n, "last": p.last, "at": p.at, "c": [[k, b, o] for (k, b), o in p.c.items()],
+        out = [orjson.dumps({"p": n, "last": p.last, "at": p.at, "a0": p.a0,
+                             "c": [[k, b, o] for (k, b), o in p.c.items()],
                              "f": sorted(p.f)}) for n, p in self.parts.items()]
         self.parts = {}
         return out

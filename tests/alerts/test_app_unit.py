@@ -55,5 +55,25 @@ async def test_resumed_batches_late_counts_and_the_watermark(app) -> None:  # ty
     assert t["states"][K]["n"] == 2 and t["states"][P]["n"] == 2
     assert t["states"][K]["ewma"] == pytest.approx(0.7 * 12 + 0.3 * 4)  # 7+5 (not 19, not 14) then 3+1
     assert dict(t["counts"]) == {str(2 * B): {K: 1, P: 1}}
-    assert t["meta"]["p:0"] == [14, 2 * B + LATE] and t["meta"]["p:1"] == [4, 2 * B + LATE]
+    assert t["meta"]["p:0"] == [14, 2 * B + LATE, 0, 0] and t["meta"]["p:1"] == [4, 2 * B + LATE, 0, 0]
     assert t["meta"]["feed:app\x1ffb"] == [["af", "appsflyer"]]
+
+
+async def test_buckets_while_the_whole_pipeline_was_down_are_not_judged(app) -> None:  # type: ignore[no-untyped-def]
+    """Both partitions' next records start 4 buckets after their progress (no delivery received, no worker tick):
+    those buckets are skipped, not judged as zero; buckets with traffic around them are judged."""
+    t = app.alert_tables
+    evaluate = next(ag for name, ag in app.agents.items() if name.endswith(".evaluate"))
+    async with evaluate.test_context() as agent:
+        off = 0
+        for b in range(6):  # six buckets of traffic, each partition processed up to the bucket's end
+            for p in (0, 1):
+                await agent.put({**rec(p, off, (b + 1) * B, (K, b * B, [off])), "a0": b * B + 1})
+            off += 1
+        # down from 6 B to 10 B: the next records start there
+        for p in (0, 1):
+            await agent.put({**rec(p, off, 12 * B + LATE, (K, 10 * B, [off]), (K, 11 * B, [off])), "a0": 10 * B})
+    judged = 12 - 4  # buckets 0-11 closed, 6-9 not observed
+    assert t["meta"]["evaluated_until"] == 12 * B
+    assert t["states"][K]["n"] == judged, t["states"][K]
+    assert t["meta"]["p:0"][2:] == [6 * B, 10 * B]

@@ -165,8 +165,8 @@ def test_a_fresh_start_of_every_service_judges_from_the_first_bucket(make_settin
 
 def test_a_restart_that_leaves_the_worker_catching_up_raises_no_drop(make_settings, slack, tmp_path: Path) -> None:
     s = settings_for(make_settings, slack, bucket_s=5, lateness_s=3)
-    svcs = services(s, ["ingest", "worker", "alerts"])
-    ingest, worker, alerts = svcs
+    svcs = services(s, ["worker", "alerts", "ingest"])  # one after the other, as `attrib run` starts them
+    worker, alerts, ingest = svcs
     try:
         for svc in svcs:
             svc.start(tmp_path / "logs")
