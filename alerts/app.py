@@ -16,9 +16,10 @@ per bucket, series state, seasonal cells, meta) — the global view:
   once every raw partition's progress is ≥ b's end + lateness: a pipeline catching up after a restart is behind, not
   silent, and raises no drop. A worker that is down holds evaluation back (logged by the tick timer), it does not
   page as a platform-wide drop.
-- **Not observed is not silent.** When a partition's next record starts far after the progress it had (``a0``: no
-  delivery received and no worker tick in between — the whole pipeline was down), the span is a gap; a bucket inside
-  every raw partition's gap is skipped (logged), not judged as a drop to zero.
+- **Not observed is not silent.** When a partition holds no record at all for a while (no delivery received, no
+  worker tick produced: the pipeline was down) the worker reports the gap (``g``), or the evaluator sees the next
+  batch start far past the progress it had (``a0``); a bucket inside every raw partition's gap is skipped (logged),
+  not judged as a drop to zero.
 - Counts later than that (a bucket already judged) are logged and not added.
 
 /readyz (``alerts.ready_port``) answers 200 once this process owns the counts partition and its tables are recovered.
@@ -61,7 +62,6 @@ log = logging.getLogger("attrib.alerts")
 HELP = "run the spike/drop alert detector (Faust app `attrib alerts`)"
 TABLES = ALERT_TABLES
 STALL_LOG_S = 300  # the tick timer says so when the worker's progress is this far behind the wall clock
-GAP_MIN_MS = 60_000  # a partition with no record at all for longer (and ≥ 10 worker ticks) was not observed
 
 
 FEED_SOURCES = 3  # ingress sources remembered per feed
@@ -122,7 +122,7 @@ def build(s: Settings) -> faust.App:
     datadir = a.data_dir or s.var_dir / "alerts"
     datadir.mkdir(parents=True, exist_ok=True)
     parts = s.topics.partitions  # raw partitions: every one's progress gates a bucket
-    gap_ms = max(GAP_MIN_MS, int(10 * s.streams.tick_interval_s * 1000))
+    gap_ms = counts_rec.gap_ms(s.streams.tick_interval_s)
     reads = [counts_topic(s)]
     app = faust.App(
         a.app_id, **kafka.faust_settings(s, "alerts", a.app_id, reads), store=a.store,
@@ -179,6 +179,8 @@ def build(s: Settings) -> faust.App:
         a0 = rec.get("a0") or 0
         if at and a0 - at > gap_ms:  # nothing at all in this partition between: not observed
             gap = [at, a0]
+        if rec.get("g") and rec["g"][1] > gap[1]:
+            gap = list(rec["g"])
         new = [max(applied, rec["last"]), max(at, rec.get("at") or 0), *gap]
         if new != old:
             meta[pkey] = new

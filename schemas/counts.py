@@ -4,6 +4,7 @@ topic, JSON), and how the evaluator applies them exactly once. Both stages use t
 One record per (raw partition, output batch)::
 
     {"p": raw partition, "last": highest raw offset the batch covers, "at": progress ms, "a0": its first record's,
+     "g": [from, to] (the latest gap seen, if any),
      "c": [[series, bucket_start_ms, [raw offset, ...]], ...], "f": [[feed, source, mmp], ...]}
 
 **Idempotent per source offset.** The worker commits raw offsets only after its outputs (counts records included)
@@ -19,9 +20,10 @@ what it emitted the first time), so counts match ``events FINAL``: each event co
 **Progress** (``at``): the receipt time (``received_at``) of the deliveries, or the wall time of the worker's tick
 records, the partition has been processed up to. The evaluator closes a bucket only once every raw partition's
 progress has passed the bucket's end plus the lateness: a pipeline that is catching up is behind, not silent.
-``a0`` is the time of the batch's first raw record: far after the progress the evaluator had for the partition, it
-means the partition holds no record at all in between — no delivery received, no tick produced: the whole pipeline
-was down (see alerts/app.py: such buckets are not judged as silence).
+**Gaps** (``g``): two consecutive raw records of a partition more than ``gap_ms`` apart (its receipt/tick times) mean
+the partition holds no record at all in between — no delivery received, no worker tick produced: the pipeline was
+down. ``a0`` is the batch's first record's time, for the evaluator to see a gap between batches too. A bucket inside
+every raw partition's gap is not judged as silence (alerts/app.py).
 """
 
 from __future__ import annotations
@@ -37,6 +39,11 @@ NO_SOURCE = "(none)"
 KEY = b"c"  # every counts record and tick is keyed alike: one partition, order is the topic's
 
 
+def gap_ms(tick_interval_s: float) -> int:
+    """No record at all in a partition for longer than this — a minute, and ten worker ticks — is a gap."""
+    return max(60_000, int(10 * tick_interval_s * 1000))
+
+
 def series(rec: dict[str, Any]) -> str:
     return SEP.join((rec.get("app_id") or "", rec.get("media_source") or NO_SOURCE, rec["event_type"]))
 
@@ -47,12 +54,13 @@ def feed(key: str) -> str:
 
 
 class _Part:
-    __slots__ = ("a0", "at", "c", "f", "last")
+    __slots__ = ("a0", "at", "c", "f", "g", "last")
 
     def __init__(self) -> None:
         self.last = -1
         self.at = 0
         self.a0 = 0
+        self.g: list[int] | None = None
         self.c: dict[tuple[str, int], list[int]] = {}
         self.f: set[tuple[str, str, str]] = set()
 
@@ -60,9 +68,10 @@ class _Part:
 class Tally:
     """Worker side: what has been processed since the last ``drain``, per raw partition."""
 
-    def __init__(self, bucket_ms: int) -> None:
-        self.bucket_ms = bucket_ms
+    def __init__(self, bucket_ms: int, gap_ms: int = 60_000) -> None:
+        self.bucket_ms, self.gap_ms = bucket_ms, gap_ms
         self.parts: dict[int, _Part] = {}
+        self.prev: dict[int, int] = {}  # partition -> time of its last record processed (across drains)
 
     def seen(self, partition: int, offset: int) -> None:
         """A raw record is being processed (delivery, tick or dead letter), before its events: the batch covers its
@@ -83,6 +92,11 @@ class Tally:
             p.at = at_ms
         if not p.a0:
             p.a0 = at_ms
+        prev = self.prev.get(partition)
+        if prev is not None and at_ms - prev > self.gap_ms:
+            p.g = [prev, at_ms]
+        if prev is None or at_ms > prev:
+            self.prev[partition] = at_ms
 
     def event(self, partition: int, offset: int, rec: dict[str, Any]) -> None:
         """An enriched event was emitted by the raw record at ``offset`` (times as int ms). Counted at its first
@@ -111,7 +125,7 @@ class Tally:
 
     def drain(self) -> list[bytes]:
         """One record per raw partition touched since the last drain (JSON bytes), and start over."""
-        out = [orjson.dumps({"p": n, "last": p.last, "at": p.at, "a0": p.a0,
+        out = [orjson.dumps({"p": n, "last": p.last, "at": p.at, "a0": p.a0, **({"g": p.g} if p.g else {}),
                              "c": [[k, b, o] for (k, b), o in p.c.items()],
                              "f": sorted(p.f)}) for n, p in self.parts.items()]
         self.parts = {}

@@ -59,9 +59,13 @@ async def test_resumed_batches_late_counts_and_the_watermark(app) -> None:  # ty
     assert t["meta"]["feed:app\x1ffb"] == [["af", "appsflyer"]]
 
 
-async def test_buckets_while_the_whole_pipeline_was_down_are_not_judged(app) -> None:  # type: ignore[no-untyped-def]
-    """Both partitions' next records start 4 buckets after their progress (no delivery received, no worker tick):
-    those buckets are skipped, not judged as zero; buckets with traffic around them are judged."""
+@pytest.mark.parametrize("seen", [
+    {"a0": 10 * B},  # the next batch starts there (the evaluator sees the gap)
+    {"a0": 6 * B, "g": [6 * B, 10 * B]},  # the restarted worker first re-processed old ticks, then saw the gap
+])
+async def test_buckets_while_the_whole_pipeline_was_down_are_not_judged(app, seen) -> None:  # type: ignore[no-untyped-def]
+    """Both partitions hold no record from 6 B to 10 B (no delivery received, no worker tick): those buckets are
+    skipped, not judged as zero; buckets with traffic around them are judged."""
     t = app.alert_tables
     evaluate = next(ag for name, ag in app.agents.items() if name.endswith(".evaluate"))
     async with evaluate.test_context() as agent:
@@ -72,7 +76,7 @@ async def test_buckets_while_the_whole_pipeline_was_down_are_not_judged(app) -> 
             off += 1
         # down from 6 B to 10 B: the next records start there
         for p in (0, 1):
-            await agent.put({**rec(p, off, 12 * B + LATE, (K, 10 * B, [off]), (K, 11 * B, [off])), "a0": 10 * B})
+            await agent.put({**rec(p, off, 12 * B + LATE, (K, 10 * B, [off]), (K, 11 * B, [off])), **seen})
     judged = 12 - 4  # buckets 0-11 closed, 6-9 not observed
     assert t["meta"]["evaluated_until"] == 12 * B
     assert t["states"][K]["n"] == judged, t["states"][K]

@@ -106,3 +106,17 @@ def test_series_key_matches_the_detectors() -> None:
     assert SEP == DETECTOR_SEP
     assert SeriesKey.decode(series({"app_id": None, "media_source": None, "event_type": "open"})) == SeriesKey(
         "", "(none)", "open")
+
+
+def test_a_partition_without_any_record_for_a_while_reports_the_gap() -> None:
+    t = Tally(B, gap_ms=60_000)
+    for i, at in enumerate([1_000, 6_000, 11_000]):  # ticks every 5 s
+        t.seen(0, i)
+        t.progress(0, at)
+    assert "g" not in orjson.loads(t.drain()[0])
+    t.seen(0, 3)
+    t.progress(0, 200_000)  # the next record (a tick of the restarted worker) 189 s later: nobody was there
+    t.seen(0, 4)
+    t.progress(0, 150_000)  # a delivery received a bit out of order does not move the clock back
+    rec = orjson.loads(t.drain()[0])
+    assert rec["g"] == [11_000, 200_000] and rec["a0"] == 200_000 and rec["at"] == 200_000
