@@ -72,6 +72,7 @@ class Tally:
         self.bucket_ms, self.gap_ms = bucket_ms, gap_ms
         self.parts: dict[int, _Part] = {}
         self.prev: dict[int, int] = {}  # partition -> time of its last record processed (across drains)
+        self.events = 0  # counted since the last drain: records stay far below the producer's batch size
 
     def seen(self, partition: int, offset: int) -> None:
         """A raw record is being processed (delivery, tick or dead letter), before its events: the batch covers its
@@ -111,6 +112,7 @@ class Tally:
         t = rec["event_time"]
         k = series(rec)
         ck = (k, t - t % self.bucket_ms)
+        self.events += 1
         offs = p.c.get(ck)
         if offs is None:
             p.c[ck] = [offset]
@@ -129,6 +131,7 @@ class Tally:
                              "c": [[k, b, o] for (k, b), o in p.c.items()],
                              "f": sorted(p.f)}) for n, p in self.parts.items()]
         self.parts = {}
+        self.events = 0
         return out
 
 

@@ -25,6 +25,7 @@ from streams.batcher import Batcher
 
 log = logging.getLogger("attrib.worker")
 PRODUCE_FAILED_EXIT = 70
+COUNTS_MAX_EVENTS = 20_000  # a counts record is ~7 bytes per event: sent sooner than this, far below 1 MiB
 
 
 class Outputs:
@@ -46,10 +47,14 @@ class Outputs:
     @property
     def due(self) -> bool:
         """Batches are older than the linger time or full, or counts are due (asked after every message)."""
-        return self.batcher.due or (bool(self.counts) and time.monotonic() - self.counted_at >= self.counts_every_s)
+        return self.batcher.due or self._counts_due()
+
+    def _counts_due(self) -> bool:
+        return bool(self.counts) and (time.monotonic() - self.counted_at >= self.counts_every_s
+                                      or self.counts.events >= COUNTS_MAX_EVENTS)
 
     async def send_due(self) -> None:
-        if self.counts and time.monotonic() - self.counted_at >= self.counts_every_s:
+        if self._counts_due():
             self._send_counts()
         await self.batcher.send_due()
 
