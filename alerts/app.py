@@ -39,6 +39,7 @@ from typing import Any
 import faust
 from aiokafka.errors import KafkaError
 
+from alerts import arrivals_agent
 from alerts.config import config_from
 from alerts.detector import (
     PLATFORM,
@@ -60,7 +61,7 @@ from schemas.dead_letter import dead_letter as dead_letter_record
 
 log = logging.getLogger("attrib.alerts")
 HELP = "run the spike/drop alert detector (Faust app `attrib alerts`)"
-TABLES = ALERT_TABLES
+TABLES = ALERT_TABLES  # attrib/topics.py: their changelogs are created before the app joins
 STALL_LOG_S = 300  # the tick timer says so when the worker's progress is this far behind the wall clock
 
 
@@ -123,7 +124,7 @@ def build(s: Settings) -> faust.App:
     datadir.mkdir(parents=True, exist_ok=True)
     parts = s.topics.partitions  # raw partitions: every one's progress gates a bucket
     gap_ms = counts_rec.gap_ms(s.streams.tick_interval_s)
-    reads = [counts_topic(s)]
+    reads = [counts_topic(s), *([s.topics.arrivals] if a.arrivals.enabled else [])]
     app = faust.App(
         a.app_id, **kafka.faust_settings(s, "alerts", a.app_id, reads), store=a.store,
         datadir=str(datadir), web_enabled=False, topic_replication_factor=
@@ -146,6 +147,7 @@ def build(s: Settings) -> faust.App:
     cells = app.Table(TABLES[2], partitions=1)  # series|d<slot> / |w<slot> -> [m, n]
     # evaluated_until, first_bucket, p:<raw partition> -> [offset applied, progress, gap from, gap to]
     meta = app.Table(TABLES[3], partitions=1)
+    arrivals = app.Table(arrivals_agent.TABLE, partitions=1)  # written only by the arrivals agent
 
     async def dead_letter(reason: str, exc: BaseException, value: bytes | None, ref: dict[str, Any]) -> None:
         log.warning("alerts dead letter", extra={"fields": {"reason": reason, "error": str(exc)[:200], **ref}})
@@ -242,6 +244,8 @@ def build(s: Settings) -> faust.App:
             feeds = meta.get(f"feed:{feed_of(al.key)}")
             if feeds:
                 r["detail"] = json.dumps({**json.loads(r["detail"]), "feeds": feeds})
+            if a.arrivals.enabled and arrivals_agent.joins_arrivals(r, feeds, arrivals, meta):
+                continue  # the stop was paged from arrival already: one incident, one page
             log.info("alert", extra={"fields": {k: r[k] for k in ("alert_id", "state", "direction", "scope",
                                                                   "app_id", "media_source", "event_type")}})
             d = r["direction"]
@@ -309,6 +313,12 @@ def build(s: Settings) -> faust.App:
                 await dead_letter("alerts_evaluate_failed", exc, None,
                                   {"topic": m.topic, "partition": m.partition, "offset": m.offset})
 
+    if a.arrivals.enabled:
+        async def send_drop(r: dict[str, Any]) -> None:
+            await outputs["drop"].send(key=r["alert_id"].encode(), value=encode_alert["drop"](r))
+
+        arrivals_agent.install(app, s, arrivals, send_drop, dead_letter)
+
     if a.tick_interval_s > 0:
         @app.timer(a.tick_interval_s, on_leader=True)
         async def tick() -> None:
@@ -317,7 +327,9 @@ def build(s: Settings) -> faust.App:
             except KafkaError as exc:  # the next tick covers this one: evaluation catches up to wall-clock time
                 log.warning("alerts tick not sent", extra={"fields": {"error": str(kafka.mapped(exc, "tick"))[:200]}})
 
-    app.alert_tables = {"counts": counts, "states": states, "cells": cells, "meta": meta}  # type: ignore[attr-defined]
+    app.alert_tables = {"counts": counts, "states": states, "cells": cells,  # type: ignore[attr-defined]
+                        "meta": meta, "arrivals": arrivals}
+
     def status() -> dict[str, Any]:
         return {"first_bucket": meta.get("first_bucket"), "evaluated_until": meta.get("evaluated_until"),
                 "watermark": watermark()}

@@ -1,6 +1,7 @@
 """Create the pipeline's topics (idempotent). Every topic is keyed by the user key with the same partition count,
-so one user's raw deliveries, state changelogs and outputs share a partition number; the stages' internal topics
-(the alerts' counts topic, the Faust tables' changelogs) are created here too, before any app joins."""
+so one user's raw deliveries, state changelogs and outputs share a partition number. The exceptions have one
+partition: the ingress heartbeat topic (topics.arrivals), read whole by one alerts worker, and the stages' internal
+topics (the alerts' counts topic, the Faust tables' changelogs), created here too, before any app joins."""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ from attrib import kafka
 from attrib.errors import ConfigurationError
 from attrib.settings import Settings
 
-ALERT_TABLES = ("alert-counts", "alert-states", "alert-cells", "alert-meta")  # `attrib alerts`' Faust tables
+# `attrib alerts`' Faust tables (alert-arrivals: alerts/arrivals_agent.py's)
+ALERT_TABLES = ("alert-counts", "alert-states", "alert-cells", "alert-meta", "alert-arrivals")
 WORKER_TABLES = ("users",)  # `attrib worker`'s
 
 
@@ -56,10 +58,13 @@ def ensure_topics(settings: Settings, timeout: float = 30.0) -> list[str]:
                  config={"retention.ms": retention[name]} if name in retention else {})
         for name in t.all()
     ]
-    for nt in wanted:
-        if nt.topic in existing and len(existing[nt.topic].partitions) != t.partitions:
-            raise ConfigurationError(f"topic {nt.topic} has {len(existing[nt.topic].partitions)} partitions, settings "
-                                     f"say {t.partitions} (ATTRIB_TOPICS__PARTITIONS)")
+    if t.arrivals not in existing:  # heartbeats: a few a minute, a day is plenty (the judge keeps its own history)
+        wanted.append(NewTopic(t.arrivals, num_partitions=1, replication_factor=t.replication_factor,
+                               config={"retention.ms": str(86_400_000)}))
+    for name in t.all():
+        if name in existing and len(existing[name].partitions) != t.partitions:
+            raise ConfigurationError(f"topic {name} has {len(existing[name].partitions)} partitions, settings say "
+                                     f"{t.partitions} (ATTRIB_TOPICS__PARTITIONS)")
     counts = counts_topic(settings)
     if counts in existing and len(existing[counts].partitions) != 1:  # one partition is the evaluator's global view
         raise ConfigurationError(f"topic {counts} has {len(existing[counts].partitions)} partitions, it must have 1: "

@@ -54,9 +54,10 @@ def make_settings(tmp_path: Path, kafka_bootstrap: str, chdb_path: Path) -> Call
             "clickhouse": {"path": chdb_path, "database": f"t_{tag}"},
             "topics": {
                 "raw": f"t-{tag}.raw", "events": f"t-{tag}.events", "dead_letters": f"t-{tag}.dlq",
-                "alerts_spike": f"t-{tag}.spike", "alerts_drop": f"t-{tag}.drop",
+                "alerts_spike": f"t-{tag}.spike", "alerts_drop": f"t-{tag}.drop", "arrivals": f"t-{tag}.arrivals",
             },
-            "alerts": {"app_id": f"alerts-{tag}"},  # its own counts topic and changelogs
+            # its own counts topic and changelogs; /readyz off unless a test gives it a free port
+            "alerts": {"app_id": f"alerts-{tag}", "ready_port": 0},
             "streams": {"app_id": f"worker-{tag}"},
         }
         for k, v in overrides.items():
