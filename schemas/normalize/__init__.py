@@ -26,9 +26,10 @@ from typing import Any
 from attrib.settings import SourceSettings
 from schemas.errors import INTERNAL, INVALID_JSON, UNKNOWN_MMP, NormalizeError
 from schemas.normalize.fast.encode import build, fingerprint_of, properties
+from schemas.normalize.fast.keys import first_key
 from schemas.normalize.fast.parse import Query, parse
 from schemas.normalize.fast.plan import rest
-from schemas.user_key import FP_HEX, candidates
+from schemas.user_key import FP_HEX
 
 MMPS = ("branch", "appsflyer", "adjust", "singular", "kochava", "tenjin", "linkrunner", "generic")
 MODULES = {m: f"schemas.normalize.fast.{m}" for m in MMPS}
@@ -104,7 +105,7 @@ def _normalize(plan: Plan, raw: dict[str, Any]) -> list[dict[str, Any]]:
     for item in items:
         used: set[str] = set()
         f, id_fields, key_mmp, replaced = plan.extract(item, used, options)
-        who = candidates(key_mmp or mmp, item)
+        who = first_key(key_mmp or mmp)(item)
         app_id = f.pop("app_id", None) or raw.get("app_id") or source.app_id
         if not f.get("platform"):
             f["platform"] = ("ios" if f.get("idfa") or f.get("idfv")
@@ -112,13 +113,13 @@ def _normalize(plan: Plan, raw: dict[str, Any]) -> list[dict[str, Any]]:
         event_id = f.pop("event_id", None)
         if not event_id:
             fields = id_fields if id_fields is not None and who else item
-            basis = {"mmp": mmp, "app_id": app_id, "who": who[0] if who else None, "fields": fields}
+            basis = {"mmp": mmp, "app_id": app_id, "who": who, "fields": fields}
             event_id = "fp:" + fingerprint_of(basis, fast)[:FP_HEX]
         props = rest(item, used, replaced)
         if extra:
             props = {**props, "_query": extra}
         f.update(event_id=event_id, mmp=mmp, source=source.name, app_id=app_id, received_at=received_at,
-                 user_key=who[0] if who else "fp:" + fingerprint_of(item, fast)[:FP_HEX],
+                 user_key=who or "fp:" + fingerprint_of(item, fast)[:FP_HEX],
                  properties=properties(props, fast), raw=raw_ref)
         out.append(build(f))
     return out
