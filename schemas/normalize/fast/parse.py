@@ -84,19 +84,24 @@ _DECODE = msgspec.json.Decoder(float_hook=Decimal).decode  # exact numbers, as s
 FOREIGN_ERRORS: ForeignErrors = {msgspec.DecodeError: (NormalizeError,)}
 
 
-def parse(query: Query, raw: dict[str, Any]) -> tuple[list[dict[str, Any]], bool]:
-    """The delivery's event objects and whether the fast decoder read them (else the json module did: then the
-    encoders below take the json module's paths too)."""
+def parse(query: Query, raw: dict[str, Any]) -> tuple[list[dict[str, Any]], bool, bool]:
+    """The delivery's event objects, whether the fast decoder read them (else the json module did: then the
+    encoders take the json module's paths too), and whether msgspec decoded them from JSON: then every string in them
+    is valid Unicode (msgspec refuses invalid UTF-8 and lone surrogate escapes), none needs cleaning."""
     body = raw.get("body") or b""
     if isinstance(body, str):
         body = body.encode("utf-8", "surrogatepass")
     qs = raw.get("query_string") or ""
     headers = raw.get("headers") or {}
-    ct = next((v for k, v in headers.items() if k.lower() == "content-type"), None)
+    ct = None
+    for k, v in headers.items():
+        if k.lower() == "content-type":
+            ct = v
+            break
     stripped = body.strip()
     if not stripped and not qs.strip():
         raise NormalizeError(EMPTY_BODY, None, "no body and no query string")
-    fast = True
+    fast, clean = True, False
     if not stripped:
         value: Any = query.body(qs)
     elif "form-urlencoded" in (ct or "").lower():
@@ -104,6 +109,7 @@ def parse(query: Query, raw: dict[str, Any]) -> tuple[list[dict[str, Any]], bool
     else:
         try:
             value = _DECODE(stripped)
+            clean = True
         except (msgspec.DecodeError, RecursionError):  # what msgspec refuses, the json module decides (and words)
             fast = False
             try:
@@ -121,4 +127,4 @@ def parse(query: Query, raw: dict[str, Any]) -> tuple[list[dict[str, Any]], bool
             raise NormalizeError(NOT_AN_OBJECT, where, f"expected a JSON object, got {type(it).__name__}")
         if not it:
             raise NormalizeError(EMPTY_BODY, None, "empty JSON object")
-    return items, fast
+    return items, fast, clean
