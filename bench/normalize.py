@@ -89,6 +89,10 @@ def per_call(label: str, fn: Callable[[Any], Any], items: list[Any], seconds: fl
     print(f"  {label:<44} {1e6 * (time.process_time() - start) / n:6.2f} µs CPU per record", flush=True)
 
 
+def _fastavro_writer(schema: Any) -> Callable[[dict[str, Any]], None]:
+    return lambda rec: fastavro.schemaless_writer(io.BytesIO(), schema, rec)
+
+
 def avro_costs(items: list[Delivery], seconds: float) -> None:
     """Per record: raw_delivery decode (the worker's input) and canonical/enriched encode (its outputs)."""
     raws = [avro.encode("raw_delivery", {**r, "received_at": 1_730_000_000_000}) for _, r in items]
@@ -99,8 +103,7 @@ def avro_costs(items: list[Delivery], seconds: float) -> None:
     for name, recs in (("canonical_event", events), ("enriched_event", enriched)):
         c = avro.codec(name)
         per_call(f"{name} encode, production", c.encode, recs, seconds)
-        per_call(f"{name} encode, fastavro schemaless_writer",
-                 lambda rec, c=c: fastavro.schemaless_writer(io.BytesIO(), c.schema, rec), recs, seconds)
+        per_call(f"{name} encode, fastavro schemaless_writer", _fastavro_writer(c.schema), recs, seconds)
     raw_schema = avro.codec("raw_delivery").schema
     per_call("raw_delivery decode, production", avro.decode, raws, seconds)
     per_call("raw_delivery decode, fastavro schemaless_reader",
