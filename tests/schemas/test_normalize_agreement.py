@@ -8,7 +8,7 @@ import copy
 import json
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import unquote, urlencode
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -18,6 +18,7 @@ from schemas.errors import NormalizeError
 from schemas.fields import json_in_string, time_ms
 from schemas.normalize import MMPS, normalize
 from schemas.normalize.fast.keys import first_key
+from schemas.normalize.fast.parse import unquote_replace
 from schemas.normalize.fast.plan import TIME
 from schemas.normalize.fast.plan import json_in_string as fast_json_in_string
 from schemas.normalize.reference import normalize as reference
@@ -174,3 +175,9 @@ def _json_outcome(fn: Any, v: str) -> Any:
        | st.sampled_from(['{"a": NaN}', '["\\ud800"]', '{"a": 1e400, "a": 2}', "[" * 3000, '{"\ud800": 1}']))
 def test_json_in_strings_agree(v: str) -> None:
     assert _json_outcome(fast_json_in_string, v) == _json_outcome(json_in_string, v)
+
+
+@settings(max_examples=500)
+@given(s=st.text(st.sampled_from(list("%%%0123456789aAfFgz\\x+ =&春\ud800")), max_size=24))
+def test_unquote_agrees(s: str) -> None:
+    assert unquote_replace(s) == unquote(s, errors="replace")
