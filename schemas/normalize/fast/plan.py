@@ -133,8 +133,21 @@ def compile_fill(cols: tuple[Column, ...]) -> Fill:
     id, boolean): raising ones keep their place in each MMP's order, so errors name the same field as the reference.
     """
     env: dict[str, Any] = {"isinstance": isinstance, "len": len, "ABSENT": F.ABSENT, "MAX": _ABSENT_MAX,
-                           "str": str, "dict": dict, "list": list}
+                           "str": str, "dict": dict, "list": list, "ZERO": F._ZERO_ID.match}  # device_id's own pattern
     lines = ["def fill(d, used, out):", "    add = used.add"]
+    # The objects nested paths read through, each looked up once (reads are pure: order does not matter), None
+    # where the step is missing or not an object.
+    parents: dict[tuple[str, ...], str] = {}
+    for _, _, ps in cols:
+        for _, k, more in ps:
+            chain = (k, *(more or ()))[:-1]
+            for n in range(1, len(chain) + 1):
+                if chain[:n] not in parents:
+                    var = parents[chain[:n]] = f"p{len(parents)}"
+                    up = parents.get(chain[:n - 1])
+                    src = (f"d.get({chain[0]!r})" if n == 1
+                           else f"{up}.get({chain[n - 1]!r}) if {up} is not None else None")
+                    lines += [f"    {var} = {src}", f"    if not isinstance({var}, dict): {var} = None"]
     for i, (name, conv, ps) in enumerate(cols):
         if conv not in (TEXT, DEV, BOOL):
             raise ValueError(f"{name}: only text, device id and boolean columns can be filled")
@@ -145,16 +158,23 @@ def compile_fill(cols: tuple[Column, ...]) -> Fill:
             if j > 0:  # the next path only when the previous ones gave nothing
                 lines.append("    if v is None:")
                 ind = "        "
-            lines.append(f"{ind}raw = d.get({k!r})")
-            for m in more or ():
-                lines.append(f"{ind}raw = raw.get({m!r}) if isinstance(raw, dict) else None")
+            if more:
+                up = parents[(k, *more)[:-1]]
+                lines.append(f"{ind}raw = {up}.get({more[-1]!r}) if {up} is not None else None")
+            else:
+                lines.append(f"{ind}raw = d.get({k!r})")
             lines.append(f"{ind}if raw is not None and not isinstance(raw, (dict, list)):")
             lines.append(f"{ind}    add({path!r})")
-            if conv is TEXT:
+            if conv is TEXT or conv is DEV:  # F.text's (and F.device_id's) string case inline
                 lines.append(f"{ind}    if raw.__class__ is str:")
                 lines.append(f"{ind}        v = raw.strip()")
                 lines.append(f"{ind}        if len(v) <= MAX and v.lower() in ABSENT:")
                 lines.append(f"{ind}            v = None")
+                if conv is DEV:
+                    lines.append(f"{ind}        elif ZERO(v):")
+                    lines.append(f"{ind}            v = None")
+                    lines.append(f"{ind}        else:")
+                    lines.append(f"{ind}            v = v.lower()")
                 lines.append(f"{ind}    else:")
                 lines.append(f"{ind}        v = conv{i}(raw)")
             else:
