@@ -456,10 +456,13 @@ class AlertSettings(_Section):
     data_dir: Path | None = Field(None, description="Faust data directory; default <var_dir>/alerts.")
     store: str = Field("memory://", description="Faust table store: memory:// (rebuilt from changelogs at start) or "
                        "rocksdb:// for many series.")
-    tick_interval_s: float = Field(30.0, ge=0, description="Wall-clock evaluation tick; 0 = no timer (tests drive "
-                                   "ticks themselves).")
-    batch_max: int = Field(2000, gt=0, description="Events counted in memory before one counts record is sent.")
-    batch_within_s: float = Field(1.0, gt=0)
+    tick_interval_s: float = Field(30.0, ge=0, description="How often the evaluator checks that the worker's "
+                                   "progress keeps up with the wall clock (logs when it does not); 0 = no timer.")
+    batch_within_s: float = Field(1.0, gt=0, description="The worker sends its counts for alerts (one record per "
+                                  "raw partition) at least this often, and with every offset commit.")
+    ready_port: int = Field(9105, ge=0, lt=65536, description="`attrib alerts` serves /readyz here (200 once it "
+                            "owns the counts partition and its tables are recovered); 0 = off.")
+    ready_host: str = Field("127.0.0.1", description="Bind address of ready_port.")
     max_catchup_buckets: int = Field(288, gt=0)
     detect: AlertDetectSettings = AlertDetectSettings()
     slack: AlertSlackSettings = AlertSlackSettings()

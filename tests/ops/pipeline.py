@@ -48,7 +48,7 @@ class Pipeline:
             "ATTRIB_STACK__CONTROLLER_PORT": str(free_port()),
             "ATTRIB_STACK__CONTROLLER_PORTS": "[" + ",".join(str(free_port()) for _ in range(brokers)) + "]",
             "ATTRIB_INGEST__PORT": str(free_port()), "ATTRIB_SINK__QUERY_PORT": str(free_port()),
-            "ATTRIB_STREAMS__METRICS_PORT": str(free_port()),
+            "ATTRIB_STREAMS__METRICS_PORT": str(free_port()), "ATTRIB_ALERTS__READY_PORT": str(free_port()),
         } | settings
         return cls(var, env, brokers)
 
