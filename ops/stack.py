@@ -221,6 +221,25 @@ class Broker:
             raise StackError("formatting Kafka storage failed:\n" + (proc.stdout + proc.stderr)[-4000:])
         return True
 
+    def format_like(self, peer: Broker) -> bool:
+        """Format this node's storage as the storage tool formatted ``peer``'s, without a JVM: in a static quorum the
+        bootstrap metadata (feature levels, cluster configs) names no node, so a node's storage is the peer's
+        ``bootstrap.checkpoint`` plus its own ``meta.properties`` (its node id, a fresh directory id). Returns True
+        when it formatted (False: formatted already)."""
+        if (self.data_dir / "meta.properties").is_file():
+            return False
+        if not (self.voters and peer.voters == self.voters and peer.cluster_id == self.cluster_id):
+            raise StackError(f"kafka{self.label}: only a node of the same static quorum can lend its storage format")
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(peer.data_dir / "bootstrap.checkpoint", self.data_dir / "bootstrap.checkpoint")
+        meta = dict(line.split("=", 1) for line in (peer.data_dir / "meta.properties").read_text().splitlines()
+                    if "=" in line and not line.startswith("#"))
+        meta |= {"node.id": str(self.node_id), "directory.id": _kafka_uuid()}
+        tmp = self.data_dir / "meta.properties.tmp"
+        tmp.write_text("".join(f"{k}={v}\n" for k, v in meta.items()))
+        tmp.rename(self.data_dir / "meta.properties")  # last: its presence is what "formatted" means
+        return True
+
     def start(self, log=print) -> None:
         """Start this node and wait until it answers (a cluster node needs a quorum: start its peers with Cluster)."""
         proc = self.launch(log)
@@ -365,28 +384,23 @@ class Cluster:
         self.wait(self.launch(log), log)
 
     def launch(self, log=print) -> list[tuple[Broker, subprocess.Popen[bytes]]]:
-        """Format (first start) and spawn every node that isn't running, each as soon as its own storage is ready;
-        returns at once with the started ones, for `wait` (the caller may do other work while the JVMs start)."""
-        from concurrent.futures import ThreadPoolExecutor
-
+        """Format (first start) and spawn every node that isn't running; returns at once with the started ones, for
+        `wait` (the caller may do other work while the JVMs start)."""
         todo = [b for b in self.nodes if b.prepare(log)]
-
-        def launch(b: Broker) -> subprocess.Popen[bytes]:
-            if b.format_storage():
+        fresh = [b for b in todo if not (b.data_dir / "meta.properties").is_file()]
+        if fresh:  # one storage-tool JVM for the first new node; the others copy its format (see format_like)
+            fresh[0].format_storage()
+            for b in fresh[1:]:
+                b.format_like(fresh[0])
+            for b in fresh:
                 log(f"formatted new KRaft storage in {b.data_dir}")
-            return b.spawn()
-
         started: list[tuple[Broker, subprocess.Popen[bytes]]] = []
-        failure: StackError | None = None
-        with ThreadPoolExecutor(max(1, len(todo))) as pool:  # one storage-tool JVM per node, side by side
-            for b, fut in [(b, pool.submit(launch, b)) for b in todo]:
-                try:
-                    started.append((b, fut.result()))
-                except StackError as e:
-                    failure = failure or e
-        if failure is not None:  # no half-started cluster: stop the nodes that did start
+        try:
+            for b in todo:
+                started.append((b, b.spawn()))
+        except OSError as e:  # no half-started cluster: stop the nodes that did start
             self.stop(log=lambda *_: None)
-            raise failure
+            raise StackError(f"could not start kafka{b.label}: {e}") from None
         return started
 
     def wait(self, procs: list[tuple[Broker, subprocess.Popen[bytes]]], log=print) -> None:

@@ -7,6 +7,8 @@ import os
 import shutil
 from pathlib import Path
 
+import pytest
+
 from attrib.settings import Settings
 from ops import stack
 from tests.support import free_port
@@ -70,3 +72,34 @@ def test_a_jdk_update_means_another_archive(tmp_path: Path, monkeypatch) -> None
     monkeypatch.setenv("PATH", f"{java.parent}:{os.environ['PATH']}")
     second = stack._archive_path(jars)
     assert first is not None and second is not None and first != second and second.parent == jars
+
+
+def test_a_cluster_formats_once_and_its_nodes_copy_the_format(tmp_path: Path) -> None:
+    """One storage-tool JVM for a new cluster: the other nodes take its bootstrap metadata with their own identity
+    (the 3-node `stack up` test starts such a cluster)."""
+    ports = [free_port() for _ in range(3)]
+    s = Settings(var_dir=tmp_path / "var", kafka={"bootstrap_servers": ",".join(f"127.0.0.1:{p}" for p in ports)},
+                 stack={"controller_ports": [free_port() for _ in range(3)]})
+    stack.fetch_jars(s)
+    one, two, three = stack.Cluster.from_settings(s, 3).nodes
+    for b in (one, two, three):
+        b.write_config()
+    assert one.format_storage()
+    assert two.format_like(one) and three.format_like(one)
+    assert not two.format_like(one)  # formatted already: left alone
+
+    def meta(b: stack.Broker) -> dict[str, str]:
+        text = (b.data_dir / "meta.properties").read_text()
+        return dict(line.split("=", 1) for line in text.splitlines() if "=" in line and not line.startswith("#"))
+
+    metas = [meta(b) for b in (one, two, three)]
+    assert [m["node.id"] for m in metas] == ["1", "2", "3"]
+    assert len({m["directory.id"] for m in metas}) == 3 and all(len(m["directory.id"]) == 22 for m in metas)
+    assert {m["cluster.id"] for m in metas} == {one.cluster_id} and {m["version"] for m in metas} == {"1"}
+    boot = (one.data_dir / "bootstrap.checkpoint").read_bytes()
+    assert (two.data_dir / "bootstrap.checkpoint").read_bytes() == boot == (three.data_dir / "bootstrap.checkpoint"
+                                                                            ).read_bytes()
+
+    lone = stack.Broker.from_settings(Settings(var_dir=tmp_path / "lone"))
+    with pytest.raises(stack.StackError, match="same static quorum"):
+        lone.format_like(one)
