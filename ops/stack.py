@@ -5,6 +5,9 @@ the JVMs detached, and returns only when every node answers metadata requests. O
 a cluster of N (`--brokers N`: a static controller quorum of all N, replication factor min(3, N), min ISR RF-1) in
 <var_dir>/kafka/cluster-N/node-I. ClickHouse needs no process here: the embedded engine runs inside whichever process
 opens it.
+
+Start-up time is CPU on a shared 2-core machine: every JVM runs C1 + the serial collector and maps a class-data archive
+built once next to the jars (`class_archive`); a new cluster runs the storage tool once (`Broker.format_like`).
 """
 
 from __future__ import annotations
