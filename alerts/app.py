@@ -28,6 +28,7 @@ import faust
 from aiokafka.errors import KafkaError
 from faust.streams import Stream
 
+from alerts import arrivals_agent
 from alerts.config import config_from
 from alerts.detector import (
     PLATFORM,
@@ -55,7 +56,7 @@ def counts_topic_name(s: Settings) -> str:
     return s.alerts.counts_topic or f"{s.alerts.app_id}-counts"
 
 
-TABLES = ("alert-counts", "alert-states", "alert-cells", "alert-meta")
+TABLES = ("alert-counts", "alert-states", "alert-cells", "alert-meta", arrivals_agent.TABLE)
 
 
 def ensure_internal_topics(s: Settings, timeout: float = 30.0) -> list[str]:
@@ -108,7 +109,7 @@ def build(s: Settings) -> faust.App:
     cfg = config_from(a.detect)
     datadir = a.data_dir or s.var_dir / "alerts"
     datadir.mkdir(parents=True, exist_ok=True)
-    reads = [s.topics.events, counts_topic_name(s)]
+    reads = [s.topics.events, counts_topic_name(s), *([s.topics.arrivals] if a.arrivals.enabled else [])]
     app = faust.App(
         a.app_id, **kafka.faust_settings(s, "alerts", a.app_id, reads), store=a.store,
         datadir=str(datadir), web_enabled=False, topic_replication_factor=
@@ -132,6 +133,7 @@ def build(s: Settings) -> faust.App:
     states = app.Table(TABLES[1], partitions=1)  # series -> SeriesState dict
     cells = app.Table(TABLES[2], partitions=1)  # series|d<slot> / |w<slot> -> [m, n]
     meta = app.Table(TABLES[3], partitions=1)  # evaluated_until, first_bucket, hw:<p>
+    arrivals = app.Table(arrivals_agent.TABLE, partitions=1)  # written only by the arrivals agent
 
     async def dead_letter(reason: str, exc: BaseException, value: bytes | None, ref: dict[str, Any]) -> None:
         log.warning("alerts dead letter", extra={"fields": {"reason": reason, "error": str(exc)[:200], **ref}})
@@ -245,6 +247,8 @@ def build(s: Settings) -> faust.App:
             feeds = meta.get(f"feed:{feed_of(al.key)}")
             if feeds:
                 r["detail"] = json.dumps({**json.loads(r["detail"]), "feeds": feeds})
+            if a.arrivals.enabled and arrivals_agent.joins_arrivals(r, feeds, arrivals, meta):
+                continue  # the stop was paged from arrival already: one incident, one page
             log.info("alert", extra={"fields": {k: r[k] for k in ("alert_id", "state", "direction", "scope",
                                                                   "app_id", "media_source", "event_type")}})
             d = r["direction"]
@@ -284,6 +288,12 @@ def build(s: Settings) -> faust.App:
                 await dead_letter("alerts_evaluate_failed", exc, None,
                                   {"topic": m.topic, "partition": m.partition, "offset": m.offset})
 
+    if a.arrivals.enabled:
+        async def send_drop(r: dict[str, Any]) -> None:
+            await outputs["drop"].send(key=r["alert_id"].encode(), value=encode_alert["drop"](r))
+
+        arrivals_agent.install(app, s, arrivals, send_drop, dead_letter)
+
     if a.tick_interval_s > 0:
         @app.timer(a.tick_interval_s, on_leader=True)
         async def tick() -> None:
@@ -292,7 +302,8 @@ def build(s: Settings) -> faust.App:
             except KafkaError as exc:  # the next tick covers this one: evaluation catches up to wall-clock time
                 log.warning("alerts tick not sent", extra={"fields": {"error": str(kafka.mapped(exc, "tick"))[:200]}})
 
-    app.alert_tables = {"counts": counts, "states": states, "cells": cells, "meta": meta}  # type: ignore[attr-defined]
+    app.alert_tables = {"counts": counts, "states": states, "cells": cells,  # type: ignore[attr-defined]
+                        "meta": meta, "arrivals": arrivals}
     return app
 
 

@@ -141,6 +141,8 @@ def alert_message(a: dict[str, Any], *, database: str, bucket_s: int, dashboard_
                   ops_url: str | None = None) -> dict[str, Any]:
     """A firing / repeated / resolved alert, verdict first."""
     detail = _detail(a)
+    if detail.get("method") == "arrivals":
+        return arrivals_message(a, detail, ops_url)
     sev = str(a.get("severity", "warning"))
     obs, exp = float(a["observed"]), float(a["expected"])
     types = "+".join(map(str, detail.get("event_types") or [a.get("event_type")]))
@@ -201,6 +203,65 @@ def alert_message(a: dict[str, Any], *, database: str, bucket_s: int, dashboard_
                                    end_iso=f"{t1:%Y-%m-%dT%H:%M:%SZ}")
         blocks.append({"type": "actions", "elements": [
             {"type": "button", "text": {"type": "plain_text", "text": "Chart"}, "url": url}]})
+    return fit({"text": text, "unfurl_links": False, "unfurl_media": False, "blocks": blocks})
+
+
+MMP_NAMES = {"branch": "Branch", "appsflyer": "AppsFlyer", "adjust": "Adjust", "singular": "Singular",
+             "kochava": "Kochava", "tenjin": "Tenjin", "linkrunner": "Linkrunner", "generic": "Webhook"}
+
+
+def per_time(rate_per_min: float) -> str:
+    """'~4/min', '~12/hour', '~3/day': the unit that gives a readable number."""
+    for per, unit in ((1, "min"), (60, "hour"), (1440, "day")):
+        x = rate_per_min * per
+        if x >= 1 or unit == "day":
+            return f"~{x:,.0f}/{unit}" if x >= 2 else f"~{x:.1f}/{unit}"
+    raise AssertionError("unreachable")
+
+
+def duration(s: float) -> str:
+    """'40 s', '9 min', '5 h 12 min'."""
+    m = int(s // 60)
+    return f"{int(s)} s" if s < 60 else f"{m} min" if m < 120 else f"{m // 60} h {m % 60} min"
+
+
+def arrivals_message(a: dict[str, Any], detail: dict[str, Any], ops_url: str | None) -> dict[str, Any]:
+    """A source that stopped sending, judged from arrival at the ingress (alerts/arrivals.py): who (MMP, ingress
+    source, app), how long, what is usual, and where to tell "they stopped" from "we refuse them"."""
+    src, mmp = str(detail.get("source") or "?"), str(detail.get("mmp") or "")
+    who = f"{MMP_NAMES.get(mmp, mmp or 'Source')} (source `{src}`)"
+    app = f" · app={a['app_id']}" if a.get("app_id") else ""
+    usual = per_time(float(detail.get("rate_per_min") or 0))
+    silent = duration(float(detail.get("silent_s") or 0))
+    since = _ts(a["bucket_start"])
+    last = "last delivery" if detail.get("since_delivery", True) else "listening since"
+    if a["state"] == "resolved":
+        head = f"✅ RESOLVED · {who} is sending again{app}"
+        text = f"[RESOLVED] {who} is sending again after {silent} of silence{app}"
+        fields = [("Silent", f"{silent} ({_span(a['bucket_start'], a['resolved_at'] or a['bucket_end'])})"),
+                  ("Usually", usual)]
+    else:
+        sev = str(a.get("severity", "critical"))
+        head = f"{ICON.get(sev, '⚪')} {sev.upper()} · {who} stopped sending{app}"
+        text = f"[{sev.upper()}] {who} stopped sending: nothing for {silent}, usually {usual}{app}"
+        per_week = detail.get("per_week")
+        rare = (f"a silence this long comes about once in {1 / per_week:,.0f} weeks at that rate"
+                if isinstance(per_week, (int, float)) and per_week > 0 else "")
+        fields = [("Nothing for", f"{silent} ({last} {since:%Y-%m-%d %H:%M} UTC)"), ("Usually", usual)]
+        if rare:
+            fields.append(("How rare", rare))
+        check = ("Nothing *verified* arrived. If the ingress refused deliveries from this source, the sender is "
+                 "there and we refuse it (credentials, IP allowlist, signature)")
+        if ops_url:
+            check += f": <{ops_url.rstrip('/')}/ops/rejections?source={quote(src, safe='')}|refused from {src}>"
+        fields.append(("Check", check))
+    blocks: list[dict[str, Any]] = [
+        {"type": "header", "text": {"type": "plain_text", "text": head, "emoji": True}},
+        {"type": "section", "fields": [{"type": "mrkdwn", "text": f"*{k}*\n{v}"} for k, v in fields]},
+        {"type": "context", "elements": [{"type": "mrkdwn", "text":
+            f"alert `{a['alert_id']}` · {a['state']} · detector=arrivals (ingress heartbeats) · "
+            f"budget {detail.get('false_alarms_per_week', '?')} false page/source-week"}]},
+    ]
     return fit({"text": text, "unfurl_links": False, "unfurl_media": False, "blocks": blocks})
 
 

@@ -143,6 +143,8 @@ class TopicSettings(_Section):
     dead_letters: str = "attrib.dead-letters"
     alerts_spike: str = "attrib.alerts.spike"
     alerts_drop: str = "attrib.alerts.drop"
+    arrivals: str = Field("attrib.arrivals", description="Ingress heartbeats (deliveries per source, JSON); one "
+                          "partition, whatever `partitions` says: one alerts worker judges every source.")
     partitions: int = Field(12, ge=1, le=10_000)
     replication_factor: int = Field(1, ge=1, le=16)
     raw_retention_days: float = Field(7.0, gt=0)
@@ -229,6 +231,9 @@ class IngestSettings(_Section):
     linger_ms: float = Field(1.0, ge=0, le=1000, description="Producer batching delay; small keeps acks fast.")
     producer: dict[str, str | int | float | bool] = Field(
         default_factory=dict, description="Extra librdkafka settings (cannot weaken acks/idempotence).")
+    arrivals_interval_s: float = Field(30.0, ge=1, le=300, description=(
+        "Each ingress process sends one heartbeat (deliveries per source since the last) to topics.arrivals this "
+        "often; a silent source is judged at this resolution."))
 
     @field_validator("trusted_proxies", "ops_allowlist")
     @classmethod
@@ -386,6 +391,20 @@ class AlertDetectSettings(_Section):
         return self.thresholds if not over else AlertThresholds(**{**self.thresholds.model_dump(), **over})
 
 
+class AlertArrivalsSettings(_Section):
+    """Silence judged from arrival (``[alerts.arrivals]``): the ingress heartbeats say when each source last delivered;
+    a source pages when that silence is rarer than the budget for its own usual rate (README "Alerts")."""
+
+    enabled: bool = Field(True, description="Judge each source's silence from the ingress heartbeats.")
+    false_alarms_per_week: float = Field(1.0, gt=0, le=100, description=(
+        "Budget per source: page when a silence this long is expected less often than this per week at the "
+        "source's usual rate (1/min steady: ~9 min; 10/min: ~1.1 min; 1/hour: ~5 h)."))
+    min_days: int = Field(1, ge=0, le=7, description=(
+        "Previous days with history at this hour before a source can page (0 = judge from the last hours alone; "
+        "then the first quiet night after a start may page)."))
+    history_days: int = Field(7, ge=1, le=28, description="Days of hourly history kept per source.")
+
+
 class AlertSlackSettings(_Section):
     """Delivery (`attrib notify`, ``[alerts.slack]``): webhooks, pacing, retries, message content, pings."""
 
@@ -434,6 +453,7 @@ class AlertSettings(_Section):
     max_catchup_buckets: int = Field(288, gt=0)
     detect: AlertDetectSettings = AlertDetectSettings()
     slack: AlertSlackSettings = AlertSlackSettings()
+    arrivals: AlertArrivalsSettings = AlertArrivalsSettings()
 
     @model_validator(mode="before")
     @classmethod

@@ -1,5 +1,6 @@
 """Create the pipeline's topics (idempotent). Every topic is keyed by the user key with the same partition count,
-so one user's raw deliveries, state changelogs and outputs share a partition number."""
+so one user's raw deliveries, state changelogs and outputs share a partition number. The exception is the ingress
+heartbeat topic (topics.arrivals): one partition, read whole by one alerts worker."""
 
 from __future__ import annotations
 
@@ -30,6 +31,9 @@ def ensure_topics(settings: Settings, timeout: float = 30.0) -> list[str]:
         for name in t.all()
         if name not in existing
     ]
+    if t.arrivals not in existing:  # heartbeats: a few a minute, a day is plenty (the judge keeps its own history)
+        wanted.append(NewTopic(t.arrivals, num_partitions=1, replication_factor=t.replication_factor,
+                               config={"retention.ms": str(86_400_000)}))
     for name in t.all():
         if name in existing and len(existing[name].partitions) != t.partitions:
             raise ConfigurationError(f"topic {name} has {len(existing[name].partitions)} partitions, settings say "

@@ -21,6 +21,7 @@ from aiohttp import web
 
 from attrib.settings import Settings
 from ingest import body, errors, logfilter, metrics, records
+from ingest.arrivals import Tally
 from ingest.producer import DurableProducer, ProduceError
 from ingest.rejections import Rejection, Rejections
 from ingest.sources import SourcePlan, compile_all
@@ -40,6 +41,7 @@ class Ingress:
         self.plans: dict[str, SourcePlan] = compile_all(s)
         self.producer = producer
         self.rejections = Rejections(s.ingest.rejections_kept)
+        self.arrivals = Tally(self.plans)  # verified deliveries per source, for the heartbeats (ingest/arrivals.py)
         self.ops_nets = network.networks(s.ingest.ops_allowlist)
         self.raw_topic, self.dlq_topic = s.topics.raw, s.topics.dead_letters
         self.serde = wire.serde(s)  # single-object Avro, or Confluent framing with a schema registry
@@ -87,6 +89,7 @@ class Ingress:
                 raise errors.verification_failed(reason)
             metrics.body_bytes(name).observe(size)
             verified = inbound
+            self.arrivals.note(name, now)
             return await self._store(plan, inbound, content_type, now)
         except errors.IngestError as e:
             label = name if plan is not None else metrics.UNKNOWN_SOURCE

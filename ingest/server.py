@@ -61,10 +61,14 @@ async def start(s: Settings, app: Any = None, reuse_port: bool = True) -> Any:
     """Set up the app (producer started) and listen; returns the AppRunner (``await runner.cleanup()`` to stop)."""
     from aiohttp import web
 
-    from ingest.app import make_app
+    from ingest import arrivals
+    from ingest.app import INGRESS, make_app
     from ingest.http import Runner
 
-    runner = Runner(app or make_app(s), header_timeout=s.ingest.header_timeout_s, access_log=None,
+    app = app or make_app(s)
+    ing = app[INGRESS]
+    arrivals.install(app, s, ing.arrivals, ing.producer)  # heartbeats: before setup freezes the app's signals
+    runner = Runner(app, header_timeout=s.ingest.header_timeout_s, access_log=None,
                     auto_decompress=False, keepalive_timeout=s.ingest.keepalive_timeout_s,
                     shutdown_timeout=s.ingest.shutdown_timeout_s, max_field_size=16384)
     await runner.setup()

@@ -54,7 +54,7 @@ def make_settings(tmp_path: Path, kafka_bootstrap: str, chdb_path: Path) -> Call
             "clickhouse": {"path": chdb_path, "database": f"t_{tag}"},
             "topics": {
                 "raw": f"t-{tag}.raw", "events": f"t-{tag}.events", "dead_letters": f"t-{tag}.dlq",
-                "alerts_spike": f"t-{tag}.spike", "alerts_drop": f"t-{tag}.drop",
+                "alerts_spike": f"t-{tag}.spike", "alerts_drop": f"t-{tag}.drop", "arrivals": f"t-{tag}.arrivals",
             },
         }
         for k, v in overrides.items():
