@@ -1,17 +1,28 @@
-"""`attrib alerts`: the Faust app that counts events per (app, media source, event type) per bucket and runs the
-detector (alerts/detector.py) on closed buckets.
+"""`attrib alerts`: the Faust app that keeps event counts per (app, media source, event type) per bucket and runs the
+detector (alerts/detector.py) on complete buckets.
 
-Two stages, so one place sees every series (the platform-wide view) without a global lock:
+The counting is the stream worker's: it touches every event anyway, so it sends one counts record per (raw
+partition, output batch) to the one-partition counts topic (schemas/counts.py) with its other outputs, acknowledged
+before its offset commit. No stage re-reads the enriched events only to count them.
 
-1. ``count_events`` consumes the events topic (all its partitions, any number of workers), counts each
-   ``take_events`` batch in memory and sends ONE counts record per (source partition, batch) to the internal
-   one-partition ``<app_id>-counts`` topic. No tables here, so nothing is written from inside ``take()``; the batch
-   is acked after its record is handed to the producer, and Faust flushes the producer before committing offsets.
-2. ``evaluate`` consumes the counts topic. It has one partition, so exactly one worker owns it and every table
-   (counts per bucket, series state, seasonal cells, offsets) — the global view. It drops counts records it has
-   already applied (per source partition high-water offset), so a replay after a crash is not double counted.
-   A wall-clock tick record, produced into that same partition by a leader timer (timers cannot write tables),
-   drives evaluation: every bucket whose end is older than ``now - lateness`` is evaluated, silent series included.
+``evaluate`` consumes the counts topic. It has one partition, so exactly one worker owns it and every table (counts
+per bucket, series state, seasonal cells, meta) — the global view:
+
+- **Exactly once per source offset.** Each counted event carries the raw offset that emitted it; ``meta`` keeps, per
+  raw partition, the highest offset applied, and a re-processed offset (the worker resumed mid-batch after a crash)
+  is dropped, the rest counted (``schemas.counts.fresh``).
+- **Complete buckets only (a watermark).** Each record also carries its raw partition's progress: the receipt time
+  the worker has processed the partition up to (its tick records advance idle partitions). Bucket b is evaluated
+  once every raw partition's progress is ≥ b's end + lateness: a pipeline catching up after a restart is behind, not
+  silent, and raises no drop. A worker that is down holds evaluation back (logged by the tick timer), it does not
+  page as a platform-wide drop.
+- **Not observed is not silent.** When a partition holds no record at all for a while (no delivery received, no
+  worker tick produced: the pipeline was down) the worker reports the gap (``g``), or the evaluator sees the next
+  batch start far past the progress it had (``a0``); a bucket inside every raw partition's gap is skipped (logged),
+  not judged as a drop to zero.
+- Counts later than that (a bucket already judged) are logged and not added.
+
+/readyz (``alerts.ready_port``) answers 200 once this process owns the counts partition and its tables are recovered.
 """
 
 from __future__ import annotations
@@ -22,11 +33,11 @@ import json
 import logging
 import time
 from collections import Counter, defaultdict
-from typing import Any, cast
+from collections.abc import Callable
+from typing import Any
 
 import faust
 from aiokafka.errors import KafkaError
-from faust.streams import Stream
 
 from alerts import arrivals_agent
 from alerts.config import config_from
@@ -43,48 +54,15 @@ from alerts.detector import (
 )
 from attrib import kafka
 from attrib.settings import Settings
-from schemas import avro, wire
+from attrib.topics import ALERT_TABLES, counts_topic
+from schemas import counts as counts_rec
+from schemas import wire
 from schemas.dead_letter import dead_letter as dead_letter_record
 
 log = logging.getLogger("attrib.alerts")
 HELP = "run the spike/drop alert detector (Faust app `attrib alerts`)"
-NO_SOURCE = "(none)"
-TICK = avro.TICK
-
-
-def counts_topic_name(s: Settings) -> str:
-    return s.alerts.counts_topic or f"{s.alerts.app_id}-counts"
-
-
-TABLES = ("alert-counts", "alert-states", "alert-cells", "alert-meta", arrivals_agent.TABLE)
-
-
-def ensure_internal_topics(s: Settings, timeout: float = 30.0) -> list[str]:
-    """Create the counts topic and the tables' changelogs (one partition each) before the app joins its group.
-    Left to Faust, they are created lazily: the group's assignor can run before the counts topic exists ("Ignoring
-    missing topic"), and then the one partition evaluation runs from stays unowned until the next metadata refresh
-    (~5 min of alerts silently off after a fresh start of all services)."""
-    from confluent_kafka import KafkaException
-    from confluent_kafka.admin import NewTopic
-
-    admin = kafka.admin(s)
-    rf = s.topics.replication_factor
-    wanted = [NewTopic(counts_topic_name(s), num_partitions=1, replication_factor=rf)] + [
-        NewTopic(f"{s.alerts.app_id}-{t}-changelog", num_partitions=1, replication_factor=rf,
-                 config={"cleanup.policy": "compact"}) for t in TABLES]
-    try:
-        existing = admin.list_topics(timeout=timeout).topics
-        todo = [t for t in wanted if t.topic not in existing]
-        for name, fut in (admin.create_topics(todo, operation_timeout=timeout).items() if todo else []):
-            try:
-                fut.result()
-            except KafkaException as exc:
-                if "TOPIC_ALREADY_EXISTS" not in str(exc):  # a concurrent start won the race: fine
-                    raise
-                log.info("internal topic created concurrently", extra={"fields": {"topic": name}})
-    except KafkaException as exc:
-        raise kafka.mapped(exc, "creating the alerts' internal topics") from exc
-    return [t.topic for t in todo]
+TABLES = ALERT_TABLES  # attrib/topics.py: their changelogs are created before the app joins
+STALL_LOG_S = 300  # the tick timer says so when the worker's progress is this far behind the wall clock
 
 
 FEED_SOURCES = 3  # ingress sources remembered per feed
@@ -99,8 +77,43 @@ def platform_feed(feed: str) -> str:
     return f"{feed.split(SEP, 1)[0]}{SEP}{PLATFORM}"
 
 
-def series_of(rec: dict[str, Any]) -> SeriesKey:
-    return SeriesKey(rec.get("app_id") or "", rec.get("media_source") or NO_SOURCE, rec["event_type"])
+class Readiness:
+    """/readyz of the alerts process: 200 once it owns the counts partition (the one evaluation runs from) and its
+    tables are recovered, 503 (with the reason) before and during a rebalance. `attrib run` waits on it. The body
+    says where evaluation stands (``status``): first bucket counted, buckets judged until, the worker's progress."""
+
+    def __init__(self, app: faust.App, topic: str, status: Callable[[], dict[str, Any]]) -> None:
+        from faust.types import TP
+
+        self.app, self.tp, self.status = app, TP(topic, 0), status
+
+    def why_not(self) -> str | None:
+        app = self.app
+        recovery = app.tables.recovery  # type: ignore[attr-defined]  # TableManager's, not in TableManagerT
+        if app.rebalancing or app.in_recovery or not recovery.completed.is_set():
+            return "rebalancing or recovering tables"
+        if self.tp not in app.consumer.assignment():
+            return f"not the owner of {self.tp.topic}[0] (another alerts process may be)"
+        return None
+
+    async def serve(self, host: str, port: int) -> None:
+        from aiohttp import web
+
+        async def readyz(_: web.Request) -> web.Response:
+            why = self.why_not()
+            body = {"ready": why is None, **({"why": why} if why else self.status())}
+            return web.json_response(body, status=200 if why is None else 503)
+
+        web_app = web.Application()
+        web_app.router.add_get("/readyz", readyz)
+        runner = web.AppRunner(web_app, access_log=None)
+        await runner.setup()
+        await web.TCPSite(runner, host, port).start()
+        log.info("alerts readiness served", extra={"fields": {"url": f"http://{host}:{port}/readyz"}})
+        try:
+            await asyncio.Event().wait()  # until the worker stops (cancelled)
+        finally:
+            await runner.cleanup()
 
 
 def build(s: Settings) -> faust.App:
@@ -109,17 +122,17 @@ def build(s: Settings) -> faust.App:
     cfg = config_from(a.detect)
     datadir = a.data_dir or s.var_dir / "alerts"
     datadir.mkdir(parents=True, exist_ok=True)
-    reads = [s.topics.events, counts_topic_name(s), *([s.topics.arrivals] if a.arrivals.enabled else [])]
+    parts = s.topics.partitions  # raw partitions: every one's progress gates a bucket
+    gap_ms = counts_rec.gap_ms(s.streams.tick_interval_s)
+    reads = [counts_topic(s), *([s.topics.arrivals] if a.arrivals.enabled else [])]
     app = faust.App(
         a.app_id, **kafka.faust_settings(s, "alerts", a.app_id, reads), store=a.store,
         datadir=str(datadir), web_enabled=False, topic_replication_factor=
         s.topics.replication_factor, topic_partitions=1, producer_acks=-1, table_standby_replicas=0,
         key_serializer="json", value_serializer="json",  # table keys stay str
     )
-    events = app.topic(s.topics.events, key_type=bytes, value_type=bytes, key_serializer="raw",
-                       value_serializer="raw")
-    counts_topic = app.topic(counts_topic_name(s), partitions=1, internal=True, key_serializer="raw",
-                             value_serializer="json")
+    counts_in = app.topic(counts_topic(s), partitions=1, internal=True, key_serializer="raw",
+                          value_serializer="json")
     dlq = app.topic(s.topics.dead_letters, key_serializer="raw", value_serializer="raw")
     outputs = {"spike": app.topic(s.topics.alerts_spike, key_serializer="raw", value_serializer="raw"),
                "drop": app.topic(s.topics.alerts_drop, key_serializer="raw", value_serializer="raw")}
@@ -132,7 +145,8 @@ def build(s: Settings) -> faust.App:
     counts = app.Table(TABLES[0], partitions=1)  # str(bucket) -> {series: n}
     states = app.Table(TABLES[1], partitions=1)  # series -> SeriesState dict
     cells = app.Table(TABLES[2], partitions=1)  # series|d<slot> / |w<slot> -> [m, n]
-    meta = app.Table(TABLES[3], partitions=1)  # evaluated_until, first_bucket, hw:<p>
+    # evaluated_until, first_bucket, p:<raw partition> -> [offset applied, progress, gap from, gap to]
+    meta = app.Table(TABLES[3], partitions=1)
     arrivals = app.Table(arrivals_agent.TABLE, partitions=1)  # written only by the arrivals agent
 
     async def dead_letter(reason: str, exc: BaseException, value: bytes | None, ref: dict[str, Any]) -> None:
@@ -141,48 +155,14 @@ def build(s: Settings) -> faust.App:
                                  raw_ref=ref, payload=value)
         await dlq.send(key=rec["dead_letter_id"].encode(), value=encode_dead(rec))
 
-    async def decode_event(value: bytes) -> dict[str, Any]:
-        while True:  # a schema registry outage delays counting, it never dead-letters good events
-            try:
-                return serde.decode(value, expect="enriched_event")[1]
-            except wire.RegistryError as exc:
-                log.warning("schema registry unavailable; retrying", extra={"fields": {"error": str(exc)[:300]}})
-                await asyncio.sleep(5)
-
-    @app.agent(events, concurrency=1)
-    async def count_events(stream: faust.StreamT) -> None:
-        # take_events is on Faust's Stream, not on its StreamT protocol
-        async for batch in cast(Stream, stream).take_events(a.batch_max, within=a.batch_within_s):
-            per_part: dict[int, dict[str, Any]] = {}
-            for ev in batch:
-                m = ev.message
-                agg = per_part.setdefault(m.partition, {"first": m.offset, "last": m.offset, "c": Counter(),
-                                                        "f": set()})
-                agg["first"], agg["last"] = min(agg["first"], m.offset), max(agg["last"], m.offset)
-                if ev.value is None or ev.value.startswith(TICK):  # tombstone / a stage's tick record: not an event
-                    continue
-                try:
-                    rec = await decode_event(ev.value)
-                    ms = int(rec["event_time"].timestamp() * 1000)
-                    key = series_of(rec)
-                    agg["c"][(key.encode(), ms - ms % bucket_ms)] += 1
-                    agg["f"].add((feed_of(key), str(rec.get("source") or ""), str(rec.get("mmp") or "")))
-                except (avro.AvroError, KeyError, AttributeError) as exc:  # bad bytes / no usable event_time
-                    await dead_letter("undecodable_event", exc, ev.value if isinstance(ev.value, bytes) else None,
-                                      {"topic": m.topic, "partition": m.partition, "offset": m.offset})
-            for p, agg in per_part.items():
-                c = [[k, b, n] for (k, b), n in agg["c"].items()]
-                await counts_topic.send(key=b"c", value={"p": p, "first": agg["first"], "last": agg["last"], "c": c,
-                                                         "f": sorted(agg["f"])})
-
     def apply_counts(rec: dict[str, Any]) -> None:
-        hw_key = f"hw:{rec['p']}"
-        if rec["last"] <= meta.get(hw_key, -1):
-            return  # this batch was applied before a crash/replay
+        pkey = f"p:{rec['p']}"
+        old = meta.get(pkey) or [-1, 0, 0, 0]
+        applied, at, gap = old[0], old[1], old[2:] or [0, 0]
         done = meta.get("evaluated_until")
         by_bucket: dict[int, Counter[str]] = defaultdict(Counter)
         late = 0
-        for key, b, n in rec["c"]:
+        for key, b, n in counts_rec.fresh(rec, applied):  # offsets applied before (a resumed worker) are dropped
             if done is not None and b + bucket_ms <= done:
                 late += n
                 continue
@@ -198,7 +178,24 @@ def build(s: Settings) -> faust.App:
             if first is None or b < first:
                 meta["first_bucket"] = b
         learn_feeds(rec.get("f") or [])
-        meta[hw_key] = rec["last"]
+        a0 = rec.get("a0") or 0
+        if at and a0 - at > gap_ms:  # nothing at all in this partition between: not observed
+            gap = [at, a0]
+        if rec.get("g") and rec["g"][1] > gap[1]:
+            gap = list(rec["g"])
+        new = [max(applied, rec["last"]), max(at, rec.get("at") or 0), *gap]
+        if new != old:
+            meta[pkey] = new
+
+    def watermark() -> int | None:
+        """Receipt time up to which every raw partition is processed (None until each has reported)."""
+        ats: list[int] = []
+        for p in range(parts):
+            got = meta.get(f"p:{p}")
+            if got is None:
+                return None
+            ats.append(got[1])
+        return min(ats)
 
     def learn_feeds(seen: list[list[str]]) -> None:
         """Which ingress sources (and MMPs) deliver each feed, newest first, so an alert can say who to ask."""
@@ -254,9 +251,13 @@ def build(s: Settings) -> faust.App:
             d = r["direction"]
             await outputs[d].send(key=r["alert_id"].encode(), value=encode_alert[d](r))
 
-    async def on_tick(now_ms: int) -> None:
-        # buckets ending at or before the target are closed
-        target = (now_ms - a.detect.lateness_s * 1000) // bucket_ms * bucket_ms
+    async def advance() -> None:
+        """Evaluate every bucket the watermark has completed: its end + lateness is behind every raw partition's
+        progress."""
+        w = watermark()
+        if w is None:
+            return
+        target = (w - a.detect.lateness_s * 1000) // bucket_ms * bucket_ms  # buckets ending at or before it
         last = meta.get("evaluated_until")
         if last is None:
             last = meta.get("first_bucket")
@@ -268,20 +269,44 @@ def build(s: Settings) -> faust.App:
             for key in [k for k in counts if int(k) < target - a.max_catchup_buckets * bucket_ms]:
                 del counts[key]
             last = target - a.max_catchup_buckets * bucket_ms
+        now_ms = int(time.time() * 1000)
         while last < target:
-            await evaluate_one(last, now_ms)
+            if unobserved(last):
+                log.warning("bucket not judged: no partition received or processed anything during it (the pipeline "
+                            "was down)", extra={"fields": {"bucket": last}})
+                if str(last) in counts:
+                    del counts[str(last)]
+            else:
+                await evaluate_one(last, now_ms)
             last += bucket_ms
             meta["evaluated_until"] = last
 
-    @app.agent(counts_topic, concurrency=1)
+    def unobserved(b: int) -> bool:
+        for p in range(parts):
+            got = meta.get(f"p:{p}")
+            if not got or len(got) < 4 or not (got[2] <= b and b + bucket_ms <= got[3]):
+                return False
+        return True
+
+    def check_progress(now_ms: int) -> None:
+        w = watermark()
+        behind = (now_ms - w) / 1000 if w is not None else None
+        if behind is None or behind > STALL_LOG_S:
+            slow = [p for p in range(parts) if (meta.get(f"p:{p}") or (-1, 0))[1] < now_ms - STALL_LOG_S * 1000]
+            log.warning("alerts wait for the worker: buckets are judged once every raw partition is processed "
+                        "past their end + lateness", extra={"fields": {
+                            "behind_s": behind, "partitions_behind": slow[:20], "partitions": parts}})
+
+    @app.agent(counts_in, concurrency=1)
     async def evaluate(stream: faust.StreamT) -> None:
         async for ev in stream.events():
             rec = ev.value
             try:
-                if "tick" in rec:
-                    await on_tick(int(rec["tick"]))
+                if "tick" in rec:  # the timer's: is the worker keeping up?
+                    check_progress(int(rec["tick"]))
                 else:
                     apply_counts(rec)
+                    await advance()
             except Exception as exc:  # noqa: BLE001 - any failure (a detector bug, odd record) is dead-lettered
                 # with its position rather than acked silently by Faust (which would also stop this agent)
                 m = ev.message
@@ -298,12 +323,23 @@ def build(s: Settings) -> faust.App:
         @app.timer(a.tick_interval_s, on_leader=True)
         async def tick() -> None:
             try:
-                await counts_topic.send(key=b"c", value={"tick": int(time.time() * 1000)})
+                await counts_in.send(key=counts_rec.KEY, value={"tick": int(time.time() * 1000)})
             except KafkaError as exc:  # the next tick covers this one: evaluation catches up to wall-clock time
                 log.warning("alerts tick not sent", extra={"fields": {"error": str(kafka.mapped(exc, "tick"))[:200]}})
 
     app.alert_tables = {"counts": counts, "states": states, "cells": cells,  # type: ignore[attr-defined]
                         "meta": meta, "arrivals": arrivals}
+
+    def status() -> dict[str, Any]:
+        return {"first_bucket": meta.get("first_bucket"), "evaluated_until": meta.get("evaluated_until"),
+                "watermark": watermark()}
+
+    if a.ready_port:
+        ready = Readiness(app, counts_topic(s), status)
+
+        @app.task
+        async def serve_readiness() -> None:
+            await ready.serve(a.ready_host, a.ready_port)
     return app
 
 
@@ -316,12 +352,10 @@ def main(args: argparse.Namespace, s: Settings) -> int:
 
     from attrib.topics import ensure_topics
 
-    ensure_topics(s)
-    created = ensure_internal_topics(s)
+    created = ensure_topics(s)  # the counts topic and the changelogs too: before the app joins its group
     app = build(s)
-    log.info("alerts starting", extra={"fields": {"app_id": s.alerts.app_id, "events": s.topics.events,
-                                                  "internal_topics_created": created,
-                                                  "counts": counts_topic_name(s), "store": s.alerts.store}})
+    log.info("alerts starting", extra={"fields": {"app_id": s.alerts.app_id, "topics_created": created,
+                                                  "counts": counts_topic(s), "store": s.alerts.store}})
     # keep attrib's JSON logs (cli set them up); returns on SIGTERM/SIGINT after a clean shutdown
     worker = Worker(app, loglevel=s.log_level, quiet=True, override_logging=False, redirect_stdouts=False)
     try:

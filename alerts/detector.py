@@ -453,7 +453,9 @@ def _record(key: SeriesKey, inc: Incident, state: str, now_ms: int, detail: str)
         "media_source": None if key.is_platform else key.media_source, "event_type": key.event_type,
         "observed": float(inc.observed), "expected": round(float(inc.expected), 3), "bucket_start": inc.start_ms,
         "bucket_end": inc.end_ms, "created_at": now_ms,
-        "resolved_at": inc.end_ms if state == "resolved" else None, "p_value": inc.p_value, "detail": detail,
+        # when it was resolved, on created_at's clock (the incident's own end is bucket_end): an event-time end here
+        # read as earlier than the firing row's created_at (lateness, a catch-up), e.g. resolved_at < fired_at
+        "resolved_at": now_ms if state == "resolved" else None, "p_value": inc.p_value, "detail": detail,
     }
 
 

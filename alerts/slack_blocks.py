@@ -108,7 +108,7 @@ def investigate_sql(a: dict[str, Any], database: str, bucket_s: int) -> str:
     """Counts per bucket around the incident from the analysts' events table, silent buckets filled with zeros
     (WITH FILL), times written as times."""
     start = _ts(a["bucket_start"]).timestamp() - 6 * 3600
-    end = _ts(a.get("resolved_at") or a["bucket_end"]).timestamp() + 3600
+    end = _ts(a["bucket_end"]).timestamp() + 3600  # the incident's end (a resolved row's bucket_end)
     start, end = start - start % bucket_s, end - end % bucket_s + bucket_s
     where = [f"app_id = {_sql_str(a.get('app_id') or '')}", f"event_type = {_sql_str(a.get('event_type') or '')}"]
     if a.get("scope") != "platform" and a.get("media_source") is not None:
@@ -154,7 +154,7 @@ def alert_message(a: dict[str, Any], *, database: str, bucket_s: int, dashboard_
     who = (f"{app} · all sources" if a.get("scope") == "platform" else f"{app} · {a.get('media_source')}") + via
     rare = rarity_text(a.get("p_value"), int(detail.get("bucket_s") or bucket_s))
     spark = sparkline(detail.get("spark") or [])
-    end = a.get("resolved_at") or a["bucket_end"]
+    end = a["bucket_end"]  # event time; resolved_at is when the evaluator decided it
     span = _span(a["bucket_start"], end)
     if a["state"] == "resolved":
         mins = int((_ts(end) - _ts(a["bucket_start"])).total_seconds() // 60)

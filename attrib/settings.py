@@ -231,6 +231,16 @@ class IngestSettings(_Section):
     linger_ms: float = Field(1.0, ge=0, le=1000, description="Producer batching delay; small keeps acks fast.")
     producer: dict[str, str | int | float | bool] = Field(
         default_factory=dict, description="Extra librdkafka settings (cannot weaken acks/idempotence).")
+    spool_after_s: float = Field(0.5, gt=0, description=(
+        "Kafka's ack not in by then: the delivery is fsync'd to the local spool and answered 2xx (README "
+        "'Durability and shutdown'); keep it under the shortest sender timeout (Branch: 2 s). Per source: "
+        "options.spool_after_s."))
+    spool_max_bytes: int = Field(1 << 30, ge=0, description=(
+        "Bound of the local spool on disk; full → 503 after kafka.produce_timeout_s as without it. 0 = no spool."))
+    spool_segment_bytes: int = Field(16 << 20, gt=0, description="Spool segment size (deleted whole once drained).")
+    spool_high_water: float = Field(0.5, gt=0, le=1, description=(
+        "/readyz answers 503 while the spool holds more than this share of spool_max_bytes."))
+    spool_dir: Path | None = Field(None, description="Spool directory; default <var_dir>/ingest-spool.")
     arrivals_interval_s: float = Field(30.0, ge=1, le=300, description=(
         "Each ingress process sends one heartbeat (deliveries per source since the last) to topics.arrivals this "
         "often; a silent source is judged at this resolution."))
@@ -446,10 +456,13 @@ class AlertSettings(_Section):
     data_dir: Path | None = Field(None, description="Faust data directory; default <var_dir>/alerts.")
     store: str = Field("memory://", description="Faust table store: memory:// (rebuilt from changelogs at start) or "
                        "rocksdb:// for many series.")
-    tick_interval_s: float = Field(30.0, ge=0, description="Wall-clock evaluation tick; 0 = no timer (tests drive "
-                                   "ticks themselves).")
-    batch_max: int = Field(2000, gt=0, description="Events counted in memory before one counts record is sent.")
-    batch_within_s: float = Field(1.0, gt=0)
+    tick_interval_s: float = Field(30.0, ge=0, description="How often the evaluator checks that the worker's "
+                                   "progress keeps up with the wall clock (logs when it does not); 0 = no timer.")
+    batch_within_s: float = Field(1.0, gt=0, description="The worker sends its counts for alerts (one record per "
+                                  "raw partition) at least this often, and with every offset commit.")
+    ready_port: int = Field(9105, ge=0, lt=65536, description="`attrib alerts` serves /readyz here (200 once it "
+                            "owns the counts partition and its tables are recovered); 0 = off.")
+    ready_host: str = Field("127.0.0.1", description="Bind address of ready_port.")
     max_catchup_buckets: int = Field(288, gt=0)
     detect: AlertDetectSettings = AlertDetectSettings()
     slack: AlertSlackSettings = AlertSlackSettings()

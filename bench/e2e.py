@@ -93,7 +93,7 @@ class Pipeline:
             "ATTRIB_STACK__JARS_DIR": str(ROOT / "var" / "kafka" / "lib"),
             "ATTRIB_KAFKA__BOOTSTRAP_SERVERS": f"127.0.0.1:{kafka}", "ATTRIB_STACK__CONTROLLER_PORT": str(controller),
             "ATTRIB_INGEST__PORT": str(free_port()), "ATTRIB_SINK__QUERY_PORT": str(free_port()),
-            "ATTRIB_STREAMS__METRICS_PORT": str(free_port()),
+            "ATTRIB_STREAMS__METRICS_PORT": str(free_port()), "ATTRIB_ALERTS__READY_PORT": str(free_port()),
         } | dict(kv.split("=", 1) for kv in extra)
         os.environ.update(self.env)
         self.s = settings_mod.load()

@@ -155,6 +155,12 @@ def run_phase(name: str, s: Settings, n_workers: int, target: dict[int, int], tm
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         res = measure(s, group, target, procs)
+    except SystemExit:
+        for i, p in enumerate(procs):  # why a worker stopped: its own last words (the tmp dir goes at exit)
+            if p.poll() is not None:
+                tail = (tmp / f"{group}-{i}.log").read_text(errors="replace").splitlines()[-15:]
+                print(f"  worker {i} exited {p.returncode}:\n    " + "\n    ".join(tail), flush=True)
+        raise
     finally:
         if spy is not None:
             spy.send_signal(signal.SIGINT)
@@ -252,7 +258,8 @@ def main() -> int:
 
     broker, bootstrap = given_or_throwaway(args.bootstrap, tmp / "stack")
     tag = f"{int(time.time())}"
-    s = Settings(var_dir=tmp, kafka={"bootstrap_servers": bootstrap, "session_timeout_s": 10}, sources=SOURCES,
+    s = Settings(var_dir=tmp, kafka={"bootstrap_servers": bootstrap, "session_timeout_s": 10},
+                 sources=[{"verify": ["none"], **src} for src in SOURCES],  # synthetic deliveries are unsigned
                  topics={"raw": f"bench-{tag}.raw", "events": f"bench-{tag}.events",
                          "dead_letters": f"bench-{tag}.dlq", "alerts_spike": f"bench-{tag}.spike",
                          "alerts_drop": f"bench-{tag}.drop", "partitions": args.partitions},

@@ -36,7 +36,9 @@ def _services(s: Settings) -> list[Service]:
         Service("sink", attrib_argv("sink"), f"http://127.0.0.1:{s.sink.query_port}/health"),
         Service("worker", attrib_argv("worker"),
                 f"http://127.0.0.1:{s.streams.metrics_port}/metrics" if s.streams.metrics_port else None),
-        Service("alerts", attrib_argv("alerts")),
+        # ready once it owns the counts partition with its tables recovered: alerts judge from the first bucket
+        Service("alerts", attrib_argv("alerts"),
+                f"http://127.0.0.1:{s.alerts.ready_port}/readyz" if s.alerts.ready_port else None),
         Service("ingest", attrib_argv("ingest"), f"{ingest}/readyz"),
     ]
     if s.slack_webhook_url or s.alerts.slack.webhooks:
@@ -53,6 +55,8 @@ def _ports_taken(s: Settings) -> list[str]:
     if s.streams.metrics_port:
         wanted.append((s.streams.metrics_host, s.streams.metrics_port, "streams.metrics_port",
                        "ATTRIB_STREAMS__METRICS_PORT"))
+    if s.alerts.ready_port:
+        wanted.append((s.alerts.ready_host, s.alerts.ready_port, "alerts.ready_port", "ATTRIB_ALERTS__READY_PORT"))
     out = []
     for host, port, key, env in wanted:
         who = in_use(host, port)
@@ -102,7 +106,7 @@ def run(args: argparse.Namespace, s: Settings) -> int:
         os.environ["ATTRIB_KAFKA__BOOTSTRAP_SERVERS"] = cluster.bootstrap
         os.environ["ATTRIB_TOPICS__REPLICATION_FACTOR"] = str(s.topics.replication_factor)
         s = settings_mod.load()
-    ensure_topics(s)
+    ensure_topics(s)  # internal ones too (the alerts' counts topic, changelogs): before any service joins
     log_dir = s.var_dir / "run" / "logs"
     services = _services(s)
     supervisor = Supervisor(services, log_dir, say=lambda line: print(line, flush=True))
@@ -203,6 +207,7 @@ def _where(s: Settings, log_dir: Path) -> str:
   ingress     {ingest}/webhooks/<source>   sources: {', '.join(x.name for x in s.sources)}
               {ingest}/metrics · /readyz · /ops/rejections (why deliveries were refused)
   worker      http://127.0.0.1:{s.streams.metrics_port}/metrics
+  alerts      http://127.0.0.1:{s.alerts.ready_port}/readyz
   warehouse   {s.clickhouse.url or 'embedded ClickHouse in ' + str(s.clickhouse_path)}, database {s.clickhouse.database}
   logs        {log_dir}/
 

@@ -1,6 +1,7 @@
 """The Faust app of `attrib worker`, wiring only: raw deliveries in → ``Processor.handle`` (streams/processor.py) →
-enriched events and dead letters out through ``Outputs.send`` (streams/outputs.py: batched, acknowledged before
-every offset commit). Faust/aiokafka internals the worker depends on are in streams/compat.py.
+enriched events, dead letters and the alerts' counts (schemas/counts.py) out through ``Outputs`` (streams/outputs.py:
+batched, acknowledged before every offset commit). Faust/aiokafka internals the worker depends on are in
+streams/compat.py.
 
 Expiry: Faust timers can't write tables, so a timer produces a tick record into every raw partition this worker
 owns; the Processor handles it in order with the deliveries (table writes land on that partition's changelog).
@@ -17,6 +18,8 @@ from faust.types import TP
 
 from attrib import kafka
 from attrib.settings import Settings
+from attrib.topics import counts_topic
+from schemas.counts import Tally, gap_ms
 from schemas.normalize import normalize
 from streams import compat
 from streams import metrics as m
@@ -49,8 +52,10 @@ def build_app(settings: Settings, data_dir: Path, store: str, normalizer: Normal
     raw_topic = app.topic(topics.raw, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw",
                           partitions=topics.partitions)
     users = app.Table("users", key_type=bytes, value_type=bytes, partitions=topics.partitions)
-    outputs = Outputs(app, users, s.linger_ms / 1000)
-    processor = Processor(settings, outputs.users, outputs.send, normalizer)
+    # alert counts, where the events already are (schemas/counts.py)
+    counts = Tally(settings.alerts.detect.bucket_s * 1000, gap_ms(s.tick_interval_s))
+    outputs = Outputs(app, users, s.linger_ms / 1000, counts, counts_topic(settings), settings.alerts.batch_within_s)
+    processor = Processor(settings, outputs.users, outputs.send, normalizer, counts)
     processor.serde.prepare([("enriched_event", topics.events), ("dead_letter", topics.dead_letters)])
     tasks = Tasks(app, settings, processor, outputs)
     app.agent(raw_topic, name="worker", concurrency=1)(tasks.consume)

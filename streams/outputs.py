@@ -2,27 +2,38 @@
 to aiokafka batches (streams/batcher.py) on the partition of the raw message being processed — outputs are keyed by
 user key and co-partitioned with the raw topic, as Faust itself writes changelogs — and every batch is sent and
 acknowledged before Faust commits an offset, so at-least-once holds without awaiting each send.
+
+The alerts' counts (schemas/counts.py) are tallied as events are emitted and leave the same way: one counts record
+per raw partition into the one-partition counts topic, at least every ``counts_every_s`` and before every commit
+(``flush``), so a committed offset's counts are acknowledged like its events.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import Iterable
 from typing import Any
 
 from faust.types import TP, TableT
 
+from schemas.counts import KEY as COUNTS_KEY
+from schemas.counts import Tally
 from streams import compat
 from streams.batcher import Batcher
 
 log = logging.getLogger("attrib.worker")
 PRODUCE_FAILED_EXIT = 70
+COUNTS_MAX_EVENTS = 20_000  # a counts record is ~7 bytes per event: sent sooner than this, far below 1 MiB
 
 
 class Outputs:
-    def __init__(self, app: compat.WorkerApp, table: TableT[Any, Any], linger_s: float) -> None:
+    def __init__(self, app: compat.WorkerApp, table: TableT[Any, Any], linger_s: float, counts: Tally,
+                 counts_topic: str, counts_every_s: float) -> None:
         self.partition = 0  # of the raw message being processed: set by the agent before each one
+        self.counts, self.counts_topic, self.counts_every_s = counts, counts_topic, counts_every_s
+        self.counted_at = time.monotonic()
         self.changelog = table.changelog_topic.get_topic_name()
         self.store = compat.store_of(table)
         producer = app.worker_producer
@@ -35,14 +46,26 @@ class Outputs:
 
     @property
     def due(self) -> bool:
-        """Batches are older than the linger time or full (one comparison: asked after every message)."""
-        return self.batcher.due
+        """Batches are older than the linger time or full, or counts are due (asked after every message)."""
+        return self.batcher.due or self._counts_due()
+
+    def _counts_due(self) -> bool:
+        return bool(self.counts) and (time.monotonic() - self.counted_at >= self.counts_every_s
+                                      or self.counts.events >= COUNTS_MAX_EVENTS)
 
     async def send_due(self) -> None:
+        if self._counts_due():
+            self._send_counts()
         await self.batcher.send_due()
+
+    def _send_counts(self) -> None:
+        self.counted_at = time.monotonic()
+        for value in self.counts.drain():
+            self.batcher.add(self.counts_topic, 0, COUNTS_KEY, value)
 
     async def flush(self) -> None:
         try:
+            self._send_counts()  # the counts of everything processed so far, acknowledged with the rest
             await self.batcher.flush()
         except Exception:
             # Outputs or state records were lost: committing later offsets would lose events. Exit like a crash;

@@ -19,6 +19,7 @@ from typing import Any, Protocol
 
 from attrib.settings import Settings, SourceSettings
 from schemas import avro, wire
+from schemas.counts import Tally
 from schemas.dead_letter import dead_letter
 from schemas.errors import NormalizeError
 from schemas.normalize import normalize
@@ -77,7 +78,8 @@ class PartitionIndex:
 
 
 class Processor:
-    def __init__(self, settings: Settings, table: Table, send: Send, normalizer: Normalizer = normalize) -> None:
+    def __init__(self, settings: Settings, table: Table, send: Send, normalizer: Normalizer = normalize,
+                 counts: Tally | None = None) -> None:
         s = settings.streams
         self.settings = settings
         self.table = table
@@ -100,6 +102,8 @@ class Processor:
         self.last_sweep: dict[int, int] = {}
         self.tally = m.Tally()
         self.assigned: set[int] = set()
+        # alert counts of what is emitted, per source offset, with each partition's progress (schemas/counts.py)
+        self.counts = counts
 
     def publish_metrics(self) -> None:
         self.tally.publish()
@@ -112,6 +116,8 @@ class Processor:
         # Records Faust hands over again are processed again (never dropped as their own duplicates): the state
         # recognises the offset and re-emits the same outputs. Skipping them was tried and is unsafe (README).
         ref = {"topic": self.topics.raw, "partition": partition, "offset": offset}
+        if self.counts is not None:
+            self.counts.seen(partition, offset)
         if value is not None and value.startswith(TICK):
             try:
                 self._tick(partition, offset, int(value[len(TICK):]))
@@ -156,6 +162,8 @@ class Processor:
         state["p"] = partition
         room = self.settings.streams.max_pending_total - self.pending_total
         now = _ms(raw["received_at"])
+        if self.counts is not None:
+            self.counts.progress(partition, now)
         res = apply_events(state, events, (partition, offset), now, self.limits,
                            self.rules.get(raw["source"], Rules()), room)
         t = self.tally
@@ -167,14 +175,17 @@ class Processor:
         if res.changed:
             self.table[user] = codec.dump_state(state)
         self._account(ix, user, state)
-        self._emit(user, res)
+        self._emit(user, res, partition, offset)
 
-    def _emit(self, user: str, res: Result) -> None:
+    def _emit(self, user: str, res: Result, partition: int, offset: int) -> None:
         """Enriched events out, keyed by user: through ``send`` (the app batches them to the raw record's partition
-        number of the events topic)."""
+        number of the events topic), and counted for alerts at the offset that emitted them."""
         now = int(time.time() * 1000)
         key = user.encode()
+        counts = self.counts
         for kind, out in res.outputs:
+            if counts is not None:
+                counts.event(partition, offset, out)
             out["emitted_at"] = now
             self.tally.inc(m.EVENTS_OUT, kind, out["attribution_status"])
             if kind == TIMEOUT:
@@ -199,6 +210,8 @@ class Processor:
     # --- expiry -------------------------------------------------------------------------------------------------
 
     def _tick(self, partition: int, offset: int, now: int) -> None:
+        if self.counts is not None:
+            self.counts.progress(partition, now)
         ix = self._index(partition)
         users = {u for u, (dl, _) in ix.due.items() if dl <= now} | ix.by_ref.pop(offset, set())
         for user in sorted(users):
@@ -217,7 +230,7 @@ class Processor:
         elif res.changed:
             self.table[user] = codec.dump_state(state)
         self._account(ix, user, state)
-        self._emit(user, res)
+        self._emit(user, res, partition, offset)
 
     def _sweep(self, ix: PartitionIndex, partition: int, offset: int, now: int) -> None:
         """Trim users idle for a dedupe window and drop those idle past state retention (plain tables have no TTL).

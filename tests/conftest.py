@@ -56,6 +56,9 @@ def make_settings(tmp_path: Path, kafka_bootstrap: str, chdb_path: Path) -> Call
                 "raw": f"t-{tag}.raw", "events": f"t-{tag}.events", "dead_letters": f"t-{tag}.dlq",
                 "alerts_spike": f"t-{tag}.spike", "alerts_drop": f"t-{tag}.drop", "arrivals": f"t-{tag}.arrivals",
             },
+            # its own counts topic and changelogs; /readyz off unless a test gives it a free port
+            "alerts": {"app_id": f"alerts-{tag}", "ready_port": 0},
+            "streams": {"app_id": f"worker-{tag}"},
         }
         for k, v in overrides.items():
             base[k] = {**base[k], **v} if isinstance(v, dict) and isinstance(base.get(k), dict) else v

@@ -271,3 +271,12 @@ def test_the_dashboards_sql_names_tables_and_columns_the_migrations_create(chdb_
         assert [(p, float(r)) for _, p, r in revenue] == [("Meta", 16.5)]
     finally:
         close(client)
+
+
+def test_alerts_health_is_its_readiness_port(monkeypatch):
+    """The alerts service is healthy once it owns the counts partition (alerts/app.py /readyz), not merely alive."""
+    s = _service_settings(SERVICES["alerts"], monkeypatch)
+    assert s.alerts.ready_port, "alerts /readyz is off"
+    check = " ".join(SERVICES["alerts"]["healthcheck"]["test"])
+    assert f"localhost:{s.alerts.ready_port}/readyz" in check
+    assert s.alerts.ready_host in ("127.0.0.1", "0.0.0.0", "localhost")  # the check runs inside the container

@@ -26,9 +26,10 @@ from typing import Any
 from attrib.settings import SourceSettings
 from schemas.errors import INTERNAL, INVALID_JSON, UNKNOWN_MMP, NormalizeError
 from schemas.normalize.fast.encode import build, fingerprint_of, properties
+from schemas.normalize.fast.keys import first_key
 from schemas.normalize.fast.parse import Query, parse
 from schemas.normalize.fast.plan import rest
-from schemas.user_key import FP_HEX, candidates
+from schemas.user_key import FP_HEX
 
 MMPS = ("branch", "appsflyer", "adjust", "singular", "kochava", "tenjin", "linkrunner", "generic")
 MODULES = {m: f"schemas.normalize.fast.{m}" for m in MMPS}
@@ -58,6 +59,7 @@ class Plan:
                                                      f"{', '.join(sorted(_EXTRACT))}")
         self.source = source
         self.extract = _EXTRACT[source.mmp]
+        self.key = first_key(source.mmp)
         self.options = source.options if isinstance(source.options, dict) else {}
         self.query = Query(source.mmp, source.options)
         self.extra_query = Query("", self.options)  # a body delivery's URL parameters, kept under "_query"
@@ -91,8 +93,8 @@ def _ms(v: Any) -> int:
 
 
 def _normalize(plan: Plan, raw: dict[str, Any]) -> list[dict[str, Any]]:
-    items, fast = parse(plan.query, raw)
-    source, options = plan.source, plan.options
+    items, fast, clean = parse(plan.query, raw)
+    source, options, extract, key_of = plan.source, plan.options, plan.extract, plan.key
     mmp = source.mmp
     received_at = _ms(raw.get("received_at"))
     ref = raw.get("raw_ref")
@@ -103,8 +105,8 @@ def _normalize(plan: Plan, raw: dict[str, Any]) -> list[dict[str, Any]]:
     out = []
     for item in items:
         used: set[str] = set()
-        f, id_fields, key_mmp, replaced = plan.extract(item, used, options)
-        who = candidates(key_mmp or mmp, item)
+        f, id_fields, key_mmp, replaced = extract(item, used, options)
+        who = (key_of if key_mmp is None else first_key(key_mmp))(item)
         app_id = f.pop("app_id", None) or raw.get("app_id") or source.app_id
         if not f.get("platform"):
             f["platform"] = ("ios" if f.get("idfa") or f.get("idfv")
@@ -112,13 +114,14 @@ def _normalize(plan: Plan, raw: dict[str, Any]) -> list[dict[str, Any]]:
         event_id = f.pop("event_id", None)
         if not event_id:
             fields = id_fields if id_fields is not None and who else item
-            basis = {"mmp": mmp, "app_id": app_id, "who": who[0] if who else None, "fields": fields}
+            basis = {"mmp": mmp, "app_id": app_id, "who": who, "fields": fields}
             event_id = "fp:" + fingerprint_of(basis, fast)[:FP_HEX]
         props = rest(item, used, replaced)
         if extra:
             props = {**props, "_query": extra}
-        f.update(event_id=event_id, mmp=mmp, source=source.name, app_id=app_id, received_at=received_at,
-                 user_key=who[0] if who else "fp:" + fingerprint_of(item, fast)[:FP_HEX],
-                 properties=properties(props, fast), raw=raw_ref)
-        out.append(build(f))
+        f["event_id"], f["mmp"], f["source"], f["app_id"], f["received_at"] = (
+            event_id, mmp, source.name, app_id, received_at)
+        f["user_key"] = who or "fp:" + fingerprint_of(item, fast)[:FP_HEX]
+        f["properties"], f["raw"] = properties(props, fast), raw_ref
+        out.append(build(f, clean))
     return out

@@ -19,6 +19,7 @@ from pydantic import SecretStr
 
 from attrib.settings import Settings
 from schemas import avro
+from schemas.counts import KEY, Tally
 
 B = 300_000
 DAY = 288
@@ -65,6 +66,35 @@ def produce_events(bootstrap: str, topic: str, recs: Iterator[dict[str, Any]]) -
     out = [(r["user_key"].encode(), avro.encode("enriched_event", r)) for r in recs]
     produce(bootstrap, topic, out)
     return len(out)
+
+
+class Counting:
+    """What the worker sends for events (schemas/counts.py): each event emitted by its own raw record (offsets go on
+    across calls, as the raw partitions' do), placed by user key; one counts record per raw partition every
+    ``batch`` events. No progress: ``produce_progress`` then completes the buckets (nothing is judged before)."""
+
+    def __init__(self, partitions: int, bucket_ms: int = B, batch: int = 500) -> None:
+        self.tally, self.offsets, self.batch = Tally(bucket_ms), [0] * partitions, batch
+
+    def produce(self, bootstrap: str, topic: str, recs: Iterator[dict[str, Any]]) -> int:
+        out, n = [], 0
+        for r in recs:
+            p = hash(r["user_key"]) % len(self.offsets)
+            self.tally.seen(p, self.offsets[p])
+            self.tally.event(p, self.offsets[p], r)
+            self.offsets[p] += 1
+            n += 1
+            if n % self.batch == 0:
+                out += self.tally.drain()
+        out += self.tally.drain()
+        produce(bootstrap, topic, [(KEY, v) for v in out])
+        return n
+
+
+def produce_progress(bootstrap: str, topic: str, partitions: int, at_ms: int) -> None:
+    """Every raw partition processed up to ``at_ms`` (the worker's tick records do this for idle partitions)."""
+    produce(bootstrap, topic, [(KEY, json.dumps({"p": p, "last": -1, "at": at_ms, "c": [], "f": []}).encode())
+                               for p in range(partitions)])
 
 
 def _partitions(c: Consumer, topic: str) -> list[TopicPartition]:

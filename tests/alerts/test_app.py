@@ -10,9 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from alerts.app import counts_topic_name
 from attrib.settings import Settings
-from attrib.topics import ensure_topics
+from attrib.topics import counts_topic, ensure_topics
 from schemas import avro
 from tests.alerts import pipeline as pl
 from tests.alerts.fake_slack import FakeSlack
@@ -32,23 +31,27 @@ def vip(src: str, b: int, i: int) -> str:
 
 
 def run_day(s: Settings, tmp_path: Path, buckets: int = pl.DAY) -> list[dict]:
-    """Produce a day of traffic for every scenario app, run the alerts app over it, return the alerts."""
+    """A day of traffic for every scenario app, counted as the worker counts it, then every raw partition's progress
+    past the day's end: the alerts app judges every bucket; return the alerts."""
     rng = np.random.default_rng(11)
     boot = s.kafka.bootstrap_servers
     ensure_topics(s)
+    counts, parts = counts_topic(s), s.topics.partitions
+    # the events the vip campaign pings about: the notifier reads them from the events topic
+    steady = list(pl.events("steady", RATES, buckets, START, SCENARIOS["steady"], rng, vip))
+    pl.produce_events(boot, s.topics.events, (r for r in steady if r["campaign"] == "vip"))
+    worker = pl.Counting(parts)
+    worker.produce(boot, counts, iter(steady))
     for app, shape in SCENARIOS.items():
-        pl.produce_events(boot, s.topics.events,
-                          pl.events(app, RATES, buckets, START, shape, rng, vip if app == "steady" else pl.c1))
+        if app != "steady":
+            worker.produce(boot, counts, pl.events(app, RATES, buckets, START, shape, rng))
     # the stopping feed carries purchases too: the stop shows in both event types, and must page once
-    pl.produce_events(boot, s.topics.events, pl.events("drop", {"fb": 10.0}, buckets, START, SCENARIOS["drop"], rng,
-                                                       event_type="purchase"))
+    worker.produce(boot, counts, pl.events("drop", {"fb": 10.0}, buckets, START, SCENARIOS["drop"], rng,
+                                           event_type="purchase"))
     proc = pl.start("alerts", s, tmp_path / "alerts.log")
     try:
-        pl.wait_committed(boot, s.alerts.app_id, s.topics.events, proc=proc)  # every count is in the counts topic
-        lateness = s.alerts.detect.lateness_s * 1000
-        ticks = [(b"c", json.dumps({"tick": START + (b + 1) * pl.B + lateness}).encode()) for b in range(buckets)]
-        pl.produce(boot, counts_topic_name(s), ticks)
-        pl.wait_committed(boot, s.alerts.app_id, counts_topic_name(s), proc=proc)
+        pl.produce_progress(boot, counts, parts, START + buckets * pl.B + s.alerts.detect.lateness_s * 1000)
+        pl.wait_committed(boot, s.alerts.app_id, counts, proc=proc)
     finally:
         pl.stop(proc)
     return [avro.decode(v, expect="alert")[1] for t in (s.topics.alerts_spike, s.topics.alerts_drop)
@@ -67,7 +70,7 @@ def alert_settings(make_settings: Callable[..., Settings], tmp_path: Path, slack
     tag = uuid.uuid4().hex[:8]
     return make_settings(
         topics={"partitions": 3}, slack_webhook_url=slack.url + "/alerts",
-        alerts={"tick_interval_s": 0, "app_id": f"alerts-{tag}",
+        alerts={"tick_interval_s": 0, "app_id": f"alerts-{tag}", "ready_port": 0,
                 "slack": {"group_id": f"notify-{tag}", "min_interval_s": 0.05, "ping_batch_s": 5,
                           "webhooks": {"critical": slack.url + "/pages", "info": slack.url + "/info"},
                           "qualified": {"campaigns": ["vip"]}}})

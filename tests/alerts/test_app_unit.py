@@ -1,5 +1,6 @@
-"""The evaluator agent in-process (Faust test_context, memory tables, no broker): replayed counts batches are not
-double counted, late counts are not added to judged buckets, ticks evaluate closed buckets only."""
+"""The evaluator agent in-process (Faust test_context, memory tables, no broker): counts re-sent by a worker that
+resumed mid-batch are applied once per source offset, buckets are judged only once every raw partition's progress has
+passed their end + lateness (a watermark), and late counts are not added to judged buckets."""
 
 from __future__ import annotations
 
@@ -13,13 +14,15 @@ from alerts.detector import SeriesKey
 from attrib.settings import Settings
 
 B = 300_000
+LATE = 600_000
 K = SeriesKey("app", "fb", "install").encode()
 P = SeriesKey("app", "*", "install").encode()
 
 
 @pytest.fixture
 async def app(tmp_path, monkeypatch):  # type: ignore[no-untyped-def]
-    s = Settings(var_dir=tmp_path, alerts={"tick_interval_s": 0, "detect": {"lateness_s": 600}})
+    s = Settings(var_dir=tmp_path, topics={"partitions": 2},
+                 alerts={"tick_interval_s": 0, "ready_port": 0, "detect": {"lateness_s": LATE // 1000}})
     a = build(s)
     a.loop = asyncio.get_running_loop()
     a.finalize()
@@ -28,40 +31,53 @@ async def app(tmp_path, monkeypatch):  # type: ignore[no-untyped-def]
     return a
 
 
-async def test_replayed_and_late_counts(app) -> None:  # type: ignore[no-untyped-def]
+def rec(p: int, last: int, at: int, *entries: tuple[str, int, list[int]]) -> dict:
+    return {"p": p, "last": last, "at": at, "c": [list(e) for e in entries], "f": [["app\x1ffb", "af", "appsflyer"]]}
+
+
+async def test_resumed_batches_late_counts_and_the_watermark(app) -> None:  # type: ignore[no-untyped-def]
     t = app.alert_tables
     evaluate = next(ag for name, ag in app.agents.items() if name.endswith(".evaluate"))
     async with evaluate.test_context() as agent:
-        rec = {"p": 0, "first": 0, "last": 9, "c": [[K, 0, 7], [K, B, 3]]}
-        await agent.put(rec)
-        await agent.put(rec)  # replay of the same batch after a crash
-        await agent.put({"p": 1, "first": 0, "last": 4, "c": [[K, 0, 5]]})
-        await agent.put({"tick": 2 * B + 600_000})  # closes buckets 0 and 1
-        await agent.put({"p": 0, "first": 10, "last": 12, "c": [[K, 0, 100], [K, 2 * B, 1]]})  # late for bucket 0
-    assert t["meta"]["evaluated_until"] == 2 * B
+        first = rec(0, 9, 0, (K, 0, list(range(7))), (K, B, [7, 8, 9]))
+        await agent.put(first)
+        await agent.put(first)  # the same record again (a producer retry): nothing new
+        # the worker was killed after sending that record and resumed at the committed offset 5: offsets 5-9 come
+        # again, 10 is new
+        await agent.put(rec(0, 10, 0, (K, 0, [5, 6]), (K, B, [7, 8, 9, 10])))
+        await agent.put(rec(1, 4, 2 * B + LATE, (K, 0, [0, 1, 2, 3, 4])))
+        # partition 0 is still behind (a worker catching up): nothing judged yet, whatever the wall clock says
+        await agent.put({"tick": 10 * B})
+        assert "evaluated_until" not in t["meta"]
+        await agent.put(rec(0, 12, 2 * B + LATE))  # its progress (e.g. from a tick record): buckets 0 and 1 close
+        assert t["meta"]["evaluated_until"] == 2 * B
+        await agent.put(rec(0, 14, 2 * B + LATE, (K, 0, [13]), (K, 2 * B, [14])))  # late for bucket 0
     assert t["states"][K]["n"] == 2 and t["states"][P]["n"] == 2
-    assert t["states"][K]["ewma"] == pytest.approx(0.7 * 12 + 0.3 * 3)  # 7+5 (not 19) then 3
+    assert t["states"][K]["ewma"] == pytest.approx(0.7 * 12 + 0.3 * 4)  # 7+5 (not 19, not 14) then 3+1
     assert dict(t["counts"]) == {str(2 * B): {K: 1, P: 1}}
+    assert t["meta"]["p:0"] == [14, 2 * B + LATE, 0, 0] and t["meta"]["p:1"] == [4, 2 * B + LATE, 0, 0]
+    assert t["meta"]["feed:app\x1ffb"] == [["af", "appsflyer"]]
 
 
-async def test_counting_stage_batches_counts_and_dead_letters_only_bad_events(app) -> None:  # type: ignore[no-untyped-def]
-    from faust.topics import Topic
-
-    from schemas import avro
-    from schemas.dead_letter import anchor_of, dead_letter_id
-
-    count = next(ag for name, ag in app.agents.items() if name.endswith(".count_events"))
-    ev = {"event_id": "e1", "mmp": "appsflyer", "source": "af", "app_id": "app", "event_name": "install",
-          "event_type": "install", "event_time": 3 * B + 5, "received_at": 0, "user_key": "k",
-          "attribution_status": "organic", "version": 1, "emitted_at": 0, "media_source": "fb"}
-    async with count.test_context() as agent:
-        for v in (avro.encode("enriched_event", ev), b"attrib-tick:123", avro.encode("enriched_event", ev),
-                  b"not avro"):
-            await agent.put(v, key=b"k")
-    sent = [c.kwargs["value"] for c in Topic.send.await_args_list]
-    counts = [v for v in sent if isinstance(v, dict)]
-    dead = [avro.decode(v, expect="dead_letter")[1] for v in sent if isinstance(v, bytes)]
-    assert [(d["reason"], d["payload"], d["stage"]) for d in dead] == [("undecodable_event", b"not avro", "alerts")]
-    assert dead[0]["dead_letter_id"] == dead_letter_id("alerts", anchor_of(dead[0]["raw"]))  # anchored at its offset
-    assert dead[0]["raw"]["offset"] is not None
-    assert sum(n for c in counts for k, b, n in c["c"] if k == K and b == 3 * B) == 2  # the tick is not an event
+@pytest.mark.parametrize("seen", [
+    {"a0": 10 * B},  # the next batch starts there (the evaluator sees the gap)
+    {"a0": 6 * B, "g": [6 * B, 10 * B]},  # the restarted worker first re-processed old ticks, then saw the gap
+])
+async def test_buckets_while_the_whole_pipeline_was_down_are_not_judged(app, seen) -> None:  # type: ignore[no-untyped-def]
+    """Both partitions hold no record from 6 B to 10 B (no delivery received, no worker tick): those buckets are
+    skipped, not judged as zero; buckets with traffic around them are judged."""
+    t = app.alert_tables
+    evaluate = next(ag for name, ag in app.agents.items() if name.endswith(".evaluate"))
+    async with evaluate.test_context() as agent:
+        off = 0
+        for b in range(6):  # six buckets of traffic, each partition processed up to the bucket's end
+            for p in (0, 1):
+                await agent.put({**rec(p, off, (b + 1) * B, (K, b * B, [off])), "a0": b * B + 1})
+            off += 1
+        # down from 6 B to 10 B: the next records start there
+        for p in (0, 1):
+            await agent.put({**rec(p, off, 12 * B + LATE, (K, 10 * B, [off]), (K, 11 * B, [off])), **seen})
+    judged = 12 - 4  # buckets 0-11 closed, 6-9 not observed
+    assert t["meta"]["evaluated_until"] == 12 * B
+    assert t["states"][K]["n"] == judged, t["states"][K]
+    assert t["meta"]["p:0"][2:] == [6 * B, 10 * B]

@@ -134,7 +134,9 @@ def test_spike_from_one_source_fires_once_within_two_buckets_and_resolves() -> N
     (b_fire, fire), (_, res) = out
     assert b_fire - start <= 1  # fired at the close of the 2nd spike bucket
     assert fire["alert_id"] == res["alert_id"] and fire["observed"] > 2 * fire["expected"]
-    assert res["bucket_start"] == start * B and res["resolved_at"] == (start + 3) * B
+    assert res["bucket_start"] == start * B and res["bucket_end"] == (start + 3) * B
+    # resolved_at is on created_at's clock: never before the firing (it was, lateness earlier, as the incident's end)
+    assert res["resolved_at"] == res["created_at"] > fire["created_at"]
 
 
 def test_one_source_stopping_fires_a_source_drop_not_a_platform_one() -> None:

@@ -41,7 +41,7 @@ def test_first_hour(tmp_path: Path) -> None:
         "ATTRIB_STACK__JARS_DIR": str(ROOT / "var" / "kafka" / "lib"),
         "ATTRIB_INGEST__PORT": str(free_port()),
         "ATTRIB_SINK__QUERY_PORT": str(free_port()),
-        "ATTRIB_STREAMS__METRICS_PORT": str(free_port()),
+        "ATTRIB_STREAMS__METRICS_PORT": str(free_port()), "ATTRIB_ALERTS__READY_PORT": str(free_port()),
     }
 
     def attrib(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:

@@ -65,7 +65,7 @@ def test_run_reports_restarts_a_killed_service_then_stops_everything_on_sigint(t
         "ATTRIB_STACK__JARS_DIR": str(ROOT / "var" / "kafka" / "lib"),
         "ATTRIB_INGEST__PORT": str(free_port()),
         "ATTRIB_SINK__QUERY_PORT": str(query_port),
-        "ATTRIB_STREAMS__METRICS_PORT": str(free_port()),
+        "ATTRIB_STREAMS__METRICS_PORT": str(free_port()), "ATTRIB_ALERTS__READY_PORT": str(free_port()),
     })
     out = tmp_path / "run.out"
     with out.open("wb") as f:

@@ -54,7 +54,8 @@ def test_a_taken_ingress_port_stops_attrib_run_before_anything_starts(tmp_path: 
         "ATTRIB_VAR_DIR": str(var), "ATTRIB_KAFKA__BOOTSTRAP_SERVERS": f"127.0.0.1:{free_port()}",
         "ATTRIB_STACK__CONTROLLER_PORT": str(free_port()), "ATTRIB_STACK__JARS_DIR": str(ROOT / "var/kafka/lib"),
         "ATTRIB_INGEST__PORT": str(port), "ATTRIB_SINK__QUERY_PORT": str(free_port()),
-        "ATTRIB_STREAMS__METRICS_PORT": str(free_port())}
+        "ATTRIB_STREAMS__METRICS_PORT": str(free_port()),
+        "ATTRIB_ALERTS__READY_PORT": str(free_port())}
     try:
         got = subprocess.run([sys.executable, "-m", "ops.cli", "run", "--exit", "--count", "5"], env=env, cwd=ROOT,
                              capture_output=True, text=True, timeout=100)

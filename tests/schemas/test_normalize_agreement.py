@@ -8,20 +8,30 @@ import copy
 import json
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import unquote, urlencode
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from attrib.settings import SourceSettings
 from schemas.errors import NormalizeError
-from schemas.fields import time_ms
+from schemas.fields import json_in_string, time_ms
 from schemas.normalize import MMPS, normalize
+from schemas.normalize.fast.keys import first_key
+from schemas.normalize.fast.parse import unquote_replace
 from schemas.normalize.fast.plan import TIME
+from schemas.normalize.fast.plan import json_in_string as fast_json_in_string
 from schemas.normalize.reference import normalize as reference
+from schemas.user_key import candidates
 from tests.schemas.conftest import SAMPLES, sample_mmp
 from tests.schemas.test_normalize_properties import FIELD_NAMES, _paths, _raw, json_values, scalars
 from tests.schemas.test_samples import raw_delivery, source_for
+
+# Every field a user-key rule reads (schemas/user_key.py), nested ones by their parent.
+_KEY_FIELDS = {"appsflyer_id", "customer_user_id", "idfv", "idfa", "advertising_id", "oaid", "android_id", "adid",
+               "gps_adid", "user_id", "hardware_id", "event", "user_data", "name", "os", "google_advertising_id",
+               "identity", "aifa", "custom_user_id", "kochava_device_id", "analytics_installation_id",
+               "developer_device_id", "platform", "gaid", "device", "user"}
 
 
 def _outcome(fn: Any, source: SourceSettings, raw: dict[str, Any]) -> Any:
@@ -132,3 +142,42 @@ def test_times_agree(when: datetime, fmt: str, cut: int, noise: str) -> None:
 @given(v=scalars | st.from_regex(r"\d{4}-\d\d-\d\d[ T]\d\d:\d\d:\d\d(\.\d{1,9})?Z?", fullmatch=True))
 def test_time_of_arbitrary_values_agrees(v: Any) -> None:
     assert _time_outcome(TIME, v) == _time_outcome(time_ms, v)
+
+
+_ISO_CHARS = st.sampled_from(list("0123456789 +-_:TW.,Zx٣"))
+
+
+@settings(max_examples=500)
+@given(c=st.lists(_ISO_CHARS, min_size=14, max_size=14), sep=st.sampled_from([" ", "T", "t", "_"]),
+       tail=st.sampled_from(["", ".5", "Z", ".123Z", ".1234567", "+00:00", ".", ".x"]))
+def test_iso_shaped_times_agree(c: list[str], sep: str, tail: str) -> None:
+    """Every field of the ISO shape the plan reads itself, one character at a time off the digits."""
+    v = f"{''.join(c[:4])}-{c[4]}{c[5]}-{c[6]}{c[7]}{sep}{c[8]}{c[9]}:{c[10]}{c[11]}:{c[12]}{c[13]}{tail}"
+    assert _time_outcome(TIME, v) == _time_outcome(time_ms, v)
+
+
+@given(mmp=st.sampled_from([*MMPS, "branch_legacy", "unknown"]),
+       obj=st.dictionaries(st.sampled_from(sorted(_KEY_FIELDS)) | st.text(max_size=6), json_values, max_size=8))
+def test_user_key_first_candidate_agrees(mmp: str, obj: dict[str, Any]) -> None:
+    """fast/keys.py reads only up to the first id; the reference builds every candidate and keeps the head."""
+    ref = candidates(mmp, obj)
+    assert first_key(mmp)(obj) == (ref[0] if ref else None)
+
+
+def _json_outcome(fn: Any, v: str) -> Any:
+    try:
+        return fn(v)
+    except RecursionError:  # the reference's own (normalize turns it into invalid_json "nested too deeply")
+        return "nested too deeply"
+
+
+@given(v=json_values.map(json.dumps) | st.text(max_size=20).map(lambda s: "{" + s)
+       | st.sampled_from(['{"a": NaN}', '["\\ud800"]', '{"a": 1e400, "a": 2}', "[" * 3000, '{"\ud800": 1}']))
+def test_json_in_strings_agree(v: str) -> None:
+    assert _json_outcome(fast_json_in_string, v) == _json_outcome(json_in_string, v)
+
+
+@settings(max_examples=500)
+@given(s=st.text(st.sampled_from(list("%%%0123456789aAfFgz\\x+ =&春\ud800")), max_size=24))
+def test_unquote_agrees(s: str) -> None:
+    assert unquote_replace(s) == unquote(s, errors="replace")

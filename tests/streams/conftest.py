@@ -117,7 +117,7 @@ class Reader:
 
 
 def env_for(settings: Settings) -> dict[str, str]:
-    return settings_env(settings, ("kafka", "topics", "streams", "sources"), log_level="INFO")
+    return settings_env(settings, ("kafka", "topics", "streams", "sources", "alerts"), log_level="INFO")
 
 
 class WorkerProc:

@@ -5,23 +5,29 @@ Re-emission is checked exactly, not against a rate: after a kill the restarted w
 from the group's committed offset on, and only those messages may emit again. So the test records, at every kill, the
 committed offsets, the raw end offsets (the worker cannot have consumed further) and the output end offsets (what the
 killed worker had emitted), and then requires of every output (event id, version) that it was emitted by ONE message
-(else dedupe failed) and at most once more per kill whose re-processed range held that message."""
+(else dedupe failed) and at most once more per kill whose re-processed range held that message.
+
+The alerts' counts the worker sent (schemas/counts.py), applied as the evaluator applies them, count every event
+exactly once — what `events FINAL` holds — however many times the kills made the worker re-process and re-send."""
 
 from __future__ import annotations
 
 import random
 import threading
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 
 from attrib.settings import Settings, SourceSettings
+from attrib.topics import counts_topic
 from ops.traffic.synthetic import SOURCES, generate
 from schemas import avro
+from schemas.counts import fresh, series
 from schemas.normalize import normalize
 from streams.state import NO_WAIT_TYPES
 from tests.streams.conftest import Reader, WorkerProc, produce
@@ -196,6 +202,49 @@ class Expectation:
         return out
 
 
+class AppliedCounts:
+    """The counts topic read from the start and applied as the evaluator applies it: per raw partition, offsets up to
+    the highest applied are dropped (alerts/app.py ``apply_counts``)."""
+
+    def __init__(self, s: Settings) -> None:
+        self.c = Consumer({"bootstrap.servers": s.kafka.bootstrap_servers, "group.id": f"counts-{time.time_ns()}",
+                           "auto.offset.reset": "earliest", "enable.auto.commit": False})
+        self.c.subscribe([counts_topic(s)])
+        self.applied: dict[int, int] = {}
+        self.total: Counter[tuple[str, int]] = Counter()
+        self.records = 0
+        self.bucket_ms = s.alerts.detect.bucket_s * 1000
+
+    def read_until(self, want: Counter[tuple[str, int]], limit_s: float = 60.0) -> Counter[tuple[str, int]]:
+        """Until the applied counts equal ``want`` (the worker sends its last counts with its next commit), or the
+        limit: then what was applied, for the assertion to show the difference."""
+        end = time.monotonic() + limit_s
+        while self.total != want and time.monotonic() < end:
+            for m in self.c.consume(500, 0.5):
+                if m.error() is not None:
+                    continue
+                rec = orjson.loads(m.value())
+                got = self.applied.get(rec["p"], -1)
+                self.total.update({(k, b): n for k, b, n in fresh(rec, got)})
+                self.applied[rec["p"]] = max(got, rec["last"])
+                self.records += 1
+        return self.total
+
+    def final_counts(self, records: list[dict[str, Any]]) -> Counter[tuple[str, int]]:
+        """What `events FINAL` counts per (series, bucket): each event id once."""
+        seen: dict[str, dict[str, Any]] = {}
+        for r in records:
+            seen.setdefault(r["event_id"], r)
+        out: Counter[tuple[str, int]] = Counter()
+        for r in seen.values():
+            t = int(r["event_time"].timestamp() * 1000)
+            out[(series(r), t - t % self.bucket_ms)] += 1
+        return out
+
+    def close(self) -> None:
+        self.c.close()
+
+
 def _settings(worker_settings):
     return worker_settings(streams={"pending_timeout_s": 3600}, sources=SOURCES, partitions=6)
 
@@ -219,6 +268,7 @@ def test_kill_9_at_random_moments_loses_nothing(worker_settings, workers):
     feeder = threading.Thread(target=feed)
     feeder.start()
     out = Reader(s, s.topics.events)
+    counted = AppliedCounts(s)
     rnd = random.Random(5)
     kills: list[KillPoint] = []
     phases: list[str] = []
@@ -257,11 +307,19 @@ def test_kill_9_at_random_moments_loses_nothing(worker_settings, workers):
             lambda rs: not expect.problems(rs), "complete output", limit_s=150, proc=w, restart=restart,
             explain=lambda rs: f"{expect.problems(rs)}; {why_stuck(rs)}; {locate(s, expect, rs, kills)}")
         phases.append(f"{time.monotonic() - t0:.1f}s")
+        want = counted.final_counts(recs)
+        got = counted.read_until(want)
     finally:
         feeder.join()
         out.close()
+        counted.close()
     assert len(kills) >= 3, "the worker finished before being killed three times; feed more events"
     assert expect.problems(recs) == []
+    # the alerts' counts: every event once, none twice, though the kills made the worker re-send counts
+    diff = {k: (got[k], want[k]) for k in got.keys() | want.keys() if got[k] != want[k]}
+    assert sum(want.values()) == len(expect.events) and diff == {}, (
+        f"counts (applied, events FINAL) differ in {len(diff)} buckets, e.g. {list(diff.items())[:5]}; "
+        f"{counted.records} counts records")
     # at-least-once: every output emitted more than once was re-emitted by a message a kill made the worker
     # re-process (at most COPIES_PER_KILL times per such kill), and no event was emitted by two messages (dedupe held)
     reemitted, allowed, problems = reemission_problems(out, kills)

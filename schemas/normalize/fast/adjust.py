@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from schemas.canonical import event_type, platform
-from schemas.fields import json_in_string, text
+from schemas.fields import text
 from schemas.normalize.adjust import ACTIVITY
 from schemas.normalize.base import require
 from schemas.normalize.fast.plan import (
@@ -19,9 +19,11 @@ from schemas.normalize.fast.plan import (
     columns,
     compile_fill,
     first,
+    json_in_string,
     paths,
     revenue_cents,
 )
+from schemas.normalize.fast.plan import event_type as fast_event_type
 
 NAME, CREATED, NETWORK, ORGANIC, REV_FLOAT, REV_CENTS, CLICK, IMPRESSION, CURRENCY = (paths(*p) for p in (
     ("event_name", "activity_kind"), ("created_at",), ("network_name",), ("is_organic",), ("revenue_float",),
@@ -44,7 +46,7 @@ def extract(d: dict[str, Any], used: set[str], options: dict[str, Any]) -> Extra
     if kind and kind.lower() in ACTIVITY:
         etype = event_type(name, options, {name.lower(): ACTIVITY[kind.lower()]})
     else:
-        etype = event_type(name, options)
+        etype = fast_event_type(name, options)
     time_ = require(first(d, used, CREATED, TIME), "created_at")
     tracker = str(d.get("tracker_name") or "")
     parts: list[str | None] = [s.strip() or None for s in tracker.split("::")] if "::" in tracker else []

@@ -4,11 +4,23 @@ from __future__ import annotations
 
 from typing import Any
 
-from schemas.canonical import event_type, platform
-from schemas.fields import json_in_string
+from schemas.canonical import platform
 from schemas.normalize.appsflyer import DEFAULTS
 from schemas.normalize.base import require
-from schemas.normalize.fast.plan import CUR, DEC, DEV, TEXT, TIME, Extracted, columns, compile_fill, first, paths
+from schemas.normalize.fast.plan import (
+    CUR,
+    DEC,
+    DEV,
+    TEXT,
+    TIME,
+    Extracted,
+    columns,
+    compile_fill,
+    event_type,
+    first,
+    json_in_string,
+    paths,
+)
 
 NAME, MEDIA, REVENUE, TIME_, TOUCH_TIME, CURRENCY = (paths(p) for p in (
     "event_name", "media_source", "event_revenue", "event_time", "attributed_touch_time", "event_revenue_currency"))

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from schemas.canonical import event_type, platform
+from schemas.canonical import platform
 from schemas.fields import boolean
 from schemas.normalize.base import require
 from schemas.normalize.branch import DEFAULTS, T
@@ -19,6 +19,7 @@ from schemas.normalize.fast.plan import (
     Extracted,
     columns,
     compile_fill,
+    event_type,
     first,
     paths,
     peek,

@@ -61,30 +61,47 @@ def _clean(s: str) -> str:
 _EMPTY = dict.fromkeys(_FIELDS)
 
 
-def build(kw: dict[str, Any]) -> dict[str, Any]:
-    """``canonical.build`` over a dict of canonical fields (in schema order, absent ones None)."""
+_MAYBE_UNCLEAN = ("mmp", "source", "app_id")  # what a clean delivery's event holds that did not come from its JSON
+
+
+def build(kw: dict[str, Any], clean: bool = False) -> dict[str, Any]:
+    """``canonical.build`` over a dict of canonical fields (in schema order, absent ones None). ``clean``: the
+    delivery's strings are all valid Unicode (parse: msgspec decoded them), so only the fields from elsewhere are
+    checked for lone surrogates."""
     ev = {**_EMPTY, **kw}
     if len(ev) != len(_EMPTY):
         raise TypeError(f"unknown canonical fields: {sorted(set(kw) - set(_EMPTY))}")
-    for f, v in kw.items():
-        if type(v) is str and not v.isascii():
-            ev[f] = _clean(v)
-    for f in canonical.REQUIRED_TEXT:
+    if clean:
+        for f in _MAYBE_UNCLEAN:
+            v = ev[f]
+            if type(v) is str and not v.isascii():
+                ev[f] = _clean(v)
+    else:
+        for f, v in kw.items():
+            if type(v) is str and not v.isascii():
+                ev[f] = _clean(v)
+    for f in _REQUIRED:
         if not ev[f]:
             raise NormalizeError(MISSING_FIELD, f, f"no value for {f}")
-    if ev["event_type"] not in canonical.EVENT_TYPES:
+    if ev["event_type"] not in _EVENT_TYPES:
         raise NormalizeError(INVALID_FIELD, "event_type", f"unknown event type {ev['event_type']!r}")
-    for f in ("event_time", "received_at"):
-        if type(ev[f]) is not int:
-            raise NormalizeError(MISSING_FIELD, f, f"{f} must be epoch milliseconds")
-    if ev["platform"] is not None and ev["platform"] not in canonical.PLATFORMS:
+    if type(ev["event_time"]) is not int:
+        raise NormalizeError(MISSING_FIELD, "event_time", "event_time must be epoch milliseconds")
+    if type(ev["received_at"]) is not int:
+        raise NormalizeError(MISSING_FIELD, "received_at", "received_at must be epoch milliseconds")
+    p = ev["platform"]
+    if p is not None and p not in _PLATFORMS:
         ev["platform"] = None
     if ev["is_organic"] is True and not ev["media_source"]:
         ev["media_source"] = "organic"
-    if ev["revenue"] is not None:
-        ev["revenue"] = Decimal(ev["revenue"]).quantize(_REV_SCALE)
+    r = ev["revenue"]
+    if r is not None:
+        ev["revenue"] = (r if r.__class__ is Decimal else Decimal(r)).quantize(_REV_SCALE)
     else:
         ev["currency"] = None
     if ev["properties"] is None:
         ev["properties"] = "{}"
     return ev
+
+
+_REQUIRED, _EVENT_TYPES, _PLATFORMS = canonical.REQUIRED_TEXT, canonical.EVENT_TYPES, canonical.PLATFORMS

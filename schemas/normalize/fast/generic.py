@@ -5,9 +5,22 @@ from __future__ import annotations
 
 from typing import Any
 
-from schemas.canonical import event_type, platform
+from schemas.canonical import platform
 from schemas.normalize.base import require
-from schemas.normalize.fast.plan import BOOL, CUR, DEC, DEV, TEXT, TIME, Extracted, columns, compile_fill, first, paths
+from schemas.normalize.fast.plan import (
+    BOOL,
+    CUR,
+    DEC,
+    DEV,
+    TEXT,
+    TIME,
+    Extracted,
+    columns,
+    compile_fill,
+    event_type,
+    first,
+    paths,
+)
 from schemas.normalize.generic import A, D, U
 
 NAME, TIME_, SOURCE, ORGANIC, REVENUE, TOUCH_TIME, CURRENCY = (paths(*p) for p in (

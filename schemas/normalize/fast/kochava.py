@@ -4,9 +4,22 @@ from __future__ import annotations
 
 from typing import Any
 
-from schemas.canonical import event_type, platform
+from schemas.canonical import platform
 from schemas.normalize.base import require
-from schemas.normalize.fast.plan import BOOL, CUR, DEC, DEV, TEXT, TIME, Extracted, columns, compile_fill, first, paths
+from schemas.normalize.fast.plan import (
+    BOOL,
+    CUR,
+    DEC,
+    DEV,
+    TEXT,
+    TIME,
+    Extracted,
+    columns,
+    compile_fill,
+    event_type,
+    first,
+    paths,
+)
 
 NAME, TIME_, NETWORK, ORGANIC, REVENUE, TOUCH_TIME, CURRENCY = (paths(*p) for p in (
     ("event", "event_name"), ("event_time", "timestamp"), ("network", "network_name"), ("is_organic",),

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from schemas.canonical import event_type
 from schemas.normalize.base import require
-from schemas.normalize.fast.plan import DEV, TEXT, TIME, Extracted, columns, compile_fill, first, paths
+from schemas.normalize.fast.plan import DEV, TEXT, TIME, Extracted, columns, compile_fill, event_type, first, paths
 from schemas.normalize.linkrunner import G, M
 
 NAME, NETWORK, TOUCH, CAMPAIGN_ID = paths("event_type"), paths("network_name", "ad_channel"), paths(

@@ -9,9 +9,13 @@ first that gives a value; a present-but-invalid value raises ``invalid_field`` n
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+import msgspec
+
+from schemas import canonical
 from schemas import fields as F
 from schemas.errors import INVALID_FIELD, NormalizeError
 
@@ -47,12 +51,15 @@ def _time(v: Any) -> int | None:
     return F.time_ms(v)
 
 
-_DIM = (0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
+_FROMISO = datetime.fromisoformat
+_EPOCH = datetime(1970, 1, 1)
+_MS = timedelta(milliseconds=1)
 
 
 def _iso_ms(s: str) -> int | None:
-    """UTC epoch ms of an ASCII ``YYYY-MM-DD[ T]HH:MM:SS[.f…][Z]`` (fraction truncated to µs, then to ms, as
-    ``F.time_ms``), or None for anything else, an impossible date included."""
+    """UTC epoch ms of an ASCII ``YYYY-MM-DD[ T]HH:MM:SS[.f…][Z]`` (fraction truncated to ms, as ``F.time_ms``), or
+    None for anything else, an impossible date included (then ``F.time_ms`` decides). The date and time are read by
+    ``datetime.fromisoformat`` (C) once the shape is checked here: it accepts more shapes than this one."""
     if s[4] != "-" or s[7] != "-" or s[10] not in " T" or s[13] != ":" or s[16] != ":":
         return None
     tail = s[19:-1] if s[-1] == "Z" else s[19:]
@@ -61,23 +68,15 @@ def _iso_ms(s: str) -> int | None:
         digits = tail[1:]
         if tail[0] != "." or not digits.isdigit():
             return None
-        frac = int((digits + "000000")[:6]) // 1000
-    fields = (s[0:4], s[5:7], s[8:10], s[11:13], s[14:16], s[17:19])
-    if not all(f.isdigit() for f in fields):
+        frac = int(digits[:3]) * _SCALE[len(digits)] if len(digits) < 3 else int(digits[:3])
+    try:
+        dt = _FROMISO(s[:19])  # its C parser takes only ASCII digits between the separators checked above
+    except ValueError:
         return None
-    y, mo, d, h, mi, sec = map(int, fields)
-    if not (1 <= mo <= 12 and h < 24 and mi < 60 and sec < 60 and d >= 1):
-        return None
-    leap = y % 4 == 0 and (y % 100 != 0 or y % 400 == 0)
-    if d > (29 if mo == 2 and leap else _DIM[mo]):
-        return None
-    # days from 1970-01-01 (Hinnant's days_from_civil)
-    yy = y - (mo <= 2)
-    era = yy // 400
-    yoe = yy - era * 400
-    doy = (153 * (mo + (-3 if mo > 2 else 9)) + 2) // 5 + d - 1
-    days = era * 146097 + yoe * 365 + yoe // 4 - yoe // 100 + doy - 719468
-    return (days * 86400 + h * 3600 + mi * 60 + sec) * 1000 + frac
+    return (dt - _EPOCH) // _MS + frac
+
+
+_SCALE = (0, 100, 10)
 
 
 TEXT, DEV, BOOL, TIME, DEC, CUR = F.text, F.device_id, F.boolean, _time, F.decimal, F.currency
@@ -134,8 +133,21 @@ def compile_fill(cols: tuple[Column, ...]) -> Fill:
     id, boolean): raising ones keep their place in each MMP's order, so errors name the same field as the reference.
     """
     env: dict[str, Any] = {"isinstance": isinstance, "len": len, "ABSENT": F.ABSENT, "MAX": _ABSENT_MAX,
-                           "str": str, "dict": dict, "list": list}
+                           "str": str, "dict": dict, "list": list, "ZERO": F._ZERO_ID.match}  # device_id's own pattern
     lines = ["def fill(d, used, out):", "    add = used.add"]
+    # The objects nested paths read through, each looked up once (reads are pure: order does not matter), None
+    # where the step is missing or not an object.
+    parents: dict[tuple[str, ...], str] = {}
+    for _, _, ps in cols:
+        for _, k, more in ps:
+            chain = (k, *(more or ()))[:-1]
+            for n in range(1, len(chain) + 1):
+                if chain[:n] not in parents:
+                    var = parents[chain[:n]] = f"p{len(parents)}"
+                    up = parents.get(chain[:n - 1])
+                    src = (f"d.get({chain[0]!r})" if n == 1
+                           else f"{up}.get({chain[n - 1]!r}) if {up} is not None else None")
+                    lines += [f"    {var} = {src}", f"    if not isinstance({var}, dict): {var} = None"]
     for i, (name, conv, ps) in enumerate(cols):
         if conv not in (TEXT, DEV, BOOL):
             raise ValueError(f"{name}: only text, device id and boolean columns can be filled")
@@ -146,16 +158,23 @@ def compile_fill(cols: tuple[Column, ...]) -> Fill:
             if j > 0:  # the next path only when the previous ones gave nothing
                 lines.append("    if v is None:")
                 ind = "        "
-            lines.append(f"{ind}raw = d.get({k!r})")
-            for m in more or ():
-                lines.append(f"{ind}raw = raw.get({m!r}) if isinstance(raw, dict) else None")
+            if more:
+                up = parents[(k, *more)[:-1]]
+                lines.append(f"{ind}raw = {up}.get({more[-1]!r}) if {up} is not None else None")
+            else:
+                lines.append(f"{ind}raw = d.get({k!r})")
             lines.append(f"{ind}if raw is not None and not isinstance(raw, (dict, list)):")
             lines.append(f"{ind}    add({path!r})")
-            if conv is TEXT:
+            if conv is TEXT or conv is DEV:  # F.text's (and F.device_id's) string case inline
                 lines.append(f"{ind}    if raw.__class__ is str:")
                 lines.append(f"{ind}        v = raw.strip()")
                 lines.append(f"{ind}        if len(v) <= MAX and v.lower() in ABSENT:")
                 lines.append(f"{ind}            v = None")
+                if conv is DEV:
+                    lines.append(f"{ind}        elif ZERO(v):")
+                    lines.append(f"{ind}            v = None")
+                    lines.append(f"{ind}        else:")
+                    lines.append(f"{ind}            v = v.lower()")
                 lines.append(f"{ind}    else:")
                 lines.append(f"{ind}        v = conv{i}(raw)")
             else:
@@ -205,6 +224,38 @@ def _strip(d: dict[str, Any], prefix: str, used: set[str], under: set[str]) -> d
         else:
             out[k] = v
     return out
+
+
+_ETYPES: dict[tuple[str, int], str] = {}
+
+
+def event_type(name: str, options: dict[str, Any], defaults: dict[str, str] | None = None) -> str:
+    """``canonical.event_type``, remembered per (name, defaults table) when the source maps no names itself: event
+    names are few and repeat on every delivery. ``defaults`` must be a module constant (its id is the key)."""
+    if options.get("event_types"):
+        return canonical.event_type(name, options, defaults)
+    key = (name, id(defaults))
+    hit = _ETYPES.get(key)
+    if hit is None:
+        hit = canonical.event_type(name, options, defaults)
+        if len(_ETYPES) >= 4096:  # names are the MMPs' event names; a flood of distinct ones only costs a recompute
+            _ETYPES.clear()
+        _ETYPES[key] = hit
+    return hit
+
+
+_DECODE = msgspec.json.Decoder(float_hook=Decimal).decode
+
+
+def json_in_string(v: Any) -> Any:
+    """``F.json_in_string`` (JSON carried in a string, e.g. AppsFlyer ``event_value``) through msgspec; what msgspec
+    refuses (NaN, lone surrogates, deep nesting, …) the reference decides."""
+    if isinstance(v, str) and v[:1] in ("{", "["):
+        try:
+            return _DECODE(v)
+        except (ValueError, RecursionError):  # msgspec.DecodeError is a ValueError; so is UnicodeEncodeError
+            return F.json_in_string(v)
+    return v
 
 
 def revenue_cents(cents: Decimal) -> Decimal:

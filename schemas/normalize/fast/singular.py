@@ -4,10 +4,23 @@ from __future__ import annotations
 
 from typing import Any
 
-from schemas.canonical import event_type, platform
+from schemas.canonical import platform
 from schemas.fields import boolean
 from schemas.normalize.base import require
-from schemas.normalize.fast.plan import BOOL, CUR, DEC, DEV, TEXT, TIME, Extracted, columns, compile_fill, first, paths
+from schemas.normalize.fast.plan import (
+    BOOL,
+    CUR,
+    DEC,
+    DEV,
+    TEXT,
+    TIME,
+    Extracted,
+    columns,
+    compile_fill,
+    event_type,
+    first,
+    paths,
+)
 
 NAME, TIME_, NETWORK, ORGANIC, REVENUE, TOUCH_TIME, CURRENCY = (paths(*p) for p in (
     ("event_name",), ("event_utc_timestamp", "event_timestamp", "timestamp"), ("network", "network_name", "source"),

@@ -4,9 +4,21 @@ from __future__ import annotations
 
 from typing import Any
 
-from schemas.canonical import event_type, platform
+from schemas.canonical import platform
 from schemas.normalize.base import require
-from schemas.normalize.fast.plan import CUR, DEC, DEV, TEXT, TIME, Extracted, columns, compile_fill, first, paths
+from schemas.normalize.fast.plan import (
+    CUR,
+    DEC,
+    DEV,
+    TEXT,
+    TIME,
+    Extracted,
+    columns,
+    compile_fill,
+    event_type,
+    first,
+    paths,
+)
 
 NAME, TIME_, PLATFORM, AD_ID, NETWORK, REVENUE, CURRENCY, TOUCH = (paths(*p) for p in (
     ("event", "value", "event_name"), ("time_in_ms", "event_at_ms", "created_at_ms", "acquired_at_ms"),

@@ -1,0 +1,124 @@
+"""The user key of one event object: ``schemas.user_key.candidates(mmp, item)[0]`` (or None), computed lazily — the
+first present id wins, so the ids after it are never read, lower-cased or formatted (the reference builds the whole
+candidate list to keep its head). The per-MMP order and rules are the reference's (schemas/user_key.py), line by line.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from schemas.fields import device_id, get_path, text
+from schemas.user_key import CUSTOMER_KIND
+
+
+def _dev(kind: str, v: Any) -> str | None:
+    if v is None:
+        return None
+    s = device_id(v)
+    if not s:
+        return None
+    return kind + ":" + s if s.isascii() or _utf8(s) else None
+
+
+def _cust(v: Any) -> str | None:
+    if v is None:
+        return None
+    s = text(v)
+    if not s:
+        return None
+    return CUSTOMER_KIND + ":" + s if s.isascii() or _utf8(s) else None
+
+
+def _utf8(s: str) -> bool:
+    try:
+        s.encode("utf-8")
+    except UnicodeEncodeError:  # lone surrogates: not a key (the reference's user_key._utf8)
+        return False
+    return True
+
+
+def _appsflyer(b: dict[str, Any]) -> str | None:
+    g = b.get
+    return (_dev("appsflyer_id", g("appsflyer_id")) or _cust(g("customer_user_id")) or _dev("idfv", g("idfv"))
+            or _dev("idfa", g("idfa")) or _dev("gaid", g("advertising_id")) or _dev("oaid", g("oaid"))
+            or _dev("android_id", g("android_id")))
+
+
+def _adjust(b: dict[str, Any]) -> str | None:
+    g = b.get
+    return (_dev("adjust_adid", g("adid")) or _dev("idfv", g("idfv")) or _dev("idfa", g("idfa"))
+            or _dev("gaid", g("gps_adid")) or _dev("oaid", g("oaid")) or _dev("android_id", g("android_id"))
+            or _cust(g("user_id") or g("customer_user_id")))
+
+
+def _branch(b: dict[str, Any]) -> str | None:
+    if "hardware_id" in b or ("event" in b and "user_data" not in b and "name" not in b):  # legacy webhooks
+        os_ = (text(b.get("os")) or "").lower()
+        return (_dev("idfv" if os_ == "ios" else "android_id", b.get("hardware_id"))
+                or _dev("gaid", b.get("google_advertising_id")) or _dev("idfa", b.get("idfa"))
+                or _cust(b.get("identity")))
+    ud = b.get("user_data")
+    u: dict[str, Any] = ud if isinstance(ud, dict) else b
+    g = u.get
+    return (_dev("idfv", g("idfv")) or _dev("android_id", g("android_id")) or _dev("gaid", g("aaid"))
+            or _dev("idfa", g("idfa")) or _cust(g("developer_identity")))
+
+
+def _singular(b: dict[str, Any]) -> str | None:
+    g = b.get
+    return (_dev("idfv", g("idfv")) or _dev("gaid", g("aifa")) or _dev("android_id", g("android_id"))
+            or _dev("idfa", g("idfa")) or _dev("oaid", g("oaid"))
+            or _cust(g("custom_user_id") or g("customer_user_id")))
+
+
+def _kochava(b: dict[str, Any]) -> str | None:
+    g = b.get
+    return (_dev("kochava_device_id", g("kochava_device_id")) or _dev("idfv", g("idfv")) or _dev("gaid", g("adid"))
+            or _dev("android_id", g("android_id")) or _dev("idfa", g("idfa"))
+            or _cust(g("user_id") or g("customer_user_id")))
+
+
+def _tenjin(b: dict[str, Any]) -> str | None:
+    g = b.get
+    first = _dev("analytics_installation_id", g("analytics_installation_id")) or _dev("idfv", g("developer_device_id"))
+    if first:
+        return first
+    plat = (text(g("platform")) or "").lower()
+    ad_kind = "idfa" if plat == "ios" else "gaid" if plat == "android" else "advertising_id"
+    return _dev(ad_kind, g("advertising_id")) or _cust(g("user_id") or g("customer_user_id"))
+
+
+def _linkrunner(b: dict[str, Any]) -> str | None:
+    g = b.get
+    return _dev("gaid", g("gaid")) or _dev("idfa", g("idfa")) or _cust(g("user_id"))
+
+
+_GENERIC_DEV = (("idfv", "idfv"), ("android_id", "android_id"), ("gaid", "gaid"), ("idfa", "idfa"))
+
+
+def _generic(b: dict[str, Any]) -> str | None:
+    d = b.get("device")
+    if isinstance(d, dict):
+        for kind, key in _GENERIC_DEV:
+            v = d.get(key)
+            c = _dev(kind, v if v is not None else b.get(key))
+            if c:
+                return c
+    else:
+        for kind, key in _GENERIC_DEV:
+            c = _dev(kind, b.get(key))
+            if c:
+                return c
+    return _cust(get_path(b, "user.customer_id") or b.get("customer_user_id") or b.get("user_id"))
+
+
+FIRST_KEY: dict[str, Callable[[dict[str, Any]], str | None]] = {
+    "appsflyer": _appsflyer, "adjust": _adjust, "branch": _branch, "branch_legacy": _branch,
+    "singular": _singular, "kochava": _kochava, "tenjin": _tenjin, "linkrunner": _linkrunner, "generic": _generic,
+}
+
+
+def first_key(mmp: str) -> Callable[[dict[str, Any]], str | None]:
+    """The user-key rule of ``mmp`` (an unknown one keys as generic, as the reference)."""
+    return FIRST_KEY.get(mmp, _generic)
