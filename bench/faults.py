@@ -5,8 +5,9 @@
 
 broker-kill: a 3-node cluster (RF 3, min ISR 2) under `attrib run`, 100 signed installs/s (open loop) for 30 s, the
 leader of raw partition 0 SIGKILLed at 8 s and restarted at 18 s; prints refusals, the longest answer, and lost /
-duplicated acknowledged events in `events FINAL`. sink-kill: one broker, 50 installs/s, the sink SIGKILLed (and
-restarted by `attrib run`) every time it has resumed; prints kill → answering and kill → loading again.
+duplicated acknowledged events in `events FINAL`. sink-kill is `bench/sink_restart.py --pipeline` (the one sink-crash
+bench): one broker, 50 installs/s, the sink SIGKILLed (and restarted by `attrib run`) every time it has resumed;
+prints kill → answering and kill → loading again.
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.ops.pipeline import broker_kill_run, sink_kill_run, summary
+from bench.sink_restart import pipeline_kills
+from tests.ops.pipeline import broker_kill_run, summary
 
 
 def main() -> int:
@@ -31,12 +33,12 @@ def main() -> int:
                     help="extra settings for every process of the pipeline (repeatable)")
     args = ap.parse_args()
     extra = dict(kv.split("=", 1) for kv in args.set)
-    tmp = Path(tempfile.mkdtemp(prefix="attrib-faults-"))
-    if args.fault == "broker-kill":
-        traffic, counts, facts = broker_kill_run(tmp, **extra)
+    if args.fault == "sink-kill":
+        out = pipeline_kills(args.kills, extra)
     else:
-        traffic, counts, facts = sink_kill_run(tmp, kills=args.kills, **extra)
-    print(json.dumps({"fault": args.fault, "settings": extra, **summary(traffic, counts, facts)}, indent=1))
+        traffic, counts, facts = broker_kill_run(Path(tempfile.mkdtemp(prefix="attrib-faults-")), **extra)
+        out = {"fault": args.fault, "settings": extra, **summary(traffic, counts, facts)}
+    print(json.dumps(out, indent=1))
     return 0
 
 

@@ -1,17 +1,25 @@
-"""Restart-to-resume of the sink (on demand, not in CI): SIGKILL `attrib sink` while events flow, start it again at
-once, and time until its group commits past the offsets it had committed before the kill.
+"""Restart-to-resume of the sink (on demand, not in CI), the one sink-crash bench, at two levels:
 
-    .venv/bin/python bench/sink_restart.py [--kills 3] [--rate 400] [--bootstrap host:port]
+    .venv/bin/python bench/sink_restart.py [--kills 3] [--rate 400] [--bootstrap host:port] [--modes static,…]
+    .venv/bin/python bench/sink_restart.py --pipeline [--kills 1] [--set ATTRIB_…=…]
+
+The sink alone (default): SIGKILL `attrib sink` while events flow, start it again at once, and time until its group
+commits past the offsets it had committed before the kill.
 
 Three modes, each with its own group and database: ``static`` (the default now: group.instance.id from attrib.kafka,
 session 30 s), ``dynamic-30`` (static membership off, session 30 s) and ``before`` (static membership off, librdkafka's
 default 45 s session, as every consumer had before the factory). ``fresh start`` is the floor: the same process
 starting in a new group (migrations, engine open, first batch), no dead member in the way.
+
+``--pipeline``: the whole pipeline under `attrib run`, one broker, 50 signed installs/s, the sink SIGKILLed (and
+restarted by `attrib run`) every time it has resumed; prints kill → answering and kill → loading again, and lost /
+duplicated acknowledged events in `events FINAL` (what `bench/faults.py sink-kill` runs).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import signal
@@ -23,6 +31,7 @@ import threading
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -38,7 +47,7 @@ MODES = {"static": {}, "dynamic-30": {"ATTRIB_KAFKA__GROUP_INSTANCE_IDS": '{"sin
          "before": {"ATTRIB_KAFKA__GROUP_INSTANCE_IDS": '{"sink": ""}', "ATTRIB_KAFKA__SESSION_TIMEOUT_S": "45"}}
 
 
-def committed(s: Settings, probe) -> int:  # type: ignore[no-untyped-def]
+def committed(s: Settings, probe) -> int:
     t = s.topics.events
     parts = probe.list_topics(t, timeout=10).topics[t].partitions
     while True:
@@ -48,7 +57,7 @@ def committed(s: Settings, probe) -> int:  # type: ignore[no-untyped-def]
             time.sleep(0.1)
 
 
-def until_past(s: Settings, probe, mark: int, limit_s: float = 180) -> float:  # type: ignore[no-untyped-def]
+def until_past(s: Settings, probe, mark: int, limit_s: float = 180) -> float:
     t0 = time.monotonic()
     while committed(s, probe) <= mark:
         if time.monotonic() - t0 > limit_s:
@@ -57,13 +66,30 @@ def until_past(s: Settings, probe, mark: int, limit_s: float = 180) -> float:  #
     return time.monotonic() - t0
 
 
+def pipeline_kills(kills: int = 1, settings: dict[str, str] | None = None) -> dict[str, Any]:
+    """The sink SIGKILLed ``kills`` times under `attrib run` (tests/ops/pipeline.py's scenario): the summary."""
+    from tests.ops.pipeline import sink_kill_run, summary
+
+    extra = settings or {}
+    tmp = Path(tempfile.mkdtemp(prefix="attrib-faults-"))
+    traffic, counts, facts = sink_kill_run(tmp, kills=kills, rate=50.0, **extra)
+    return {"fault": "sink-kill", "settings": extra, **summary(traffic, counts, facts)}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--kills", type=int, default=3)
+    ap.add_argument("--kills", type=int, help="SIGKILLs (default 3 for the sink alone, 1 with --pipeline)")
     ap.add_argument("--rate", type=int, default=400, help="events/s produced throughout")
     ap.add_argument("--bootstrap")
     ap.add_argument("--modes", default=",".join(MODES))
+    ap.add_argument("--pipeline", action="store_true", help="the whole pipeline under `attrib run` instead")
+    ap.add_argument("--set", action="append", default=[], metavar="ATTRIB_KEY=VALUE",
+                    help="--pipeline: extra settings for every process of the pipeline (repeatable)")
     a = ap.parse_args()
+    if a.pipeline:
+        print(json.dumps(pipeline_kills(a.kills or 1, dict(kv.split("=", 1) for kv in a.set)), indent=1))
+        return
+    a.kills = a.kills or 3
     tmp = Path(tempfile.mkdtemp(prefix="bench-sink-restart-"))
     broker, bootstrap = given_or_throwaway(a.bootstrap, tmp / "stack")
     stop = threading.Event()

@@ -26,7 +26,11 @@ def _stack(args: argparse.Namespace, s: Settings) -> int:
     c = Cluster.from_settings(s, args.brokers or (s.stack.brokers if args.action == "up" else None))
     if args.action == "up":
         fetch_jars(s)
-        c.start()
+        procs = c.launch()
+        try:  # the warehouse needs no broker: its migrations run while the JVMs start
+            _migrate(args, s)
+        finally:
+            c.wait(procs)
         clients = c.topic_settings(s).model_copy(update={"kafka": s.kafka.model_copy(
             update={"bootstrap_servers": c.bootstrap})})
         created = ensure_topics(clients)
@@ -35,7 +39,6 @@ def _stack(args: argparse.Namespace, s: Settings) -> int:
         if len(c.nodes) > 1:
             print(f"clients: ATTRIB_KAFKA__BOOTSTRAP_SERVERS={c.bootstrap} "
                   f"ATTRIB_TOPICS__REPLICATION_FACTOR={clients.topics.replication_factor}")
-        _migrate(args, s)
     elif args.action == "down":
         c.stop()
     elif args.action == "status":

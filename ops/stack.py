@@ -5,6 +5,9 @@ the JVMs detached, and returns only when every node answers metadata requests. O
 a cluster of N (`--brokers N`: a static controller quorum of all N, replication factor min(3, N), min ISR RF-1) in
 <var_dir>/kafka/cluster-N/node-I. ClickHouse needs no process here: the embedded engine runs inside whichever process
 opens it.
+
+Start-up time is CPU on a shared 2-core machine: every JVM runs C1 + the serial collector and maps a class-data archive
+built once next to the jars (`class_archive`); a new cluster runs the storage tool once (`Broker.format_like`).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import subprocess
 import tempfile
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,6 +42,7 @@ def fetch_jars(settings: Settings, log=print) -> Path:
     digest = hashlib.sha256(pom.read_bytes()).hexdigest()[:16]
     marker = jars / ".pom-sha256"
     if marker.is_file() and marker.read_text() == digest:
+        class_archive(jars, log)
         return jars
     if not shutil.which("mvn") or not shutil.which("java"):
         raise StackError("Maven (mvn) and Java 17 are needed to fetch the Kafka broker; install them and retry")
@@ -53,7 +58,77 @@ def fetch_jars(settings: Settings, log=print) -> Path:
     (tmp / ".pom-sha256").write_text(digest)
     shutil.rmtree(jars, ignore_errors=True)
     tmp.rename(jars)  # atomic swap: a half-fetched lib dir is never used
+    class_archive(jars, log)
     return jars
+
+
+# -- JVM start-up: a broker JVM spends most of its start loading and verifying classes ----------------------------
+
+
+def classpath(jars: Path) -> str:
+    """The jars in a fixed order (a class-data archive is valid only for the exact classpath it was built with)."""
+    return os.pathsep.join(str(p) for p in sorted(jars.glob("*.jar")))
+
+
+def jvm_options(jars: Path) -> list[str]:
+    """Flags for every JVM of the stack (broker and storage tool). C1 only and the serial collector: a local broker's
+    throughput needs neither C2 nor G1, and on a loaded 2-core machine they cost ~40% of the start's CPU. The
+    class-data archive (AppCDS), when built, takes another ~40%: its classes are mapped, not parsed and verified."""
+    archive = _archive_path(jars)
+    shared = [f"-XX:SharedArchiveFile={archive}"] if archive is not None and archive.is_file() else []
+    return ["-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC", "-Xshare:auto", *shared]
+
+
+def _archive_path(jars: Path) -> Path | None:
+    """Where the archive for these jars and this JDK lives: a JDK update (new binary) means a new archive. The jars
+    directory is replaced whole when the pom changes, and the archive with it."""
+    java = shutil.which("java")
+    if java is None:
+        return None
+    real = Path(java).resolve()
+    st = real.stat()
+    key = hashlib.sha256(f"{real}|{st.st_size}|{st.st_mtime_ns}".encode()).hexdigest()[:12]
+    return jars / f"kafka-{key}.jsa"
+
+
+def class_archive(jars: Path, log=print) -> Path | None:
+    """The broker's class-data archive next to the jars, built once by a training start (a throwaway single node that
+    dumps the classes it loaded when it exits). None when it cannot be built: starts are only slower then, and a
+    failed build (noted in a .failed file) is not retried for the same jars and JDK."""
+    import fcntl
+
+    archive = _archive_path(jars)
+    if archive is None or archive.is_file():
+        return archive
+    failed = archive.with_suffix(".failed")
+    if failed.is_file():
+        return None
+    with open(jars / ".archive.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # concurrent first starts (tests, benches) build it once
+        if archive.is_file() or failed.is_file():
+            return archive if archive.is_file() else None
+        log("building the broker's class-data archive (once per jars and JDK) ...")
+        t0 = time.monotonic()
+        with tempfile.TemporaryDirectory(prefix=".archive-", dir=jars.parent) as tmp:
+            dump = Path(tmp) / "kafka.jsa"
+            trainer = Broker(Path(tmp) / "node", jars, "127.0.0.1", _free_port(), _free_port(), "-Xmx512m", 120.0)
+            quiet = lambda *_: None  # noqa: E731 - the trainer's own lifecycle lines mean nothing to the user
+            try:
+                trainer.write_config()
+                trainer.format_storage()
+                proc = trainer.spawn([f"-XX:ArchiveClassesAtExit={dump}"])
+                trainer.wait_up(proc, time.monotonic() + trainer.start_timeout, quiet)
+                trainer.stop(quiet, timeout=60)  # the JVM writes the archive as it exits
+                if not dump.is_file():
+                    raise StackError(f"the JVM wrote no archive; last lines of its log:\n{trainer._tail()}")
+            except StackError as e:
+                trainer.stop(quiet)
+                failed.write_text(str(e))
+                log(f"class-data archive not built (starts will be slower): {e}")
+                return None
+            os.replace(dump, archive)
+        log(f"class-data archive built in {time.monotonic() - t0:.0f}s: {archive}")
+        return archive
 
 
 @dataclass(frozen=True)
@@ -140,14 +215,32 @@ class Broker:
         # a static quorum (voters listed in the config) needs no initial-controller flag; a lone node bootstraps itself
         quorum = [] if self.voters else ["--standalone"]
         proc = subprocess.run(
-            # a short-lived tool: C1 and the serial collector take a third less CPU (3 at once for a cluster)
-            ["java", "-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC", "-cp", f"{self.jars}/*",
+            ["java", *jvm_options(self.jars), "-cp", classpath(self.jars),
              "kafka.tools.StorageTool", "format", f"--cluster-id={cluster_id}",
              "-c", str(self.config_file), *quorum],
             check=False, capture_output=True, text=True, env=self._env(),
         )
         if proc.returncode != 0:
             raise StackError("formatting Kafka storage failed:\n" + (proc.stdout + proc.stderr)[-4000:])
+        return True
+
+    def format_like(self, peer: Broker) -> bool:
+        """Format this node's storage as the storage tool formatted ``peer``'s, without a JVM: in a static quorum the
+        bootstrap metadata (feature levels, cluster configs) names no node, so a node's storage is the peer's
+        ``bootstrap.checkpoint`` plus its own ``meta.properties`` (its node id, a fresh directory id). Returns True
+        when it formatted (False: formatted already)."""
+        if (self.data_dir / "meta.properties").is_file():
+            return False
+        if not (self.voters and peer.voters == self.voters and peer.cluster_id == self.cluster_id):
+            raise StackError(f"kafka{self.label}: only a node of the same static quorum can lend its storage format")
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(peer.data_dir / "bootstrap.checkpoint", self.data_dir / "bootstrap.checkpoint")
+        meta = dict(line.split("=", 1) for line in (peer.data_dir / "meta.properties").read_text().splitlines()
+                    if "=" in line and not line.startswith("#"))
+        meta |= {"node.id": str(self.node_id), "directory.id": _kafka_uuid()}
+        tmp = self.data_dir / "meta.properties.tmp"
+        tmp.write_text("".join(f"{k}={v}\n" for k, v in meta.items()))
+        tmp.rename(self.data_dir / "meta.properties")  # last: its presence is what "formatted" means
         return True
 
     def start(self, log=print) -> None:
@@ -182,15 +275,13 @@ class Broker:
                 raise StackError(f"{self.host}:{port} is already taken by another process; stop it or set "
                                  "ATTRIB_KAFKA__BOOTSTRAP_SERVERS / ATTRIB_STACK__CONTROLLER_PORT(S) to free ports")
 
-    def spawn(self) -> subprocess.Popen[bytes]:
+    def spawn(self, extra: Sequence[str] = ()) -> subprocess.Popen[bytes]:
+        """Start the JVM detached (``extra``: more JVM flags)."""
         with open(self.log_file, "ab") as out:
             proc = subprocess.Popen(
-                # a cluster's nodes JIT with C1 only: 3 JVMs compiling at once on 2 cores took 1.6x the CPU
-                # (and 1.5x the time) to come up; a local broker's throughput doesn't need C2
-                ["java", *self.heap.split(), *(["-XX:TieredStopAtLevel=1"] if self.voters else []),
-                 "-XX:+UseG1GC", "-XX:MaxGCPauseMillis=20", "-Djava.awt.headless=true",
+                ["java", *self.heap.split(), *jvm_options(self.jars), *extra, "-Djava.awt.headless=true",
                  f"-Dlog4j2.configurationFile={self.home / 'log4j2.properties'}", f"-Dkafka.logs.dir={self.home}",
-                 "-cp", f"{self.jars}/*", MAIN_CLASS, str(self.config_file)],
+                 "-cp", classpath(self.jars), MAIN_CLASS, str(self.config_file)],
                 stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=self._env(),
                 start_new_session=True,  # survives the CLI; `stack down` stops it
             )
@@ -293,14 +384,30 @@ class Cluster:
 
     def start(self, log=print) -> None:
         """Start every node at once (no node answers before a quorum of controllers runs), then wait for all."""
-        from concurrent.futures import ThreadPoolExecutor
+        self.wait(self.launch(log), log)
 
+    def launch(self, log=print) -> list[tuple[Broker, subprocess.Popen[bytes]]]:
+        """Format (first start) and spawn every node that isn't running; returns at once with the started ones, for
+        `wait` (the caller may do other work while the JVMs start)."""
         todo = [b for b in self.nodes if b.prepare(log)]
-        with ThreadPoolExecutor(len(self.nodes)) as pool:  # one JVM each: formatting N nodes one by one is slow
-            for b, formatted in zip(todo, pool.map(Broker.format_storage, todo), strict=True):
-                if formatted:
-                    log(f"formatted new KRaft storage in {b.data_dir}")
-        procs = [(b, b.spawn()) for b in todo]
+        fresh = [b for b in todo if not (b.data_dir / "meta.properties").is_file()]
+        if fresh:  # one storage-tool JVM for the first new node; the others copy its format (see format_like)
+            fresh[0].format_storage()
+            for b in fresh[1:]:
+                b.format_like(fresh[0])
+            for b in fresh:
+                log(f"formatted new KRaft storage in {b.data_dir}")
+        started: list[tuple[Broker, subprocess.Popen[bytes]]] = []
+        try:
+            for b in todo:
+                started.append((b, b.spawn()))
+        except OSError as e:  # no half-started cluster: stop the nodes that did start
+            self.stop(log=lambda *_: None)
+            raise StackError(f"could not start kafka{b.label}: {e}") from None
+        return started
+
+    def wait(self, procs: list[tuple[Broker, subprocess.Popen[bytes]]], log=print) -> None:
+        """Wait until every launched node answers metadata listing all nodes; stop the cluster if one can't."""
         deadline = time.monotonic() + self.nodes[0].start_timeout
         try:
             for b, proc in procs:
@@ -371,6 +478,14 @@ def _kafka_uuid() -> str:
     return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
 
 
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
 def _port_open(host: str, port: int) -> bool:
     import socket
 
@@ -425,6 +540,10 @@ transaction.state.log.replication.factor={rf}
 transaction.state.log.min.isr={isr}
 share.coordinator.state.topic.replication.factor={rf}
 share.coordinator.state.topic.min.isr={isr}
+# loopback: a first start elects its controller leader sooner (defaults 1000 ms each); a follower still waits the
+# default fetch timeout (2 s) before it calls a leader dead, so a busy machine doesn't cause extra elections
+controller.quorum.election.timeout.ms=500
+controller.quorum.election.backoff.max.ms=500
 group.initial.rebalance.delay.ms=0
 auto.create.topics.enable=false
 log.retention.hours=168

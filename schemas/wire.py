@@ -5,6 +5,10 @@ Confluent framing: ``0x00`` + 4-byte big-endian schema id + Avro binary body. Sc
 TopicNameStrategy subject ``<topic>-value`` (POST /subjects/<subject>/versions) and writer schemas are fetched by id
 (GET /schemas/ids/<id>); both are cached for the life of the process, so the registry is called once per schema.
 :func:`decode` tells the two framings apart by their first byte, so consumers read either.
+
+Registry failures are mapped here: an id the registry says it has no schema for (404 + error_code 40403) is
+:class:`UnknownSchemaId`, permanent (the record is dead-lettered); anything else (unreachable, 5xx, 401/403, a 404
+that isn't the registry's) is :class:`RegistryError`, retryable (the record waits for the registry).
 """
 
 from __future__ import annotations
@@ -13,24 +17,44 @@ import io
 import json
 import struct
 import threading
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterable
 from functools import cache
-from typing import Any, Protocol
+from typing import Any, NoReturn, Protocol
 
 import fastavro
+from fastavro.schema import SchemaParseException
 
-from attrib.errors import DependencyUnavailable
+from attrib.errors import DependencyUnavailable, ForeignErrors
 from schemas import avro
 
 CONFLUENT_MAGIC = b"\x00"
 CONTENT_TYPE = "application/vnd.schemaregistry.v1+json"
+SCHEMA_NOT_FOUND = 40403  # Confluent's error_code with HTTP 404 on GET /schemas/ids/<id>: no schema has this id
+MISSING_TTL_S = 30.0  # an unknown id is asked again after this (a flood of poison records makes one GET per id)
 
 
 class RegistryError(DependencyUnavailable, RuntimeError):
-    """The schema registry could not be reached or refused a request: wait for it, never dead-letter on it."""
+    """The schema registry could not be reached, failed (5xx) or refused a request (401/403, a 404 that isn't its
+    documented "schema not found"): the registry or its configuration is at fault, not the record: wait for it, never
+    dead-letter on it."""
+
+    def __init__(self, message: str, status: int | None = None, error_code: int | None = None) -> None:
+        super().__init__(message)
+        self.status, self.error_code = status, error_code
+
+
+class UnknownSchemaId(avro.AvroError):
+    """The registry answered that no schema has this id (HTTP 404 with error_code 40403), or the schema it has for the
+    id is not an Avro schema we can read. Permanent for the record that names it: every stage dead-letters such a
+    record with this reason instead of waiting for the registry forever."""
+
+
+# fastavro refusing a schema the registry returned for an id: that id can't be read, permanently
+FOREIGN_ERRORS: ForeignErrors = {SchemaParseException: (UnknownSchemaId,)}
 
 
 class Serde(Protocol):
@@ -62,6 +86,7 @@ class RegistryClient:
         self.timeout_s = timeout_s
         self._ids: dict[tuple[str, str], int] = {}
         self._schemas: dict[int, Any] = {}
+        self._missing: dict[int, tuple[float, str]] = {}  # id → (when the registry said so, its words)
         self._lock = threading.Lock()
 
     def _call(self, method: str, path: str, payload: dict[str, Any] | None = None) -> Any:
@@ -72,8 +97,10 @@ class RegistryClient:
             with urllib.request.urlopen(req, timeout=self.timeout_s) as resp:
                 return json.loads(resp.read())
         except urllib.error.HTTPError as exc:
-            detail = exc.read()[:200].decode("utf-8", "replace")
-            raise RegistryError(f"schema registry {method} {path}: HTTP {exc.code} {detail}") from None
+            body = exc.read()[:2000]
+            detail = body[:200].decode("utf-8", "replace")
+            raise RegistryError(f"schema registry {method} {path}: HTTP {exc.code} {detail}", exc.code,
+                                _error_code(body)) from None
         except (OSError, ValueError) as exc:
             raise RegistryError(f"schema registry {method} {path}: {exc}") from None
 
@@ -98,11 +125,39 @@ class RegistryClient:
         with self._lock:
             if schema_id in self._schemas:
                 return self._schemas[schema_id]
-        text = self._call("GET", f"/schemas/ids/{schema_id}")["schema"]
-        parsed = fastavro.parse_schema(json.loads(text), named_schemas={})
+            missing = self._missing.get(schema_id)
+        if missing is not None and time.monotonic() - missing[0] < MISSING_TTL_S:
+            raise UnknownSchemaId(missing[1])
+        try:
+            answer = self._call("GET", f"/schemas/ids/{schema_id}")
+        except RegistryError as exc:
+            if exc.status != 404 or exc.error_code != SCHEMA_NOT_FOUND:
+                raise  # down, failing, refusing us, or not a registry at that URL: wait for it
+            self._miss(schema_id, f"schema registry has no schema with id {schema_id} (HTTP 404, error_code "
+                                  f"{SCHEMA_NOT_FOUND})")
+        try:
+            if answer.get("schemaType", "AVRO") != "AVRO":
+                raise ValueError(f"a {answer['schemaType']} schema")
+            parsed = fastavro.parse_schema(json.loads(answer["schema"]), named_schemas={})
+        except (SchemaParseException, ValueError, KeyError, TypeError, AttributeError) as exc:
+            self._miss(schema_id, f"schema registry id {schema_id} is not a readable Avro schema: {exc}"[:300])
         with self._lock:
             self._schemas[schema_id] = parsed
         return parsed
+
+    def _miss(self, schema_id: int, why: str) -> NoReturn:
+        with self._lock:
+            self._missing[schema_id] = (time.monotonic(), why)
+        raise UnknownSchemaId(why)
+
+
+def _error_code(body: bytes) -> int | None:
+    """Confluent's ``error_code`` from an error answer's JSON body (None when the body is not that)."""
+    try:
+        code = json.loads(body).get("error_code")
+    except (ValueError, AttributeError):
+        return None
+    return code if isinstance(code, int) else None
 
 
 class SingleObjectSerde:

@@ -310,6 +310,8 @@ class Sink:
                 except wire.RegistryError as exc:  # registry down: wait, then read these again; never dead-letter
                     self._registry_down(consumer, msgs[msgs.index(m):], exc)
                     return batch
+                except wire.UnknownSchemaId:  # an id the registry doesn't have: decoded below, which dead-letters it
+                    fp = b""
                 w = fast.get(fp)
                 if w is not None:
                     suffix = landing.kafka_suffix(m.topic(), m.partition(), m.offset()) if w.kafka_fields else b""

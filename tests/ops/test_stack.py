@@ -132,7 +132,10 @@ def test_three_broker_cluster_up_status_down(tmp_path):
 
         brokers, topics = _meta(env["ATTRIB_KAFKA__BOOTSTRAP_SERVERS"])
         assert brokers == 3
-        assert len(topics) == 5 and set(topics.values()) == {(3, "2")}, topics
+        from attrib.settings import Settings
+
+        defaults = Settings().topics
+        assert set(topics) == {*defaults.all(), defaults.arrivals} and set(topics.values()) == {(3, "2")}, topics
 
         # status and down find the cluster without being told its size
         status = _attrib(env, "stack", "status")

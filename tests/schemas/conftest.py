@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests.schemas.fake_registry import FakeRegistry
 
 SAMPLES_DIR = Path(__file__).parent / "samples"
 
@@ -35,3 +38,13 @@ def wire(s: dict[str, Any]) -> tuple[bytes, str, str | None]:
 @pytest.fixture(params=SAMPLES, ids=[s["sample_id"] for s in SAMPLES])
 def sample(request: pytest.FixtureRequest) -> dict[str, Any]:
     return request.param
+
+
+@pytest.fixture
+def registry() -> Iterator[FakeRegistry]:
+    """A fake Confluent Schema Registry (documented REST API, aiohttp) on a free loopback port."""
+    srv = FakeRegistry()
+    try:
+        yield srv
+    finally:
+        srv.close()

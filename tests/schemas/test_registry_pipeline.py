@@ -10,14 +10,14 @@ import subprocess
 import time
 import urllib.request
 
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, Producer, TopicPartition
 
 from ops.sql import query_rows
 from ops.supervise import attrib_argv
 from schemas import avro
 from schemas.errors import NormalizeError
 from schemas.normalize import normalize
-from tests.schemas.test_wire import FakeRegistry, registry  # noqa: F401 - the fixture
+from tests.schemas.fake_registry import FakeRegistry
 from tests.test_pipeline import _env, _settle, running_pipeline
 
 
@@ -42,7 +42,7 @@ def _values(bootstrap: str, topic: str, partitions: int) -> list[bytes]:
 
 
 def test_registry_configured_pipeline_writes_confluent_framing_and_lands(kafka_bootstrap, tmp_path, monkeypatch,
-                                                                        registry: FakeRegistry):  # noqa: F811
+                                                                        registry: FakeRegistry):
     env = {**_env(tmp_path, kafka_bootstrap), "ATTRIB_KAFKA__SCHEMA_REGISTRY_URL": registry.url,
            "ATTRIB_STREAMS__PENDING_TIMEOUT_S": "3"}
     with running_pipeline(tmp_path, env, monkeypatch) as s:
@@ -79,3 +79,28 @@ def test_registry_configured_pipeline_writes_confluent_framing_and_lands(kafka_b
         assert {f"{s.topics.raw}-value", f"{s.topics.events}-value"} <= set(registry.subjects)
         metrics = urllib.request.urlopen(f"http://127.0.0.1:{s.sink.query_port}/metrics", timeout=5).read().decode()
         assert "attrib_sink_undecodable_total 0" in metrics
+
+        # a record naming a schema id the registry doesn't have (404, error_code 40403) is dead-lettered with that
+        # reason by the worker (raw topic) and by the sink (both topics it loads); neither waits for the registry,
+        # and records behind it still land
+        poison = b"\x00" + (4242).to_bytes(4, "big") + b"\x02\x00"
+        p = Producer({"bootstrap.servers": kafka_bootstrap})
+        p.produce(s.topics.raw, poison, key=b"poison", partition=0)
+        p.produce(s.topics.events, poison, key=b"poison", partition=0)
+        assert p.flush(30) == 0
+        more = subprocess.run(attrib_argv("send", "--count", "1", "--seed", "6", "--json", "--no-progress"),
+                              env={**os.environ, **env}, capture_output=True, timeout=120)
+        assert more.returncode == 0, more.stderr.decode()[-2000:]
+        sql = (f"SELECT stage, reason, raw_topic FROM {db}.dead_letters FINAL "
+               "WHERE detail LIKE '%no schema with id 4242%40403%' ORDER BY stage, raw_topic")
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline and len(letters := query_rows(s, sql)) < 3:
+            time.sleep(0.5)
+        assert sorted((r["stage"], r["reason"], r["raw_topic"]) for r in letters) == sorted([
+            ("process", "invalid_record", s.topics.raw), ("sink", "undecodable", s.topics.events),
+            ("sink", "undecodable", s.topics.raw)])
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and len(query_rows(s, f"SELECT 1 FROM {db}.raw_deliveries FINAL")) < len(
+                raws) + len(s.sources):
+            time.sleep(0.5)
+        assert len(query_rows(s, f"SELECT 1 FROM {db}.raw_deliveries FINAL")) == len(raws) + len(s.sources)

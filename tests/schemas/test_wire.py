@@ -1,80 +1,21 @@
-"""Confluent wire format against a tiny real HTTP schema registry (http.server in a thread)."""
+"""Confluent wire format against a fake registry speaking the documented REST API (fake_registry.py)."""
 
 from __future__ import annotations
 
 import json
 import struct
-import threading
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
 
+from attrib.errors import Permanent, Retryable
 from attrib.settings import Settings
 from schemas import avro
 from schemas.normalize import normalize
-from schemas.wire import RegistryError, serde
+from schemas.wire import RegistryError, UnknownSchemaId, serde
 from tests.schemas.conftest import SAMPLES
+from tests.schemas.fake_registry import FakeRegistry
 from tests.schemas.test_samples import raw_delivery, source_for
-
-
-class FakeRegistry(ThreadingHTTPServer):
-    def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), _Handler)
-        self.schemas: dict[int, str] = {}
-        self.subjects: dict[str, list[int]] = {}
-        self.calls: list[str] = []
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}"
-
-
-class _Handler(BaseHTTPRequestHandler):
-    server: FakeRegistry
-
-    def log_message(self, *args: Any) -> None:
-        pass
-
-    def _send(self, code: int, obj: Any) -> None:
-        body = json.dumps(obj).encode()
-        self.send_response(code)
-        self.send_header("Content-Type", "application/vnd.schemaregistry.v1+json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def do_POST(self) -> None:
-        self.server.calls.append(f"POST {self.path}")
-        parts = self.path.strip("/").split("/")
-        if len(parts) != 3 or parts[0] != "subjects" or parts[2] != "versions":
-            return self._send(404, {"error_code": 404, "message": "not found"})
-        text = json.loads(self.rfile.read(int(self.headers["Content-Length"])))["schema"]
-        json.loads(text)  # the registry rejects non-JSON schemas
-        sid = next((i for i, s in self.server.schemas.items() if s == text), len(self.server.schemas) + 1)
-        self.server.schemas[sid] = text
-        self.server.subjects.setdefault(parts[1], []).append(sid)
-        self._send(200, {"id": sid})
-
-    def do_GET(self) -> None:
-        self.server.calls.append(f"GET {self.path}")
-        parts = self.path.strip("/").split("/")
-        if len(parts) == 3 and parts[:2] == ["schemas", "ids"] and int(parts[2]) in self.server.schemas:
-            return self._send(200, {"schema": self.server.schemas[int(parts[2])]})
-        self._send(404, {"error_code": 40403, "message": "Schema not found"})
-
-
-@pytest.fixture
-def registry() -> Iterator[FakeRegistry]:
-    srv = FakeRegistry()
-    t = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    t.start()
-    try:
-        yield srv
-    finally:
-        srv.shutdown()
-        srv.server_close()
 
 
 def _events() -> list[dict[str, Any]]:
@@ -121,15 +62,79 @@ def test_reads_both_framings(registry: FakeRegistry) -> None:
         plain.decode(sd.encode("canonical_event", ev, "t"))
 
 
-def test_unknown_schema_id_and_unreachable_registry(registry: FakeRegistry) -> None:
+def _framed(schema_id: int) -> bytes:
+    return b"\x00" + struct.pack(">I", schema_id) + b"\x00"
+
+
+def test_an_id_the_registry_does_not_have_is_permanent(registry: FakeRegistry) -> None:
+    """404 + error_code 40403 for the record's schema id: the record can never be read, it is dead-lettered."""
     sd = serde(Settings(kafka={"schema_registry_url": registry.url}))
-    with pytest.raises(RegistryError, match="404"):
-        sd.decode(b"\x00" + struct.pack(">I", 99) + b"\x00")
-    registry.shutdown()
-    registry.server_close()
-    dead = serde(Settings(kafka={"schema_registry_url": registry.url}))
+    with pytest.raises(UnknownSchemaId, match=r"no schema with id 99 .*40403") as caught:
+        sd.decode(_framed(99))
+    assert isinstance(caught.value, Permanent) and isinstance(caught.value, avro.AvroError)
+    assert not isinstance(caught.value, Retryable)  # every stage's "wait for the registry" branch must not take it
+    # a flood of records naming that id asks the registry once (until MISSING_TTL_S), not once per record
+    for _ in range(50):
+        with pytest.raises(UnknownSchemaId):
+            sd.decode(_framed(99))
+    assert registry.calls == ["GET /schemas/ids/99"]
+    # the sink's fast path asks for the fingerprint: the same permanent answer
+    assert sd.confluent is not None
+    with pytest.raises(UnknownSchemaId):
+        sd.confluent.fingerprint(99)
+
+
+def test_a_schema_the_registry_has_but_we_cannot_read_is_permanent(registry: FakeRegistry) -> None:
+    registry.schemas[7] = json.dumps({"type": "record", "name": "X", "fields": [{"name": "a", "type": "nope"}]})
+    sd = serde(Settings(kafka={"schema_registry_url": registry.url}))
+    with pytest.raises(UnknownSchemaId, match="id 7 is not a readable Avro schema"):
+        sd.decode(_framed(7))
+
+
+@pytest.mark.parametrize("failure", [(500, 50001), (401, 40101)], ids=["backend-datastore-5xx", "unauthorized"])
+def test_registry_failures_stay_retryable(registry: FakeRegistry, failure: tuple[int, int]) -> None:
+    """The registry failing or refusing us is not the record's fault: wait for it (the record is read again)."""
+    producer = serde(Settings(kafka={"schema_registry_url": registry.url}))
+    data = producer.encode("canonical_event", _events()[0], "attrib.events")
+    registry.failure = failure
+    consumer = serde(Settings(kafka={"schema_registry_url": registry.url}))
+    with pytest.raises(RegistryError, match=f"HTTP {failure[0]}") as caught:
+        consumer.decode(data)
+    assert isinstance(caught.value, Retryable) and not isinstance(caught.value, Permanent)
+    assert caught.value.error_code == failure[1]
+    registry.failure = None  # back: the same record now decodes (nothing was remembered as missing)
+    assert consumer.decode(data)[0] == "canonical_event"
+
+
+def test_a_404_that_is_not_the_registrys_stays_retryable(registry: FakeRegistry) -> None:
+    """A wrong base URL (or a proxy) answers 404 without the registry's 40403: configuration, not the record."""
+    sd = serde(Settings(kafka={"schema_registry_url": registry.url + "/not-the-registry"}))
+    with pytest.raises(RegistryError, match="HTTP 404") as caught:
+        sd.decode(_framed(1))
+    assert caught.value.error_code is None
+
+
+def test_unreachable_registry_is_retryable(registry: FakeRegistry) -> None:
+    url = registry.url
+    registry.close()
+    dead = serde(Settings(kafka={"schema_registry_url": url}))
     with pytest.raises(RegistryError):
         dead.encode("canonical_event", _events()[0], "t")
+    with pytest.raises(RegistryError):
+        dead.decode(_framed(1))
+
+
+def test_the_fake_refuses_what_the_registry_refuses(registry: FakeRegistry) -> None:
+    """The fake validates requests as documented (an invalid schema: 422 / 42201), so the client's requests are real."""
+    import urllib.error
+    import urllib.request
+
+    req = urllib.request.Request(registry.url + "/subjects/t-value/versions", method="POST",
+                                 data=json.dumps({"schema": "{not json"}).encode(),
+                                 headers={"Content-Type": "application/vnd.schemaregistry.v1+json"})
+    with pytest.raises(urllib.error.HTTPError) as caught:
+        urllib.request.urlopen(req, timeout=5)
+    assert caught.value.code == 422 and json.loads(caught.value.read())["error_code"] == 42201
 
 
 def test_plain_decode_names_the_confluent_framing() -> None:
