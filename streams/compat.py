@@ -15,8 +15,9 @@ may change silently.
   offsets: the restarted worker re-processes them.
 - **Our batches before every commit.** ``WorkerProducer.flush`` (Faust calls it before each offset commit) first runs
   the worker's own flush, and hands out Faust's aiokafka producer for the worker's batches.
-- **Private reads and writes:** the consumer's committed offsets (lag gauge); the table's store, written directly
-  with its persisted changelog offset kept as Faust's own changelog path would (`store_of`).
+- **Private reads and writes:** the consumer's committed offsets (lag gauge) and read offsets (``SkipGuard``'s
+  log); the table's store, written directly with its persisted changelog offset kept as Faust's own changelog path
+  would (`store_of`).
 
 The changes are subclasses that only ``WorkerApp`` uses — nothing global is patched.
 """
@@ -110,6 +111,10 @@ class WorkerConsumer(driver.Consumer):
     def committed(self, tp: TP) -> int | None:
         return self._committed_offset.get(tp)
 
+    def read_offset(self, tp: TP) -> int | None:
+        """The last offset Faust's fetch loop handed on to the streams (it drops re-fetched records below it)."""
+        return self._read_offset.get(tp)
+
 
 class WorkerProducer(driver.Producer):
     before_flush: Callable[[], Awaitable[None]] | None = None
@@ -141,17 +146,25 @@ def store_of(table: TableT[Any, Any]) -> StoreT[Any, Any]:
 class SkipGuard:
     """Exit like a crash when the stream skips offsets inside one assignment (see "No gap acknowledgements"): raw
     offsets are contiguous (no transactional producer, no compaction), so a forward jump is never legitimate, and
-    exiting before anything commits past it makes the restarted worker re-process from the last commit."""
+    exiting before anything commits past it makes the restarted worker re-process from the last commit.
 
-    def __init__(self) -> None:
+    ``context(partition)`` adds what the consumer knows of the partition to the exit's log line (generation,
+    committed and read offsets): that is what tells a Faust skip from a seek."""
+
+    def __init__(self, context: Callable[[int], dict[str, Any]] | None = None) -> None:
         self.last: dict[int, int] = {}  # partition -> offset of the last message handled in this assignment
+        self.context = context
 
     def check(self, partition: int, offset: int) -> None:
         prev = self.last.get(partition)
         if prev is not None and offset > prev + 1:
-            log.critical("the stream skipped offsets; exiting so that they are re-processed", extra={"fields": {
-                "partition": partition, "first_skipped": prev + 1, "next_delivered": offset}})
-            os._exit(SKIPPED_OFFSETS_EXIT)
+            fields: dict[str, Any] = {"partition": partition, "first_skipped": prev + 1, "next_delivered": offset}
+            try:
+                fields |= self.context(partition) if self.context is not None else {}
+            finally:  # the exit must not depend on the diagnostics
+                log.critical("the stream skipped offsets; exiting so that they are re-processed",
+                             extra={"fields": fields})
+                os._exit(SKIPPED_OFFSETS_EXIT)
         self.last[partition] = offset
 
     def reset(self) -> None:
