@@ -142,3 +142,20 @@ def test_the_exit_logs_the_partitions_consumer_state_and_exits_even_if_that_fail
     with pytest.raises(RuntimeError):  # os._exit is patched here; for real the process is gone before this raises
         guard.check(1, 7)
     assert exits == [70, 70]
+
+
+def test_a_resume_while_flowing_keeps_the_queued_records(tmp_path: Path) -> None:
+    """Faust's recovery calls flow_control.resume() again after the streams flow; mode's resume clears the stream
+    queues each time, dropping records the fetch loop already handed on (the guard's exit 70 in bench (c))."""
+    a = app(tmp_path)
+    flow = a.flow_control
+    queue = a.FlowControlQueue(maxsize=10, clear_on_resume=True)  # how Faust builds a topic channel's queue
+    assert not flow.is_active()  # suspended until the first recovery resumes it
+    flow.resume()
+    queue.put_nowait("offset 36")
+    queue.put_nowait("offset 37")
+    flow.resume()  # recovery's later resume, after records of this assignment are queued
+    assert queue.qsize() == 2
+    flow.suspend()  # a rebalance: what is queued belongs to the revoked assignment
+    flow.resume()
+    assert queue.qsize() == 0
