@@ -231,6 +231,16 @@ class IngestSettings(_Section):
     linger_ms: float = Field(1.0, ge=0, le=1000, description="Producer batching delay; small keeps acks fast.")
     producer: dict[str, str | int | float | bool] = Field(
         default_factory=dict, description="Extra librdkafka settings (cannot weaken acks/idempotence).")
+    spool_after_s: float = Field(0.5, gt=0, description=(
+        "Kafka's ack not in by then: the delivery is fsync'd to the local spool and answered 2xx (README "
+        "'Durability and shutdown'); keep it under the shortest sender timeout (Branch: 2 s). Per source: "
+        "options.spool_after_s."))
+    spool_max_bytes: int = Field(1 << 30, ge=0, description=(
+        "Bound of the local spool on disk; full → 503 after kafka.produce_timeout_s as without it. 0 = no spool."))
+    spool_segment_bytes: int = Field(16 << 20, gt=0, description="Spool segment size (deleted whole once drained).")
+    spool_high_water: float = Field(0.5, gt=0, le=1, description=(
+        "/readyz answers 503 while the spool holds more than this share of spool_max_bytes."))
+    spool_dir: Path | None = Field(None, description="Spool directory; default <var_dir>/ingest-spool.")
     arrivals_interval_s: float = Field(30.0, ge=1, le=300, description=(
         "Each ingress process sends one heartbeat (deliveries per source since the last) to topics.arrivals this "
         "often; a silent source is judged at this resolution."))

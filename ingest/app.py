@@ -2,8 +2,10 @@
 ``/readyz``, ``/metrics`` and ``/ops/rejections``.
 
 Request path, cheapest refusal first: source → method → content type / declared size → body (bounded, with a
-deadline, decoded with a bound) → verification on the raw bytes → user key → produce and wait for Kafka's ack.
-Only then 200. A verified sender's unusable body goes to the dead-letter topic (also acked) and is answered 400.
+deadline, decoded with a bound) → verification on the raw bytes → user key → produce and wait for Kafka's ack — or,
+once that takes longer than ``ingest.spool_after_s``, for the record's fsync to the local spool (spool.py; drain.py
+re-produces it). Only then 200. A verified sender's unusable body goes to the dead-letter topic (also acked) and is
+answered 400.
 Whatever its bytes, a verified delivery is stored or dead-lettered: input never causes a 5xx (records.py keeps
 non-UTF-8 header bytes; the user key falls back to a fingerprint), and should the ingress itself fail on one, the
 delivery is dead-lettered whole (reason ``internal_error``) for replay once fixed."""
@@ -22,15 +24,20 @@ from aiohttp import web
 from attrib.settings import Settings
 from ingest import body, errors, logfilter, metrics, records
 from ingest.arrivals import Tally
-from ingest.producer import DurableProducer, ProduceError
+from ingest.drain import Drainer
+from ingest.producer import DurableProducer, ProduceError, Stored, longest_wait_s
 from ingest.rejections import Rejection, Rejections
 from ingest.sources import SourcePlan, compile_all
+from ingest.spool import Spool, SpoolUnavailable
 from ingest.verify import FORBIDDEN_REASONS, HTTPS_REQUIRED, Inbound, network
 from schemas import wire
 from schemas.user_key import user_key
 
 log = logging.getLogger("attrib.ingest")
 _OK_HEADERS = {"Content-Type": "application/json"}
+# Once a delivery had to be spooled, the next ones wait only this long for Kafka's ack, for SLOW_FOR_S after the
+# last such miss: during a broker failover every ack is late, and the full spool_after_s would only add to each answer.
+SLOW_SPOOL_AFTER_S, SLOW_FOR_S = 0.1, 2.0
 
 
 class Ingress:
@@ -40,6 +47,13 @@ class Ingress:
         self.s = s
         self.plans: dict[str, SourcePlan] = compile_all(s)
         self.producer = producer
+        self.spool: Spool | None = None
+        self._kafka_slow_until = 0.0
+        self.drainer: Drainer | None = None
+        if s.ingest.spool_max_bytes:
+            self.spool = Spool(s.ingest.spool_dir or s.var_dir / "ingest-spool", s.ingest.spool_max_bytes,
+                               s.ingest.spool_segment_bytes, s.ingest.spool_high_water)
+            self.drainer = Drainer(self.spool, producer, longest_wait_s(s))
         self.rejections = Rejections(s.ingest.rejections_kept)
         self.arrivals = Tally(self.plans)  # verified deliveries per source, for the heartbeats (ingest/arrivals.py)
         self.ops_nets = network.networks(s.ingest.ops_allowlist)
@@ -135,17 +149,58 @@ class Ingress:
                 dl = records.dead_letter(raw, reason, detail, int(time.time() * 1000), encoded)
                 dead = self.encode_dead(dl)
                 self._fits(len(kb) + len(dead))
-                await self.producer.send(self.dlq_topic, kb, dead, self._timeout(plan))
+                await self._put(plan, self.dlq_topic, kb, dead)
                 metrics.DEAD_LETTERS.labels(plan.name, reason).inc()
                 kept = errors.IngestError(400, reason, detail + "; the delivery was kept on the dead-letter topic")
                 kept.delivery_id = raw["delivery_id"]
                 raise kept
-            await self.producer.send(self.raw_topic, kb, encoded, self._timeout(plan))
+            status = await self._put(plan, self.raw_topic, kb, encoded)
         except ProduceError as exc:
             raise errors.unavailable(self.s.ingest.retry_after_s, f"kafka_{exc.reason}") from None
         metrics.requests(plan.name, 200).inc()
-        return web.Response(body=b'{"status":"stored","delivery_id":"%s"}' % raw["delivery_id"].encode(),
+        metrics.STORE_SECONDS.labels(status.decode()).observe(time.time() - now)
+        return web.Response(body=b'{"status":"%s","delivery_id":"%s"}' % (status, raw["delivery_id"].encode()),
                             headers=_OK_HEADERS)
+
+    async def _put(self, plan: SourcePlan, topic: str, key: bytes, value: bytes) -> bytes:
+        """Store one record: b"stored" once Kafka acknowledged it, b"spooled" once it is fsync'd to the local spool
+        (Kafka's ack not in within spool_after_s). Raises ProduceError when neither happened within the produce
+        timeout (also when the spool is full or failing: then the request simply keeps waiting for Kafka)."""
+        timeout = self._timeout(plan)
+        spool_after = plan.options.spool_after_s or self.s.ingest.spool_after_s
+        if self.spool is None or self.drainer is None or spool_after >= timeout:
+            await self.producer.send(topic, key, value, timeout)
+            return b"stored"
+        started = time.monotonic()
+        if started < self._kafka_slow_until:  # Kafka was just too slow for a delivery: don't make each one wait
+            spool_after = min(spool_after, SLOW_SPOOL_AFTER_S)
+        first: asyncio.Future[Stored] | None = None
+        try:
+            first = self.producer.submit(topic, key, value)
+        except ProduceError:  # the local queue is full: nothing in flight, the spool alone can take it now
+            pass
+        else:
+            done, _ = await asyncio.wait((first,), timeout=spool_after)
+            if done and first.exception() is None:
+                return b"stored"
+        self._kafka_slow_until = time.monotonic() + SLOW_FOR_S
+        try:
+            seq = await self.spool.append(topic, key, value)
+        except SpoolUnavailable:  # full or failing: wait for Kafka as without a spool; a late answer beats a 503
+            if first is None:
+                raise ProduceError("queue_full", "the local produce queue and the spool are full") from None
+            return await self._late(first, timeout - (time.monotonic() - started))
+        if first is not None and not (first.done() and first.exception() is not None):
+            self.drainer.originals[seq] = first  # the drainer skips the record if this produce stores it after all
+        metrics.SPOOLED.labels(plan.name).inc()
+        return b"spooled"
+
+    async def _late(self, first: asyncio.Future[Stored], remaining: float) -> bytes:
+        if first.done():
+            first.result()  # raises its ProduceError
+            return b"stored"
+        await self.producer.wait(first, max(remaining, 0.0))
+        return b"stored"
 
     async def _keep(self, plan: SourcePlan, req: Inbound) -> web.Response:
         """Dead-letter a verified delivery the ingress failed on, from the fewest moving parts: exact body and header
@@ -165,7 +220,7 @@ class Ingress:
         dl = records.dead_letter(raw, "internal_error", "the ingress failed on this delivery; kept for replay",
                                  now_ms, self.encode_raw(raw))
         try:
-            await self.producer.send(self.dlq_topic, key.encode(), self.encode_dead(dl), self._timeout(plan))
+            await self._put(plan, self.dlq_topic, key.encode(), self.encode_dead(dl))
         except ProduceError as exc:
             raise errors.unavailable(self.s.ingest.retry_after_s, f"kafka_{exc.reason}") from None
         metrics.DEAD_LETTERS.labels(plan.name, "internal_error").inc()
@@ -187,6 +242,9 @@ class Ingress:
         return web.json_response({"status": "ok"})
 
     async def readyz(self, request: web.Request) -> web.Response:
+        full = self.spool.above_high_water() if self.spool is not None else None
+        if full is not None:  # a load balancer shifts traffic to replicas whose Kafka path is healthy
+            return errors.response(503, "not_ready", full)
         at, ok, detail = self._ready
         if time.monotonic() - at > 1.0:  # at most one metadata request per second, whatever the probe rate
             loop = asyncio.get_running_loop()
@@ -197,6 +255,8 @@ class Ingress:
         return errors.response(503, "not_ready", detail)
 
     async def metrics(self, request: web.Request) -> web.Response:
+        if self.spool is not None:
+            self.spool.publish_age()  # the age grows between spool events
         data, ctype = metrics.exposition()
         return web.Response(body=data, headers={"Content-Type": ctype})
 
@@ -236,9 +296,16 @@ def make_app(s: Settings, producer: DurableProducer | None = None) -> web.Applic
         await loop.run_in_executor(None, ing.serde.prepare, [("raw_delivery", ing.raw_topic),
                                                              ("dead_letter", ing.dlq_topic)])
         prod.start(loop)
+        if ing.spool is not None and ing.drainer is not None:
+            await loop.run_in_executor(None, ing.spool.open)  # claims a slot; recovers a previous run's records
+            ing.spool.start()
+            ing.drainer.start()  # what a previous run left goes first
 
     async def drain_producer(app: web.Application) -> None:
         # runs after the server stopped accepting and in-flight handlers finished (AppRunner.cleanup order)
+        if ing.spool is not None and ing.drainer is not None:
+            await ing.drainer.stop(s.ingest.shutdown_timeout_s)  # what it can't drain stays for the next start
+            await ing.spool.close()
         await prod.stop_polling()
         loop = asyncio.get_running_loop()
         await loop.run_in_executor(None, prod.close, s.ingest.shutdown_timeout_s)

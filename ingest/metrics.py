@@ -24,6 +24,25 @@ IN_FLIGHT = Gauge("attrib_ingest_in_flight", "Deliveries waiting for Kafka's ack
 KAFKA_ERRORS = Counter("attrib_ingest_kafka_errors_total", "Producer errors, by kind.", ["kind"])
 HEADER_TIMEOUTS = Counter("attrib_ingest_header_timeouts_total",
                           "Connections answered 408 and closed: no request head within ingest.header_timeout_s.")
+STORE_SECONDS = Histogram("attrib_ingest_store_seconds", "A verified delivery's wait from verification to its 2xx: "
+                          "Kafka's ack (stored), or the fsync to the local spool (spooled).", ["how"],
+                          buckets=(.005, .01, .025, .05, .1, .25, .5, .75, 1, 1.5, 2, 3, 5, 10, 15))
+SPOOL_RECORDS = Gauge("attrib_ingest_spool_records", "Deliveries in the local spool not yet acknowledged by Kafka.",
+                      multiprocess_mode="livesum")
+SPOOL_BYTES = Gauge("attrib_ingest_spool_bytes", "Bytes of the local spool on disk (≤ ingest.spool_max_bytes).",
+                    multiprocess_mode="livesum")
+SPOOL_OLDEST_AGE = Gauge("attrib_ingest_spool_oldest_age_seconds",
+                         "Age of the oldest spooled delivery not yet acknowledged by Kafka (0 when none).",
+                         multiprocess_mode="livemax")
+SPOOLED = Counter("attrib_ingest_spooled_total", "Deliveries answered 2xx from the local spool (Kafka's ack was late).",
+                  ["source"])
+SPOOL_DRAINED = Counter("attrib_ingest_spool_drained_total", "Spooled deliveries settled, by how: produced again, "
+                        "or their first produce turned out stored.", ["outcome"])
+SPOOL_REFUSED = Counter("attrib_ingest_spool_refused_total", "Deliveries the spool could not take (full, io_error).",
+                        ["reason"])
+SPOOL_WRITE_SECONDS = Histogram("attrib_ingest_spool_write_seconds", "One group commit: write + fsync of a batch.",
+                                buckets=(.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5))
+SPOOL_TORN = Counter("attrib_ingest_spool_damaged_total", "Damaged spool tails skipped (a write torn by a crash).")
 BODY_BYTES = Histogram("attrib_ingest_body_bytes", "Body sizes after transport decoding.", ["source"],
                        buckets=(256, 1024, 4096, 16384, 65536, 262144, 1 << 20, 4 << 20))
 

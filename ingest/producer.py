@@ -114,14 +114,17 @@ class DurableProducer:
             self._poller = None
 
     # -- the request path ------------------------------------------------------------------------------------------
-    async def send(self, topic: str, key: bytes, value: bytes, timeout: float | None = None) -> Stored:
-        """Produce and wait for Kafka's acknowledgement, at most ``timeout`` s (default kafka.produce_timeout_s)."""
+    def submit(self, topic: str, key: bytes | None, value: bytes,
+               headers: tuple[tuple[str, bytes], ...] = ()) -> asyncio.Future[Stored]:
+        """Produce; the future resolves with Kafka's acknowledgement or its delivery error (after at most
+        message.timeout.ms). Raises ProduceError when librdkafka refuses the record outright (queue full)."""
         loop = self._loop
         assert loop is not None, "start() the producer first"
         fut: asyncio.Future[Stored] = loop.create_future()
         started = time.perf_counter()
         try:
-            self._p.produce(topic, value, key, on_delivery=lambda err, msg: self._report(fut, err, msg))
+            self._p.produce(topic, value, key, headers=list(headers) or None,
+                            on_delivery=lambda err, msg: self._report(fut, err, msg, started))
         except BufferError:
             metrics.KAFKA_ERRORS.labels("queue_full").inc()
             raise ProduceError("queue_full", "the local produce queue is full") from None
@@ -132,16 +135,28 @@ class DurableProducer:
         self._pending += 1
         if self._pending == 1:
             self._wake.set()
+        fut.add_done_callback(self._settled)
+        return fut
+
+    async def send(self, topic: str, key: bytes | None, value: bytes, timeout: float | None = None) -> Stored:
+        """Produce and wait for Kafka's acknowledgement, at most ``timeout`` s (default kafka.produce_timeout_s)."""
+        return await self.wait(self.submit(topic, key, value), self._timeout if timeout is None else timeout)
+
+    async def wait(self, fut: asyncio.Future[Stored], timeout: float) -> Stored:
+        """Wait for a submitted record's acknowledgement at most ``timeout`` s; then it counts as not stored."""
+        assert self._loop is not None
         # a bare timer on the future (cheaper than asyncio.timeout on the hot path)
-        expiry = loop.call_later(self._timeout if timeout is None else timeout, _expire, fut)
+        expiry = self._loop.call_later(timeout, _expire, fut)
         try:
-            stored = await fut
+            return await fut
         finally:
             expiry.cancel()
-            self._pending -= 1
-            metrics.IN_FLIGHT.dec()
-        metrics.PRODUCE_SECONDS.observe(time.perf_counter() - started)
-        return stored
+
+    def _settled(self, fut: asyncio.Future[Stored]) -> None:
+        self._pending -= 1
+        metrics.IN_FLIGHT.dec()
+        if not fut.cancelled():
+            fut.exception()  # retrieved: a record nobody waits for any more must not log "never retrieved"
 
     # -- delivery reports ------------------------------------------------------------------------------------------
     async def _poll_loop(self) -> None:
@@ -155,13 +170,14 @@ class DurableProducer:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), 0.5)
 
-    def _report(self, fut: asyncio.Future[Stored], err: KafkaError | None, msg: Any) -> None:
+    def _report(self, fut: asyncio.Future[Stored], err: KafkaError | None, msg: Any, started: float) -> None:
         if self._closing or fut.done():  # shutting down (flush thread), or the request gave up and answered 503
             return
         if err is not None:
             metrics.KAFKA_ERRORS.labels("delivery").inc()
             fut.set_exception(ProduceError(err.name(), err.str()))
         else:
+            metrics.PRODUCE_SECONDS.observe(time.perf_counter() - started)
             fut.set_result(Stored(msg.topic(), msg.partition(), msg.offset()))
 
     def _on_error(self, err: KafkaError) -> None:

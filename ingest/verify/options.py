@@ -41,6 +41,8 @@ class SourceOptions(BaseModel):
     # durability: how long this source's requests wait for Kafka's ack (default kafka.produce_timeout_s); README
     # "Durability and shutdown" has the per-sender reasoning
     produce_timeout_s: float | None = Field(None, gt=0)
+    # ... and after how long an unacknowledged delivery is spooled instead (default ingest.spool_after_s)
+    spool_after_s: float | None = Field(None, gt=0)
 
     def token_header_for(self, mmp: str) -> str:
         return (self.token_header or TOKEN_HEADER_DEFAULTS.get(mmp, "x-webhook-token")).lower()

@@ -1,5 +1,5 @@
-"""Never a 2xx for something Kafka did not store: broker outage on a private broker (the session broker stays up),
-recovery when it returns, and draining in-flight deliveries on shutdown."""
+"""Never a 2xx for something neither Kafka nor the local spool stored: broker outage on a private broker (the session
+broker stays up) without a spool, recovery when it returns, and draining in-flight deliveries on shutdown."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ async def _send(ing, i: int) -> tuple[int, dict, object]:
     return await ing.send(_delivery(i), sign_as="lr")
 
 
-async def test_broker_down_gives_503_within_the_bound_and_recovers(start_ingress, tmp_path):
+async def test_without_a_spool_broker_down_gives_503_within_the_bound_and_recovers(start_ingress, tmp_path):
     home = tmp_path / "own-broker"
     s = Settings(var_dir=home, kafka={"bootstrap_servers": f"127.0.0.1:{free_port()}"},
                  stack={"controller_port": free_port()})
@@ -32,8 +32,9 @@ async def test_broker_down_gives_503_within_the_bound_and_recovers(start_ingress
     broker = Broker.from_settings(s)
     broker.start(log=lambda *_: None)
     try:
-        ing = await start_ingress(kafka_bootstrap=broker.bootstrap)
-        assert (await _send(ing, 0))[0] == 200
+        ing = await start_ingress(kafka_bootstrap=broker.bootstrap, spool_max_bytes=0)  # test_spool_ingress: with
+        first = [(await _send(ing, 0))[0] for _ in range(5)]  # a fresh broker's first ack may outlast the 2 s bound
+        assert 200 in first, first
 
         await asyncio.get_running_loop().run_in_executor(None, lambda: broker.stop(log=lambda *_: None))
         # client-side guard: a request hanging past the bound (plus slack for this busy machine) fails the test

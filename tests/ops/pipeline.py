@@ -5,6 +5,7 @@ answer and the event ids it must produce, and warehouse queries. Test-only (benc
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import subprocess
@@ -162,6 +163,7 @@ class Sent:
     at: float = 0.0  # seconds after the start of sending
     status: str = ""
     seconds: float = 0.0
+    stored_as: str = ""  # the 2xx answer's "status": stored (Kafka acked) or spooled (fsync'd to the local spool)
 
     @property
     def acknowledged(self) -> bool:
@@ -185,6 +187,10 @@ class Traffic:
 
     def longest(self) -> float:
         return max((d.seconds for d in self.sent), default=0.0)
+
+    def percentile(self, q: float) -> float:
+        times = sorted(d.seconds for d in self.sent)
+        return times[min(len(times) - 1, int(q * len(times)))] if times else 0.0
 
 
 def installs(per_source: int, seed: int = 7) -> list[tuple[SourceSettings, Any, frozenset[str]]]:
@@ -233,8 +239,10 @@ async def send_open_loop(base_url: str, planned: list[tuple[SourceSettings, Any,
             async with session.request(out.method, yarl.URL(signing.url(base_url, out), encoded=True),
                                        data=out.body or None, headers=out.headers,
                                        skip_auto_headers=("Content-Type",)) as r:
-                await r.read()
+                answer = await r.read()
                 d.status = str(r.status)
+                if r.status < 300:
+                    d.stored_as = json.loads(answer).get("status", "")
         except (TimeoutError, aiohttp.ClientError) as exc:
             d.status = type(exc).__name__
         d.seconds = time.monotonic() - t0
@@ -320,7 +328,8 @@ def summary(traffic: Traffic, counts: dict[str, int], facts: dict[str, Any]) -> 
         "statuses": dict(traffic.statuses()),
         "refused_between_s": [round(min(d.at for d in refused), 1), round(max(d.at for d in refused), 1)]
         if refused else None,
-        "longest_answer_s": round(traffic.longest(), 2),
+        "longest_answer_s": round(traffic.longest(), 2), "p99_answer_s": round(traffic.percentile(0.99), 2),
+        "spooled": sum(1 for d in acked if d.stored_as == "spooled"),
         "events_wanted": len(want), "events_found": len(counts),
         "lost": len(want - counts.keys()), "duplicated": sum(1 for n in counts.values() if n > 1),
         **facts,
