@@ -70,12 +70,14 @@ class Tasks:
 
     def __init__(self, app: compat.WorkerApp, settings: Settings, processor: Processor, outputs: Outputs) -> None:
         self.app, self.raw, self.processor, self.outputs = app, settings.topics.raw, processor, outputs
-        self.guard = compat.SkipGuard()
+        self.guard = compat.SkipGuard(self._partition_state)
+        self.generation: int | None = None  # of the message in hand (Faust stamps each at fetch)
 
     async def consume(self, stream: Any) -> None:
         """The agent (concurrency 1): every raw record, in partition order."""
         async for event in stream.events():
             msg = event.message
+            self.generation = msg.generation_id
             self.guard.check(msg.partition, msg.offset)
             self.outputs.partition = msg.partition  # outputs and changelog records go to the same partition number
             self.processor.handle(msg.key, msg.value, msg.partition, msg.offset)
@@ -106,6 +108,13 @@ class Tasks:
     async def on_revoked(self, sender: Any, /, *revoked: set[TP], **_: Any) -> None:
         self.guard.reset()
         self.processor.on_revoked(self._raw_partitions(revoked))
+
+    def _partition_state(self, partition: int) -> dict[str, Any]:
+        """What the consumer knows of a raw partition, for the skip guard's log line."""
+        consumer, tp = self.app.worker_consumer, TP(self.raw, partition)
+        return {"generation": self.app.consumer_generation_id, "message_generation": self.generation,
+                "committed": consumer.committed(tp), "read_offset": consumer.read_offset(tp),
+                "assigned": tp in consumer.assignment(), "flow_active": self.app.flow_control.is_active()}
 
     def _raw_partitions(self, tp_sets: tuple[set[TP], ...]) -> set[int]:
         return {tp.partition for tps in tp_sets for tp in tps if tp.topic == self.raw}

@@ -13,10 +13,19 @@ may change silently.
   (seen in the kill test as ``first_skipped``/``next_delivered`` one apart). Our raw topic has no legitimate gaps, so
   ``WorkerConsumer`` never acknowledges one, and ``SkipGuard`` exits (70) before anything commits past skipped
   offsets: the restarted worker re-processes them.
+- **Resume clears queues only when flow was suspended.** mode's ``FlowControlEvent.resume`` clears every stream
+  queue each time it is called, and Faust's recovery calls it several times per rebalance — also after the streams
+  flow again (records of the new assignment, read before and after the post-recovery seek, are already queued). Those
+  records are dropped: never handed to the agent, never re-fetched (the fetch loop's read offset is past them, and a
+  partition without a committed offset is not even seeked), and Faust's commit passes a one-record hole
+  (``_new_offset`` only holds a head gap of more than one). Seen in bench/worker.py (c): the guard's exit in the first
+  rebalance, one offset skipped, same generation, flow active, read offset = the skipped one. ``WorkerFlowControl``
+  clears only on a suspended → active transition — the stale records of the revoked assignment still go.
 - **Our batches before every commit.** ``WorkerProducer.flush`` (Faust calls it before each offset commit) first runs
   the worker's own flush, and hands out Faust's aiokafka producer for the worker's batches.
-- **Private reads and writes:** the consumer's committed offsets (lag gauge); the table's store, written directly
-  with its persisted changelog offset kept as Faust's own changelog path would (`store_of`).
+- **Private reads and writes:** the consumer's committed offsets (lag gauge) and read offsets (``SkipGuard``'s
+  log); the table's store, written directly with its persisted changelog offset kept as Faust's own changelog path
+  would (`store_of`).
 
 The changes are subclasses that only ``WorkerApp`` uses — nothing global is patched.
 """
@@ -32,13 +41,16 @@ from typing import Any
 import faust
 from faust.transport.drivers import aiokafka as driver
 from faust.types import TP, StoreT, TableT, TransportT
+from mode.utils.objects import cached_property
+from mode.utils.queues import FlowControlEvent
 
 from attrib.errors import ConfigurationError
 
 log = logging.getLogger("attrib.worker")
 
 # The versions whose internals this module was checked against; add one only after re-checking every item above.
-KNOWN: dict[str, tuple[str, ...]] = {"faust-streaming": ("0.15.3",), "aiokafka": ("0.14.0",)}
+KNOWN: dict[str, tuple[str, ...]] = {"faust-streaming": ("0.15.3",), "aiokafka": ("0.14.0",),
+                                     "mode-streaming": ("0.7.1",)}
 SKIPPED_OFFSETS_EXIT = 70
 
 
@@ -77,6 +89,10 @@ class WorkerApp(faust.App):
     def _new_transport(self) -> TransportT:
         return WorkerTransport(self.conf.broker_consumer, self)
 
+    @cached_property
+    def flow_control(self) -> FlowControlEvent:
+        return WorkerFlowControl(loop=self.loop)
+
     @property
     def worker_producer(self) -> WorkerProducer:
         producer = self.producer
@@ -90,6 +106,15 @@ class WorkerApp(faust.App):
         if not isinstance(consumer, WorkerConsumer):
             raise ConfigurationError(f"the worker needs a kafka:// broker, got {self.conf.broker_consumer[0]}")
         return consumer
+
+
+class WorkerFlowControl(FlowControlEvent):
+    """Clears the stream queues when flow resumes after a suspension, not on every ``resume()`` call (see "Resume
+    clears queues only when flow was suspended")."""
+
+    def resume(self) -> None:
+        if not self.is_active():
+            super().resume()
 
 
 class WorkerConsumerThread(driver.AIOKafkaConsumerThread):
@@ -109,6 +134,10 @@ class WorkerConsumer(driver.Consumer):
 
     def committed(self, tp: TP) -> int | None:
         return self._committed_offset.get(tp)
+
+    def read_offset(self, tp: TP) -> int | None:
+        """The last offset Faust's fetch loop handed on to the streams (it drops re-fetched records below it)."""
+        return self._read_offset.get(tp)
 
 
 class WorkerProducer(driver.Producer):
@@ -141,17 +170,25 @@ def store_of(table: TableT[Any, Any]) -> StoreT[Any, Any]:
 class SkipGuard:
     """Exit like a crash when the stream skips offsets inside one assignment (see "No gap acknowledgements"): raw
     offsets are contiguous (no transactional producer, no compaction), so a forward jump is never legitimate, and
-    exiting before anything commits past it makes the restarted worker re-process from the last commit."""
+    exiting before anything commits past it makes the restarted worker re-process from the last commit.
 
-    def __init__(self) -> None:
+    ``context(partition)`` adds what the consumer knows of the partition to the exit's log line (generation,
+    committed and read offsets): that is what tells a Faust skip from a seek."""
+
+    def __init__(self, context: Callable[[int], dict[str, Any]] | None = None) -> None:
         self.last: dict[int, int] = {}  # partition -> offset of the last message handled in this assignment
+        self.context = context
 
     def check(self, partition: int, offset: int) -> None:
         prev = self.last.get(partition)
         if prev is not None and offset > prev + 1:
-            log.critical("the stream skipped offsets; exiting so that they are re-processed", extra={"fields": {
-                "partition": partition, "first_skipped": prev + 1, "next_delivered": offset}})
-            os._exit(SKIPPED_OFFSETS_EXIT)
+            fields: dict[str, Any] = {"partition": partition, "first_skipped": prev + 1, "next_delivered": offset}
+            try:
+                fields |= self.context(partition) if self.context is not None else {}
+            finally:  # the exit must not depend on the diagnostics
+                log.critical("the stream skipped offsets; exiting so that they are re-processed",
+                             extra={"fields": fields})
+                os._exit(SKIPPED_OFFSETS_EXIT)
         self.last[partition] = offset
 
     def reset(self) -> None:

@@ -4,7 +4,9 @@ pinned versions each patch does what it is there for (no broker needed: nothing 
 from __future__ import annotations
 
 import argparse
+import logging
 from pathlib import Path
+from typing import Any
 
 import pytest
 from faust.transport.drivers import aiokafka as driver
@@ -44,7 +46,7 @@ def test_unknown_versions_are_refused_in_one_line_naming_both(monkeypatch: pytes
 def test_the_worker_refuses_at_start_before_touching_kafka(monkeypatch: pytest.MonkeyPatch,
                                                            capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     versions(monkeypatch, faust_streaming="0.16.0")
-    s = Settings(var_dir=tmp_path, kafka={"bootstrap_servers": "127.0.0.1:1"})  # type: ignore[arg-type]
+    s = Settings(var_dir=tmp_path, kafka={"bootstrap_servers": "127.0.0.1:1"})
     args = argparse.Namespace(data_dir=None, store=None, metrics_port=0)
     assert worker.main(args, s) == 2
     err = capsys.readouterr().err
@@ -63,6 +65,7 @@ async def test_the_fetch_wait_is_bounded(tmp_path: Path) -> None:
     a = app(tmp_path)
     consumer = a.worker_consumer
     assert isinstance(consumer._thread, compat.WorkerConsumerThread)
+    assert isinstance(a.transport, driver.Transport)
     kafka = consumer._thread._create_worker_consumer(a.transport)
     try:
         assert kafka._fetch_max_wait_ms == 100  # Faust hard-codes 1500
@@ -108,3 +111,51 @@ def test_a_forward_jump_exits_70_and_a_new_assignment_starts_afresh(monkeypatch:
     guard.reset()
     guard.check(1, 90)  # after a rebalance the stream starts at the committed offset, wherever it is
     assert exits == [70]
+
+
+def test_the_exit_logs_the_partitions_consumer_state_and_exits_even_if_that_fails(
+        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    exits: list[int] = []
+    monkeypatch.setattr(compat.os, "_exit", exits.append)
+    asked: list[int] = []
+
+    def state(partition: int) -> dict[str, Any]:
+        asked.append(partition)
+        return {"generation": 2, "committed": None, "read_offset": 37}
+
+    guard = compat.SkipGuard(state)
+    for off in (35, 36, 36, 30, 31):  # re-deliveries go back: no diagnostics asked
+        guard.check(8, off)
+    assert asked == [] and exits == []
+    with caplog.at_level(logging.CRITICAL, logger="attrib.worker"):
+        guard.check(8, 33)
+    assert exits == [70] and asked == [8]
+    fields = caplog.records[-1].fields  # type: ignore[attr-defined]  # set by log extra=
+    assert fields == {"partition": 8, "first_skipped": 32, "next_delivered": 33, "generation": 2, "committed": None,
+                      "read_offset": 37}
+
+    def broken(partition: int) -> dict[str, Any]:
+        raise RuntimeError("consumer gone")
+
+    guard = compat.SkipGuard(broken)
+    guard.check(1, 5)
+    with pytest.raises(RuntimeError):  # os._exit is patched here; for real the process is gone before this raises
+        guard.check(1, 7)
+    assert exits == [70, 70]
+
+
+def test_a_resume_while_flowing_keeps_the_queued_records(tmp_path: Path) -> None:
+    """Faust's recovery calls flow_control.resume() again after the streams flow; mode's resume clears the stream
+    queues each time, dropping records the fetch loop already handed on (the guard's exit 70 in bench (c))."""
+    a = app(tmp_path)
+    flow = a.flow_control
+    queue = a.FlowControlQueue(maxsize=10, clear_on_resume=True)  # how Faust builds a topic channel's queue
+    assert not flow.is_active()  # suspended until the first recovery resumes it
+    flow.resume()
+    queue.put_nowait("offset 36")
+    queue.put_nowait("offset 37")
+    flow.resume()  # recovery's later resume, after records of this assignment are queued
+    assert queue.qsize() == 2
+    flow.suspend()  # a rebalance: what is queued belongs to the revoked assignment
+    flow.resume()
+    assert queue.qsize() == 0
