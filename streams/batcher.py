@@ -34,15 +34,20 @@ class Batcher:
         self.submitted = 0
         self.progress = asyncio.Event()
         self.oldest = float("inf")  # creation time of the oldest open batch (<= the true oldest: due stays safe)
+        self.wake_at = float("inf")  # the owner's own deadline (Outputs: its counts'), carried by the due check
+        self.due_at = float("inf")  # min(oldest + linger_s, wake_at); 0 when a full batch waits for the pump
 
     def add(self, topic: str, partition: int, key: bytes | None, value: bytes | None) -> None:
         slot = self.open.get((topic, partition))
         if slot is None:
             slot = self.open[(topic, partition)] = (self._producer().create_batch(), time.monotonic())
-            self.oldest = min(self.oldest, slot[1])
+            if slot[1] < self.oldest:
+                self.oldest = slot[1]
+                self.due_at = min(self.due_at, slot[1] + self.linger_s)
         if slot[0].append(timestamp=None, key=key, value=value) is None:  # full: queue it, start a new one
             self.queue.append((topic, partition, slot[0]))
             self.queued += 1
+            self.due_at = 0.0  # send_due kicks the pump (and waits if too many are queued)
             batch = self._producer().create_batch()
             self.open[(topic, partition)] = (batch, time.monotonic())  # later than oldest: no update needed
             if batch.append(timestamp=None, key=key, value=value) is None:
@@ -50,8 +55,15 @@ class Batcher:
 
     @property
     def due(self) -> bool:
-        # Asked after every message: one comparison against the oldest open batch instead of a scan of them all.
-        return bool(self.queue) or (bool(self.open) and time.monotonic() - self.oldest >= self.linger_s)
+        """A batch is older than the linger time, one is full, or the owner's deadline passed. Asked after every
+        message: one clock read and one comparison (batches queued for a pump that is already sending don't count:
+        ``send_due`` has nothing to do for them)."""
+        return time.monotonic() >= self.due_at
+
+    def wake(self, at: float) -> None:
+        """Make ``due`` true from monotonic time ``at`` on (until the next ``send_due``, which keeps it)."""
+        self.wake_at = at
+        self.due_at = min(self.due_at, at)
 
     async def send_due(self, everything: bool = False) -> None:
         """Close lingering batches and let the pump submit them; waits only when too many are queued."""
@@ -62,6 +74,7 @@ class Batcher:
                 self.queue.append((key[0], key[1], batch))
                 self.queued += 1
         self.oldest = min((t for _, t in self.open.values()), default=float("inf"))
+        self.due_at = min(self.oldest + self.linger_s, self.wake_at)
         if self.queue and (self.pump is None or self.pump.done()):
             self.pump = asyncio.ensure_future(self._pump())
         if len(self.queue) > MAX_QUEUED and self.pump is not None:

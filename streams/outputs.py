@@ -25,7 +25,7 @@ from streams.batcher import Batcher
 
 log = logging.getLogger("attrib.worker")
 PRODUCE_FAILED_EXIT = 70
-COUNTS_MAX_EVENTS = 20_000  # a counts record is ~7 bytes per event: sent sooner than this, far below 1 MiB
+COUNTS_MAX_EVENTS = 20_000  # a counts record is ~7 bytes per event: sent at the next due beyond this, far below 1 MiB
 
 
 class Outputs:
@@ -33,11 +33,11 @@ class Outputs:
                  counts_topic: str, counts_every_s: float) -> None:
         self.partition = 0  # of the raw message being processed: set by the agent before each one
         self.counts, self.counts_topic, self.counts_every_s = counts, counts_topic, counts_every_s
-        self.counted_at = time.monotonic()
         self.changelog = table.changelog_topic.get_topic_name()
         self.store = compat.store_of(table)
         producer = app.worker_producer
         self.batcher = Batcher(producer.batch_producer, linger_s, self._on_sent)
+        self.batcher.wake(time.monotonic() + counts_every_s)  # the counts' deadline rides on the batcher's due
         producer.before_flush = self.flush  # Faust flushes its producer before every offset commit
         self.users = UsersTable(self)
 
@@ -46,20 +46,17 @@ class Outputs:
 
     @property
     def due(self) -> bool:
-        """Batches are older than the linger time or full, or counts are due (asked after every message)."""
-        return self.batcher.due or self._counts_due()
-
-    def _counts_due(self) -> bool:
-        return bool(self.counts) and (time.monotonic() - self.counted_at >= self.counts_every_s
-                                      or self.counts.events >= COUNTS_MAX_EVENTS)
+        """Batches are older than the linger time or full, or the counts' deadline passed (asked after every
+        message: the batcher's one comparison carries both)."""
+        return self.batcher.due
 
     async def send_due(self) -> None:
-        if self._counts_due():
-            self._send_counts()
+        if time.monotonic() >= self.batcher.wake_at or self.counts.events >= COUNTS_MAX_EVENTS:
+            self._send_counts()  # (none pending: only the next deadline is set)
         await self.batcher.send_due()
 
     def _send_counts(self) -> None:
-        self.counted_at = time.monotonic()
+        self.batcher.wake(time.monotonic() + self.counts_every_s)
         for value in self.counts.drain():
             self.batcher.add(self.counts_topic, 0, COUNTS_KEY, value)
 
