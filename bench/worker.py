@@ -1,11 +1,13 @@
 """Worker benchmark (run on demand, not in CI): `python bench/worker.py [--deliveries 200000] [--bootstrap h:p]`.
 
 On one topic and broker, in one run: (a) the framework floor — a Faust agent that only consumes and Avro-decodes;
-(n) the ceiling of any worker with our normalizer — the floor plus only `normalize()`; (b) the full worker
-(`attrib worker`: normalize, dedupe, state, enrich, DLQ, metrics); (c) two worker processes in one group.
+(m) Faust mechanics — the floor plus what any worker with our semantics must do per delivery in Faust: one
+changelog-backed state write (as the worker writes state) and one output record, acknowledged before each commit, no
+normalize and no logic: (m)/(a) bounds (b)/(a) while we keep Faust; (n) the floor plus only `normalize()`; (b) the
+full worker (`attrib worker`: normalize, dedupe, state, enrich, DLQ, metrics); (c) two worker processes in one group.
 Throughput = raw deliveries / time between the group's first and last offset commit movement (same measure for all
 three). Also: worker RSS over the run, state memory for 1M users (dict of bytes as Faust's memory
-store holds it vs rocksdict on disk), optional py-spy top frames (--profile).
+store holds it vs rocksdict on disk), optional py-spy top frames and parts of (a), (m), (b) (--profile).
 """
 
 from __future__ import annotations
@@ -93,7 +95,7 @@ def measure(s: Settings, group: str, target: dict[int, int], procs: list[subproc
             "rss_mb_end": round(rss[-1])}
 
 
-PROFILE = Path(tempfile.gettempdir()) / "attrib-worker.pyspy"
+PROFILES = Path(tempfile.gettempdir()) / f"attrib-worker-pyspy-{os.getpid()}"  # one file per profiled phase
 
 FLOOR_APP = r'''
 import sys, faust
@@ -130,6 +132,46 @@ from faust.worker import Worker
 Worker(app, loglevel="WARNING", quiet=True, override_logging=False, redirect_stdouts=False).execute_from_commandline()
 '''
 
+# (m): the worker's own app, table and outputs (streams/app.py, streams/outputs.py) with the floor's agent plus, per
+# delivery, one state write through the users table (store + one batched changelog record) and one output record.
+MECHANICS_APP = r'''
+import sys, time
+from pathlib import Path
+sys.path.insert(0, sys.argv[1])
+from attrib import settings as sm
+from attrib.topics import counts_topic
+from schemas import avro
+from schemas.counts import Tally
+from streams import compat
+from streams.app import new_app, raw_topic_and_users
+from streams.outputs import Outputs
+from streams.worker import use_event_loop
+s = sm.load()
+use_event_loop(s.streams.event_loop)
+app = new_app(s, Path(sys.argv[2]), "memory://")
+topic, users = raw_topic_and_users(app, s)
+outputs = Outputs(app, users, s.streams.linger_ms / 1000, Tally(60_000), counts_topic(s), s.alerts.batch_within_s)
+table, events = outputs.users, s.topics.events
+guard = compat.SkipGuard()
+@app.agent(topic, name="mechanics", concurrency=1)
+async def mechanics(stream):
+    async for event in stream.events():
+        msg = event.message
+        guard.check(msg.partition, msg.offset)
+        outputs.partition = msg.partition
+        v = msg.value
+        if v and v[:2] == avro.MAGIC:
+            _, raw = avro.decode(v, expect="raw_delivery")
+            user = raw["user_key"]
+            table.get(user)
+            table[user] = v  # one state write: the store and one changelog record
+            outputs.send(events, user.encode(), v)  # one output record
+        if outputs.due:
+            await outputs.send_due()
+from faust.worker import Worker
+Worker(app, loglevel="WARNING", quiet=True, override_logging=False, redirect_stdouts=False).execute_from_commandline()
+'''
+
 
 def run_phase(name: str, s: Settings, n_workers: int, target: dict[int, int], tmp: Path, floor: str = "",
               profile: Path | None = None, store: str = "memory://") -> dict[str, float]:
@@ -141,7 +183,9 @@ def run_phase(name: str, s: Settings, n_workers: int, target: dict[int, int], tm
         data = tmp / f"{group}-{i}"
         data.mkdir(parents=True)
         log = (tmp / f"{group}-{i}.log").open("wb")
-        if floor:
+        if floor == "mechanics":
+            cmd = [sys.executable, "-c", MECHANICS_APP, str(ROOT), str(data)]
+        elif floor:
             cmd = [sys.executable, "-c", FLOOR_APP, str(ROOT), str(data), floor]
         else:
             cmd = [sys.executable, "-m", "ops.cli", "worker", "--data-dir", str(data), "--store", store,
@@ -176,12 +220,37 @@ def run_phase(name: str, s: Settings, n_workers: int, target: dict[int, int], tm
     return res
 
 
-def top_frames(profile: Path, n: int = 15) -> list[tuple[str, int]]:
-    """Self-time share per function from py-spy's collapsed stacks."""
+# Parts of a sample, for "where the time goes": the first rule whose keys appear anywhere in the stack (our stages,
+# with everything they call), else the innermost frame's owner.
+SUBTREES = [("normalize", ("schemas/normalize",)),
+            ("output encode", ("Codec.encode", "avro_writer", "<avro writer")),
+            ("raw decode", ("decode (schemas/avro.py", "Serde.decode")),
+            ("state load/apply/dump", ("streams/state.py", "streams/codec.py")),
+            ("alert counts", ("schemas/counts.py",)),
+            ("metrics", ("streams/metrics.py", "prometheus_client")),
+            ("produce: batches, pump, acks", ("streams/batcher.py", "streams/outputs.py", "aiokafka/producer",
+                                              "aiokafka/record", "aiokafka/conn"))]
+LEAF_OWNERS = [("Faust/mode consume + streams", ("faust/", "mode/", "aiokafka/")),
+               ("our per-message code", ("streams/", "<string>"))]
+
+
+def part_of(frames: list[str]) -> str:
+    for name, keys in SUBTREES:
+        if any(k in f for f in frames for k in keys):
+            return name
+    for f in reversed(frames):
+        for name, keys in LEAF_OWNERS:
+            if any(k in f for k in keys):
+                return name
+    return "event loop, asyncio, threads"
+
+
+def top_frames(profile: Path, n: int = 12) -> None:
+    """Self-time share per function and per part (``part_of``) from py-spy's collapsed stacks."""
     if not profile.exists():
-        return []
+        return
     own: Counter[str] = Counter()
-    incl: Counter[str] = Counter()
+    parts: Counter[str] = Counter()
     total = 0
     for line in profile.read_text().splitlines():
         stack, _, count = line.rpartition(" ")
@@ -189,15 +258,13 @@ def top_frames(profile: Path, n: int = 15) -> list[tuple[str, int]]:
         k = int(count)
         total += k
         own[frames[-1]] += k
-        for f in set(frames):
-            incl[f] += k
-    print("  py-spy top self-time frames:")
+        parts[part_of(frames)] += k
+    print(f"  py-spy {profile.name}: by part")
+    for name, k in parts.most_common():
+        print(f"    {100 * k / total:5.1f}%  {name}")
+    print("  top self-time frames:")
     for f, k in own.most_common(n):
         print(f"    {100 * k / total:5.1f}%  {f}")
-    print("  py-spy top inclusive frames (ours and Faust's):")
-    for f, k in [(f, k) for f, k in incl.most_common(80) if "streams/" in f or "schemas/" in f or "faust/" in f][:n]:
-        print(f"    {100 * k / total:5.1f}%  {f}")
-    return own.most_common(n)
 
 
 def state_memory(users: int, tmp: Path) -> None:
@@ -246,11 +313,11 @@ def main() -> int:
     ap.add_argument("--deliveries", type=int, default=200_000)
     ap.add_argument("--partitions", type=int, default=12)
     ap.add_argument("--bootstrap", help="use a running broker instead of starting a private one")
-    ap.add_argument("--profile", action="store_true", help="py-spy the full worker (needs py-spy in the venv)")
+    ap.add_argument("--profile", action="store_true", help="py-spy (a), (m) and (b) (needs py-spy in the venv)")
     ap.add_argument("--state-users", type=int, default=1_000_000)
     ap.add_argument("--store", default="memory://", help="store of the full workers (b, c)")
     ap.add_argument("--set", action="append", default=[], help="streams setting override, e.g. linger_ms=50")
-    ap.add_argument("--skip", default="", help="comma list of phases to skip: a,n,b,c,mem")
+    ap.add_argument("--skip", default="", help="comma list of phases to skip: a,m,n,b,c,mem")
     args = ap.parse_args()
     skip = set(args.skip.split(","))
     tmp = Path(tempfile.mkdtemp(prefix="bench-worker-"))
@@ -290,18 +357,29 @@ def main() -> int:
         cores = os.cpu_count()
         print(f"machine: {cores} cores; broker {'external' if args.bootstrap else 'local, same cores'}", flush=True)
         res = {}
+        if args.profile:
+            PROFILES.mkdir(exist_ok=True)
+
+        def prof(phase: str) -> Path | None:
+            return PROFILES / f"{phase}.pyspy" if args.profile else None
+
         if "a" not in skip:
-            res["a"] = run_phase("floor", s, 1, target, tmp, floor="decode")
+            res["a"] = run_phase("floor", s, 1, target, tmp, floor="decode", profile=prof("a"))
+        if "m" not in skip:
+            res["m"] = run_phase("mechanics", s, 1, target, tmp, floor="mechanics", profile=prof("m"))
         if "n" not in skip:
             res["n"] = run_phase("floor-normalize", s, 1, target, tmp, floor="normalize")
         if "b" not in skip:
-            prof = PROFILE if args.profile else None
-            res["b"] = run_phase("worker", s, 1, target, tmp, profile=prof, store=args.store)
+            res["b"] = run_phase("worker", s, 1, target, tmp, profile=prof("b"), store=args.store)
         if "c" not in skip:
             res["c"] = run_phase("two-workers", s, 2, target, tmp, store=args.store)
         if "a" in res and "b" in res:
             print(f"(b)/(a) = {res['b']['rate'] / res['a']['rate']:.2f} wall-clock, "
                   f"{res['b']['rate_per_cpu_s'] / res['a']['rate_per_cpu_s']:.2f} per CPU second  (target >= 0.6)")
+        if "a" in res and "m" in res:
+            print(f"(m)/(a) = {res['m']['rate'] / res['a']['rate']:.2f} wall-clock, "
+                  f"{res['m']['rate_per_cpu_s'] / res['a']['rate_per_cpu_s']:.2f} per CPU second  (Faust mechanics: "
+                  f"the ceiling of (b)/(a) with Faust)")
         if "a" in res and "n" in res:
             print(f"(n)/(a) = {res['n']['rate'] / res['a']['rate']:.2f} wall-clock, "
                   f"{res['n']['rate_per_cpu_s'] / res['a']['rate_per_cpu_s']:.2f} per CPU second  (the ceiling of "
@@ -309,8 +387,9 @@ def main() -> int:
         if "b" in res and "c" in res:
             print(f"(c)/(b) = {res['c']['rate'] / res['b']['rate']:.2f}  (target >= 1.6 with two free cores)")
         if args.profile:
-            top_frames(PROFILE)
-            print(f"  (collapsed stacks kept in {PROFILE})")
+            for phase in ("a", "m", "b"):
+                top_frames(PROFILES / f"{phase}.pyspy")
+            print(f"  (collapsed stacks kept in {PROFILES})")
         if "mem" not in skip:
             state_memory(args.state_users, tmp)
     finally:

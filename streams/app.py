@@ -27,9 +27,10 @@ from streams.outputs import Outputs
 from streams.processor import Normalizer, Processor, tick_value
 
 
-def build_app(settings: Settings, data_dir: Path, store: str, normalizer: Normalizer = normalize) -> faust.App:
+def new_app(settings: Settings, data_dir: Path, store: str) -> compat.WorkerApp:
+    """The worker's Faust app, configured (no agents yet): also the base of bench/worker.py's (m) phase."""
     s, topics = settings.streams, settings.topics
-    app = compat.WorkerApp(
+    return compat.WorkerApp(
         s.app_id,
         fetch_max_wait_ms=s.fetch_max_wait_ms,
         **kafka.faust_settings(settings, "worker", s.app_id, [topics.raw]),
@@ -49,9 +50,20 @@ def build_app(settings: Settings, data_dir: Path, store: str, normalizer: Normal
         producer_max_batch_size=1 << 20,
         producer_acks=-1,
     )
-    raw_topic = app.topic(topics.raw, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw",
-                          partitions=topics.partitions)
-    users = app.Table("users", key_type=bytes, value_type=bytes, partitions=topics.partitions)
+
+
+def raw_topic_and_users(app: faust.App, settings: Settings) -> tuple[Any, Any]:
+    """The raw topic (bytes in) and the users table (bytes by user key), as the worker declares them."""
+    topics = settings.topics
+    raw = app.topic(topics.raw, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw",
+                    partitions=topics.partitions)
+    return raw, app.Table("users", key_type=bytes, value_type=bytes, partitions=topics.partitions)
+
+
+def build_app(settings: Settings, data_dir: Path, store: str, normalizer: Normalizer = normalize) -> faust.App:
+    s, topics = settings.streams, settings.topics
+    app = new_app(settings, data_dir, store)
+    raw_topic, users = raw_topic_and_users(app, settings)
     # alert counts, where the events already are (schemas/counts.py)
     counts = Tally(settings.alerts.detect.bucket_s * 1000, gap_ms(s.tick_interval_s))
     outputs = Outputs(app, users, s.linger_ms / 1000, counts, counts_topic(settings), settings.alerts.batch_within_s)
