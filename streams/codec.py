@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from decimal import Decimal
+from types import NoneType
 from typing import Any
 
 import orjson
@@ -40,8 +41,9 @@ _TIMES = ("event_time", "received_at", "touch_time")
 def plain(ev: dict[str, Any]) -> dict[str, Any]:
     """A canonical event as the state keeps it: times as int ms. normalize already gives ints: then the event itself
     (no copy); a copy only for datetimes (events decoded from Avro, e.g. by replay tools)."""
-    if all(isinstance(ev.get(k), (int, type(None))) for k in _TIMES):
-        return ev
+    g = ev.get
+    if type(g("event_time")) is int and type(g("received_at")) is int and isinstance(g("touch_time"), (int, NoneType)):
+        return ev  # (ints are never bools here: the Avro schema and normalize give longs)
     out = dict(ev)
     for k in _TIMES:
         v = out.get(k)

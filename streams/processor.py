@@ -92,6 +92,8 @@ class Processor:
         self.rules = {src.name: Rules(frozenset(x.lower() for x in src.event_allowlist),
                                       frozenset(x.lower() for x in src.first_time_only)) for src in settings.sources}
         self.sources = {src.name: src for src in settings.sources}
+        self.no_rules = Rules()
+        self.max_pending_total = s.max_pending_total
         self.topics = settings.topics
         self.serde = wire.serde(settings)  # single-object Avro, or Confluent framing with a schema registry
         self.decode = self.serde.decode
@@ -101,11 +103,14 @@ class Processor:
         self.pending_total = 0
         self.last_sweep: dict[int, int] = {}
         self.tally = m.Tally()
+        self.delivered = 0  # deliveries since the last publish (the one tally every message has: a plain int)
         self.assigned: set[int] = set()
         # alert counts of what is emitted, per source offset, with each partition's progress (schemas/counts.py)
         self.counts = counts
 
     def publish_metrics(self) -> None:
+        self.tally.inc(m.DELIVERIES, n=self.delivered)
+        self.delivered = 0
         self.tally.publish()
         m.PENDING.set(self.pending_total)
 
@@ -125,7 +130,7 @@ class Processor:
                 log.exception("tick failed", extra={"fields": {"partition": partition, "offset": offset}})
                 self._dead(ref, "process", "tick_failed", f"{type(exc).__name__}: {exc}", value)
             return
-        self.tally.inc(m.DELIVERIES)
+        self.delivered += 1
         try:
             if value is None:
                 raise avro.AvroError("empty record")
@@ -143,7 +148,8 @@ class Processor:
                            raw=raw)
                 return
             try:
-                events = self.normalize(source, {**raw, "raw_ref": ref})
+                raw["raw_ref"] = ref  # our own decoded dict: no copy
+                events = self.normalize(source, raw)
             except NormalizeError as exc:
                 self._dead(ref, "normalize", exc.reason, str(exc), value, raw=raw, field=exc.field)
                 return
@@ -154,47 +160,50 @@ class Processor:
 
     def _events(self, raw: dict[str, Any], events: list[dict[str, Any]], partition: int, offset: int) -> None:
         user = raw["user_key"]
+        t = self.tally
         for e in events:
-            self.tally.inc(m.EVENTS_IN, e.get("event_type") or "unknown")
-        ix = self._index(partition)
+            t.inc(m.EVENTS_IN, e.get("event_type") or "unknown")
+        ix = self.index.get(partition) or self._rebuild(partition)
         stored = self.table.get(user)
         state = codec.load_state(stored) if stored is not None else new_state(partition)
         state["p"] = partition
-        room = self.settings.streams.max_pending_total - self.pending_total
+        room = self.max_pending_total - self.pending_total
         now = _ms(raw["received_at"])
         if self.counts is not None:
             self.counts.progress(partition, now)
         res = apply_events(state, events, (partition, offset), now, self.limits,
-                           self.rules.get(raw["source"], Rules()), room)
-        t = self.tally
-        t.inc(m.DUPLICATES, n=res.duplicates)
-        t.inc(m.FILTERED, n=res.filtered)
-        t.inc(m.REPLAYED, n=res.replayed)
-        t.inc(m.BUFFERED, n=res.buffered)
+                           self.rules.get(raw["source"], self.no_rules), room)
+        if res.duplicates:
+            t.inc(m.DUPLICATES, n=res.duplicates)
+        if res.filtered or res.replayed or res.buffered:
+            t.inc(m.FILTERED, n=res.filtered)
+            t.inc(m.REPLAYED, n=res.replayed)
+            t.inc(m.BUFFERED, n=res.buffered)
         # Duplicates and replays change nothing worth a changelog record.
         if res.changed:
             self.table[user] = codec.dump_state(state)
         self._account(ix, user, state)
-        self._emit(user, res, partition, offset)
+        if res.outputs:
+            self._emit(user, res, partition, offset)
 
     def _emit(self, user: str, res: Result, partition: int, offset: int) -> None:
         """Enriched events out, keyed by user: through ``send`` (the app batches them to the raw record's partition
         number of the events topic), and counted for alerts at the offset that emitted them."""
         now = int(time.time() * 1000)
         key = user.encode()
-        counts = self.counts
+        counts, tally, send, encode, topic = self.counts, self.tally, self.send, self.encode_event, self.topics.events
         for kind, out in res.outputs:
             if counts is not None:
                 counts.event(partition, offset, out)
             out["emitted_at"] = now
-            self.tally.inc(m.EVENTS_OUT, kind, out["attribution_status"])
+            tally.inc(m.EVENTS_OUT, kind, out["attribution_status"])
             if kind == TIMEOUT:
-                self.tally.inc(m.TIMEOUTS)
+                tally.inc(m.TIMEOUTS)
             elif kind == CORRECTION:
-                self.tally.inc(m.CORRECTIONS)
+                tally.inc(m.CORRECTIONS)
             elif kind == OVERFLOW:
-                self.tally.inc(m.OVERFLOWS)
-            self.send(self.topics.events, key, self.encode_event(out))
+                tally.inc(m.OVERFLOWS)
+            send(topic, key, encode(out))
 
     def _dead(self, ref: dict[str, Any], stage: str, reason: str, detail: str, value: bytes | None,
               raw: dict[str, Any] | None = None, field: str | None = None) -> None:
