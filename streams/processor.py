@@ -69,6 +69,8 @@ class PartitionIndex:
 
     def update(self, user: str, state: State) -> int:
         """Refresh one user's entry; return the change in pending count."""
+        if not state["h"] and user not in self.due:  # most deliveries: nothing held, nothing indexed
+            return 0
         old = self.due.pop(user, (0, 0))[1]
         dl = next_deadline(state)
         n = pending_count(state) if dl is not None else 0
