@@ -229,7 +229,7 @@ SUBTREES = [("normalize", ("schemas/normalize",)),
             ("alert counts", ("schemas/counts.py",)),
             ("metrics", ("streams/metrics.py", "prometheus_client")),
             ("produce: batches, pump, acks", ("streams/batcher.py", "streams/outputs.py", "aiokafka/producer",
-                                              "aiokafka/record", "aiokafka/conn"))]
+                                              "aiokafka/record"))]  # (aiokafka/conn: the consumer's fetches too)
 LEAF_OWNERS = [("Faust/mode consume + streams", ("faust/", "mode/", "aiokafka/")),
                ("our per-message code", ("streams/", "<string>"))]
 
