@@ -44,7 +44,7 @@ def slack() -> Iterator[FakeSlack]:
 def seed_history(s: Settings, now_ms: int, days: int = 8) -> None:
     """A week of heartbeats of an earlier ingress instance, one per 5 minutes, at RATE_PER_MIN."""
     step = 300_000
-    beats = []
+    beats: list[tuple[bytes | None, bytes]] = []
     for t in range(now_ms - days * 86_400_000, now_ms - 30_000, step):
         rec = {"v": 1, "instance": "earlier", "at": t, "interval_s": step / 1000,
                "sources": {"lr": {"n": RATE_PER_MIN * 5, "last": t - 1000, "mmp": "linkrunner", "app_id": "app1"}}}
