@@ -29,6 +29,31 @@ def demo_sources() -> list[SourceSettings]:
     return [SourceSettings.model_validate(x) for x in tomllib.loads(DEMO.read_text())["sources"]]
 
 
+def processes_of(var: Path) -> list[int]:
+    """Processes whose environment carries this var dir (`attrib run`, its broker and every service inherit it)."""
+    marker, found = str(var).encode(), []
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit() and int(d.name) != os.getpid():
+            try:
+                if marker in (d / "environ").read_bytes():
+                    found.append(int(d.name))
+            except OSError:
+                continue
+    return found
+
+
+def service_pid(var: Path, name: str) -> int | None:
+    """The pid of `attrib <name>` run by the `attrib run` on this var dir."""
+    for pid in processes_of(var):
+        try:
+            argv = [a for a in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0") if a]
+        except OSError:
+            continue
+        if argv[-2:] == [b"ops.cli", name.encode()]:
+            return pid
+    return None
+
+
 @dataclass
 class Pipeline:
     var: Path
@@ -81,26 +106,11 @@ class Pipeline:
             os.kill(pid, signal.SIGKILL)
 
     def leftovers(self) -> list[int]:
-        marker, found = str(self.var).encode(), []
-        for d in Path("/proc").iterdir():
-            if d.name.isdigit() and int(d.name) != os.getpid():
-                try:
-                    if marker in (d / "environ").read_bytes():
-                        found.append(int(d.name))
-                except OSError:
-                    continue
-        return found
+        return processes_of(self.var)
 
     def service_pid(self, name: str) -> int | None:
         """The pid of `attrib <name>` under this pipeline's `attrib run`."""
-        for pid in self.leftovers():
-            try:
-                argv = [a for a in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0") if a]
-            except OSError:
-                continue
-            if argv[-2:] == [b"ops.cli", name.encode()]:
-                return pid
-        return None
+        return service_pid(self.var, name)
 
     # -- settings as the services see them ----------------------------------------------------------------------
     @property
