@@ -295,9 +295,10 @@ SECONDS = 30.0
 KILL_AT, RESTART_AT = 8.0, 18.0  # seconds into the traffic
 
 
-def broker_kill_run(tmp: Path, **settings: str) -> tuple[Traffic, dict[str, int], dict[str, Any]]:
-    """One broker of three SIGKILLed mid-traffic, restarted 10 s later. Returns the traffic, FINAL counts of the
-    acknowledged deliveries' event ids, and facts about the fault."""
+def broker_kill_run(tmp: Path, seconds: float = SECONDS, kill_at: float = KILL_AT, restart_at: float = RESTART_AT,
+                    **settings: str) -> tuple[Traffic, dict[str, int], dict[str, Any]]:
+    """One broker of three SIGKILLed at ``kill_at`` s into ``seconds`` of traffic, restarted at ``restart_at``. Returns
+    the traffic, FINAL counts of the acknowledged deliveries' event ids, and facts about the fault."""
     p = Pipeline.configure(tmp, brokers=3, **settings)
     facts: dict[str, Any] = {}
     try:
@@ -306,18 +307,18 @@ def broker_kill_run(tmp: Path, **settings: str) -> tuple[Traffic, dict[str, int]
         facts["victim"] = victim.node_id
 
         def fault(elapsed: float) -> None:
-            if elapsed >= KILL_AT and "killed_at" not in facts:
+            if elapsed >= kill_at and "killed_at" not in facts:
                 pid = victim.pid()
                 assert pid is not None
                 os.kill(pid, signal.SIGKILL)
                 facts["killed_at"] = elapsed
-            elif elapsed >= RESTART_AT and "killed_at" in facts and "restarted_at" not in facts:
+            elif elapsed >= restart_at and "killed_at" in facts and "restarted_at" not in facts:
                 facts["restarted_at"] = elapsed
                 t0 = time.monotonic()
                 victim.start(log=lambda *_: None)
                 facts["restart_took_s"] = round(time.monotonic() - t0, 1)
 
-        planned = installs(int(RATE * SECONDS) // 5)
+        planned = installs(int(RATE * seconds) // 5)
         traffic = asyncio.run(send_open_loop(p.ingest_url, planned, RATE, on_tick=fault))
         want = set().union(*(d.event_ids for d in traffic.acknowledged))
         counts = settle(p, want)
