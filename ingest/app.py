@@ -180,8 +180,7 @@ class Ingress:
         except ProduceError:  # the local queue is full: nothing in flight, the spool alone can take it now
             pass
         else:
-            done, _ = await asyncio.wait((first,), timeout=spool_after)
-            if done and first.exception() is None:
+            if await self.producer.acked_within(first, spool_after):
                 return b"stored"
         self._kafka_slow_until = time.monotonic() + SLOW_FOR_S
         try:
