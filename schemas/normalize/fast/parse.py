@@ -132,6 +132,10 @@ def parse(query: Query, raw: dict[str, Any]) -> tuple[list[dict[str, Any]], bool
                 value = loads(stripped)
             except ValueError as exc:
                 raise NormalizeError(INVALID_JSON, None, f"body is not JSON: {exc}") from None
+    if value.__class__ is dict:  # one event object, the common case
+        if value:
+            return [value], fast, clean
+        raise NormalizeError(EMPTY_BODY, None, "empty JSON object")
     items = value if isinstance(value, list) else [value]
     if not items:
         raise NormalizeError(NOT_AN_OBJECT, None, "empty JSON array")
