@@ -15,9 +15,10 @@ from hypothesis import strategies as st
 
 from attrib.settings import SourceSettings
 from schemas.errors import NormalizeError
-from schemas.fields import currency, decimal, json_in_string, time_ms
+from schemas.fields import currency, decimal, json_in_string, query_dict, time_ms
 from schemas.normalize import MMPS, normalize
 from schemas.normalize.fast.keys import first_key
+from schemas.normalize.fast.parse import query_dict as fast_query_dict
 from schemas.normalize.fast.parse import unquote_replace
 from schemas.normalize.fast.plan import CUR, DEC, TIME
 from schemas.normalize.fast.plan import json_in_string as fast_json_in_string
@@ -253,3 +254,13 @@ def test_times_with_every_clock_and_tail_agree(v: str) -> None:
     """Hours to 29, minutes and seconds to 69, fractions of 0-10 digits, Z / space / doubled tails, non-ASCII
     digits (hypothesis draws them for \\d): the cached day / minute / second / fraction reads against F.time_ms."""
     assert _time_outcome(TIME, v) == _time_outcome(time_ms, v)
+
+
+@settings(max_examples=1000)
+@given(parts=st.lists(st.sampled_from(["%", "%2", "%26", "%3D", "%3d", "%E6", "%98%A5", "%C3", "%ff", "%zz", "&", "=",
+                                       "+", "a", "B", "2", "6", "D", "e", ".", "春", "\ud800", "%00", " "]),
+                      max_size=16))
+def test_query_dicts_agree(parts: list[str]) -> None:
+    """The whole-string unquote (no escaped separators) and the per-part one against parse_qsl."""
+    s = "".join(parts)
+    assert fast_query_dict(s) == query_dict(s)
