@@ -152,6 +152,27 @@ class DurableProducer:
         finally:
             expiry.cancel()
 
+    async def acked_within(self, fut: asyncio.Future[Stored], seconds: float) -> bool:
+        """Whether a submitted record is acknowledged within ``seconds``; unlike ``wait`` the produce goes on after
+        a False (the spool path hands the still-running produce to the drainer)."""
+        if fut.done():
+            return not fut.cancelled() and fut.exception() is None
+        assert self._loop is not None
+        waiter: asyncio.Future[None] = self._loop.create_future()
+
+        def wake(_: object = None) -> None:
+            if not waiter.done():
+                waiter.set_result(None)
+
+        expiry = self._loop.call_later(seconds, wake)  # the same bare timer as ``wait``
+        fut.add_done_callback(wake)
+        try:
+            await waiter
+        finally:
+            expiry.cancel()
+            fut.remove_done_callback(wake)
+        return fut.done() and not fut.cancelled() and fut.exception() is None
+
     def _settled(self, fut: asyncio.Future[Stored]) -> None:
         self._pending -= 1
         metrics.IN_FLIGHT.dec()

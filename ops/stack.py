@@ -70,13 +70,16 @@ def classpath(jars: Path) -> str:
     return os.pathsep.join(str(p) for p in sorted(jars.glob("*.jar")))
 
 
-def jvm_options(jars: Path) -> list[str]:
-    """Flags for every JVM of the stack (broker and storage tool). C1 only and the serial collector: a local broker's
-    throughput needs neither C2 nor G1, and on a loaded 2-core machine they cost ~40% of the start's CPU. The
-    class-data archive (AppCDS), when built, takes another ~40%: its classes are mapped, not parsed and verified."""
+def jvm_options(jars: Path, jit: str = "c1") -> list[str]:
+    """Flags for every JVM of the stack (broker and storage tool). ``jit="c1"`` (C1 only) with the serial collector:
+    on a loaded 2-core machine C2 and G1 cost ~40% of a start's CPU, which tests (many short-lived brokers) and
+    `make run` feel; but under sustained load a C1-only broker spends ~1.7x the CPU per record (bench/e2e.py at
+    ~960/s: 0.80 vs 0.46 ms per delivery), so load measurements use ``"full"``. The class-data archive (AppCDS),
+    when built, takes another ~40% of the start: its classes are mapped, not parsed and verified."""
     archive = _archive_path(jars)
     shared = [f"-XX:SharedArchiveFile={archive}"] if archive is not None and archive.is_file() else []
-    return ["-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC", "-Xshare:auto", *shared]
+    tier = ["-XX:TieredStopAtLevel=1"] if jit == "c1" else []
+    return [*tier, "-XX:+UseSerialGC", "-Xshare:auto", *shared]
 
 
 def _archive_path(jars: Path) -> Path | None:
@@ -146,12 +149,13 @@ class Broker:
     voters: str = ""  # controller.quorum.voters of a cluster ("1@host:port,…"); "" = a single self-bootstrapped node
     cluster_id: str = ""  # shared by every node of a cluster; "" = a fresh one when formatting
     replication: int = 1  # replication factor of internal topics; min ISR is one less (at least 1)
+    jit: str = "c1"  # stack.jit: see jvm_options
 
     @classmethod
     def from_settings(cls, s: Settings) -> Broker:
         host, _, port = s.kafka.bootstrap_servers.split(",")[0].strip().rpartition(":")
         return cls(s.var_dir / "kafka", s.stack.jars_dir, host, int(port), s.stack.controller_port, s.stack.heap,
-                   s.stack.start_timeout_s)
+                   s.stack.start_timeout_s, jit=s.stack.jit)
 
     @property
     def bootstrap(self) -> str:
@@ -215,7 +219,7 @@ class Broker:
         # a static quorum (voters listed in the config) needs no initial-controller flag; a lone node bootstraps itself
         quorum = [] if self.voters else ["--standalone"]
         proc = subprocess.run(
-            ["java", *jvm_options(self.jars), "-cp", classpath(self.jars),
+            ["java", *jvm_options(self.jars, self.jit), "-cp", classpath(self.jars),
              "kafka.tools.StorageTool", "format", f"--cluster-id={cluster_id}",
              "-c", str(self.config_file), *quorum],
             check=False, capture_output=True, text=True, env=self._env(),
@@ -279,7 +283,7 @@ class Broker:
         """Start the JVM detached (``extra``: more JVM flags)."""
         with open(self.log_file, "ab") as out:
             proc = subprocess.Popen(
-                ["java", *self.heap.split(), *jvm_options(self.jars), *extra, "-Djava.awt.headless=true",
+                ["java", *self.heap.split(), *jvm_options(self.jars, self.jit), *extra, "-Djava.awt.headless=true",
                  f"-Dlog4j2.configurationFile={self.home / 'log4j2.properties'}", f"-Dkafka.logs.dir={self.home}",
                  "-cp", classpath(self.jars), MAIN_CLASS, str(self.config_file)],
                 stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=self._env(),
@@ -370,7 +374,7 @@ class Cluster:
         cluster_id = _cluster_id(home)
         return cls(tuple(Broker(home / f"node-{i + 1}", s.stack.jars_dir, host, ports[i], cports[i], s.stack.heap,
                                 s.stack.start_timeout_s, node_id=i + 1, voters=voters, cluster_id=cluster_id,
-                                replication=min(3, n))
+                                replication=min(3, n), jit=s.stack.jit)
                          for i in range(n)))
 
     @property

@@ -7,6 +7,7 @@ import asyncio
 import json
 
 from attrib.settings import Settings
+from ingest import producer
 from ingest.verify import Outbound
 from ops.stack import Broker, fetch_jars
 from tests.ingest.conftest import SOURCES, consume
@@ -75,7 +76,6 @@ async def test_shutdown_drains_in_flight_deliveries(start_ingress):
 
 
 def test_produce_wait_outlasts_broker_fencing_with_a_per_source_override():
-    from ingest import producer
     from ingest.sources import compile_all
 
     s = Settings(sources=[{"name": "af", "mmp": "appsflyer", "verify": ["token"], "secrets": ["t"]},
@@ -99,3 +99,28 @@ def test_bad_produce_timeout_fails_start_naming_the_key():
                            "options": {"produce_timeout_s": -1}}])
     with pytest.raises(ConfigError, match=r"ATTRIB_SOURCES\[0\]__OPTIONS__PRODUCE_TIMEOUT_S"):
         compile_all(s)
+
+
+async def test_a_late_ack_is_reported_without_ending_the_produce():
+    """The spool path asks "acknowledged within spool_after_s?" and, on no, hands the still-running produce to the
+    drainer: the question must not expire the record (only ``wait`` does, at the produce timeout)."""
+    s = Settings(kafka={"bootstrap_servers": f"127.0.0.1:{free_port()}"})  # nothing listens: no ack ever comes
+    p = producer.DurableProducer(s)
+    p.start(asyncio.get_running_loop())
+    try:
+        fut = p.submit("raw", b"k", b"v")
+        assert await p.acked_within(fut, 0.05) is False
+        assert not fut.done()  # still in flight: a late ack would still count
+        stored = asyncio.get_running_loop().create_future()
+        stored.set_result(producer.Stored("raw", 0, 7))
+        assert await p.acked_within(stored, 0.05) is True
+        try:
+            await p.wait(fut, 0.05)
+        except producer.ProduceError as exc:
+            assert exc.reason == "timeout"
+        else:
+            raise AssertionError("an unacknowledged record counted as stored")
+        assert await p.acked_within(fut, 0.05) is False  # expired: not stored
+    finally:
+        await p.stop_polling()
+        p.close(0.1)

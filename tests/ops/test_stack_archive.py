@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from attrib import settings as settings_mod
 from attrib.settings import Settings
 from ops import stack
 from tests.support import free_port
@@ -103,3 +104,16 @@ def test_a_cluster_formats_once_and_its_nodes_copy_the_format(tmp_path: Path) ->
     lone = stack.Broker.from_settings(Settings(var_dir=tmp_path / "lone"))
     with pytest.raises(stack.StackError, match="same static quorum"):
         lone.format_like(one)
+
+
+def test_the_jit_setting_reaches_every_jvm_of_the_stack(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """C1 only by default (cheap starts); ``stack.jit = "full"`` for sustained load (bench/e2e.py)."""
+    for jit, c1_only in (("c1", True), ("full", False)):
+        monkeypatch.setenv("ATTRIB_STACK__JIT", jit)
+        s = settings_mod.load(var_dir=tmp_path / jit)
+        nodes = [stack.Broker.from_settings(s), *stack.Cluster.from_settings(s, 3).nodes]
+        for b in nodes:
+            assert ("-XX:TieredStopAtLevel=1" in stack.jvm_options(b.jars, b.jit)) is c1_only, (jit, b)
+    monkeypatch.setenv("ATTRIB_STACK__JIT", "c2")
+    with pytest.raises(settings_mod.ConfigError, match="ATTRIB_STACK__JIT"):
+        settings_mod.load()
