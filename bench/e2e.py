@@ -26,6 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -128,10 +129,21 @@ class Pipeline:
             time.sleep(0.5)
         time.sleep(2)
 
+    def spooled(self) -> float:
+        """Deliveries the ingress answered from its local spool so far (Kafka's ack later than spool_after_s)."""
+        url = f"http://127.0.0.1:{self.env['ATTRIB_INGEST__PORT']}/metrics"
+        try:
+            with urllib.request.urlopen(url, timeout=5) as r:
+                text = r.read().decode()
+        except OSError:
+            return float("nan")
+        return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                   if line.startswith("attrib_ingest_spooled_total{"))
+
     def step(self, rate: float, seconds: float) -> dict[str, Any]:
         """Send at ``rate`` for ``seconds``, wait until the warehouse settles; latency quantiles and CPU."""
         from ops.sql import query_rows
-        warm_raw = self.rows_in("raw_deliveries")
+        warm_raw, spooled0 = self.rows_in("raw_deliveries"), self.spooled()
         count = max(1, int(rate * seconds / len(self.s.sources)))
         cpu0 = _cpu_by_process(self.run.pid)
         t0 = time.time()
@@ -162,7 +174,8 @@ class Pipeline:
                    quantiles(0.5, 0.99)(dateDiff('millisecond', emitted_at, loaded_at)) AS sink
             FROM {self.db}.events WHERE received_at >= fromUnixTimestamp64Milli({int(t0 * 1000)})
               AND version = 1 AND attribution_status != 'pending_timeout'""")[0]
-        return {"summary": summary, "archived": n, "q": q, "cpu": cpu, "took": took, "load": os.getloadavg()[0]}
+        return {"summary": summary, "archived": n, "q": q, "cpu": cpu, "took": took, "load": os.getloadavg()[0],
+                "spooled": self.spooled() - spooled0}
 
 
 def _report(r: dict[str, Any], rate: float, extra: list[str]) -> None:
@@ -170,7 +183,8 @@ def _report(r: dict[str, Any], rate: float, extra: list[str]) -> None:
     want = summary["sent"] - summary["duplicates"]
     print(f"sent {summary['sent']:,} deliveries at {summary['rate_per_s']}/s (target {rate:g}/s), "
           f"ingress ack p50 {summary['latency_ms']['p50']} ms p99 {summary['latency_ms']['p99']} ms, "
-          f"statuses {summary['statuses']}; {want:,} non-duplicate, raw archived {r['archived']:,}")
+          f"statuses {summary['statuses']}; {want:,} non-duplicate, raw archived {r['archived']:,}; "
+          f"answered from the ingress spool {r['spooled']:,.0f}")
     if extra:
         print("settings:", " ".join(extra))
     print(f"ingress receipt → queryable in ClickHouse over {q['events']:,} events: "
@@ -180,6 +194,7 @@ def _report(r: dict[str, Any], rate: float, extra: list[str]) -> None:
           "p50 {:.0f} / p99 {:.0f} ms".format(*q["worker"], *q["sink"]))
     print(f"  CPU over those {took:.0f}s, % of one core: " + ", ".join(
         f"{k} {100 * v / took:.0f}%" for k, v in sorted(cpu.items(), key=lambda kv: -kv[1]) if v > 0.05))
+    print(f"  CPU ms per delivery: {_per_delivery(r)}")
 
 
 def _per_delivery(r: dict[str, Any]) -> str:
@@ -199,7 +214,8 @@ def _find_capacity(p: Pipeline, a: argparse.Namespace) -> None:
         q, got = r["q"], float(r["summary"]["rate_per_s"])
         ok = q["events"] > 0 and q["p99"] <= a.p99_ms and got >= 0.9 * rate
         print(f"rate {rate:7.0f}/s (sent {got:7.1f}/s): p50 {q['p50']:6.0f} ms  p99 {q['p99']:6.0f} ms  "
-              f"worker p99 {q['worker'][1]:6.0f} ms  load {r['load']:4.1f}  {'ok' if ok else 'OVER'}")
+              f"worker p99 {q['worker'][1]:6.0f} ms  spooled {r['spooled']:5.0f}  load {r['load']:4.1f}  "
+              f"{'ok' if ok else 'OVER'}")
         print(f"    CPU ms per delivery: {_per_delivery(r)}")
         if not ok:
             if retried or a.no_retry:

@@ -56,11 +56,12 @@ def wait_ready(url: str, timeout: float = 60) -> None:
 
 def deliveries(n: int) -> list[tuple[str, dict[str, str], bytes]]:
     from attrib.settings import SourceSettings
-    from ops.traffic import signing, traffic
+    from ops.traffic import deliveries as planner
+    from ops.traffic import signing
 
     src = SourceSettings(**SOURCE)
     out = []
-    for p in traffic.plan(src, n, seed=1):
+    for p in planner.plan(src, n, seed=1):
         signing.sign(src, p.out, time.time())
         out.append((p.out.path, p.out.headers, p.out.body))
     return out
@@ -186,13 +187,14 @@ def main() -> int:
     args = ap.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="attrib-bench-"))
+    reqs = deliveries(2000)  # before the broker starts: a failure here leaves nothing running
     broker, bootstrap = given_or_throwaway(args.bootstrap, tmp)
+
     def broker_cpu() -> float:
         pid = broker.pid() if broker is not None else None
         return cpu_s(pid) if pid else float("nan")
 
     use_wrk = args.generator == "wrk" or (args.generator == "auto" and shutil.which("wrk"))
-    reqs = deliveries(2000)
     script = tmp / "bench.lua"
     wrk_script(reqs, script)
     results = []

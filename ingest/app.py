@@ -27,6 +27,7 @@ from ingest.arrivals import Tally
 from ingest.drain import Drainer
 from ingest.producer import DurableProducer, ProduceError, Stored, longest_wait_s
 from ingest.rejections import Rejection, Rejections
+from ingest.slow_acks import SlowAcks
 from ingest.sources import SourcePlan, compile_all
 from ingest.spool import Spool, SpoolUnavailable
 from ingest.verify import FORBIDDEN_REASONS, HTTPS_REQUIRED, Inbound, network
@@ -35,9 +36,6 @@ from schemas.user_key import user_key
 
 log = logging.getLogger("attrib.ingest")
 _OK_HEADERS = {"Content-Type": "application/json"}
-# Once a delivery had to be spooled, the next ones wait only this long for Kafka's ack, for SLOW_FOR_S after the
-# last such miss: during a broker failover every ack is late, and the full spool_after_s would only add to each answer.
-SLOW_SPOOL_AFTER_S, SLOW_FOR_S = 0.1, 2.0
 
 
 class Ingress:
@@ -48,7 +46,7 @@ class Ingress:
         self.plans: dict[str, SourcePlan] = compile_all(s)
         self.producer = producer
         self.spool: Spool | None = None
-        self._kafka_slow_until = 0.0
+        self.slow_acks = SlowAcks()
         self.drainer: Drainer | None = None
         if s.ingest.spool_max_bytes:
             self.spool = Spool(s.ingest.spool_dir or s.var_dir / "ingest-spool", s.ingest.spool_max_bytes,
@@ -172,17 +170,16 @@ class Ingress:
             await self.producer.send(topic, key, value, timeout)
             return b"stored"
         started = time.monotonic()
-        if started < self._kafka_slow_until:  # Kafka was just too slow for a delivery: don't make each one wait
-            spool_after = min(spool_after, SLOW_SPOOL_AFTER_S)
+        wait_s = self.slow_acks.wait_s(spool_after, started)  # shorter while Kafka is missing the whole wait
         first: asyncio.Future[Stored] | None = None
         try:
             first = self.producer.submit(topic, key, value)
         except ProduceError:  # the local queue is full: nothing in flight, the spool alone can take it now
             pass
         else:
-            if await self.producer.acked_within(first, spool_after):
+            if await self.producer.acked_within(first, wait_s):
                 return b"stored"
-        self._kafka_slow_until = time.monotonic() + SLOW_FOR_S
+        self.slow_acks.missed(first, started, spool_after)
         try:
             seq = await self.spool.append(topic, key, value)
         except SpoolUnavailable:  # full or failing: wait for Kafka as without a spool; a late answer beats a 503

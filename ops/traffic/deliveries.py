@@ -12,7 +12,7 @@ import random
 import re
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -28,6 +28,7 @@ APP_KEYS = ("app_id", "app_guid", "store_id", "bundle_id")  # what the normalize
 _TIME_KEY = re.compile(r"(time|timestamp|_at$|_on$|_at_ms$|^ts$|date)", re.I)
 _AF_TIME = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3}$")
 _ISO_TIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$")
+_AF_LOCAL = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3}([+-])(\d\d)(\d\d)$")  # *_selected_timezone
 
 
 @dataclass(frozen=True)
@@ -120,6 +121,10 @@ def _time_like(old: Any, now: float) -> Any:
         return v if isinstance(old, int) else str(v)
     if isinstance(old, str) and _AF_TIME.match(old):
         return datetime.fromtimestamp(now, UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:23]
+    if isinstance(old, str) and (m := _AF_LOCAL.match(old)):  # the same moment in the sample's own offset
+        sign, hh, mm = m.groups()
+        tz = timezone((-1 if sign == "-" else 1) * timedelta(hours=int(hh), minutes=int(mm)))
+        return datetime.fromtimestamp(now, tz).strftime("%Y-%m-%d %H:%M:%S.%f")[:23] + old[-5:]
     if isinstance(old, str) and _ISO_TIME.match(old):
         return datetime.fromtimestamp(now, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:23] + "Z"
     if isinstance(old, str) and re.match(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d$", old):
@@ -197,8 +202,9 @@ def plan(src: SourceSettings, count: int, duplicates: float = 0.0, out_of_order:
     1–3 later events (event time after the install's); ``out_of_order`` is the share of users whose first later
     event is sent before the install (exactly, among users with a later event that is not an install: an MMP with
     install samples only has none); ``duplicates`` the share of deliveries re-sent identically right after.
-    ``spacing_s``: the deliveries go out this far apart (a paced run), so each user's events are stamped around the
-    time its install will be sent, not all around the start of the run."""
+    ``spacing_s``: the deliveries go out this far apart (a paced run). Each delivery's event time is its planned send
+    moment (``now`` + its slot x ``spacing_s``), moved earlier only where the user's event order needs it (an install
+    sent after its purchase, or an unpaced run where all slots are ``now``): never after it is sent."""
     tpls = usable(src)
     if not tpls:
         raise ValueError(f"no {src.mmp} sample uses a method source {src.name!r} accepts ({', '.join(src.methods)})")
@@ -220,25 +226,38 @@ def plan(src: SourceSettings, count: int, duplicates: float = 0.0, out_of_order:
         events = [t for t in events_all if not platform or t.platform in (platform, None)] or installs
         user = new_user((*installs, *events), rng)
         app_id = app_for(src, installs_all, platform)
-        t0 = now + len(out) * spacing_s - rng.uniform(0, 60)
-        first = rng.choice(installs)
-        seq = [Planned(render(first, user, src.name, t0, rng, app_id), uid, first.event_type)]
-        for k in range(rng.randint(*events_per_user)):
-            t = rng.choice(events)
-            seq.append(Planned(render(t, user, src.name, t0 + 1 + k * rng.uniform(1, 30), rng, app_id), uid,
-                               t.event_type))
+        # in event order: the install, then 1-3 later events
+        tpls_u = [rng.choice(installs), *(rng.choice(events) for _ in range(rng.randint(*events_per_user)))]
+        gaps = [rng.uniform(1, 5) for _ in tpls_u]  # an event is stamped at least this far before the one after it
+        order = list(range(len(tpls_u)))  # send order, as indices into tpls_u
         room = count - len(out)
-        if len(seq) > 1 and seq[1].event_type not in INSTALL_TYPES and room >= 2:  # the install must fit after it
+        ooo = False
+        if len(tpls_u) > 1 and not tpls_u[1].is_install and room >= 2:  # the install must fit after it
             owed += out_of_order  # exactly the requested share of the users that can be out of order, not ~it
             if owed >= 1 - 1e-9:
                 owed -= 1
-                seq[0], seq[1] = seq[1], seq[0]  # e.g. the purchase arrives before the install
-                seq[0].out_of_order = True
-        for p in seq:
+                order[0], order[1] = 1, 0  # e.g. the purchase arrives before the install
+                ooo = True
+        # each delivery's send slot; a duplicate takes the slot after its original (drawn before rendering, so the
+        # stamps can follow the slots)
+        slot, sent_at, dup = len(out), [0.0] * len(tpls_u), [False] * len(tpls_u)
+        for j, i in enumerate(order):
+            sent_at[i] = now + slot * spacing_s
+            slot += 1
+            dup[i] = slot < count - (ooo and j == 0) and rng.random() < duplicates
+            slot += dup[i]
+        # stamp at send time: each event at its own send moment, moved earlier only to keep the user's event order
+        # (an out-of-order purchase's install is stamped just before the purchase): never after it is sent
+        at = list(sent_at)
+        for i in range(len(at) - 2, -1, -1):
+            at[i] = min(at[i], at[i + 1] - gaps[i])
+        for j, i in enumerate(order):
             if len(out) >= count:
                 break
+            t = tpls_u[i]
+            p = Planned(render(t, user, src.name, at[i], rng, app_id), uid, t.event_type, out_of_order=ooo and j == 0)
             out.append(p)
-            if len(out) < count - p.out_of_order and rng.random() < duplicates:
+            if dup[i]:
                 out.append(Planned(p.out, uid, p.event_type, duplicate=True))
         uid += 1
     return out

@@ -25,11 +25,10 @@ from typing import Any
 
 from attrib.settings import SourceSettings
 from schemas.errors import INTERNAL, INVALID_JSON, UNKNOWN_MMP, NormalizeError
-from schemas.normalize.fast.encode import build, fingerprint_of, properties
+from schemas.normalize.fast.encode import build, clean_text, fingerprint_of, properties
 from schemas.normalize.fast.keys import first_key
 from schemas.normalize.fast.parse import Query, parse
 from schemas.normalize.fast.plan import rest
-from schemas.user_key import FP_HEX
 
 MMPS = ("branch", "appsflyer", "adjust", "singular", "kochava", "tenjin", "linkrunner", "generic")
 MODULES = {m: f"schemas.normalize.fast.{m}" for m in MMPS}
@@ -63,6 +62,7 @@ class Plan:
         self.options = source.options if isinstance(source.options, dict) else {}
         self.query = Query(source.mmp, source.options)
         self.extra_query = Query("", self.options)  # a body delivery's URL parameters, kept under "_query"
+        self.mmp, self.name = source.mmp, clean_text(source.name)  # the event's mmp and source, valid UTF-8
 
 
 _PLANS: dict[int, Plan] = {}
@@ -94,34 +94,38 @@ def _ms(v: Any) -> int:
 
 def _normalize(plan: Plan, raw: dict[str, Any]) -> list[dict[str, Any]]:
     items, fast, clean = parse(plan.query, raw)
-    source, options, extract, key_of = plan.source, plan.options, plan.extract, plan.key
-    mmp = source.mmp
+    extract, key_of, options, mmp, name = plan.extract, plan.key, plan.options, plan.mmp, plan.name
     received_at = _ms(raw.get("received_at"))
     ref = raw.get("raw_ref")
     raw_ref = ({"topic": str(ref["topic"]), "partition": int(ref["partition"]), "offset": int(ref["offset"])}
                if isinstance(ref, dict) else None)
     qs = raw.get("query_string") or ""
     extra = plan.extra_query.body(qs) if qs and (raw.get("body") or b"").strip() else None
+    default_app = raw.get("app_id") or plan.source.app_id
     out = []
     for item in items:
         used: set[str] = set()
         f, id_fields, key_mmp, replaced = extract(item, used, options)
         who = (key_of if key_mmp is None else first_key(key_mmp))(item)
-        app_id = f.pop("app_id", None) or raw.get("app_id") or source.app_id
+        pop = f.pop
+        app_id = pop("app_id", None) or default_app
         if not f.get("platform"):
             f["platform"] = ("ios" if f.get("idfa") or f.get("idfv")
                              else "android" if f.get("gaid") or f.get("android_id") or f.get("oaid") else None)
-        event_id = f.pop("event_id", None)
+        event_id = pop("event_id", None)
         if not event_id:
             fields = id_fields if id_fields is not None and who else item
-            basis = {"mmp": mmp, "app_id": app_id, "who": who, "fields": fields}
-            event_id = "fp:" + fingerprint_of(basis, fast)[:FP_HEX]
+            event_id = fingerprint_of({"mmp": mmp, "app_id": app_id, "who": who, "fields": fields}, fast)
         props = rest(item, used, replaced)
         if extra:
-            props = {**props, "_query": extra}
-        f["event_id"], f["mmp"], f["source"], f["app_id"], f["received_at"] = (
-            event_id, mmp, source.name, app_id, received_at)
-        f["user_key"] = who or "fp:" + fingerprint_of(item, fast)[:FP_HEX]
-        f["properties"], f["raw"] = properties(props, fast), raw_ref
+            props["_query"] = extra  # rest's dict is a fresh one
+        f["event_id"] = event_id
+        f["mmp"] = mmp
+        f["source"] = name
+        f["app_id"] = app_id
+        f["received_at"] = received_at
+        f["user_key"] = who or fingerprint_of(item, fast)
+        f["properties"] = properties(props, fast)
+        f["raw"] = raw_ref
         out.append(build(f, clean))
     return out

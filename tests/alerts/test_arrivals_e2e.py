@@ -1,7 +1,11 @@
 """A source that stops, judged from arrival, end to end on a real broker: `attrib ingest` (real server, heartbeats),
-`attrib alerts` (the arrivals agent), `attrib notify` and the fake Slack. Default settings throughout (heartbeat 30 s,
-budget 1 false page/source-week, a day of history needed). The source's usual rate comes from a week of heartbeats of
-an earlier ingress instance, produced to the arrivals topic before the services start (what a running system has)."""
+`attrib alerts` (the arrivals agent), `attrib notify` and the fake Slack. Default settings (budget 1 false page per
+source-week, a day of history needed) except the heartbeat: every 5 s instead of 30 s. This test proves the wiring
+(real heartbeats → arrivals agent → notify → Slack: one page, one resolve, their text, the alert records), not the
+10-minute bound at default settings, which the pure tests in tests/alerts/test_arrivals.py prove; the interval only
+sets how often silence is judged (the threshold depends on the source's rate alone: ~25 s at 30/min), so a shorter one
+judges the same scenario in fewer seconds. The source's usual rate comes from a week of heartbeats of an earlier
+ingress instance, produced to the arrivals topic before the services start (what a running system has)."""
 
 from __future__ import annotations
 
@@ -26,6 +30,7 @@ from tests.alerts.fake_slack import FakeSlack
 from tests.support import free_port
 
 RATE_PER_MIN = 30  # >= 1/min: must page within 10 minutes
+BEAT_S = 5.0  # ingest.arrivals_interval_s (default 30): see the module docstring
 KEY = "lr_priv_e2e_arrivals"
 
 
@@ -39,7 +44,7 @@ def slack() -> Iterator[FakeSlack]:
 def seed_history(s: Settings, now_ms: int, days: int = 8) -> None:
     """A week of heartbeats of an earlier ingress instance, one per 5 minutes, at RATE_PER_MIN."""
     step = 300_000
-    beats = []
+    beats: list[tuple[bytes | None, bytes]] = []
     for t in range(now_ms - days * 86_400_000, now_ms - 30_000, step):
         rec = {"v": 1, "instance": "earlier", "at": t, "interval_s": step / 1000,
                "sources": {"lr": {"n": RATE_PER_MIN * 5, "last": t - 1000, "mmp": "linkrunner", "app_id": "app1"}}}
@@ -62,14 +67,19 @@ def deliver(s: Settings, i: int) -> int:
         return 0  # not listening yet
 
 
-def send_for(s: Settings, seconds: float, start: int) -> int:
-    """Deliveries at RATE_PER_MIN for ``seconds``; returns the next delivery number."""
-    i, end = start, time.monotonic() + seconds
-    while time.monotonic() < end:
+def send_while(s: Settings, going: Callable[[], bool], start: int) -> int:
+    """Deliveries at RATE_PER_MIN while ``going()``; returns the next delivery number."""
+    i = start
+    while going():
         if deliver(s, i) == 200:
             i += 1
         time.sleep(60 / RATE_PER_MIN)
     return i
+
+
+def for_s(seconds: float) -> Callable[[], bool]:
+    end = time.monotonic() + seconds
+    return lambda: time.monotonic() < end
 
 
 def test_a_source_that_stops_pages_slack_within_ten_minutes(make_settings: Callable[..., Settings],
@@ -78,7 +88,7 @@ def test_a_source_that_stops_pages_slack_within_ten_minutes(make_settings: Calla
     s = make_settings(
         topics={"partitions": 2},
         sources=[{"name": "lr", "mmp": "linkrunner", "app_id": "app1", "verify": ["token"], "secrets": [KEY]}],
-        ingest={"host": "127.0.0.1", "port": free_port()},
+        ingest={"host": "127.0.0.1", "port": free_port(), "arrivals_interval_s": BEAT_S},
         slack_webhook_url=slack.url + "/alerts",
         alerts={"app_id": f"alerts-arr-{tag}",
                 "slack": {"group_id": f"notify-arr-{tag}", "min_interval_s": 0.05,
@@ -91,15 +101,17 @@ def test_a_source_that_stops_pages_slack_within_ten_minutes(make_settings: Calla
         while deliver(s, 0) != 200:  # the ingress is up
             assert time.monotonic() < deadline, (tmp_path / "ingest.log").read_text()[-2000:]
             time.sleep(0.5)
-        # the source sends as it usually does, long enough for heartbeats from the new ingress to be judged
-        n = send_for(s, 90, 1)
+        # the source sends as it usually does, long enough for four heartbeats of the new ingress to be judged
+        n = send_while(s, for_s(4 * BEAT_S), 1)
         assert slack.accepted() == [], [r.body["text"] for r in slack.accepted()]  # no page while it sends
         stopped = time.time()
         page = slack.wait_for(1, timeout=600)[0]  # then it stops: a page within 10 minutes (the deadline)
         paged_after = page.at - (time.monotonic() - (time.time() - stopped))
-        n = send_for(s, 45, n)  # it comes back: one resolve
-        done = slack.wait_for(2, timeout=120)[1]
-        time.sleep(5)  # anything else the services would send has had time to arrive
+        # it comes back, and keeps sending until the services stop (no second silence): one resolve
+        deadline = time.monotonic() + 120
+        n = send_while(s, lambda: len(slack.accepted()) < 2 and time.monotonic() < deadline, n)
+        done = slack.wait_for(2, timeout=1)[1]
+        n = send_while(s, for_s(2 * BEAT_S), n)  # two more heartbeats: anything else the services would send
         assert len(slack.accepted()) == 2, [r.body["text"] for r in slack.accepted()]
     finally:
         for p in procs:

@@ -119,8 +119,8 @@ async def test_each_process_gets_its_own_slot(tmp_path: Path) -> None:
 
 def test_the_default_spool_wait_leaves_room_under_the_shortest_sender_timeout() -> None:
     from attrib.settings import Settings
-    from ingest.app import SLOW_SPOOL_AFTER_S
     from ingest.senders import ANSWER_TIMEOUT_S, SHORTEST_ANSWER_TIMEOUT_S
+    from ingest.slow_acks import SLOW_SPOOL_AFTER_S
 
     assert SHORTEST_ANSWER_TIMEOUT_S == ANSWER_TIMEOUT_S["branch"] == 2.0  # README's sender table
     s = Settings()

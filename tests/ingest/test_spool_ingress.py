@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -64,11 +65,20 @@ async def _bodies_in_order(s: Settings, n: int) -> list[bytes]:
     return list(seen)
 
 
-@pytest.fixture
-def own_broker(tmp_path: Path) -> Any:
-    broker = throwaway_broker(tmp_path / "own-broker")
+@pytest.fixture(scope="module")
+def _module_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Broker]:
+    broker = throwaway_broker(tmp_path_factory.mktemp("own-broker"))
     yield broker
     broker.stop(log=lambda *_: None)
+
+
+@pytest.fixture
+def own_broker(_module_broker: Broker) -> Broker:
+    """One private broker for the module (each test stops and starts it anyway; a fresh one per test only cost its
+    start-up); running at the start of every test, also after one that failed while it was stopped. The tests share
+    no topic: each has its own names."""
+    _module_broker.start(log=lambda *_: None)  # a no-op when it runs and answers
+    return _module_broker
 
 
 async def test_kafka_down_answers_200_from_the_spool_then_drains_in_order(own_broker, start_ingress) -> None:

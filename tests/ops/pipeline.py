@@ -29,6 +29,31 @@ def demo_sources() -> list[SourceSettings]:
     return [SourceSettings.model_validate(x) for x in tomllib.loads(DEMO.read_text())["sources"]]
 
 
+def processes_of(var: Path) -> list[int]:
+    """Processes whose environment carries this var dir (`attrib run`, its broker and every service inherit it)."""
+    marker, found = str(var).encode(), []
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit() and int(d.name) != os.getpid():
+            try:
+                if marker in (d / "environ").read_bytes():
+                    found.append(int(d.name))
+            except OSError:
+                continue
+    return found
+
+
+def service_pid(var: Path, name: str) -> int | None:
+    """The pid of `attrib <name>` run by the `attrib run` on this var dir."""
+    for pid in processes_of(var):
+        try:
+            argv = [a for a in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0") if a]
+        except OSError:
+            continue
+        if argv[-2:] == [b"ops.cli", name.encode()]:
+            return pid
+    return None
+
+
 @dataclass
 class Pipeline:
     var: Path
@@ -81,26 +106,11 @@ class Pipeline:
             os.kill(pid, signal.SIGKILL)
 
     def leftovers(self) -> list[int]:
-        marker, found = str(self.var).encode(), []
-        for d in Path("/proc").iterdir():
-            if d.name.isdigit() and int(d.name) != os.getpid():
-                try:
-                    if marker in (d / "environ").read_bytes():
-                        found.append(int(d.name))
-                except OSError:
-                    continue
-        return found
+        return processes_of(self.var)
 
     def service_pid(self, name: str) -> int | None:
         """The pid of `attrib <name>` under this pipeline's `attrib run`."""
-        for pid in self.leftovers():
-            try:
-                argv = [a for a in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0") if a]
-            except OSError:
-                continue
-            if argv[-2:] == [b"ops.cli", name.encode()]:
-                return pid
-        return None
+        return service_pid(self.var, name)
 
     # -- settings as the services see them ----------------------------------------------------------------------
     @property
@@ -285,9 +295,10 @@ SECONDS = 30.0
 KILL_AT, RESTART_AT = 8.0, 18.0  # seconds into the traffic
 
 
-def broker_kill_run(tmp: Path, **settings: str) -> tuple[Traffic, dict[str, int], dict[str, Any]]:
-    """One broker of three SIGKILLed mid-traffic, restarted 10 s later. Returns the traffic, FINAL counts of the
-    acknowledged deliveries' event ids, and facts about the fault."""
+def broker_kill_run(tmp: Path, seconds: float = SECONDS, kill_at: float = KILL_AT, restart_at: float = RESTART_AT,
+                    **settings: str) -> tuple[Traffic, dict[str, int], dict[str, Any]]:
+    """One broker of three SIGKILLed at ``kill_at`` s into ``seconds`` of traffic, restarted at ``restart_at``. Returns
+    the traffic, FINAL counts of the acknowledged deliveries' event ids, and facts about the fault."""
     p = Pipeline.configure(tmp, brokers=3, **settings)
     facts: dict[str, Any] = {}
     try:
@@ -296,18 +307,18 @@ def broker_kill_run(tmp: Path, **settings: str) -> tuple[Traffic, dict[str, int]
         facts["victim"] = victim.node_id
 
         def fault(elapsed: float) -> None:
-            if elapsed >= KILL_AT and "killed_at" not in facts:
+            if elapsed >= kill_at and "killed_at" not in facts:
                 pid = victim.pid()
                 assert pid is not None
                 os.kill(pid, signal.SIGKILL)
                 facts["killed_at"] = elapsed
-            elif elapsed >= RESTART_AT and "killed_at" in facts and "restarted_at" not in facts:
+            elif elapsed >= restart_at and "killed_at" in facts and "restarted_at" not in facts:
                 facts["restarted_at"] = elapsed
                 t0 = time.monotonic()
                 victim.start(log=lambda *_: None)
                 facts["restart_took_s"] = round(time.monotonic() - t0, 1)
 
-        planned = installs(int(RATE * SECONDS) // 5)
+        planned = installs(int(RATE * seconds) // 5)
         traffic = asyncio.run(send_open_loop(p.ingest_url, planned, RATE, on_tick=fault))
         want = set().union(*(d.event_ids for d in traffic.acknowledged))
         counts = settle(p, want)

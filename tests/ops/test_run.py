@@ -13,41 +13,14 @@ from pathlib import Path
 
 import pytest
 
+from tests.ops.pipeline import processes_of, service_pid, sink_rows
 from tests.support import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.timeout(400)
 
 
-def _ours(marker: str) -> list[int]:
-    """Processes whose environment carries this test's var dir (the broker and every service inherit it)."""
-    found = []
-    for d in Path("/proc").iterdir():
-        if not d.name.isdigit() or int(d.name) == os.getpid():
-            continue
-        try:
-            if marker.encode() in (d / "environ").read_bytes():
-                found.append(int(d.name))
-        except OSError:
-            continue
-    return found
-
-
-def _service_pid(marker: str, name: str) -> int | None:
-    """The pid of `attrib <name>` run by this test's `attrib run` (found by its var dir in the environment)."""
-    for pid in _ours(marker):
-        try:
-            argv = [a for a in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0") if a]
-        except OSError:
-            continue
-        if argv[-2:] == [b"ops.cli", name.encode()]:
-            return pid
-    return None
-
-
 def _events(query_port: int) -> int:
-    from tests.ops.pipeline import sink_rows
-
     try:
         return int(sink_rows(query_port, "SELECT count() AS n FROM attribution.events")[0]["n"])
     except OSError:  # the sink may be between restarts; the caller polls
@@ -81,10 +54,10 @@ def test_run_reports_restarts_a_killed_service_then_stops_everything_on_sigint(t
         assert proc.poll() is None, text[-3000:]
         assert "statuses  200: 200" in text  # 40 per demo source, every one acknowledged
         assert "installs and revenue by partner/campaign" in text and "the pipeline is running" in text
-        assert len(_ours(str(var))) >= 5  # broker, sink, worker, alerts, ingress
+        assert len(processes_of(var)) >= 5  # broker, sink, worker, alerts, ingress
 
         # a crashed worker (SIGKILL: no goodbye, no commit) comes back by itself and the pipeline carries on
-        worker = _service_pid(str(var), "worker")
+        worker = service_pid(var, "worker")
         assert worker is not None
         before = _events(query_port)
         assert before > 0
@@ -99,7 +72,7 @@ def test_run_reports_restarts_a_killed_service_then_stops_everything_on_sigint(t
         while _events(query_port) <= before:
             assert time.monotonic() < deadline + 120, out.read_text()[-3000:]
             time.sleep(1)
-        restarted = _service_pid(str(var), "worker")
+        restarted = service_pid(var, "worker")
         assert restarted is not None and restarted != worker
 
         proc.send_signal(signal.SIGINT)
@@ -107,7 +80,7 @@ def test_run_reports_restarts_a_killed_service_then_stops_everything_on_sigint(t
     finally:
         if proc.poll() is None:
             proc.kill()
-        leaked = _ours(str(var))
+        leaked = processes_of(var)
         for pid in leaked:  # a failed run must not leave a broker behind for the rest of the suite
             os.kill(pid, signal.SIGKILL)
     assert not leaked, f"still running after the stop: {leaked}"

@@ -5,8 +5,11 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import random
+import re
 import sys
 from collections import defaultdict
+from datetime import UTC, datetime
 from urllib.parse import parse_qsl
 
 import pytest
@@ -158,19 +161,85 @@ async def test_attrib_send_keeps_each_users_order_and_runs_do_not_overlap(start_
     assert keys2 and not keys1 & keys2
 
 
-def test_a_paced_run_stamps_events_around_their_send_time(monkeypatch):
-    """`attrib send --rate`: a user's events are stamped near the time they go out, not all near the start."""
-    stamps: list[float] = []
-    real = deliveries.render
+def _event_time(p: deliveries.Planned) -> float:
+    """AppsFlyer's ``event_time`` (UTC, ms) of a planned delivery, as the ingress will read it."""
+    raw = json.loads(p.out.body)["event_time"]
+    return datetime.strptime(raw, "%Y-%m-%d %H:%M:%S.%f").replace(tzinfo=UTC).timestamp()
 
-    def spy(t, user, source, now, rng, app_id=None):  # type: ignore[no-untyped-def]
-        stamps.append(now)
-        return real(t, user, source, now, rng, app_id)
 
-    monkeypatch.setattr(deliveries, "render", spy)
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_a_paced_run_stamps_each_delivery_at_its_send_time_never_after(seed):
+    """`attrib send --rate`: the event time in the body is the delivery's planned send moment (its slot x spacing);
+    only an install sent after its own purchase (out of order) is stamped earlier, just before that purchase. A
+    user's events keep their order in event time; a duplicate carries its original's time."""
     src = SourceSettings(name="x", mmp="appsflyer", methods=["POST"])
-    deliveries.plan(src, 200, seed=1, now=1_800_000_000, spacing_s=10.0)  # 200 deliveries 10 s apart: ~33 min
-    assert max(stamps) - 1_800_000_000 > 1500 and min(stamps) >= 1_800_000_000 - 60
-    stamps.clear()
-    deliveries.plan(src, 200, seed=1, now=1_800_000_000)  # unpaced: all around the start, as before
-    assert max(stamps) - 1_800_000_000 < 200
+    now, spacing = 1_800_000_000, 10.0
+    planned = deliveries.plan(src, 300, duplicates=0.1, out_of_order=0.3, seed=seed, now=now, spacing_s=spacing)
+    by_user: dict[int, list[tuple[str, float]]] = defaultdict(list)
+    for i, p in enumerate(planned):
+        t, sent = _event_time(p), now + i * spacing
+        assert t <= sent + 1e-3, (i, t - sent)  # never stamped after it goes out
+        moved = p.event_type in deliveries.INSTALL_TYPES and i > 0 and any(
+            q.out_of_order and q.user == p.user for q in planned[max(0, i - 2):i])
+        if not p.duplicate and not moved:
+            assert abs(t - sent) < 1e-3, (i, t - sent)
+        if not p.duplicate:
+            by_user[p.user].append((p.event_type, t))
+    assert planned[-1].out.body and _event_time(planned[-1]) - now > 2900  # 300 deliveries 10 s apart
+    ooo = 0
+    for evs in by_user.values():
+        installs = [t for e, t in evs if e in deliveries.INSTALL_TYPES]
+        later = [t for e, t in evs if e not in deliveries.INSTALL_TYPES]
+        if installs and later:
+            assert installs[0] < min(later) <= installs[0] + 30 * 60  # the install first in event time
+            ooo += evs[0][0] not in deliveries.INSTALL_TYPES
+    assert ooo > 0  # some purchases were sent before their install
+
+
+def test_an_unpaced_run_stamps_everything_at_the_start_in_each_users_order():
+    src = SourceSettings(name="x", mmp="appsflyer", methods=["POST"])
+    now = 1_800_000_000
+    planned = deliveries.plan(src, 200, out_of_order=0.2, seed=1, now=now)
+    stamps = [_event_time(p) for p in planned]
+    assert all(now - 20 <= t <= now + 1e-3 for t in stamps)
+
+
+@pytest.mark.parametrize(("mmp", "methods"), MMPS)
+def test_every_time_field_of_every_sample_follows_the_stamp(mmp, methods):
+    """No sample timestamp survives rendering: every date or epoch in a time field is the delivery's moment, in the
+    sample's own format (and, for AppsFlyer's *_selected_timezone, its own offset)."""
+    now = 1_800_000_000.25
+    src = SourceSettings(name="x", mmp=mmp, methods=methods)
+    seen = 0
+    for t in deliveries.usable(src):
+        out = deliveries.render(t, {}, "x", now, random.Random(1))
+        fields = list(parse_qsl(out.raw_query or "")) + list(_leaves(json.loads(out.body) if out.body else {}))
+        for key, value in fields:
+            if deliveries._TIME_KEY.search(key) and (moment := _moment(value)) is not None:
+                seen += 1
+                assert abs(moment - now) < 1, (t.sample_id, key, value)
+    assert seen
+
+
+def _leaves(o: object, key: str = "") -> list[tuple[str, object]]:
+    if isinstance(o, dict):
+        return [kv for k, v in o.items() for kv in _leaves(v, k)]
+    if isinstance(o, list):
+        return [kv for v in o for kv in _leaves(v, key)]
+    return [(key, o)]
+
+
+def _moment(value: object) -> float | None:
+    """The epoch seconds a time-looking value means (None: not a time)."""
+    s = str(value)
+    if re.fullmatch(r"\d{13}", s):
+        return int(s) / 1000
+    if re.fullmatch(r"\d{10}", s):
+        return float(s)
+    m = re.fullmatch(r"(\d{4}-\d\d-\d\d)[ T](\d\d:\d\d:\d\d)(\.\d+)?(Z|[+-]\d{4})?", s)
+    if m is None:
+        return None
+    tz = m.group(4) or "Z"
+    off = 0 if tz == "Z" else (1 if tz[0] == "+" else -1) * (int(tz[1:3]) * 3600 + int(tz[3:]) * 60)
+    base = datetime.strptime(f"{m.group(1)} {m.group(2)}", "%Y-%m-%d %H:%M:%S").replace(tzinfo=UTC).timestamp()
+    return base + float(m.group(3) or 0) - off

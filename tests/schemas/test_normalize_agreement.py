@@ -15,11 +15,12 @@ from hypothesis import strategies as st
 
 from attrib.settings import SourceSettings
 from schemas.errors import NormalizeError
-from schemas.fields import json_in_string, time_ms
+from schemas.fields import currency, decimal, json_in_string, query_dict, time_ms
 from schemas.normalize import MMPS, normalize
 from schemas.normalize.fast.keys import first_key
+from schemas.normalize.fast.parse import query_dict as fast_query_dict
 from schemas.normalize.fast.parse import unquote_replace
-from schemas.normalize.fast.plan import TIME
+from schemas.normalize.fast.plan import CUR, DEC, TIME
 from schemas.normalize.fast.plan import json_in_string as fast_json_in_string
 from schemas.normalize.reference import normalize as reference
 from schemas.user_key import candidates
@@ -181,3 +182,85 @@ def test_json_in_strings_agree(v: str) -> None:
 @given(s=st.text(st.sampled_from(list("%%%0123456789aAfFgz\\x+ =&春\ud800")), max_size=24))
 def test_unquote_agrees(s: str) -> None:
     assert unquote_replace(s) == unquote(s, errors="replace")
+
+
+# Values a hostile or broken sender puts where a field belongs, as raw JSON text: lone surrogates, invalid UTF-8,
+# numbers beyond 64 bits and beyond float, nesting deeper than msgspec goes, times with non-ASCII digits or out of
+# range, numbers as odd strings.
+_HOSTILE = [b'"\\ud800"', b'"x\\udfffy"', b'"\xff\xfe"', b'"\xc3("', b"123456789012345678901234567890",
+            b"-123456789012345678901", b"1e400", b"-0.0", b"0.1000000000000000055511151231257827", b"1E+2",
+            b"[" * 2000 + b"]" * 2000, b'{"a":' * 300 + b"1" + b"}" * 300, b'"\xd9\xa3"', b'"2026-12-06T24:00:00Z"',
+            b'"2026-12-06T23:60:00Z"', b'"2026-12-06T23:59:60Z"', b'"2026-02-30 10:00:00"', b'"2026-12-06T10:00:00.Z"',
+            b'"2026-12-06T10:00:00.1234567891Z"', b'"\xef\xbc\x92026-12-06 10:00:00"', b'"24."', b'"+5"',
+            b'"99999999999999999.5"', b'"1,5"', b'"nil"', b'"NIL"', b'"usd"', b'"US1"', b'" usd "', b"true", b"null"]
+
+
+def _hostile_bodies(body: dict[str, Any]) -> Any:
+    """The sample's body with one top-level field at a time replaced by each hostile value, and with a field repeated
+    (a duplicate key: the last one wins in both decoders)."""
+    keys = list(body)
+    for k in keys:
+        for v in _HOSTILE:
+            text = json.dumps({**body, k: "\u0000HOSTILE"}, ensure_ascii=False).encode()
+            hostile = text.replace(b'"\\u0000HOSTILE"', v)
+            assert b"HOSTILE" not in hostile
+            yield hostile
+        dup = json.dumps(body, ensure_ascii=False)[:-1].encode() + b", " + json.dumps(k).encode() + b': "dup"}'
+        yield dup
+
+
+def test_hostile_values_in_every_field_agree() -> None:
+    """Every sample, every top-level field, every hostile value: the same events or the same error."""
+    checked = 0
+    for s in SAMPLES:
+        if not isinstance(s["body"], dict):
+            continue
+        src = source_for(s)
+        for body in _hostile_bodies(s["body"]):
+            _agree(src, {**raw_delivery(s), "body": body, "headers": {"content-type": "application/json"}})
+            checked += 1
+    assert checked > 1000
+
+
+def _value_outcome(fn: Any, v: Any) -> Any:
+    try:
+        got = fn(v)
+    except ValueError as exc:
+        return ("error", str(exc))
+    return (type(got).__name__, str(got))  # str: a Decimal's sign and exponent count, not only its value
+
+
+_NUMBERS = (st.decimals(allow_nan=True, allow_infinity=True) | st.integers() | st.floats()
+            | st.from_regex(r"[+-]?[0-9]{0,20}(\.[0-9]{0,12})?([eE][+-]?[0-9]{1,3})?", fullmatch=True)
+            | st.from_regex(r"\s?-?\d{1,18}([.,]\d{0,10})?\s?", fullmatch=True))
+
+
+@settings(max_examples=500)
+@given(v=_NUMBERS | scalars)
+def test_decimals_agree(v: Any) -> None:
+    """The plan's revenue reader (Decimal, int and plain decimal strings read directly) against F.decimal."""
+    assert _value_outcome(DEC, v) == _value_outcome(decimal, v)
+
+
+@settings(max_examples=300)
+@given(v=st.text(st.sampled_from(list("usdUSDnilNIL1 ÄéSß")), max_size=5) | scalars)
+def test_currencies_agree(v: Any) -> None:
+    assert _value_outcome(CUR, v) == _value_outcome(currency, v)
+
+
+@settings(max_examples=500)
+@given(v=st.from_regex(r"\d{4}-[01]\d-[0-3]\d[ Tt][0-2]\d:[0-6]\d:[0-6]\d(\.\d{0,10})?[Z z]{0,2}", fullmatch=True))
+def test_times_with_every_clock_and_tail_agree(v: str) -> None:
+    """Hours to 29, minutes and seconds to 69, fractions of 0-10 digits, Z / space / doubled tails, non-ASCII
+    digits (hypothesis draws them for \\d): the cached day / minute / second / fraction reads against F.time_ms."""
+    assert _time_outcome(TIME, v) == _time_outcome(time_ms, v)
+
+
+@settings(max_examples=1000)
+@given(parts=st.lists(st.sampled_from(["%", "%2", "%26", "%3D", "%3d", "%E6", "%98%A5", "%C3", "%ff", "%zz", "&", "=",
+                                       "+", "a", "B", "2", "6", "D", "e", ".", "春", "\ud800", "%00", " "]),
+                      max_size=16))
+def test_query_dicts_agree(parts: list[str]) -> None:
+    """The whole-string unquote (no escaped separators) and the per-part one against parse_qsl."""
+    s = "".join(parts)
+    assert fast_query_dict(s) == query_dict(s)

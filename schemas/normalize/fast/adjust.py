@@ -18,17 +18,17 @@ from schemas.normalize.fast.plan import (
     Extracted,
     columns,
     compile_fill,
-    first,
     json_in_string,
-    paths,
+    reader,
     revenue_cents,
 )
 from schemas.normalize.fast.plan import event_type as fast_event_type
 
-NAME, CREATED, NETWORK, ORGANIC, REV_FLOAT, REV_CENTS, CLICK, IMPRESSION, CURRENCY = (paths(*p) for p in (
-    ("event_name", "activity_kind"), ("created_at",), ("network_name",), ("is_organic",), ("revenue_float",),
-    ("revenue",), ("click_time",), ("impression_time",), ("currency",)))
-CAMPAIGN, AD_SET, AD = paths("campaign_name"), paths("adgroup_name"), paths("creative_name")
+NAME, CREATED = reader(TEXT, "event_name", "activity_kind"), reader(TIME, "created_at")
+NETWORK, ORGANIC = reader(TEXT, "network_name"), reader(BOOL, "is_organic")
+REV_FLOAT, REV_CENTS = reader(DEC, "revenue_float"), reader(DEC, "revenue")
+CLICK, IMPRESSION, CURRENCY = reader(TIME, "click_time"), reader(TIME, "impression_time"), reader(CUR, "currency")
+CAMPAIGN, AD_SET, AD = reader(TEXT, "campaign_name"), reader(TEXT, "adgroup_name"), reader(TEXT, "creative_name")
 FILL = compile_fill(columns(
     ("app_id", TEXT, "app_id", "store_id"), ("customer_user_id", TEXT, "user_id", "customer_user_id"),
     ("platform", TEXT, "os_name", "platform"), ("os_version", TEXT, "os_version"),
@@ -42,36 +42,36 @@ ID_KEYS = ("activity_kind", "event", "event_name", "created_at", "ad_revenue_uni
 
 def extract(d: dict[str, Any], used: set[str], options: dict[str, Any]) -> Extracted:
     kind = text(d.get("activity_kind"))
-    name = require(first(d, used, NAME, TEXT), "activity_kind", "activity_kind (or event_name) is required")
+    name = require(NAME(d, used), "activity_kind", "activity_kind (or event_name) is required")
     if kind and kind.lower() in ACTIVITY:
         etype = event_type(name, options, {name.lower(): ACTIVITY[kind.lower()]})
     else:
         etype = fast_event_type(name, options)
-    time_ = require(first(d, used, CREATED, TIME), "created_at")
+    time_ = require(CREATED(d, used), "created_at")
     tracker = str(d.get("tracker_name") or "")
     parts: list[str | None] = [s.strip() or None for s in tracker.split("::")] if "::" in tracker else []
     parts += [None] * (4 - len(parts))
-    network = first(d, used, NETWORK, TEXT) or parts[0]
-    organic_flag = first(d, used, ORGANIC, BOOL)
+    network = NETWORK(d, used) or parts[0]
+    organic_flag = ORGANIC(d, used)
     organic = organic_flag if organic_flag is not None else (network or "").lower() == "organic" if network else None
-    revenue = first(d, used, REV_FLOAT, DEC)
+    revenue = REV_FLOAT(d, used)
     if revenue is None:
-        cents = first(d, used, REV_CENTS, DEC)
+        cents = REV_CENTS(d, used)
         revenue = revenue_cents(cents) if cents is not None else None
     partner = json_in_string(d.get("partner_parameters"))
     replaced = {"partner_parameters": partner} if isinstance(partner, (dict, list)) else None
-    click_time = first(d, used, CLICK, TIME)
-    impression_time = None if click_time else first(d, used, IMPRESSION, TIME)
+    click_time = CLICK(d, used)
+    impression_time = None if click_time else IMPRESSION(d, used)
     f: dict[str, Any] = {
         "event_name": name, "event_type": etype, "event_time": time_,
         "media_source": "organic" if organic else network,
         "is_organic": organic if organic is not None else (False if network else None),
-        "campaign": first(d, used, CAMPAIGN, TEXT) or parts[1], "ad_set": first(d, used, AD_SET, TEXT) or parts[2],
-        "ad": first(d, used, AD, TEXT) or parts[3],
+        "campaign": CAMPAIGN(d, used) or parts[1], "ad_set": AD_SET(d, used) or parts[2],
+        "ad": AD(d, used) or parts[3],
         "touch_type": "click" if click_time else "impression" if impression_time else None,
         "touch_time": click_time or impression_time, "revenue": revenue}
     FILL(d, used, f)
     f["platform"] = platform(f.get("platform"))
     if revenue is not None:
-        f["currency"] = first(d, used, CURRENCY, CUR)
+        f["currency"] = CURRENCY(d, used)
     return f, {k: d.get(k) for k in ID_KEYS}, None, replaced

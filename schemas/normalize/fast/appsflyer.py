@@ -17,13 +17,13 @@ from schemas.normalize.fast.plan import (
     columns,
     compile_fill,
     event_type,
-    first,
     json_in_string,
-    paths,
+    reader,
 )
 
-NAME, MEDIA, REVENUE, TIME_, TOUCH_TIME, CURRENCY = (paths(p) for p in (
-    "event_name", "media_source", "event_revenue", "event_time", "attributed_touch_time", "event_revenue_currency"))
+NAME, MEDIA, REVENUE = reader(TEXT, "event_name"), reader(TEXT, "media_source"), reader(DEC, "event_revenue")
+TIME_, TOUCH_TIME = reader(TIME, "event_time"), reader(TIME, "attributed_touch_time")
+CURRENCY = reader(CUR, "event_revenue_currency")
 FILL = compile_fill(columns(
     ("app_id", TEXT, "app_id"), ("customer_user_id", TEXT, "customer_user_id"), ("platform", TEXT, "platform"),
     ("os_version", TEXT, "os_version"), ("app_version", TEXT, "app_version"), ("idfa", DEV, "idfa"),
@@ -35,30 +35,30 @@ FILL = compile_fill(columns(
 
 
 def extract(d: dict[str, Any], used: set[str], options: dict[str, Any]) -> Extracted:
-    name = require(first(d, used, NAME, TEXT), "event_name")
+    name = require(NAME(d, used), "event_name")
     etype = event_type(name, options, DEFAULTS)
     conversion = d.get("conversion_type") or ""
     campaign_type = str(d.get("campaign_type") or "").lower()
     if etype == "install" and str(conversion).lower() == "reinstall" and campaign_type != "retargeting":
         etype = "reinstall"
-    media = first(d, used, MEDIA, TEXT)
+    media = MEDIA(d, used)
     organic = (campaign_type == "organic") or (media or "").lower() == "organic"
     if organic:
         used.add("campaign_type")
-    revenue = first(d, used, REVENUE, DEC)
+    revenue = REVENUE(d, used)
     raw_value = d.get("event_value")
     event_value = json_in_string(raw_value)
     replaced = {"event_value": event_value} if event_value is not raw_value else None
-    time_ = require(first(d, used, TIME_, TIME), "event_time")
+    time_ = require(TIME_(d, used), "event_time")
     f: dict[str, Any] = {"event_name": name, "event_type": etype, "event_time": time_,
                          "media_source": "organic" if organic else media,
                          "is_organic": organic if (organic or media) else None, "revenue": revenue}
     FILL(d, used, f)
     f["platform"] = platform(f.get("platform"))
     f["touch_type"] = (f.get("touch_type") or "").lower() or None
-    f["touch_time"] = first(d, used, TOUCH_TIME, TIME)
+    f["touch_time"] = TOUCH_TIME(d, used)
     if revenue is not None:
-        f["currency"] = first(d, used, CURRENCY, CUR)
+        f["currency"] = CURRENCY(d, used)
     ids = {"event_name": name, "event_time": time_, "event_value": event_value,
            "event_revenue": str(revenue) if revenue is not None else None}
     return f, ids, None, replaced

@@ -20,16 +20,18 @@ from schemas.normalize.fast.plan import (
     columns,
     compile_fill,
     event_type,
-    first,
     paths,
     peek,
+    reader,
 )
 
-NAME, TIME_, ATTRIBUTED, PARTNER, CHANNEL, REVENUE, OS, PLATFORM, TOUCH_TIME, CURRENCY, TX = (
-    paths("name"), paths("event_timestamp", "timestamp"), paths("attributed"), paths(T + "~advertising_partner_name"),
-    paths(T + "~channel"), paths("event_data.revenue"), paths("user_data.os"), paths("user_data.platform"),
-    paths("last_attributed_touch_timestamp", T + "+click_timestamp"), paths("event_data.currency"),
-    paths("event_data.transaction_id")[0])
+NAME, TIME_, ATTRIBUTED = reader(TEXT, "name"), reader(TIME, "event_timestamp", "timestamp"), reader(
+    BOOL, "attributed")
+PARTNER, CHANNEL = reader(TEXT, T + "~advertising_partner_name"), reader(TEXT, T + "~channel")
+REVENUE, OS, PLATFORM = reader(DEC, "event_data.revenue"), reader(TEXT, "user_data.os"), reader(
+    TEXT, "user_data.platform")
+TOUCH_TIME = reader(TIME, "last_attributed_touch_timestamp", T + "+click_timestamp")
+CURRENCY, TX = reader(CUR, "event_data.currency"), paths("event_data.transaction_id")[0]
 FILL = compile_fill(columns(
     ("event_id", TEXT, "id"), ("app_id", TEXT, "app_id"), ("customer_user_id", TEXT, "user_data.developer_identity"),
     ("os_version", TEXT, "user_data.os_version"), ("app_version", TEXT, "user_data.app_version"),
@@ -52,23 +54,23 @@ def extract(d: dict[str, Any], used: set[str], options: dict[str, Any]) -> Extra
 
 
 def _ontology(d: dict[str, Any], used: set[str], options: dict[str, Any]) -> Extracted:
-    name = require(first(d, used, NAME, TEXT), "name")
-    time_ = require(first(d, used, TIME_, TIME), "timestamp")
+    name = require(NAME(d, used), "name")
+    time_ = require(TIME_(d, used), "timestamp")
     touch = d.get("last_attributed_touch_data")
-    attributed = first(d, used, ATTRIBUTED, BOOL)
+    attributed = ATTRIBUTED(d, used)
     organic = attributed is False or not (touch if isinstance(touch, dict) else {})
-    partner = first(d, used, PARTNER, TEXT)
-    channel = first(d, used, CHANNEL, TEXT)
-    revenue = first(d, used, REVENUE, DEC)
+    partner = PARTNER(d, used)
+    channel = CHANNEL(d, used)
+    revenue = REVENUE(d, used)
     f: dict[str, Any] = {"event_name": name, "event_time": time_, "channel": channel, "revenue": revenue,
                          "media_source": "organic" if organic else (partner or channel), "is_organic": organic}
     FILL(d, used, f)
     f["event_type"] = event_type(name, options, DEFAULTS)
-    f["platform"] = platform(first(d, used, OS, TEXT)) or platform(first(d, used, PLATFORM, TEXT))
+    f["platform"] = platform(OS(d, used)) or platform(PLATFORM(d, used))
     f["touch_type"] = (f.get("touch_type") or "").lower() or None
-    f["touch_time"] = first(d, used, TOUCH_TIME, TIME)
+    f["touch_time"] = TOUCH_TIME(d, used)
     if revenue is not None:
-        f["currency"] = first(d, used, CURRENCY, CUR)
+        f["currency"] = CURRENCY(d, used)
     ids = {"name": name, "timestamp": d.get("timestamp"), "event_timestamp": d.get("event_timestamp"),
            "transaction_id": peek(d, TX)}
     return f, ids, None, None
@@ -79,8 +81,8 @@ class _Link:
 
     def __init__(self, link: str, is_click: bool) -> None:
         self.obj = link[:-1]
-        self.touch = paths(link.replace("link_data.", "click_timestamp")) if not is_click else None
-        self.media = paths(link + "~advertising_partner_name", link + "channel")
+        self.touch = reader(TIME, link.replace("link_data.", "click_timestamp")) if not is_click else None
+        self.media = reader(TEXT, link + "~advertising_partner_name", link + "channel")
         self.fill = compile_fill(columns(("campaign", TEXT, link + "campaign"), ("channel", TEXT, link + "channel"),
                                ("deep_link", TEXT, link + "data.+url", link + "data.$deeplink_path")))
         self.branch_id = paths(link + "branch_id")[0]
@@ -88,33 +90,32 @@ class _Link:
 
 CLICK, SESSION, FIRST = (_Link("link_data.", True), _Link("session_referring_link_data.", False),
                          _Link("first_referring_link_data.", False))
-L_NAME, L_TIME, L_OS, REFERRED, HW, REINSTALL = (paths("event"), paths("event_timestamp"), paths("os"),
-                                                 paths("metadata.referred"), paths("hardware_id"),
-                                                 paths("metadata.reinstall")[0])
+L_NAME, L_TIME, L_OS = reader(TEXT, "event"), reader(TIME, "event_timestamp"), reader(TEXT, "os")
+REFERRED, HW, REINSTALL = reader(BOOL, "metadata.referred"), reader(DEV, "hardware_id"), paths("metadata.reinstall")[0]
 L_FILL = compile_fill(columns(
     ("event_id", TEXT, "click_id"), ("app_id", TEXT, "app_id"), ("customer_user_id", TEXT, "identity"),
     ("os_version", TEXT, "os_version"), ("idfa", DEV, "idfa"), ("gaid", DEV, "google_advertising_id")))
 
 
 def _legacy(d: dict[str, Any], used: set[str], options: dict[str, Any]) -> Extracted:
-    name = require(first(d, used, L_NAME, TEXT), "event")
-    time_ = require(first(d, used, L_TIME, TIME), "event_timestamp")
-    os_ = platform(first(d, used, L_OS, TEXT))
+    name = require(L_NAME(d, used), "event")
+    time_ = require(L_TIME(d, used), "event_timestamp")
+    os_ = platform(L_OS(d, used))
     is_click = name.lower() == "click"
     session = d.get("session_referring_link_data")
     link = CLICK if is_click else SESSION if isinstance(session, dict) and session else FIRST
     link_obj = d.get(link.obj)
     has_link = isinstance(link_obj, dict) and bool(link_obj)
-    referred = first(d, used, REFERRED, BOOL)
+    referred = REFERRED(d, used)
     organic = False if is_click else (referred is False or (referred is None and not has_link))
-    hw = first(d, used, HW, DEV)
+    hw = HW(d, used)
     etype = event_type(name, options, DEFAULTS)
     if etype == "install" and boolean(peek(d, REINSTALL)):
         etype = "reinstall"
-    touch_time = first(d, used, link.touch, TIME) if link.touch is not None else None
+    touch_time = link.touch(d, used) if link.touch is not None else None
     f: dict[str, Any] = {"event_name": name, "event_type": etype, "event_time": time_, "platform": os_,
                          "idfv": hw if os_ == "ios" else None, "android_id": hw if os_ != "ios" else None,
-                         "media_source": "organic" if organic else first(d, used, link.media, TEXT),
+                         "media_source": "organic" if organic else link.media(d, used),
                          "is_organic": organic, "touch_type": "click" if touch_time else None,
                          "touch_time": touch_time}
     L_FILL(d, used, f)

@@ -12,19 +12,23 @@ import orjson
 
 from schemas import canonical
 from schemas.errors import INVALID_FIELD, MISSING_FIELD, NormalizeError
-from schemas.user_key import fingerprint
+from schemas.user_key import FP_HEX, fingerprint
 
 _SORT = orjson.OPT_SORT_KEYS
 
 
 def fingerprint_of(value: Any, fast: bool) -> str:
-    """``schemas.user_key.fingerprint`` (sha256 hex of sorted-key compact JSON, Decimals as strings)."""
+    """``"fp:"`` + the first FP_HEX hex digits of ``schemas.user_key.fingerprint`` (sha256 of sorted-key compact
+    JSON, Decimals as strings): the ids already persisted, so the scheme stays exactly this."""
     if fast:
         try:
-            return hashlib.sha256(orjson.dumps(value, default=str, option=_SORT)).hexdigest()
+            return "fp:" + _SHA256(orjson.dumps(value, default=str, option=_SORT)).digest()[:_FP_BYTES].hex()
         except TypeError:  # orjson.JSONEncodeError: ints beyond 64 bits, lone surrogates, deep nesting
             pass
-    return fingerprint(value)
+    return "fp:" + fingerprint(value)[:FP_HEX]
+
+
+_SHA256, _FP_BYTES = hashlib.sha256, FP_HEX // 2
 
 
 def _props_default(v: Any) -> Any:
@@ -50,7 +54,8 @@ _FIELDS = canonical.FIELDS
 _REV_SCALE = Decimal("1e-9")
 
 
-def _clean(s: str) -> str:
+def clean_text(s: str) -> str:
+    """``canonical._clean``: a string with lone surrogates replaced, so it is valid UTF-8."""
     try:
         s.encode("utf-8")
         return s
@@ -61,28 +66,27 @@ def _clean(s: str) -> str:
 _EMPTY = dict.fromkeys(_FIELDS)
 
 
-_MAYBE_UNCLEAN = ("mmp", "source", "app_id")  # what a clean delivery's event holds that did not come from its JSON
-
-
 def build(kw: dict[str, Any], clean: bool = False) -> dict[str, Any]:
-    """``canonical.build`` over a dict of canonical fields (in schema order, absent ones None). ``clean``: the
-    delivery's strings are all valid Unicode (parse: msgspec decoded them), so only the fields from elsewhere are
-    checked for lone surrogates."""
+    """``canonical.build`` over a dict of canonical fields (in schema order, absent ones None). ``clean``: every
+    string but ``app_id`` is known to be valid Unicode — the delivery's because msgspec decoded them, ``mmp`` and
+    ``source`` because the caller passes them cleaned (``clean_text``) — so only ``app_id`` (which may come from the
+    raw record or the source's settings) is checked for lone surrogates."""
     ev = {**_EMPTY, **kw}
     if len(ev) != len(_EMPTY):
         raise TypeError(f"unknown canonical fields: {sorted(set(kw) - set(_EMPTY))}")
     if clean:
-        for f in _MAYBE_UNCLEAN:
-            v = ev[f]
-            if type(v) is str and not v.isascii():
-                ev[f] = _clean(v)
+        v = ev["app_id"]
+        if type(v) is str and not v.isascii():
+            ev["app_id"] = clean_text(v)
     else:
         for f, v in kw.items():
             if type(v) is str and not v.isascii():
-                ev[f] = _clean(v)
-    for f in _REQUIRED:
-        if not ev[f]:
-            raise NormalizeError(MISSING_FIELD, f, f"no value for {f}")
+                ev[f] = clean_text(v)
+    if not (ev["event_id"] and ev["mmp"] and ev["source"] and ev["event_name"] and ev["event_type"]
+            and ev["user_key"]):  # canonical.REQUIRED_TEXT, unrolled
+        for f in _REQUIRED:
+            if not ev[f]:
+                raise NormalizeError(MISSING_FIELD, f, f"no value for {f}")
     if ev["event_type"] not in _EVENT_TYPES:
         raise NormalizeError(INVALID_FIELD, "event_type", f"unknown event type {ev['event_type']!r}")
     if type(ev["event_time"]) is not int:
@@ -105,3 +109,4 @@ def build(kw: dict[str, Any], clean: bool = False) -> dict[str, Any]:
 
 
 _REQUIRED, _EVENT_TYPES, _PLATFORMS = canonical.REQUIRED_TEXT, canonical.EVENT_TYPES, canonical.PLATFORMS
+assert _REQUIRED == ("event_id", "mmp", "source", "event_name", "event_type", "user_key"), "build's unrolled check"

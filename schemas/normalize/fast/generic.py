@@ -18,15 +18,15 @@ from schemas.normalize.fast.plan import (
     columns,
     compile_fill,
     event_type,
-    first,
-    paths,
+    reader,
 )
 from schemas.normalize.generic import A, D, U
 
-NAME, TIME_, SOURCE, ORGANIC, REVENUE, TOUCH_TIME, CURRENCY = (paths(*p) for p in (
-    ("event_name",), ("timestamp", "event_time"), (A + "source", A + "media_source"),
-    (U + "is_organic", A + "is_organic", "is_organic"), ("revenue", "revenue.amount"), (A + "touch_time",),
-    ("currency", "revenue.currency")))
+NAME, TIME_, SOURCE = reader(TEXT, "event_name"), reader(TIME, "timestamp", "event_time"), reader(
+    TEXT, A + "source", A + "media_source")
+ORGANIC, REVENUE = reader(BOOL, U + "is_organic", A + "is_organic", "is_organic"), reader(DEC, "revenue",
+                                                                                          "revenue.amount")
+TOUCH_TIME, CURRENCY = reader(TIME, A + "touch_time"), reader(CUR, "currency", "revenue.currency")
 FILL = compile_fill(columns(
     ("event_id", TEXT, "event_id"), ("app_id", TEXT, "app_id", D + "app_id"),
     ("customer_user_id", TEXT, U + "customer_id", U + "id"), ("platform", TEXT, D + "platform"),
@@ -39,18 +39,18 @@ FILL = compile_fill(columns(
 
 
 def extract(d: dict[str, Any], used: set[str], options: dict[str, Any]) -> Extracted:
-    name = require(first(d, used, NAME, TEXT), "event_name")
-    time_ = require(first(d, used, TIME_, TIME), "timestamp")
-    source = first(d, used, SOURCE, TEXT)
-    organic_flag = first(d, used, ORGANIC, BOOL)
+    name = require(NAME(d, used), "event_name")
+    time_ = require(TIME_(d, used), "timestamp")
+    source = SOURCE(d, used)
+    organic_flag = ORGANIC(d, used)
     organic = organic_flag if organic_flag is not None else ((source or "").lower() == "organic" if source else None)
-    revenue = first(d, used, REVENUE, DEC)
+    revenue = REVENUE(d, used)
     f: dict[str, Any] = {"event_name": name, "event_time": time_, "media_source": "organic" if organic else source,
                          "is_organic": organic, "revenue": revenue}
     FILL(d, used, f)
     f["event_type"] = event_type(name, options)
     f["platform"] = platform(f.get("platform"))
-    f["touch_time"] = first(d, used, TOUCH_TIME, TIME)
+    f["touch_time"] = TOUCH_TIME(d, used)
     if revenue is not None:
-        f["currency"] = first(d, used, CURRENCY, CUR)
+        f["currency"] = CURRENCY(d, used)
     return f, {"event_name": name, "timestamp": time_}, None, None

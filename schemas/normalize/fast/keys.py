@@ -8,26 +8,40 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from schemas.fields import device_id, get_path, text
+from schemas.fields import _ZERO_ID, ABSENT, device_id, get_path, text
 from schemas.user_key import CUSTOMER_KIND
 
 
 def _dev(kind: str, v: Any) -> str | None:
     if v is None:
         return None
-    s = device_id(v)
-    if not s:
-        return None
+    if v.__class__ is str:  # device_id's string case inline (an all-zero id starts with one of its characters)
+        s: str | None = v.strip()
+        if not s or (len(s) <= _ABSENT_MAX and s.lower() in ABSENT) or (s[0] in "0-" and _ZERO(s)):
+            return None
+        s = s.lower()
+    else:
+        s = device_id(v)
+        if not s:
+            return None
     return kind + ":" + s if s.isascii() or _utf8(s) else None
 
 
 def _cust(v: Any) -> str | None:
     if v is None:
         return None
-    s = text(v)
-    if not s:
-        return None
+    if v.__class__ is str:  # text's string case inline
+        s: str | None = v.strip()
+        if not s or (len(s) <= _ABSENT_MAX and s.lower() in ABSENT):
+            return None
+    else:
+        s = text(v)
+        if not s:
+            return None
     return CUSTOMER_KIND + ":" + s if s.isascii() or _utf8(s) else None
+
+
+_ZERO, _ABSENT_MAX = _ZERO_ID.match, max(map(len, ABSENT))
 
 
 def _utf8(s: str) -> bool:

@@ -17,13 +17,13 @@ from schemas.normalize.fast.plan import (
     columns,
     compile_fill,
     event_type,
-    first,
-    paths,
+    reader,
 )
 
-NAME, TIME_, NETWORK, ORGANIC, REVENUE, TOUCH_TIME, CURRENCY = (paths(*p) for p in (
-    ("event", "event_name"), ("event_time", "timestamp"), ("network", "network_name"), ("is_organic",),
-    ("revenue", "price", "value"), ("click_time", "touch_time"), ("currency",)))
+NAME, TIME_, NETWORK = reader(TEXT, "event", "event_name"), reader(TIME, "event_time", "timestamp"), reader(
+    TEXT, "network", "network_name")
+ORGANIC, REVENUE = reader(BOOL, "is_organic"), reader(DEC, "revenue", "price", "value")
+TOUCH_TIME, CURRENCY = reader(TIME, "click_time", "touch_time"), reader(CUR, "currency")
 FILL = compile_fill(columns(
     ("app_id", TEXT, "app_guid", "app_id"), ("customer_user_id", TEXT, "user_id", "customer_user_id"),
     ("platform", TEXT, "platform", "os"), ("os_version", TEXT, "os_version"), ("app_version", TEXT, "app_version"),
@@ -34,19 +34,19 @@ FILL = compile_fill(columns(
 
 
 def extract(d: dict[str, Any], used: set[str], options: dict[str, Any]) -> Extracted:
-    name = require(first(d, used, NAME, TEXT), "event")
-    time_ = require(first(d, used, TIME_, TIME), "event_time")
-    network = first(d, used, NETWORK, TEXT)
-    organic_flag = first(d, used, ORGANIC, BOOL)
+    name = require(NAME(d, used), "event")
+    time_ = require(TIME_(d, used), "event_time")
+    network = NETWORK(d, used)
+    organic_flag = ORGANIC(d, used)
     organic = organic_flag if organic_flag is not None else ((network or "").lower() in ("organic", "unattributed")
                                                               if network else None)
-    revenue = first(d, used, REVENUE, DEC)
+    revenue = REVENUE(d, used)
     f: dict[str, Any] = {"event_name": name, "event_time": time_, "media_source": "organic" if organic else network,
                          "is_organic": organic, "revenue": revenue}
     FILL(d, used, f)
     f["event_type"] = event_type(name, options)
     f["platform"] = platform(f.get("platform"))
-    f["touch_time"] = first(d, used, TOUCH_TIME, TIME)
+    f["touch_time"] = TOUCH_TIME(d, used)
     if revenue is not None:
-        f["currency"] = first(d, used, CURRENCY, CUR)
+        f["currency"] = CURRENCY(d, used)
     return f, {"event": name, "event_time": time_}, None, None

@@ -5,12 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 from schemas.normalize.base import require
-from schemas.normalize.fast.plan import DEV, TEXT, TIME, Extracted, columns, compile_fill, event_type, first, paths
+from schemas.normalize.fast.plan import DEV, TEXT, TIME, Extracted, columns, compile_fill, event_type, reader
 from schemas.normalize.linkrunner import G, M
 
-NAME, NETWORK, TOUCH, CAMPAIGN_ID = paths("event_type"), paths("network_name", "ad_channel"), paths(
-    "store_click_at"), paths("campaign_id")
-INSTALL_ORDER, OTHER_ORDER = paths("installed_at", "attributed_on"), paths("attributed_on", "installed_at")
+NAME, NETWORK, TOUCH, CAMPAIGN_ID = reader(TEXT, "event_type"), reader(TEXT, "network_name", "ad_channel"), reader(
+    TIME, "store_click_at"), reader(TEXT, "campaign_id")
+# The time paths in the event's order, and the field a missing time is reported as (the first of them).
+INSTALL_ORDER = reader(TIME, "installed_at", "attributed_on"), "installed_at"
+OTHER_ORDER = reader(TIME, "attributed_on", "installed_at"), "attributed_on"
 FILL = compile_fill(columns(
     ("app_id", TEXT, "app_id", "package_name"), ("customer_user_id", TEXT, "user_id"),
     ("app_version", TEXT, "app_version"), ("idfa", DEV, "idfa"), ("gaid", DEV, "gaid"),
@@ -21,16 +23,16 @@ FILL = compile_fill(columns(
 
 
 def extract(d: dict[str, Any], used: set[str], options: dict[str, Any]) -> Extracted:
-    name = require(first(d, used, NAME, TEXT), "event_type")
-    order = INSTALL_ORDER if name.lower() == "install" else OTHER_ORDER
-    time_ = require(first(d, used, order, TIME), order[0][0])
-    network = first(d, used, NETWORK, TEXT)
+    name = require(NAME(d, used), "event_type")
+    read_time, missing = INSTALL_ORDER if name.lower() == "install" else OTHER_ORDER
+    time_ = require(read_time(d, used), missing)
+    network = NETWORK(d, used)
     organic = network.upper() == "ORGANIC" if network else None
     if organic:
         used.add("campaign_id")  # "ORGANIC" is not a campaign
-    touch = first(d, used, TOUCH, TIME)
+    touch = TOUCH(d, used)
     f: dict[str, Any] = {"event_name": name, "event_time": time_, "media_source": "organic" if organic else network,
-                         "is_organic": organic, "campaign_id": None if organic else first(d, used, CAMPAIGN_ID, TEXT),
+                         "is_organic": organic, "campaign_id": None if organic else CAMPAIGN_ID(d, used),
                          "touch_type": "click" if touch else None, "touch_time": touch}
     FILL(d, used, f)
     f["event_type"] = event_type(name, options)

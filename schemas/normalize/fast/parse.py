@@ -75,7 +75,25 @@ def unquote_replace(s: str) -> str:
 
 def query_dict(query_string: str) -> dict[str, str]:
     """``schemas.fields.query_dict`` (parse_qsl, blanks kept, first wins) without unquoting what has nothing to
-    unquote."""
+    unquote, and with the whole string unquoted at once when no escape spells a separator (``%26`` ``&``, ``%3D``
+    ``=``): then unquoting cannot move a boundary — an escape never spans ``&`` or ``=`` (not hex digits), and UTF-8
+    decoding never takes an ASCII byte into a broken sequence — so splitting after it gives the same pairs."""
+    if "%" in query_string and ("%26" in query_string or "%3d" in query_string or "%3D" in query_string):
+        return _query_dict_parts(query_string)
+    s = query_string.replace("+", " ") if "+" in query_string else query_string
+    if "%" in s:
+        s = unquote_replace(s)
+    out: dict[str, str] = {}
+    for part in s.split("&") if s else ():
+        if part:
+            k, _, v = part.partition("=")
+            if k not in out:
+                out[k] = v
+    return out
+
+
+def _query_dict_parts(query_string: str) -> dict[str, str]:
+    """``query_dict`` unquoting each name and value on its own."""
     out: dict[str, str] = {}
     for part in query_string.split("&") if query_string else ():
         if not part:
@@ -132,6 +150,10 @@ def parse(query: Query, raw: dict[str, Any]) -> tuple[list[dict[str, Any]], bool
                 value = loads(stripped)
             except ValueError as exc:
                 raise NormalizeError(INVALID_JSON, None, f"body is not JSON: {exc}") from None
+    if value.__class__ is dict:  # one event object, the common case
+        if value:
+            return [value], fast, clean
+        raise NormalizeError(EMPTY_BODY, None, "empty JSON object")
     items = value if isinstance(value, list) else [value]
     if not items:
         raise NormalizeError(NOT_AN_OBJECT, None, "empty JSON array")

@@ -8,6 +8,7 @@ first that gives a value; a present-but-invalid value raises ``invalid_field`` n
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -54,32 +55,116 @@ def _time(v: Any) -> int | None:
 _FROMISO = datetime.fromisoformat
 _EPOCH = datetime(1970, 1, 1)
 _MS = timedelta(milliseconds=1)
+# Epoch ms of each ``YYYY-MM-DD`` + separator already read, and of each ``HH:MM:`` (a stream's times share days and
+# minutes; 1,440 valid clocks, days bounded below): two dict reads instead of a datetime and a timedelta per time.
+_DAYS: dict[str, int] = {}
+_CLOCKS: dict[str, int] = {}
+
+
+def _day_ms(key: str) -> int | None:
+    """``YYYY-MM-DD`` followed by ``" "`` or ``"T"`` → epoch ms of that day, or None (any other shape, an impossible
+    date). ``datetime.fromisoformat`` (C) reads the date once the shape is checked: it accepts more shapes."""
+    if (key[4] != "-" or key[7] != "-" or key[10] not in " T" or not key[:4].isdigit() or not key[5:7].isdigit()
+            or not key[8:10].isdigit()):
+        return None
+    try:
+        ms: int = (_FROMISO(key[:10]) - _EPOCH) // _MS
+    except ValueError:
+        return None
+    if len(_DAYS) >= 4096:  # ~11 years of distinct days; a flood of them only costs a recompute
+        _DAYS.clear()
+    _DAYS[key] = ms
+    return ms
+
+
+def _clock_ms(key: str) -> int | None:
+    """``HH:MM:`` → ms since midnight, or None (any other shape, hour ≥ 24, minute ≥ 60: fromisoformat refuses)."""
+    if key[2] != ":" or key[5] != ":" or not key[:2].isdigit() or not key[3:5].isdigit():
+        return None
+    h, m = int(key[:2]), int(key[3:5])
+    if h > 23 or m > 59:
+        return None
+    ms = _CLOCKS[key] = (h * 60 + m) * 60_000  # at most 1,440 keys: only valid clocks are kept
+    return ms
 
 
 def _iso_ms(s: str) -> int | None:
     """UTC epoch ms of an ASCII ``YYYY-MM-DD[ T]HH:MM:SS[.f…][Z]`` (fraction truncated to ms, as ``F.time_ms``), or
-    None for anything else, an impossible date included (then ``F.time_ms`` decides). The date and time are read by
-    ``datetime.fromisoformat`` (C) once the shape is checked here: it accepts more shapes than this one."""
-    if s[4] != "-" or s[7] != "-" or s[10] not in " T" or s[13] != ":" or s[16] != ":":
-        return None
-    tail = s[19:-1] if s[-1] == "Z" else s[19:]
-    frac = 0
-    if tail:
-        digits = tail[1:]
-        if tail[0] != "." or not digits.isdigit():
+    None for anything else, an impossible date included (then ``F.time_ms`` decides)."""
+    day = _DAYS.get(s[:11])
+    if day is None:
+        day = _day_ms(s[:11])
+        if day is None:
             return None
-        frac = int(digits[:3]) * _SCALE[len(digits)] if len(digits) < 3 else int(digits[:3])
-    try:
-        dt = _FROMISO(s[:19])  # its C parser takes only ASCII digits between the separators checked above
-    except ValueError:
+    clock = _CLOCKS.get(s[11:17])
+    if clock is None:
+        clock = _clock_ms(s[11:17])
+        if clock is None:
+            return None
+    sec = _SECONDS.get(s[17:19])  # None: not two ASCII digits below 60
+    if sec is None:
         return None
-    return (dt - _EPOCH) // _MS + frac
+    frac = _FRACTIONS.get(s[19:])
+    if frac is None:
+        frac = _fraction_ms(s[19:])
+        if frac is None:
+            return None
+    return day + clock + sec + frac
+
+
+_SECONDS = {f"{n:02d}": n * 1000 for n in range(60)}
+_FRACTIONS: dict[str, int] = {}  # "", "Z", ".123Z", …: ms
+
+
+def _fraction_ms(tail: str) -> int | None:
+    """What follows the seconds — nothing, or ``.`` and digits, then an optional ``Z`` — as ms (truncated, as
+    ``F.time_ms``), or None for anything else."""
+    digits = tail[:-1] if tail[-1:] == "Z" else tail
+    if digits:
+        if digits[0] != "." or not digits[1:].isdigit():
+            return None
+        digits = digits[1:]
+        ms = int(digits[:3]) * _SCALE[len(digits)] if len(digits) < 3 else int(digits[:3])
+    else:
+        ms = 0
+    if len(_FRACTIONS) >= 4096:  # 2,002 tails of up to 3 digits; longer fractions only cost a recompute
+        _FRACTIONS.clear()
+    _FRACTIONS[tail] = ms
+    return ms
 
 
 _SCALE = (0, 100, 10)
+_Q9 = Decimal("1e-9")
+_REV_MAX = Decimal("1e18")  # F.decimal's bound
 
 
-TEXT, DEV, BOOL, TIME, DEC, CUR = F.text, F.device_id, F.boolean, _time, F.decimal, F.currency
+_PLAIN_NUMBER = re.compile(r"-?[0-9]{1,17}(?:\.[0-9]+)?").fullmatch  # below 1e17: F.decimal's range holds
+
+
+def _decimal(v: Any) -> Decimal | None:
+    """``F.decimal`` with a JSON number (Decimal or int, as msgspec and the json module decode them) in range, or a
+    plain decimal string (``"24.51"``), read directly: F.decimal's text round trip gives the same value; everything
+    else, and every error, through ``F.decimal``."""
+    cls = v.__class__
+    if cls is str:
+        if _PLAIN_NUMBER(v):
+            return Decimal(v).quantize(_Q9)
+    elif cls is Decimal:
+        if v.is_finite() and -_REV_MAX < v < _REV_MAX:
+            return v.quantize(_Q9)
+    elif cls is int and -1_000_000_000_000_000_000 < v < 1_000_000_000_000_000_000:
+        return Decimal(v).quantize(_Q9)
+    return F.decimal(v)
+
+
+def _currency(v: Any) -> str | None:
+    """``F.currency`` with three ASCII letters read directly (not the null word "nil"); the rest through it."""
+    if v.__class__ is str and len(v) == 3 and v.isascii() and v.isalpha() and v.lower() != "nil":
+        return v.upper()
+    return F.currency(v)
+
+
+TEXT, DEV, BOOL, TIME, DEC, CUR = F.text, F.device_id, F.boolean, _time, _decimal, _currency
 _ABSENT_MAX = max(map(len, F.ABSENT))
 
 
@@ -105,23 +190,51 @@ def peek(d: dict[str, Any], p: Path) -> Any:
     return raw
 
 
-def first(d: dict[str, Any], used: set[str], ps: Paths, conv: Conv) -> Any:
-    """The first path giving a value (converted), marking each path read as taken."""
-    for path, k, more in ps:
-        raw = d.get(k)
-        if more is not None:
-            for m in more:
-                raw = raw.get(m) if isinstance(raw, dict) else None
-        if raw is None or isinstance(raw, (dict, list)):  # an object where a value belongs stays in properties
-            continue
-        used.add(path)
-        try:
-            v = conv(raw)
-        except ValueError as exc:
-            raise NormalizeError(INVALID_FIELD, path, str(exc)) from None
-        if v is not None:
-            return v
-    return None
+Reader = Callable[[dict[str, Any], set[str]], Any]
+_ENV: dict[str, Any] = {"isinstance": isinstance, "len": len, "ABSENT": F.ABSENT, "MAX": _ABSENT_MAX, "dict": dict,
+                        "list": list, "ZERO": F._ZERO_ID.match, "NormalizeError": NormalizeError,
+                        "INVALID_FIELD": INVALID_FIELD}
+
+
+def _inline(conv: Conv, ind: str, conv_name: str) -> list[str]:
+    """``v = conv(raw)`` with ``F.text``'s (and ``F.device_id``'s) string case inline; ``raw`` is a present value."""
+    if conv is not TEXT and conv is not DEV:
+        return [f"{ind}v = {conv_name}(raw)"]
+    lines = [f"{ind}if raw.__class__ is str:",
+             f"{ind}    v = raw.strip()",
+             f"{ind}    if len(v) <= MAX and v.lower() in ABSENT:",
+             f"{ind}        v = None"]
+    if conv is DEV:  # a non-empty id is all zeros only if it starts with one of them
+        lines += [f"{ind}    elif v[0] in '0-' and ZERO(v):",
+                  f"{ind}        v = None",
+                  f"{ind}    else:",
+                  f"{ind}        v = v.lower()"]
+    return [*lines, f"{ind}else:", f"{ind}    v = {conv_name}(raw)"]
+
+
+def reader(conv: Conv, *dotted: str) -> Reader:
+    """``read(d, used)``: the first of ``dotted``'s paths giving a value (converted), marking each path read as taken
+    — an object or a list where a value belongs stays in properties, and a present-but-invalid value raises
+    ``invalid_field`` naming its path. Generated once per MMP constant (module import): no loop, no generic walk."""
+    env: dict[str, Any] = {**_ENV, "conv": conv}
+    lines = ["def read(d, used):"]
+    for path, k, more in paths(*dotted):
+        lines.append(f"    raw = d.get({k!r})")
+        for m in more or ():
+            lines.append(f"    raw = raw.get({m!r}) if isinstance(raw, dict) else None")
+        lines += ["    if raw is not None and not isinstance(raw, (dict, list)):",
+                  f"        used.add({path!r})",
+                  "        try:",
+                  *_inline(conv, "            ", "conv"),
+                  "        except ValueError as exc:",
+                  f"            raise NormalizeError(INVALID_FIELD, {path!r}, str(exc)) from None",
+                  "        if v is not None:",
+                  "            return v"]
+    lines.append("    return None")
+    exec("\n".join(lines), env)
+    fn: Reader = env["read"]
+    fn.__qualname__ = f"reader({', '.join(dotted)})"
+    return fn
 
 
 Fill = Callable[[dict[str, Any], set[str], dict[str, Any]], None]
@@ -129,11 +242,10 @@ Fill = Callable[[dict[str, Any], set[str], dict[str, Any]], None]
 
 def compile_fill(cols: tuple[Column, ...]) -> Fill:
     """A column table → one straight-line function ``fill(d, used, out)``, generated once (module import): each
-    column reads its paths in order (``first`` unrolled), text read inline. Only non-raising conversions (text, device
+    column reads its paths in order (as ``reader``), text read inline. Only non-raising conversions (text, device
     id, boolean): raising ones keep their place in each MMP's order, so errors name the same field as the reference.
     """
-    env: dict[str, Any] = {"isinstance": isinstance, "len": len, "ABSENT": F.ABSENT, "MAX": _ABSENT_MAX,
-                           "str": str, "dict": dict, "list": list, "ZERO": F._ZERO_ID.match}  # device_id's own pattern
+    env: dict[str, Any] = dict(_ENV)
     lines = ["def fill(d, used, out):", "    add = used.add"]
     # The objects nested paths read through, each looked up once (reads are pure: order does not matter), None
     # where the step is missing or not an object.
@@ -165,20 +277,7 @@ def compile_fill(cols: tuple[Column, ...]) -> Fill:
                 lines.append(f"{ind}raw = d.get({k!r})")
             lines.append(f"{ind}if raw is not None and not isinstance(raw, (dict, list)):")
             lines.append(f"{ind}    add({path!r})")
-            if conv is TEXT or conv is DEV:  # F.text's (and F.device_id's) string case inline
-                lines.append(f"{ind}    if raw.__class__ is str:")
-                lines.append(f"{ind}        v = raw.strip()")
-                lines.append(f"{ind}        if len(v) <= MAX and v.lower() in ABSENT:")
-                lines.append(f"{ind}            v = None")
-                if conv is DEV:
-                    lines.append(f"{ind}        elif ZERO(v):")
-                    lines.append(f"{ind}            v = None")
-                    lines.append(f"{ind}        else:")
-                    lines.append(f"{ind}            v = v.lower()")
-                lines.append(f"{ind}    else:")
-                lines.append(f"{ind}        v = conv{i}(raw)")
-            else:
-                lines.append(f"{ind}    v = conv{i}(raw)")
+            lines += _inline(conv, ind + "    ", f"conv{i}")
         lines.append("    if v is not None:")
         lines.append(f"        out[{name!r}] = v")
     exec("\n".join(lines), env)
@@ -190,12 +289,18 @@ def rest(data: dict[str, Any], used: set[str], replaced: dict[str, Any] | None) 
     """Every field no column took, nested objects pruned of taken fields (originally-empty objects kept): the
     reference's ``Payload.rest``, descending only into objects under a taken path."""
     d = {**data, **replaced} if replaced else data
-    under: set[str] = set()
+    under: set[str] | None = None
     for p in used:
         if "." in p:
+            if under is None:
+                under = set()
             under.update(_prefixes(p))
-    if not under:
-        return {k: v for k, v in d.items() if k not in used}
+    if under is None:  # top-level paths only (most deliveries): a copy less the taken keys, all in C
+        out = d.copy()
+        pop = out.pop
+        for p in used:
+            pop(p, None)
+        return out
     return _strip(d, "", used, under)
 
 

@@ -18,14 +18,13 @@ from schemas.normalize.fast.plan import (
     columns,
     compile_fill,
     event_type,
-    first,
-    paths,
+    reader,
 )
 
-NAME, TIME_, NETWORK, ORGANIC, REVENUE, TOUCH_TIME, CURRENCY = (paths(*p) for p in (
-    ("event_name",), ("event_utc_timestamp", "event_timestamp", "timestamp"), ("network", "network_name", "source"),
-    ("is_organic",), ("revenue", "amount"), ("click_utc_timestamp", "touch_utc_timestamp"),
-    ("currency", "revenue_currency")))
+NAME, TIME_ = reader(TEXT, "event_name"), reader(TIME, "event_utc_timestamp", "event_timestamp", "timestamp")
+NETWORK, ORGANIC = reader(TEXT, "network", "network_name", "source"), reader(BOOL, "is_organic")
+REVENUE, TOUCH_TIME = reader(DEC, "revenue", "amount"), reader(TIME, "click_utc_timestamp", "touch_utc_timestamp")
+CURRENCY = reader(CUR, "currency", "revenue_currency")
 FILL = compile_fill(columns(
     ("app_id", TEXT, "longname", "app_longname", "bundle_id"),
     ("customer_user_id", TEXT, "custom_user_id", "customer_user_id", "user_id"),
@@ -39,21 +38,21 @@ FILL = compile_fill(columns(
 
 
 def extract(d: dict[str, Any], used: set[str], options: dict[str, Any]) -> Extracted:
-    name = require(first(d, used, NAME, TEXT), "event_name")
-    time_ = require(first(d, used, TIME_, TIME), "event_utc_timestamp")
+    name = require(NAME(d, used), "event_name")
+    time_ = require(TIME_(d, used), "event_utc_timestamp")
     etype = event_type(name, options)
     if etype == "install" and boolean(d.get("is_reengagement")):
         etype = "reengagement"
-    network = first(d, used, NETWORK, TEXT)
-    organic_flag = first(d, used, ORGANIC, BOOL)
+    network = NETWORK(d, used)
+    organic_flag = ORGANIC(d, used)
     organic = organic_flag if organic_flag is not None else ((network or "").lower() == "organic" if network else None)
-    revenue = first(d, used, REVENUE, DEC)
+    revenue = REVENUE(d, used)
     f: dict[str, Any] = {"event_name": name, "event_type": etype, "event_time": time_,
                          "media_source": "organic" if organic else network, "is_organic": organic, "revenue": revenue}
     FILL(d, used, f)
     f["platform"] = platform(f.get("platform"))
     f["touch_type"] = (f.get("touch_type") or "").lower() or None
-    f["touch_time"] = first(d, used, TOUCH_TIME, TIME)
+    f["touch_time"] = TOUCH_TIME(d, used)
     if revenue is not None:
-        f["currency"] = first(d, used, CURRENCY, CUR)
+        f["currency"] = CURRENCY(d, used)
     return f, {"event_name": name, "event_utc_timestamp": time_, "revenue": str(revenue)}, None, None

@@ -16,14 +16,15 @@ from schemas.normalize.fast.plan import (
     columns,
     compile_fill,
     event_type,
-    first,
-    paths,
+    reader,
 )
 
-NAME, TIME_, PLATFORM, AD_ID, NETWORK, REVENUE, CURRENCY, TOUCH = (paths(*p) for p in (
-    ("event", "value", "event_name"), ("time_in_ms", "event_at_ms", "created_at_ms", "acquired_at_ms"),
-    ("platform",), ("advertising_id",), ("ad_network", "network"), ("revenue_usd_gross", "revenue"), ("currency",),
-    ("engaged_at_ms",)))
+NAME, TIME_ = reader(TEXT, "event", "value", "event_name"), reader(
+    TIME, "time_in_ms", "event_at_ms", "created_at_ms", "acquired_at_ms")
+PLATFORM, AD_ID, NETWORK = reader(TEXT, "platform"), reader(DEV, "advertising_id"), reader(
+    TEXT, "ad_network", "network")
+REVENUE, CURRENCY, TOUCH = reader(DEC, "revenue_usd_gross", "revenue"), reader(CUR, "currency"), reader(
+    TIME, "engaged_at_ms")
 FILL = compile_fill(columns(
     ("app_id", TEXT, "store_id", "bundle_id", "app_id"), ("customer_user_id", TEXT, "user_id", "customer_user_id"),
     ("os_version", TEXT, "os_version"), ("app_version", TEXT, "app_version"), ("idfv", DEV, "developer_device_id"),
@@ -32,15 +33,15 @@ FILL = compile_fill(columns(
 
 
 def extract(d: dict[str, Any], used: set[str], options: dict[str, Any]) -> Extracted:
-    name = require(first(d, used, NAME, TEXT), "event")
-    time_ = require(first(d, used, TIME_, TIME), "time_in_ms")
-    plat = platform(first(d, used, PLATFORM, TEXT))
-    ad_id = first(d, used, AD_ID, DEV)
-    network = first(d, used, NETWORK, TEXT)
+    name = require(NAME(d, used), "event")
+    time_ = require(TIME_(d, used), "time_in_ms")
+    plat = platform(PLATFORM(d, used))
+    ad_id = AD_ID(d, used)
+    network = NETWORK(d, used)
     organic = (network or "").lower() == "organic" if network else None
-    revenue = first(d, used, REVENUE, DEC)
-    currency = "USD" if d.get("revenue_usd_gross") is not None else first(d, used, CURRENCY, CUR)
-    touch = first(d, used, TOUCH, TIME)
+    revenue = REVENUE(d, used)
+    currency = "USD" if d.get("revenue_usd_gross") is not None else CURRENCY(d, used)
+    touch = TOUCH(d, used)
     f: dict[str, Any] = {
         "event_name": name, "event_time": time_, "platform": plat,
         "idfa": ad_id if plat == "ios" else None, "gaid": ad_id if plat == "android" else None,
