@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.ops.test_run import ROOT, _ours
+from tests.ops.pipeline import processes_of
+from tests.ops.test_run import ROOT
 from tests.support import free_port
 
 pytestmark = pytest.mark.timeout(600)
@@ -117,5 +118,5 @@ def test_first_hour(tmp_path: Path) -> None:
     finally:
         if run.poll() is None:
             run.kill()
-        for pid in _ours(str(var)):
+        for pid in processes_of(var):
             os.kill(pid, signal.SIGKILL)

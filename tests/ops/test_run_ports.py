@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from ops.supervise import Service, ServiceError
-from tests.ops.test_run import ROOT, _ours
+from tests.ops.pipeline import processes_of
+from tests.ops.test_run import ROOT
 from tests.support import free_port
 
 pytestmark = pytest.mark.timeout(120)
@@ -60,7 +61,7 @@ def test_a_taken_ingress_port_stops_attrib_run_before_anything_starts(tmp_path: 
         got = subprocess.run([sys.executable, "-m", "ops.cli", "run", "--exit", "--count", "5"], env=env, cwd=ROOT,
                              capture_output=True, text=True, timeout=100)
     finally:
-        for pid in _ours(str(var)):
+        for pid in processes_of(var):
             os.kill(pid, 9)
     assert got.returncode == 1, got.stdout[-2000:]
     assert f"port {port} (ingest.port) is already in use by pid {os.getpid()}" in got.stdout
