@@ -46,7 +46,7 @@ class FakeRegistry:
         app.router.add_post("/subjects/{subject}/versions", self._register)
         app.router.add_get("/schemas/ids/{id}", self._by_id)
         self._server = TestServer(app, host="127.0.0.1")
-        self._run(self._server.start_server())
+        self._run(self._server.start_server(access_log=None))  # a line per request outlives pytest's capture
 
     def _run(self, coro: Any) -> Any:
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result(30)
