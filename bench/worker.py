@@ -97,7 +97,16 @@ def measure(s: Settings, group: str, target: dict[int, int], procs: list[subproc
 
 PROFILES = Path(tempfile.gettempdir()) / f"attrib-worker-pyspy-{os.getpid()}"  # one file per profiled phase
 
-FLOOR_APP = r'''
+# --count: bench/faust_counts.py's counters in the phase's process (argv[1] is the repo root in every phase app)
+COUNT_HOOK = r'''
+import os, sys
+if os.environ.get("BENCH_FAUST_COUNTS"):
+    sys.path.insert(0, sys.argv[1])
+    from bench.faust_counts import install
+    install(os.environ["BENCH_FAUST_COUNTS"])
+'''
+
+FLOOR_APP = COUNT_HOOK + r'''
 import sys, faust
 from pathlib import Path
 sys.path.insert(0, sys.argv[1])
@@ -134,7 +143,7 @@ Worker(app, loglevel="WARNING", quiet=True, override_logging=False, redirect_std
 
 # (m): the worker's own app, table and outputs (streams/app.py, streams/outputs.py) with the floor's agent plus, per
 # delivery, one state write through the users table (store + one batched changelog record) and one output record.
-MECHANICS_APP = r'''
+MECHANICS_APP = COUNT_HOOK + r'''
 import sys, time
 from pathlib import Path
 sys.path.insert(0, sys.argv[1])
@@ -153,9 +162,15 @@ topic, users = raw_topic_and_users(app, s)
 outputs = Outputs(app, users, s.streams.linger_ms / 1000, Tally(60_000), counts_topic(s), s.alerts.batch_within_s)
 table, events = outputs.users, s.topics.events
 guard = compat.SkipGuard()
+spin_s = float(sys.argv[3]) / 1e6 if len(sys.argv) > 3 else 0.0  # (s): CPU burnt per delivery, an agent as slow as (b)
+clock = time.thread_time
 @app.agent(topic, name="mechanics", concurrency=1)
 async def mechanics(stream):
     async for event in stream.events():
+        if spin_s:
+            until = clock() + spin_s
+            while clock() < until:
+                pass
         msg = event.message
         guard.check(msg.partition, msg.offset)
         outputs.partition = msg.partition
@@ -173,22 +188,33 @@ Worker(app, loglevel="WARNING", quiet=True, override_logging=False, redirect_std
 '''
 
 
+WORKER_APP = COUNT_HOOK + r'''
+import runpy
+sys.argv = ["attrib"] + sys.argv[2:]
+runpy.run_module("ops.cli", run_name="__main__", alter_sys=True)
+'''
+
+
 def run_phase(name: str, s: Settings, n_workers: int, target: dict[int, int], tmp: Path, floor: str = "",
-              profile: Path | None = None, store: str = "memory://") -> dict[str, float]:
+              profile: Path | None = None, store: str = "memory://", spin_us: float = 0,
+              count: bool = False) -> dict[str, float]:
     group = f"bench-{name}-{int(time.time())}"
     s = s.model_copy(update={"streams": s.streams.model_copy(update={"app_id": group})})
     env = env_for(s)
+    counts = tmp / f"{group}-counts.json"
+    if count:
+        env["BENCH_FAUST_COUNTS"] = str(counts)
     procs = []
     for i in range(n_workers):
         data = tmp / f"{group}-{i}"
         data.mkdir(parents=True)
         log = (tmp / f"{group}-{i}.log").open("wb")
         if floor == "mechanics":
-            cmd = [sys.executable, "-c", MECHANICS_APP, str(ROOT), str(data)]
+            cmd = [sys.executable, "-c", MECHANICS_APP, str(ROOT), str(data), str(spin_us)]
         elif floor:
             cmd = [sys.executable, "-c", FLOOR_APP, str(ROOT), str(data), floor]
         else:
-            cmd = [sys.executable, "-m", "ops.cli", "worker", "--data-dir", str(data), "--store", store,
+            cmd = [sys.executable, "-c", WORKER_APP, str(ROOT), "worker", "--data-dir", str(data), "--store", store,
                    "--metrics-port", "0"]
         procs.append(subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT))
     spy = None
@@ -216,6 +242,13 @@ def run_phase(name: str, s: Settings, n_workers: int, target: dict[int, int], tm
                 p.wait(30)
             except subprocess.TimeoutExpired:
                 p.kill()
+    if count and counts.exists():
+        n = sum(target.values())
+        per = {(f"us_{k}" if k.startswith("cpu_s:") else k): round(v / n * (1e6 if k.startswith("cpu_s:") else 1), 4)
+               for k, v in sorted(json.loads(counts.read_text()).items())}  # thread CPU: whole process life
+        print(f"  ({name}) per delivery: {json.dumps(per)}", flush=True)
+    if spin_us:
+        res["us_cpu_per_event_minus_spin"] = res["us_cpu_per_event"] - spin_us
     print(f"  ({name}) {json.dumps(res)}", flush=True)
     return res
 
@@ -317,7 +350,11 @@ def main() -> int:
     ap.add_argument("--state-users", type=int, default=1_000_000)
     ap.add_argument("--store", default="memory://", help="store of the full workers (b, c)")
     ap.add_argument("--set", action="append", default=[], help="streams setting override, e.g. linger_ms=50")
-    ap.add_argument("--skip", default="", help="comma list of phases to skip: a,m,n,b,c,mem")
+    ap.add_argument("--skip", default="", help="comma list of phases to skip: a,m,s,n,b,c,mem")
+    ap.add_argument("--spin-us", type=float, default=150,
+                    help="(s): (m) with this much CPU burnt per delivery (an agent as slow as the worker)")
+    ap.add_argument("--count", action="store_true",
+                    help="count Faust's fetches, full/empty stream queues, pauses per delivery (bench/faust_counts.py)")
     args = ap.parse_args()
     skip = set(args.skip.split(","))
     tmp = Path(tempfile.mkdtemp(prefix="bench-worker-"))
@@ -363,14 +400,18 @@ def main() -> int:
         def prof(phase: str) -> Path | None:
             return PROFILES / f"{phase}.pyspy" if args.profile else None
 
+        count = args.count
         if "a" not in skip:
-            res["a"] = run_phase("floor", s, 1, target, tmp, floor="decode", profile=prof("a"))
+            res["a"] = run_phase("floor", s, 1, target, tmp, floor="decode", profile=prof("a"), count=count)
         if "m" not in skip:
-            res["m"] = run_phase("mechanics", s, 1, target, tmp, floor="mechanics", profile=prof("m"))
+            res["m"] = run_phase("mechanics", s, 1, target, tmp, floor="mechanics", profile=prof("m"), count=count)
+        if "s" not in skip:
+            res["s"] = run_phase("mechanics-spin", s, 1, target, tmp, floor="mechanics", profile=prof("s"),
+                                 spin_us=args.spin_us, count=count)
         if "n" not in skip:
             res["n"] = run_phase("floor-normalize", s, 1, target, tmp, floor="normalize")
         if "b" not in skip:
-            res["b"] = run_phase("worker", s, 1, target, tmp, profile=prof("b"), store=args.store)
+            res["b"] = run_phase("worker", s, 1, target, tmp, profile=prof("b"), store=args.store, count=count)
         if "c" not in skip:
             res["c"] = run_phase("two-workers", s, 2, target, tmp, store=args.store)
         if "a" in res and "b" in res:
@@ -387,7 +428,7 @@ def main() -> int:
         if "b" in res and "c" in res:
             print(f"(c)/(b) = {res['c']['rate'] / res['b']['rate']:.2f}  (target >= 1.6 with two free cores)")
         if args.profile:
-            for phase in ("a", "m", "b"):
+            for phase in ("a", "m", "s", "b"):
                 top_frames(PROFILES / f"{phase}.pyspy")
             print(f"  (collapsed stacks kept in {PROFILES})")
         if "mem" not in skip:

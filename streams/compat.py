@@ -21,6 +21,16 @@ may change silently.
   (``_new_offset`` only holds a head gap of more than one). Seen in bench/worker.py (c): the guard's exit in the first
   rebalance, one offset skipped, same generation, flow active, read offset = the skipped one. ``WorkerFlowControl``
   clears only on a suspended → active transition — the stale records of the revoked assignment still go.
+- **Inline delivery when nothing can wait.** Faust's fetch loop hands each record to the conductor through mode's
+  ``wait_first(callback, suspend_flow.wait())``: four tasks, an ``asyncio.wait`` and three cancellations per record,
+  and the loop goes round between any two records. So fetch loop and agent advance in lockstep, one record per loop
+  turn: the stream buffer (``stream_buffer_maxsize``) stays empty, the agent waits on an empty queue for every
+  record, and all of that is paid per record (bench/worker.py --count: 1.0 empty-queue waits and 1.0 ``wait_first``
+  per delivery in every phase, with the agent fast or slow). ``WorkerConsumer._drain_messages`` is Faust's loop
+  except that a record whose delivery cannot wait (flow active, not suspended, Faust's producer buffer below its
+  limit, the conductor's lock free, no subscribed stream queue full) is delivered by awaiting the callback
+  directly — it completes without suspending, so there is nothing to race against; otherwise Faust's
+  ``wait_first`` as before. The buffer then fills as Faust intends (pressure pauses fetching at 80 %).
 - **Our batches before every commit.** ``WorkerProducer.flush`` (Faust calls it before each offset commit) first runs
   the worker's own flush, and hands out Faust's aiokafka producer for the worker's batches.
 - **Private reads and writes:** the consumer's committed offsets (lag gauge) and read offsets (``SkipGuard``'s
@@ -32,6 +42,7 @@ The changes are subclasses that only ``WorkerApp`` uses — nothing global is pa
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 from collections.abc import Awaitable, Callable
@@ -39,8 +50,10 @@ from importlib import metadata
 from typing import Any
 
 import faust
+from faust.transport.consumer import CONSUMER_FETCHING
 from faust.transport.drivers import aiokafka as driver
 from faust.types import TP, StoreT, TableT, TransportT
+from mode import ServiceT
 from mode.utils.objects import cached_property
 from mode.utils.queues import FlowControlEvent
 
@@ -131,6 +144,74 @@ class WorkerConsumer(driver.Consumer):
 
     async def _add_gap(self, tp: TP, offset_from: int, offset_to: int) -> None:
         """Never acknowledge a gap: an offset is committed only after the agent handled it."""
+
+    async def _drain_messages(self, fetcher: ServiceT) -> None:
+        """Faust 0.15.3's ``Consumer._drain_messages`` with the inline delivery (see "Inline delivery when nothing can
+        wait"); everything else as there, minus the gap acknowledgement (``_add_gap`` is a no-op here)."""
+        callback = self.callback
+        getmany = self.getmany
+        consumer_should_stop = self._stopped.is_set
+        fetcher_should_stop = fetcher._stopped.is_set  # type: ignore[attr-defined]  # a mode Service
+        get_read_offset = self._read_offset.__getitem__
+        set_read_offset = self._read_offset.__setitem__
+        set_flag, unset_flag = self.diag.set_flag, self.diag.unset_flag
+        commit_every = self._commit_every
+        can_wait = self._delivery_can_wait
+        yield_every = 100
+        num_since_yield = 0
+        try:
+            while not (consumer_should_stop() or fetcher_should_stop()):
+                set_flag(CONSUMER_FETCHING)
+                ait = getmany(timeout=1.0)
+                await self.sleep(0)  # Faust: getmany may be called in a loop that never yields otherwise
+                if not self.should_stop:
+                    async for tp, message in ait:
+                        num_since_yield += 1
+                        if num_since_yield > yield_every:
+                            await asyncio.sleep(0)
+                            num_since_yield = 0
+                        offset = message.offset
+                        r_offset = get_read_offset(tp)
+                        if r_offset is None or offset >= r_offset:
+                            if commit_every is not None and self._n_acked >= commit_every:
+                                self._n_acked = 0
+                                await self.commit()
+                            if can_wait(tp):
+                                await self.wait_first(callback(message), self.suspend_flow.wait())
+                            else:
+                                await callback(message)  # completes without suspending (nothing in it can wait)
+                            set_read_offset(tp, offset)
+                    unset_flag(CONSUMER_FETCHING)
+        except self.consumer_stopped_errors:
+            if self.transport.app.should_stop:
+                self.log.info("Broker stopped consumer, shutting down...")
+                return
+            raise
+        except asyncio.CancelledError:
+            if self.transport.app.should_stop:
+                self.log.info("Consumer shutting down for user cancel.")
+                return
+            raise
+        except Exception as exc:
+            self.log.exception("Drain messages raised: %r", exc)
+            raise
+        finally:
+            unset_flag(CONSUMER_FETCHING)
+
+    def _delivery_can_wait(self, tp: TP) -> bool:
+        """Whether the conductor's callback for a record of ``tp`` might wait: on flow control, on Faust's producer
+        buffer, on the conductor's lock, or on a full stream queue (conductor.pyx ``__call__`` and ``_put``)."""
+        app = self.app
+        if self.suspend_flow.is_set() or not app.flow_control.is_active():
+            return True
+        buffer = app.producer.buffer
+        if buffer.size > buffer.max_messages:
+            return True
+        conductor: Any = app.topics
+        channels = getattr(conductor._tp_to_callback.get(tp), "channels", None)  # the Cython ConductorHandler's
+        if channels is None or conductor._tp_to_callback_lock.locked():
+            return True
+        return any(chan.queue.full() for chan in channels)
 
     def committed(self, tp: TP) -> int | None:
         return self._committed_offset.get(tp)

@@ -159,3 +159,76 @@ def test_a_resume_while_flowing_keeps_the_queued_records(tmp_path: Path) -> None
     flow.suspend()  # a rebalance: what is queued belongs to the revoked assignment
     flow.resume()
     assert queue.qsize() == 0
+
+
+def subscribed(a: compat.WorkerApp, tp: TP, maxsize: int) -> Any:
+    """A stream channel subscribed to ``tp`` through Faust's own conductor handler, as an agent's is."""
+    channel = a.topic(tp.topic)
+    channel.maxsize = maxsize  # (read when its queue is first built)
+    a.topics._tp_to_callback[tp] = a.topics._build_handler(tp, {channel})
+    return channel
+
+
+async def test_a_delivery_is_inline_only_when_nothing_in_it_can_wait(tmp_path: Path) -> None:
+    a = app(tmp_path)
+    consumer, tp = a.worker_consumer, TP("raw", 0)
+    queue = subscribed(a, tp, maxsize=2).queue
+    assert consumer._delivery_can_wait(tp)  # flow is suspended until the first recovery resumes it
+    a.flow_control.resume()
+    assert not consumer._delivery_can_wait(tp)
+    queue.put_nowait("offset 1")
+    queue.put_nowait("offset 2")
+    assert consumer._delivery_can_wait(tp)  # the stream queue is full: the conductor would wait for room
+    queue.get_nowait()
+    assert not consumer._delivery_can_wait(tp)
+    consumer.suspend_flow.set()  # a rebalance stopped the flow
+    assert consumer._delivery_can_wait(tp)
+    consumer.suspend_flow.clear()
+    async with a.topics._tp_to_callback_lock:  # the conductor is rebuilding its handlers
+        assert consumer._delivery_can_wait(tp)
+    assert not consumer._delivery_can_wait(tp)
+    assert consumer._delivery_can_wait(TP("raw", 1))  # no handler (yet): Faust's path
+
+
+class Record:
+    def __init__(self, offset: int) -> None:
+        self.offset = offset
+
+
+async def test_the_fetch_loop_hands_on_every_record_in_order_inline_or_through_faust_when_it_could_wait(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    a = app(tmp_path)
+    consumer, tp = a.worker_consumer, TP("raw", 0)
+    a.flow_control.resume()
+    full_at = {3, 4}  # the stream queue is full when these arrive: Faust's wait_first path
+    delivered: list[int] = []
+    waited: list[int] = []
+
+    async def getmany(timeout: float) -> Any:
+        for offset in range(8):
+            yield tp, Record(offset)
+        yield tp, Record(2)  # a re-fetched record below the read offset is dropped, as Faust does
+        consumer._stopped.set()  # one batch, then the loop ends
+
+    async def callback(message: Record) -> None:
+        delivered.append(message.offset)
+
+    async def wait_first(*coros: Any) -> Any:
+        coro = coros[0]
+        waited.append(len(delivered))
+        await coro
+        for other in coros[1:]:
+            other.close()
+
+    monkeypatch.setattr(consumer, "getmany", getmany)
+    monkeypatch.setattr(consumer, "callback", callback)
+    monkeypatch.setattr(consumer, "wait_first", wait_first)
+    monkeypatch.setattr(consumer, "_delivery_can_wait", lambda _tp: len(delivered) in full_at)
+
+    class Fetcher:
+        _stopped = consumer._stopped.__class__()
+
+    await consumer._drain_messages(Fetcher())  # type: ignore[arg-type]
+    assert delivered == list(range(8))
+    assert waited == [3, 4]
+    assert consumer.read_offset(tp) == 7
