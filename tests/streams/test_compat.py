@@ -165,7 +165,8 @@ def subscribed(a: compat.WorkerApp, tp: TP, maxsize: int) -> Any:
     """A stream channel subscribed to ``tp`` through Faust's own conductor handler, as an agent's is."""
     channel = a.topic(tp.topic)
     channel.maxsize = maxsize  # (read when its queue is first built)
-    a.topics._tp_to_callback[tp] = a.topics._build_handler(tp, {channel})
+    conductor: Any = a.topics  # faust.transport.conductor.Conductor (typed as its interface)
+    conductor._tp_to_callback[tp] = conductor._build_handler(tp, {channel})
     return channel
 
 
@@ -184,7 +185,8 @@ async def test_a_delivery_is_inline_only_when_nothing_in_it_can_wait(tmp_path: P
     consumer.suspend_flow.set()  # a rebalance stopped the flow
     assert consumer._delivery_can_wait(tp)
     consumer.suspend_flow.clear()
-    async with a.topics._tp_to_callback_lock:  # the conductor is rebuilding its handlers
+    conductor: Any = a.topics
+    async with conductor._tp_to_callback_lock:  # the conductor is rebuilding its handlers
         assert consumer._delivery_can_wait(tp)
     assert not consumer._delivery_can_wait(tp)
     assert consumer._delivery_can_wait(TP("raw", 1))  # no handler (yet): Faust's path
