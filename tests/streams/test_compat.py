@@ -182,6 +182,14 @@ async def test_a_delivery_is_inline_only_when_nothing_in_it_can_wait(tmp_path: P
     assert consumer._delivery_can_wait(tp)  # the stream queue is full: the conductor would wait for room
     queue.get_nowait()
     assert not consumer._delivery_can_wait(tp)
+    buffer = a.producer.buffer
+    for i in range(buffer.max_messages + 1):
+        buffer.pending.put_nowait(i)
+    assert consumer._delivery_can_wait(tp)  # Faust's producer buffer is over its limit: the conductor flushes first
+    assert buffer.size == buffer.pending.qsize()  # (what the check reads instead of Faust's settings-reading size)
+    while not buffer.pending.empty():
+        buffer.pending.get_nowait()
+    assert not consumer._delivery_can_wait(tp)
     consumer.suspend_flow.set()  # a rebalance stopped the flow
     assert consumer._delivery_can_wait(tp)
     consumer.suspend_flow.clear()
