@@ -8,6 +8,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+import faust
 import pytest
 from faust.transport.drivers import aiokafka as driver
 from faust.types import TP
@@ -242,3 +243,14 @@ async def test_the_fetch_loop_hands_on_every_record_in_order_inline_or_through_f
     assert delivered == list(range(8))
     assert waited == [3, 4]
     assert consumer.read_offset(tp) == 7
+
+
+def test_fausts_monitor_sensor_is_left_out_but_the_monitor_stays(tmp_path: Path) -> None:
+    a = app(tmp_path)
+    a.on_init_dependencies()  # what starting the app does first
+    assert a.monitor not in set(a.sensors)
+    a.monitor.track_tp_end_offset(TP("raw", 0), 5)  # Faust's consumer still calls it directly
+    plain = faust.App("plain", broker="kafka://127.0.0.1:1", store="memory://", datadir=str(tmp_path / "plain"),
+                      autodiscover=False, web_enabled=False)
+    plain.on_init_dependencies()
+    assert plain.monitor in set(plain.sensors)  # what Faust does: per-event bookkeeping for its web views
