@@ -156,7 +156,7 @@ class Ingress:
         except ProduceError as exc:
             raise errors.unavailable(self.s.ingest.retry_after_s, f"kafka_{exc.reason}") from None
         metrics.requests(plan.name, 200).inc()
-        metrics.STORE_SECONDS.labels(status.decode()).observe(time.time() - now)
+        metrics.store_seconds(status.decode()).observe(time.time() - now)
         return web.Response(body=b'{"status":"%s","delivery_id":"%s"}' % (status, raw["delivery_id"].encode()),
                             headers=_OK_HEADERS)
 

@@ -57,6 +57,11 @@ def body_bytes(source: str) -> Histogram:
     return BODY_BYTES.labels(source)
 
 
+@cache
+def store_seconds(how: str) -> Histogram:
+    return STORE_SECONDS.labels(how)
+
+
 def exposition() -> tuple[bytes, str]:
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         from prometheus_client import multiprocess
