@@ -188,7 +188,7 @@ class Ingress:
             return await self._late(first, timeout - (time.monotonic() - started))
         if first is not None and not (first.done() and first.exception() is not None):
             self.drainer.originals[seq] = first  # the drainer skips the record if this produce stores it after all
-        metrics.SPOOLED.labels(plan.name).inc()
+        metrics.spooled(plan.name).inc()
         return b"spooled"
 
     async def _late(self, first: asyncio.Future[Stored], remaining: float) -> bytes:

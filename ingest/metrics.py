@@ -62,6 +62,11 @@ def store_seconds(how: str) -> Histogram:
     return STORE_SECONDS.labels(how)
 
 
+@cache
+def spooled(source: str) -> Counter:
+    return SPOOLED.labels(source)
+
+
 def exposition() -> tuple[bytes, str]:
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         from prometheus_client import multiprocess
