@@ -2,6 +2,9 @@
 
     .venv/bin/python bench/e2e.py [--rate 1000] [--seconds 20]
     .venv/bin/python bench/e2e.py --find-capacity [--start 100] [--step 1.4] [--seconds 15] [--p99-ms 2000]
+    .venv/bin/python bench/e2e.py --find-capacity --start 600 --max-rate 600 --seconds 30   # one rate, to compare
+
+A first, unmeasured ``--warm-seconds`` (20) at the first rate lets the broker's JIT settle before anything counts.
 
 Starts the whole local pipeline the way `make run` does (`attrib run --no-traffic`: private var dir, a broker on free
 ports, sink, worker, alerts, ingress), sends signed deliveries from the demo sources at --rate/s with `attrib send`,
@@ -73,6 +76,10 @@ def _args() -> argparse.Namespace:
                     help="extra settings for the pipeline, e.g. ATTRIB_SINK__BATCH_SECONDS=0.25 (repeatable)")
     ap.add_argument("--no-warmup", action="store_true",
                     help="start the clock right away (by default a few deliveries go through the pipeline first)")
+    ap.add_argument("--warm-seconds", type=float, default=20,
+                    help="then this long at the first rate, not measured: a fresh broker JIT-compiles its hot paths "
+                         "in its first minute under load (C2 threads took ~5 of its ~10 CPU-s in a first 25-s step "
+                         "at 400/s), which a first step would otherwise count as CPU per delivery; 0 = none")
     ap.add_argument("--find-capacity", action="store_true", help="step the rate up until p99 exceeds --p99-ms")
     ap.add_argument("--start", type=float, default=100, help="first rate of --find-capacity")
     ap.add_argument("--step", type=float, default=1.4, help="rate factor between --find-capacity steps")
@@ -241,6 +248,8 @@ def main() -> int:
             return 1
         if not a.no_warmup:
             p.warmup()
+            if a.warm_seconds > 0:
+                p.step(a.start if a.find_capacity else a.rate, a.warm_seconds)
         if a.find_capacity:
             _find_capacity(p, a)
         else:
