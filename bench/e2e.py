@@ -252,7 +252,8 @@ def _find_capacity(p: Pipeline, a: argparse.Namespace) -> None:
         q, got = r["q"], float(r["summary"]["rate_per_s"])
         ok = q["events"] > 0 and q["p99"] <= a.p99_ms and got >= 0.9 * rate
         print(f"rate {rate:7.0f}/s (sent {got:7.1f}/s): p50 {q['p50']:6.0f} ms  p99 {q['p99']:6.0f} ms  "
-              f"worker p99 {q['worker'][1]:6.0f} ms  spooled {r['spooled']:5.0f}  load {r['load']:4.1f}  "
+              f"worker p99 {q['worker'][1]:6.0f} ms  ack p50 {r['summary']['latency_ms']['p50']:5.0f} ms  "
+              f"spooled {r['spooled']:5.0f}  load {r['load']:4.1f}  "
               f"{'ok' if ok else 'OVER'}")
         print(f"    CPU ms per delivery: {_per_delivery(r)}")
         if not ok:
