@@ -2,6 +2,7 @@
 2 ingress processes. Prints deliveries/s (2xx = durably acknowledged by Kafka) and p50/p99 ack latency.
 
     .venv/bin/python bench/ingest.py [--duration 20] [--workers 1 2] [--connections 64] [--bootstrap host:port]
+    .venv/bin/python bench/ingest.py --rate 400 --workers 1   # open loop, the CPU per delivery at a given rate
 
 Starts a private broker on free ports (unless --bootstrap), `attrib ingest --workers N` as a subprocess, and the load
 generator in its own process: wrk (Debian package `wrk`) replaying pre-signed requests when installed, else an
@@ -93,8 +94,9 @@ def run_wrk(url: str, script: Path, connections: int, duration: int) -> dict[str
             "p50_ms": ms("50%"), "p99_ms": ms("99%"), "socket_errors": errors[1] if errors else "none"}
 
 
-def run_aiohttp(url: str, reqs: list, connections: int, duration: int) -> dict[str, float]:
-    """Fallback load generator, run in its own process by the caller."""
+def run_aiohttp(url: str, reqs: list, connections: int, duration: int, rate: float = 0.0) -> dict[str, float]:
+    """Fallback load generator, run in its own process by the caller. ``rate`` > 0: open loop, request i of the run
+    goes out at start + i / rate (the connections only bound the concurrency), as MMPs send."""
     import asyncio
 
     import aiohttp
@@ -102,13 +104,16 @@ def run_aiohttp(url: str, reqs: list, connections: int, duration: int) -> dict[s
     async def go() -> dict[str, float]:
         lat: list[float] = []
         bad = 0
-        stop = time.monotonic() + duration
+        start = time.monotonic()
+        stop = start + duration
         conn = aiohttp.TCPConnector(limit=connections)
         async with aiohttp.ClientSession(connector=conn) as s:
             async def worker(k: int) -> None:
                 nonlocal bad
                 i = k
                 while time.monotonic() < stop:
+                    if rate > 0 and (due := start + i / rate - time.monotonic()) > 0:
+                        await asyncio.sleep(due)
                     p, h, b = reqs[i % len(reqs)]
                     i += connections
                     t0 = time.perf_counter()
@@ -184,6 +189,8 @@ def main() -> int:
                          "took 56 instead of 19-25 us CPU per record in its first run and pushed p99 to 47 ms "
                          "(default 20)")
     ap.add_argument("--repeat", type=int, default=1, help="runs per worker count (same broker); noisy machines: 3")
+    ap.add_argument("--rate", type=float, default=0.0, help="open loop at this many deliveries/s (aiohttp "
+                    "generator), as the pipeline runs, instead of the closed loop that saturates the ingress")
     args = ap.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="attrib-bench-"))
@@ -194,7 +201,7 @@ def main() -> int:
         pid = broker.pid() if broker is not None else None
         return cpu_s(pid) if pid else float("nan")
 
-    use_wrk = args.generator == "wrk" or (args.generator == "auto" and shutil.which("wrk"))
+    use_wrk = not args.rate and (args.generator == "wrk" or (args.generator == "auto" and shutil.which("wrk")))
     script = tmp / "bench.lua"
     wrk_script(reqs, script)
     results = []
@@ -236,11 +243,12 @@ def main() -> int:
                     import multiprocessing as mp
 
                     with mp.get_context("spawn").Pool(1) as pool:
-                        pool.apply(run_aiohttp, (url, reqs, args.connections, warmup))
-                        cpu0 = group_cpu_s(proc.pid)
-                        r = pool.apply(run_aiohttp, (url, reqs, args.connections, args.duration))
+                        pool.apply(run_aiohttp, (url, reqs, args.connections, warmup, args.rate))
+                        cpu0, bcpu0 = group_cpu_s(proc.pid), broker_cpu()
+                        r = pool.apply(run_aiohttp, (url, reqs, args.connections, args.duration, args.rate))
                         r["ingress_cpu_us_per_delivery"] = ((group_cpu_s(proc.pid) - cpu0)
                                                             / max(1, r["requests"]) * 1e6)
+                        r["broker_cpu_us_per_delivery"] = (broker_cpu() - bcpu0) / max(1, r["requests"]) * 1e6
             finally:
                 os.killpg(proc.pid, signal.SIGTERM)
                 proc.wait(60)

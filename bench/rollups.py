@@ -4,7 +4,7 @@
 
     .venv/bin/python bench/rollups.py [--events 300000] [--rounds 3]
 
-The sink rebuilds a touched day every ``sink.rollup_refresh_s`` (at most a third of the time, see Refresher._loop), so
+The sink rebuilds a touched day every ``sink.rollup_refresh_s`` (at most a tenth of the time, rollups.BUSY_SHARE), so
 under steady load its rollup CPU per delivery ≈ this CPU per round / (rate × the round interval): it grows with the
 day's size, which is why the rebuild's per-event cost matters for bench/e2e.py."""
 

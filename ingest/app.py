@@ -156,7 +156,7 @@ class Ingress:
         except ProduceError as exc:
             raise errors.unavailable(self.s.ingest.retry_after_s, f"kafka_{exc.reason}") from None
         metrics.requests(plan.name, 200).inc()
-        metrics.STORE_SECONDS.labels(status.decode()).observe(time.time() - now)
+        metrics.store_seconds(status.decode()).observe(time.time() - now)
         return web.Response(body=b'{"status":"%s","delivery_id":"%s"}' % (status, raw["delivery_id"].encode()),
                             headers=_OK_HEADERS)
 
@@ -188,7 +188,7 @@ class Ingress:
             return await self._late(first, timeout - (time.monotonic() - started))
         if first is not None and not (first.done() and first.exception() is not None):
             self.drainer.originals[seq] = first  # the drainer skips the record if this produce stores it after all
-        metrics.SPOOLED.labels(plan.name).inc()
+        metrics.spooled(plan.name).inc()
         return b"spooled"
 
     async def _late(self, first: asyncio.Future[Stored], remaining: float) -> bytes:

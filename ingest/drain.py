@@ -21,6 +21,8 @@ from ingest.spool_format import Record
 log = logging.getLogger("attrib.ingest.spool")
 WINDOW_BYTES = 4 << 20  # records read and produced per round: bounds the drainer's memory
 BACKOFF_S = (0.5, 5.0)
+STORED_FIRST = metrics.SPOOL_DRAINED.labels("first_produce_stored")
+PRODUCED = metrics.SPOOL_DRAINED.labels("produced")
 
 
 class Drainer:
@@ -67,19 +69,23 @@ class Drainer:
 
     async def _deliver(self, records: list[Record]) -> None:
         todo: list[Record] = []
+        stored = 0
         for r in records:
             first = self.originals.pop(r.seq, None)
             if first is not None:
-                await asyncio.wait((first,), timeout=self.first_try_s + 5)  # never cancels it, never raises
+                if not first.done():  # usually settled by now (the spool's write and read-back took a while)
+                    await asyncio.wait((first,), timeout=self.first_try_s + 5)  # never cancels it, never raises
                 if first.done() and not first.cancelled() and first.exception() is None:
-                    metrics.SPOOL_DRAINED.labels("first_produce_stored").inc()
+                    stored += 1
                     continue
             todo.append(r)
+        if stored:
+            STORED_FIRST.inc(stored)
         delay = BACKOFF_S[0]
         while todo:
             results = await asyncio.gather(*(self._produce(r) for r in todo))
             failed = [r for r, ok in zip(todo, results, strict=True) if not ok]
-            metrics.SPOOL_DRAINED.labels("produced").inc(len(todo) - len(failed))
+            PRODUCED.inc(len(todo) - len(failed))
             if failed:
                 log.warning("spool drain: Kafka did not take records; retrying", extra={"fields": {
                     "failed": len(failed), "retry_in_s": delay, "oldest_seq": failed[0].seq}})

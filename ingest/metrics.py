@@ -57,6 +57,16 @@ def body_bytes(source: str) -> Histogram:
     return BODY_BYTES.labels(source)
 
 
+@cache
+def store_seconds(how: str) -> Histogram:
+    return STORE_SECONDS.labels(how)
+
+
+@cache
+def spooled(source: str) -> Counter:
+    return SPOOLED.labels(source)
+
+
 def exposition() -> tuple[bytes, str]:
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         from prometheus_client import multiprocess
