@@ -1,0 +1,342 @@
+"""The code generator behind the production normalizer: one straight-line Python function per MMP — parse, field
+extraction, user key, platform, event id, ``properties`` and the canonical event — generated once per MMP (module
+import) and bound once per source to that source's constants (its MMP, name, app id, options, query mapping).
+
+Why generated: what is left of a delivery's cost once JSON decoding, hashing and encoding are C is Python bytecode
+per canonical column; a generated function reads each path with inline code into a local, knows statically which
+keys it may take, pops what it takes from a copy of the event object as it reads (so ``properties`` needs no second
+pass), and writes the canonical event as one dict display: no intermediate dict, no ``used`` set, no per-field call.
+
+Safety: the code text depends only on the MMP modules' own constants (field paths, written with ``repr``); nothing
+from configuration or input is ever put in it — a source's values reach the function through its globals.
+
+Semantics are the reference's (schemas/normalize/payload.py): a path is *taken* when it holds a value that is not
+null, an object or a list, even when that value reads as absent (``"null"``); a column reads its paths in order and
+stops at the first that gives a value; a present-but-invalid value raises ``invalid_field`` naming the path; the
+``properties`` remainder drops every taken path (a nested object left empty by it is dropped, one that was empty
+kept) and, as the reference's walk compares dotted path strings, a key spelled with the taken path's dots too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from schemas import canonical
+from schemas import fields as F
+from schemas.errors import INVALID_FIELD, MISSING_FIELD, NormalizeError
+from schemas.normalize.fast import plan as P
+
+MISSING = object()  # pop's default: absent, as opposed to a JSON null (which is not taken and stays in properties)
+
+# Globals every generated function sees (the per-source ones are added when a source binds it).
+BASE_ENV: dict[str, Any] = {
+    "isinstance": isinstance, "len": len, "dict": dict, "list": list, "ABSENT": F.ABSENT, "MAX": P.ABSENT_MAX,
+    "ZERO": F._ZERO_ID.match, "PLATFORM_OF": canonical.platform, "ETYPE": P.event_type,
+    "CANONICAL_ETYPE": canonical.event_type, "JSON_IN_STRING": P.json_in_string, "TEXTF": F.text,
+    "BOOLEAN": F.boolean, "REV_CENTS": P.revenue_cents, "str": str, "NormalizeError": NormalizeError,
+    "INVALID_FIELD": INVALID_FIELD, "MISSING_FIELD": MISSING_FIELD, "_M": MISSING,
+}
+
+
+_CONV_NAMES: dict[P.Conv, str] = {P.TEXT: "TEXT", P.DEV: "DEVICE_ID", P.BOOL: "BOOL", P.TIME: "TIME", P.DEC: "DECIMAL",
+               P.CUR: "CURRENCY"}
+
+
+class Gen:
+    """Emits one MMP's function body. The MMP module calls ``read``/``peek``/``take``/``line``/``block`` in the
+    reference's order (errors name the same field); canonical columns are locals named as the columns."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+        self.ind = 2  # inside ``def`` and the per-item loop
+        self.env: dict[str, Any] = {}
+        self.popped: set[str] = set()  # top-level keys a previous read (in text order) may have popped
+        self.parents: dict[tuple[str, ...], str] = {}  # nested object path -> its variable (P0, P1, ...)
+        self.taken_parents: set[tuple[str, ...]] = set()
+        self.assigned: set[str] = set()  # canonical columns the body assigns (the rest are None)
+        self.key_var = False  # the body picks the user-key rule itself (``key_of``)
+        self.has_event_id = False
+        self._n = 0
+
+    # -- emission -----------------------------------------------------------------------------------------------
+    def line(self, *code: str) -> None:
+        self.lines += ["    " * self.ind + c for c in code]
+
+    @contextmanager
+    def block(self, header: str) -> Iterator[None]:
+        self.line(header)
+        self.ind += 1
+        try:
+            yield
+        finally:
+            self.ind -= 1
+
+    def const(self, value: Any, hint: str = "K") -> str:
+        """A global name bound to ``value`` (never its text in the code)."""
+        for k, v in self.env.items():
+            if v is value:
+                return k
+        name = hint if hint not in self.env and hint not in BASE_ENV else f"{hint}{len(self.env)}"
+        self.env[name] = value
+        return name
+
+    def assign(self, var: str, expr: str) -> None:
+        if var in canonical.FIELDS or var in ("app_id",):
+            self.assigned.add(var)
+        if var == "event_id":
+            self.has_event_id = True
+        self.line(f"{var} = {expr}")
+
+    def _tmp(self) -> str:
+        self._n += 1
+        return f"t{self._n}"
+
+    # -- paths --------------------------------------------------------------------------------------------------
+    def _parent(self, chain: tuple[str, ...]) -> str:
+        """The variable holding the object at ``chain`` (None when missing or not an object), resolved once per
+        event object at the top of the loop."""
+        var = self.parents.get(chain)
+        if var is None:
+            if len(chain) > 1:
+                self._parent(chain[:-1])
+            var = self.parents[chain] = f"P{len(self.parents)}"
+        return var
+
+    def _copy(self, chain: tuple[str, ...]) -> str:
+        return "C" + self.parents[chain][1:]
+
+    def peek_expr(self, dotted: str) -> str:
+        """An expression for the value at ``dotted`` (not taken)."""
+        parts = tuple(dotted.split("."))
+        if len(parts) == 1:
+            return f"d.get({parts[0]!r})"
+        up = self._parent(parts[:-1])
+        return f"({up}.get({parts[-1]!r}) if {up} is not None else None)"
+
+    def peek(self, var: str, dotted: str) -> None:
+        self.assign(var, self.peek_expr(dotted))
+
+    def take(self, key: str) -> None:
+        """Mark a top-level key taken whatever it holds (the reference's ``consume``)."""
+        assert "." not in key, "consume of nested paths is not used by any MMP"
+        self.popped.add(key)
+        self.line(f"pp({key!r}, None)")
+
+    def _take_nested(self, parts: tuple[str, ...]) -> list[str]:
+        """Code taking a nested path: popped from a copy of each object on the way (copied on the first take), and
+        the same dotted spelling from the level above (the reference compares path strings)."""
+        out = [f"pp({'.'.join(parts)!r}, None)"]
+        for i in range(1, len(parts)):
+            chain = parts[:i]
+            up, cp = self.parents[chain], self._copy(chain)
+            self.taken_parents.add(chain)
+            out += [f"if {cp} is None:", f"    {cp} = {up}.copy()", f"{cp}.pop({'.'.join(parts[i:])!r}, None)"]
+        return out
+
+    def _conv(self, conv: P.Conv, var: str, ind: str) -> list[str]:
+        """``var = conv(raw)`` for a present, taken value; text and device ids' string case inline."""
+        name = self.const(conv, _CONV_NAMES.get(conv, "CONV"))
+        if conv is P.BOOL:
+            return [f"{ind}{var} = raw if raw.__class__ is bool else {name}(raw)"]
+        if conv is not P.TEXT and conv is not P.DEV:
+            return [f"{ind}{var} = {name}(raw)"]
+        return [f"{ind}if raw.__class__ is str:", *self._str(conv, var, ind + "    "), f"{ind}else:",
+                f"{ind}    {var} = {name}(raw)"]
+
+    @staticmethod
+    def _str(conv: P.Conv, var: str, ind: str) -> list[str]:
+        """``F.text`` (and ``F.device_id``) of a string ``raw``, inline."""
+        lines = [f"{ind}{var} = raw.strip()",
+                 f"{ind}if len({var}) <= MAX and {var}.lower() in ABSENT:",
+                 f"{ind}    {var} = None"]
+        if conv is P.DEV:  # a non-empty id is all zeros only if it starts with one of them
+            lines += [f"{ind}elif {var}[0] in '0-' and ZERO({var}):",
+                      f"{ind}    {var} = None",
+                      f"{ind}else:",
+                      f"{ind}    {var} = {var}.lower()"]
+        return lines
+
+    def _guarded(self, conv: P.Conv, var: str, path: str, ind: str) -> list[str]:
+        if conv in (P.TEXT, P.DEV, P.BOOL):  # they never raise
+            return self._conv(conv, var, ind)
+        return [f"{ind}try:", *self._conv(conv, var, ind + "    "), f"{ind}except ValueError as exc:",
+                f"{ind}    raise NormalizeError(INVALID_FIELD, {path!r}, str(exc)) from None"]
+
+    def read(self, var: str, conv: P.Conv, *dotted: str) -> None:
+        """``var`` = the first of ``dotted``'s paths giving a value (converted), each path read taken."""
+        if var in canonical.FIELDS or var == "app_id":
+            self.assigned.add(var)
+        if var == "event_id":
+            self.has_event_id = True
+        start = self.ind
+        for j, path in enumerate(dotted):
+            if j > 0:
+                self.line(f"if {var} is None:")
+                self.ind += 1
+            parts = tuple(path.split("."))
+            ind = "    " * (self.ind + 1)
+            if len(parts) == 1 and path not in self.popped:
+                # First read of a top-level key: popped from properties as it is read; put back unless taken.
+                self.popped.add(path)
+                self.line(f"raw = pp({path!r}, _M)", "if raw is _M:", f"    {var} = None")
+                text = conv is P.TEXT or conv is P.DEV
+                if text:  # strings first: most present values
+                    self.line("elif raw.__class__ is str:")
+                    self.lines += self._str(conv, var, ind)
+                self.line("elif raw is None or isinstance(raw, (dict, list)):", f"    props[{path!r}] = raw",
+                          f"    {var} = None", "else:")
+                self.lines += ([f"{ind}{var} = {self.const(conv, _CONV_NAMES[conv])}(raw)"] if text
+                               else self._guarded(conv, var, path, ind))
+                continue
+            if len(parts) == 1:  # read again: from the object, taken again (a no-op pop)
+                src, take = f"d.get({path!r})", [f"pp({path!r}, None)"]
+            else:
+                up = self._parent(parts[:-1])
+                src, take = f"{up}.get({parts[-1]!r}) if {up} is not None else None", self._take_nested(parts)
+            self.line(f"raw = {src}", "if raw is None or isinstance(raw, (dict, list)):", f"    {var} = None",
+                      "else:")
+            self.lines += [ind + t for t in take]
+            self.lines += self._guarded(conv, var, path, ind)
+        self.ind = start
+
+    def branches(self, cond: str, then: Callable[[Gen], None], other: Callable[[Gen], None]) -> None:
+        """``if cond: then else: other``, each side completed with None for the columns only the other assigns
+        (every column is a local the event display reads)."""
+        before = set(self.assigned)
+        with self.block(f"if {cond}:"):
+            then(self)
+        at, ind, got_then = len(self.lines), "    " * (self.ind + 1), self.assigned - before
+        self.assigned = set(before)
+        with self.block("else:"):
+            other(self)
+        got_other = self.assigned - before
+        self.lines += [f"{ind}{v} = None" for v in sorted(got_then - got_other)]
+        self.lines[at:at] = [f"{ind}{v} = None" for v in sorted(got_other - got_then)]
+        self.assigned = before | got_then | got_other
+
+    def require(self, var: str, field: str, what: str = "") -> None:
+        self.line(f"if {var} is None:",
+                  f"    raise NormalizeError(MISSING_FIELD, {field!r}, {what or field + ' is required'!r})")
+
+    def fill(self, cols: tuple[tuple[Any, ...], ...]) -> None:
+        """``(column, conv, path, path, …)`` rows read in order into their column locals."""
+        for name, conv, *dotted in cols:
+            self.read(name, conv, *dotted)
+
+    # -- assembly -----------------------------------------------------------------------------------------------
+    def prologue(self) -> list[str]:
+        """Per event object: the nested objects the body reads through (pure reads, resolved once)."""
+        out = ["        props = d.copy()", "        pp = props.pop"]
+        for chain, var in self.parents.items():
+            if len(chain) == 1:
+                src = f"d.get({chain[0]!r})"
+            else:
+                up = self.parents[chain[:-1]]
+                src = f"{up}.get({chain[-1]!r}) if {up} is not None else None"
+            out += [f"        {var} = {src}", f"        if {var}.__class__ is not dict:", f"            {var} = None"]
+        out += [f"        {self._copy(chain)} = None" for chain in self.parents if chain in self.taken_parents]
+        return out
+
+    def fold(self) -> list[str]:
+        """The copies of objects something was taken from back into ``properties`` (deepest first); emptied ones
+        dropped."""
+        out = []
+        for chain in sorted(self.taken_parents, key=len, reverse=True):
+            cp = self._copy(chain)
+            if len(chain) == 1:
+                into, key = "props", chain[0]
+            else:
+                into, key = self._copy(chain[:-1]), chain[-1]
+            out += [f"if {cp} is not None:", f"    if {cp}:", f"        {into}[{key!r}] = {cp}", "    else:",
+                    f"        {into}.pop({key!r}, None)"]
+        return out
+
+
+def _lines_epilogue(g: Gen) -> list[str]:
+    a = g.assigned
+    dev = [f for f in ("idfa", "idfv", "gaid", "android_id", "oaid") if f in a]
+    ios = " or ".join(f for f in dev if f in ("idfa", "idfv")) or "False"
+    android = " or ".join(f for f in dev if f not in ("idfa", "idfv")) or "False"
+    out = ["who = key_of(d)" if g.key_var else "who = KEY(d)",
+           "app_id = (app_id if app_id else DEFAULT_APP)" if "app_id" in a else "app_id = DEFAULT_APP"]
+    if "platform" in a:
+        out += ["if not platform:",
+                f"    platform = 'ios' if {ios} else 'android' if {android} else None"]
+    else:
+        out += [f"platform = 'ios' if {ios} else 'android' if {android} else None"]
+    fp = ["FINGERPRINT({'mmp': MMP, 'app_id': app_id, 'who': who,",
+          "             'fields': ids if ids is not None and who else d}, fast)"]
+    if g.has_event_id:
+        out += ["if not event_id:", f"    event_id = {fp[0]}", f"    {fp[1]}"]
+    else:
+        out += [f"event_id = {fp[0]}", fp[1]]
+    out += g.fold()
+    out += ["if extra:", "    props['_query'] = extra",
+            "user_key = who or FINGERPRINT(d, fast)",
+            "properties = PROPERTIES(props, fast)"]
+    # canonical.build's rules, on locals
+    if "platform" in a:
+        out += ["if platform is not None and platform not in PLATFORMS:", "    platform = None"]
+    if "is_organic" in a:
+        out += ["if is_organic is True and not media_source:", "    media_source = 'organic'"]
+    if "revenue" in a:
+        out += ["if revenue is not None:", "    revenue = (revenue if revenue.__class__ is Decimal else "
+                "Decimal(revenue)).quantize(REV_SCALE)"]
+        if "currency" in a:
+            out += ["else:", "    currency = None"]
+    items = [f"{f!r}: {_FIXED.get(f) or (f if f in a or f in _ALWAYS else 'None')}," for f in canonical.FIELDS]
+    rows, row = [], "ev = {"
+    for it in items:  # the event display, wrapped for reading
+        if len(row) + len(it) > 100:
+            rows.append(row)
+            row = "      "
+        row += it if row.endswith(("{", " ")) else " " + it
+    out += [*rows, row.rstrip(",") + "}",
+            "if clean:",
+            "    if app_id.__class__ is str and not app_id.isascii():",
+            "        ev['app_id'] = CLEAN_TEXT(app_id)",
+            "else:",
+            "    CLEAN_ALL(ev)",
+            "if not (event_id and event_name and event_type and user_key and MMP and SOURCE):",
+            "    REQUIRED(ev)",
+            "if event_type not in EVENT_TYPES:",
+            "    raise NormalizeError(INVALID_FIELD, 'event_type', f'unknown event type {event_type!r}')",
+            "if event_time.__class__ is not int:",
+            "    raise NormalizeError(MISSING_FIELD, 'event_time', 'event_time must be epoch milliseconds')",
+            "if received_at.__class__ is not int:",
+            "    raise NormalizeError(MISSING_FIELD, 'received_at', 'received_at must be epoch milliseconds')",
+            "out.append(ev)"]
+    return out
+
+
+# Locals every generated function has whatever the MMP body assigned, and the columns that are the source's.
+_ALWAYS = frozenset({"event_id", "app_id", "received_at", "user_key", "platform", "properties"})
+_FIXED = {"mmp": "MMP", "source": "SOURCE", "raw": "raw_ref"}
+
+_HEAD = """\
+def normalize(delivery):
+    items, fast, clean = PARSE(QUERY, delivery)
+    received_at = delivery.get('received_at')
+    if received_at.__class__ is not int:
+        received_at = MS(received_at)
+    ref = delivery.get('raw_ref')
+    raw_ref = ({'topic': str(ref['topic']), 'partition': int(ref['partition']), 'offset': int(ref['offset'])}
+               if isinstance(ref, dict) else None)
+    qs = delivery.get('query_string') or ''
+    extra = EXTRA_QUERY.body(qs) if qs and (delivery.get('body') or b'').strip() else None
+    DEFAULT_APP = delivery.get('app_id') or SOURCE_APP
+    out = []
+    for d in items:
+"""
+
+
+def generate(name: str, body: Callable[[Gen], None]) -> tuple[str, dict[str, Any]]:
+    """The source text of MMP ``name``'s function and the MMP-level globals it needs."""
+    g = Gen()
+    body(g)
+    lines = g.lines
+    epilogue = ["        " + e for e in _lines_epilogue(g)]
+    text = _HEAD + "\n".join([*g.prologue(), *lines, *epilogue]) + "\n    return out\n"
+    return f"# generated for mmp {name!r}\n" + text, {**BASE_ENV, **g.env}
