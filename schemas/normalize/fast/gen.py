@@ -28,15 +28,14 @@ from schemas import fields as F
 from schemas.errors import INVALID_FIELD, MISSING_FIELD, NormalizeError
 from schemas.normalize.fast import plan as P
 
-MISSING = object()  # pop's default: absent, as opposed to a JSON null (which is not taken and stays in properties)
-
 # Globals every generated function sees (the per-source ones are added when a source binds it).
 BASE_ENV: dict[str, Any] = {
-    "isinstance": isinstance, "len": len, "dict": dict, "list": list, "ABSENT": F.ABSENT, "MAX": P.ABSENT_MAX,
+    "isinstance": isinstance, "len": len, "dict": dict, "list": list, "ABSENT": F.ABSENT,
     "ZERO": F._ZERO_ID.match, "PLATFORM_OF": canonical.platform, "ETYPE": P.event_type,
     "CANONICAL_ETYPE": canonical.event_type, "JSON_IN_STRING": P.json_in_string, "TEXTF": F.text,
     "BOOLEAN": F.boolean, "REV_CENTS": P.revenue_cents, "str": str, "NormalizeError": NormalizeError,
-    "INVALID_FIELD": INVALID_FIELD, "MISSING_FIELD": MISSING_FIELD, "_M": MISSING,
+    "INVALID_FIELD": INVALID_FIELD, "MISSING_FIELD": MISSING_FIELD, "ABSENT_CASES": P.ABSENT_CASES,
+    "EMPTY": {},  # a missing parent object: only read (copies are made of present ones, to take from)
 }
 
 
@@ -55,6 +54,7 @@ class Gen:
         self.popped: set[str] = set()  # top-level keys a previous read (in text order) may have popped
         self.parents: dict[tuple[str, ...], str] = {}  # nested object path -> its variable (P0, P1, ...)
         self.taken_parents: set[tuple[str, ...]] = set()
+        self.dotted: set[str] = set()  # the nested paths the body may take
         self.assigned: set[str] = set()  # canonical columns the body assigns (the rest are None)
         self.key_var = False  # the body picks the user-key rule itself (``key_of``)
         self.has_event_id = False
@@ -95,8 +95,8 @@ class Gen:
 
     # -- paths --------------------------------------------------------------------------------------------------
     def _parent(self, chain: tuple[str, ...]) -> str:
-        """The variable holding the object at ``chain`` (None when missing or not an object), resolved once per
-        event object at the top of the loop."""
+        """The variable holding the object at ``chain`` (the empty ``EMPTY`` when missing or not an object),
+        resolved once per event object at the top of the loop."""
         var = self.parents.get(chain)
         if var is None:
             if len(chain) > 1:
@@ -112,8 +112,7 @@ class Gen:
         parts = tuple(dotted.split("."))
         if len(parts) == 1:
             return f"d.get({parts[0]!r})"
-        up = self._parent(parts[:-1])
-        return f"({up}.get({parts[-1]!r}) if {up} is not None else None)"
+        return f"{self._parent(parts[:-1])}.get({parts[-1]!r})"
 
     def peek(self, var: str, dotted: str) -> None:
         self.assign(var, self.peek_expr(dotted))
@@ -127,7 +126,8 @@ class Gen:
     def _take_nested(self, parts: tuple[str, ...]) -> list[str]:
         """Code taking a nested path: popped from a copy of each object on the way (copied on the first take), and
         the same dotted spelling from the level above (the reference compares path strings)."""
-        out = [f"pp({'.'.join(parts)!r}, None)"]
+        self.dotted.add(".".join(parts))
+        out = ["if dots:", f"    pp({'.'.join(parts)!r}, None)"]
         for i in range(1, len(parts)):
             chain = parts[:i]
             up, cp = self.parents[chain], self._copy(chain)
@@ -136,20 +136,18 @@ class Gen:
         return out
 
     def _conv(self, conv: P.Conv, var: str, ind: str) -> list[str]:
-        """``var = conv(raw)`` for a present, taken value; text and device ids' string case inline."""
-        name = self.const(conv, _CONV_NAMES.get(conv, "CONV"))
+        """``var = conv(raw)`` for a present, taken value that is not a string."""
+        name = self.const(conv, _CONV_NAMES[conv])
         if conv is P.BOOL:
             return [f"{ind}{var} = raw if raw.__class__ is bool else {name}(raw)"]
-        if conv is not P.TEXT and conv is not P.DEV:
-            return [f"{ind}{var} = {name}(raw)"]
-        return [f"{ind}if raw.__class__ is str:", *self._str(conv, var, ind + "    "), f"{ind}else:",
-                f"{ind}    {var} = {name}(raw)"]
+        return [f"{ind}{var} = {name}(raw)"]
 
-    @staticmethod
-    def _str(conv: P.Conv, var: str, ind: str) -> list[str]:
-        """``F.text`` (and ``F.device_id``) of a string ``raw``, inline."""
+    def _str(self, conv: P.Conv, var: str, ind: str) -> list[str]:
+        """``var = conv(raw)`` for a string ``raw``: ``F.text``'s (and ``F.device_id``'s) inline."""
+        if conv is not P.TEXT and conv is not P.DEV:
+            return self._conv(conv, var, ind)
         lines = [f"{ind}{var} = raw.strip()",
-                 f"{ind}if len({var}) <= MAX and {var}.lower() in ABSENT:",
+                 f"{ind}if {var} in ABSENT_CASES:",  # len(v) <= MAX and v.lower() in ABSENT, one set lookup
                  f"{ind}    {var} = None"]
         if conv is P.DEV:  # a non-empty id is all zeros only if it starts with one of them
             lines += [f"{ind}elif {var}[0] in '0-' and ZERO({var}):",
@@ -158,11 +156,24 @@ class Gen:
                       f"{ind}    {var} = {var}.lower()"]
         return lines
 
-    def _guarded(self, conv: P.Conv, var: str, path: str, ind: str) -> list[str]:
+    def _guard(self, conv: P.Conv, path: str, lines: list[str], ind: str) -> list[str]:
         if conv in (P.TEXT, P.DEV, P.BOOL):  # they never raise
-            return self._conv(conv, var, ind)
-        return [f"{ind}try:", *self._conv(conv, var, ind + "    "), f"{ind}except ValueError as exc:",
+            return lines
+        return [f"{ind}try:", *["    " + x for x in lines], f"{ind}except ValueError as exc:",
                 f"{ind}    raise NormalizeError(INVALID_FIELD, {path!r}, str(exc)) from None"]
+
+    def _present(self, conv: P.Conv, var: str, path: str, take: list[str], ind: str) -> list[str]:
+        """``raw`` holds the path's value: strings first (most values), a null, object or list not taken."""
+        i2 = ind + "    "
+        if conv is not P.TEXT and conv is not P.DEV:
+            return [f"{ind}if raw.__class__ is str or (raw is not None and not isinstance(raw, (dict, list))):",
+                    *[i2 + t for t in take], *self._guard(conv, path, self._conv(conv, var, i2), i2),
+                    f"{ind}else:", f"{i2}{var} = None"]
+        return [f"{ind}if raw.__class__ is str:", *[i2 + t for t in take],
+                *self._guard(conv, path, self._str(conv, var, i2), i2),
+                f"{ind}elif raw is None or isinstance(raw, (dict, list)):", f"{i2}{var} = None",
+                f"{ind}else:", *[i2 + t for t in take],
+                *self._guard(conv, path, self._conv(conv, var, i2), i2)]
 
     def read(self, var: str, conv: P.Conv, *dotted: str) -> None:
         """``var`` = the first of ``dotted``'s paths giving a value (converted), each path read taken."""
@@ -177,28 +188,18 @@ class Gen:
                 self.ind += 1
             parts = tuple(path.split("."))
             ind = "    " * (self.ind + 1)
-            if len(parts) == 1 and path not in self.popped:
-                # First read of a top-level key: popped from properties as it is read; put back unless taken.
+            if len(parts) == 1:
+                obj, key = "d", path
+                # the first read of a key deletes it from properties as it takes it; a later one pops (it may
+                # have been taken already)
+                take = [f"del props[{path!r}]"] if path not in self.popped else [f"pp({path!r}, None)"]
                 self.popped.add(path)
-                self.line(f"raw = pp({path!r}, _M)", "if raw is _M:", f"    {var} = None")
-                text = conv is P.TEXT or conv is P.DEV
-                if text:  # strings first: most present values
-                    self.line("elif raw.__class__ is str:")
-                    self.lines += self._str(conv, var, ind)
-                self.line("elif raw is None or isinstance(raw, (dict, list)):", f"    props[{path!r}] = raw",
-                          f"    {var} = None", "else:")
-                self.lines += ([f"{ind}{var} = {self.const(conv, _CONV_NAMES[conv])}(raw)"] if text
-                               else self._guarded(conv, var, path, ind))
-                continue
-            if len(parts) == 1:  # read again: from the object, taken again (a no-op pop)
-                src, take = f"d.get({path!r})", [f"pp({path!r}, None)"]
             else:
-                up = self._parent(parts[:-1])
-                src, take = f"{up}.get({parts[-1]!r}) if {up} is not None else None", self._take_nested(parts)
-            self.line(f"raw = {src}", "if raw is None or isinstance(raw, (dict, list)):", f"    {var} = None",
-                      "else:")
-            self.lines += [ind + t for t in take]
-            self.lines += self._guarded(conv, var, path, ind)
+                obj, key = self._parent(parts[:-1]), parts[-1]
+                take = self._take_nested(parts)
+            self.line(f"if {key!r} in {obj}:", f"    raw = {obj}[{key!r}]")
+            self.lines += self._present(conv, var, path, take, ind)
+            self.line("else:", f"    {var} = None")
         self.ind = start
 
     def branches(self, cond: str, then: Callable[[Gen], None], other: Callable[[Gen], None]) -> None:
@@ -229,13 +230,12 @@ class Gen:
     def prologue(self) -> list[str]:
         """Per event object: the nested objects the body reads through (pure reads, resolved once)."""
         out = ["        props = d.copy()", "        pp = props.pop"]
+        if self.dotted:  # a key spelled like a taken nested path goes with it (rare: checked once, in C)
+            self.env["DOTTED"] = frozenset(self.dotted)
+            out += ["        dots = not DOTTED.isdisjoint(d)"]
         for chain, var in self.parents.items():
-            if len(chain) == 1:
-                src = f"d.get({chain[0]!r})"
-            else:
-                up = self.parents[chain[:-1]]
-                src = f"{up}.get({chain[-1]!r}) if {up} is not None else None"
-            out += [f"        {var} = {src}", f"        if {var}.__class__ is not dict:", f"            {var} = None"]
+            src = f"d.get({chain[0]!r})" if len(chain) == 1 else f"{self.parents[chain[:-1]]}.get({chain[-1]!r})"
+            out += [f"        {var} = {src}", f"        if {var}.__class__ is not dict:", f"            {var} = EMPTY"]
         out += [f"        {self._copy(chain)} = None" for chain in self.parents if chain in self.taken_parents]
         return out
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from schemas.fields import _ZERO_ID, ABSENT, device_id, get_path, text
+from schemas.fields import _ZERO_ID, ABSENT, device_id, text
 from schemas.user_key import CUSTOMER_KIND
 
 
@@ -112,19 +112,23 @@ _GENERIC_DEV = (("idfv", "idfv"), ("android_id", "android_id"), ("gaid", "gaid")
 
 
 def _generic(b: dict[str, Any]) -> str | None:
-    d = b.get("device")
+    g = b.get
+    d = g("device")
     if isinstance(d, dict):
         for kind, key in _GENERIC_DEV:
             v = d.get(key)
-            c = _dev(kind, v if v is not None else b.get(key))
+            c = _dev(kind, v if v is not None else g(key))
             if c:
                 return c
     else:
         for kind, key in _GENERIC_DEV:
-            c = _dev(kind, b.get(key))
-            if c:
-                return c
-    return _cust(get_path(b, "user.customer_id") or b.get("customer_user_id") or b.get("user_id"))
+            v = g(key)
+            if v is not None:
+                c = _dev(kind, v)
+                if c:
+                    return c
+    u = g("user")  # get_path(b, "user.customer_id")
+    return _cust((u.get("customer_id") if isinstance(u, dict) else None) or g("customer_user_id") or g("user_id"))
 
 
 FIRST_KEY: dict[str, Callable[[dict[str, Any]], str | None]] = {

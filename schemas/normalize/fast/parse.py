@@ -8,6 +8,7 @@ from __future__ import annotations
 import codecs
 import re
 from decimal import Decimal
+from itertools import repeat
 from typing import Any
 from urllib.parse import unquote
 
@@ -37,9 +38,12 @@ class Query:
         self.secret = SECRET_PARAMS | {p.lower() for p in named if isinstance(p, str)}
 
     def body(self, query_string: str) -> dict[str, Any]:
-        out: dict[str, Any] = {}
+        params = query_dict(query_string)
         mapped, secret = self.paths, self.secret
-        for k, v in query_dict(query_string).items():
+        if not mapped and secret.isdisjoint(map(str.lower, params)) and "." not in "".join(params):
+            return params  # nothing to drop, rename or nest (checked in C): the parameters are the body
+        out: dict[str, Any] = {}
+        for k, v in params.items():
             if k.lower() in secret:
                 continue
             parts = mapped.get(k)
@@ -83,6 +87,13 @@ def query_dict(query_string: str) -> dict[str, str]:
     s = query_string.replace("+", " ") if "+" in query_string else query_string
     if "%" in s:
         s = unquote_replace(s)
+    parts = s.split("&")
+    try:  # every part one name=value pair (else ValueError), no name twice (else fewer keys): all in C
+        pairs = dict(map(str.split, parts, _EQ, _ONE))
+        if len(pairs) == len(parts):
+            return pairs
+    except ValueError:  # an empty part or one without "="
+        pass
     out: dict[str, str] = {}
     for part in s.split("&") if s else ():
         if part:
@@ -90,6 +101,9 @@ def query_dict(query_string: str) -> dict[str, str]:
             if k not in out:
                 out[k] = v
     return out
+
+
+_EQ, _ONE = repeat("="), repeat(1)
 
 
 def _query_dict_parts(query_string: str) -> dict[str, str]:
@@ -120,8 +134,9 @@ FOREIGN_ERRORS: ForeignErrors = {msgspec.DecodeError: (NormalizeError,)}
 
 def parse(query: Query, raw: dict[str, Any]) -> tuple[list[dict[str, Any]], bool, bool]:
     """The delivery's event objects, whether the fast decoder read them (else the json module did: then the
-    encoders take the json module's paths too), and whether msgspec decoded them from JSON: then every string in them
-    is valid Unicode (msgspec refuses invalid UTF-8 and lone surrogate escapes), none needs cleaning."""
+    encoders take the json module's paths too), and whether every string in them is known to be valid Unicode, none
+    needing cleaning: msgspec refuses invalid UTF-8 and lone surrogate escapes; a form body is decoded with
+    replacement; an ASCII query string unquotes to ASCII or to UTF-8 decoded with replacement."""
     body = raw.get("body") or b""
     if isinstance(body, str):
         body = body.encode("utf-8", "surrogatepass")
@@ -138,8 +153,10 @@ def parse(query: Query, raw: dict[str, Any]) -> tuple[list[dict[str, Any]], bool
     fast, clean = True, False
     if not stripped:
         value: Any = query.body(qs)
+        clean = qs.isascii()  # then every name and value is ASCII or decoded from UTF-8 with replacement
     elif "form-urlencoded" in (ct or "").lower():
         value = query_dict(stripped.decode("utf-8", "replace"))
+        clean = True  # decoded with replacement: valid Unicode
     else:
         try:
             value = _DECODE(stripped)

@@ -8,6 +8,7 @@ import re
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from decimal import Decimal
+from itertools import product
 from typing import Any
 
 import msgspec
@@ -152,7 +153,11 @@ def _currency(v: Any) -> str | None:
 
 
 TEXT, DEV, BOOL, TIME, DEC, CUR = F.text, F.device_id, F.boolean, _time, _decimal, _currency
-_ABSENT_MAX = ABSENT_MAX = max(map(len, F.ABSENT))
+_ABSENT_MAX = max(map(len, F.ABSENT))
+# Every string s with ``len(s) <= _ABSENT_MAX and s.lower() in F.ABSENT``: the null words in every ASCII letter case
+# (no other character lower-cases to a letter of theirs: tests/schemas/test_normalize_agreement.py checks all of
+# Unicode), so ``F.text``'s null-word test is one set lookup.
+ABSENT_CASES = frozenset("".join(cs) for w in F.ABSENT for cs in product(*({c.lower(), c.upper()} for c in w)))
 
 
 _ETYPES: dict[tuple[str, int], str] = {}
