@@ -90,7 +90,8 @@ class Plan:
         self.run = FunctionType(code, {
             **env, **_SHARED, "MMP": source.mmp, "SOURCE": name, "SOURCE_APP": source.app_id, "OPTIONS": options,
             "QUERY": Query(source.mmp, source.options), "KEY": first_key(source.mmp),
-            "EXTRA_QUERY": Query("", options)})  # a body delivery's URL parameters, kept under "_query"
+            "EXTRA_QUERY": Query("", options),  # a body delivery's URL parameters, kept under "_query"
+            "TYPES": {}})  # event name -> event type, this source's
 
 
 _PLANS: dict[int, Plan] = {}

@@ -26,7 +26,7 @@ def body(g: Gen) -> None:
         g.assign("event_type",
                  f"CANONICAL_ETYPE(event_name, OPTIONS, {{event_name.lower(): {activity}[kind.lower()]}})")
     with g.block("else:"):
-        g.assign("event_type", "ETYPE(event_name, OPTIONS)")
+        g.event_type()
     g.read("event_time", TIME, "created_at")
     g.require("event_time", "created_at")
     g.line("tracker = str(d.get('tracker_name') or '')",
@@ -58,7 +58,7 @@ def body(g: Gen) -> None:
     g.assign("touch_type", "'click' if click_time else 'impression' if impression_time else None")
     g.assign("touch_time", "click_time or impression_time")
     g.fill(FILL)
-    g.assign("platform", "PLATFORM_OF(platform)")
+    g.platform()
     with g.block("if revenue is not None:"):
         g.read("currency", CUR, "currency")
     with g.block("else:"):

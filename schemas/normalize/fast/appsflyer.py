@@ -19,7 +19,7 @@ FILL = (
 def body(g: Gen) -> None:
     g.read("event_name", TEXT, "event_name")
     g.require("event_name", "event_name")
-    g.assign("event_type", f"ETYPE(event_name, OPTIONS, {g.const(DEFAULTS, 'DEFAULTS')})")
+    g.event_type(DEFAULTS)
     g.line("conversion = d.get('conversion_type') or ''",
            "campaign_type = str(d.get('campaign_type') or '').lower()",
            "if event_type == 'install' and str(conversion).lower() == 'reinstall' and campaign_type != 'retargeting':",
@@ -34,7 +34,7 @@ def body(g: Gen) -> None:
     g.read("event_time", TIME, "event_time")
     g.require("event_time", "event_time")
     g.fill(FILL)
-    g.assign("platform", "PLATFORM_OF(platform)")
+    g.platform()
     g.read("touch_type", TEXT, "attributed_touch_type")
     g.assign("touch_type", "(touch_type or '').lower() or None")
     g.read("touch_time", TIME, "attributed_touch_time")

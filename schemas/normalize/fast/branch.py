@@ -45,12 +45,12 @@ def _ontology(g: Gen) -> None:
     g.assign("media_source", "'organic' if organic else (partner or channel)")
     g.assign("is_organic", "organic")
     g.fill(FILL)
-    g.assign("event_type", f"ETYPE(event_name, OPTIONS, {g.const(DEFAULTS, 'DEFAULTS')})")
+    g.event_type(DEFAULTS)
     g.read("platform", TEXT, "user_data.os")
-    g.assign("platform", "PLATFORM_OF(platform)")
+    g.platform()
     with g.block("if not platform:"):
         g.read("platform", TEXT, "user_data.platform")
-        g.assign("platform", "PLATFORM_OF(platform)")
+        g.platform()
     g.assign("touch_type", "(touch_type or '').lower() or None")
     g.read("touch_time", TIME, "last_attributed_touch_timestamp", T + "+click_timestamp")
     with g.block("if revenue is not None:"):
@@ -68,7 +68,7 @@ def _legacy(g: Gen) -> None:
     g.read("event_time", TIME, "event_timestamp")
     g.require("event_time", "event_timestamp")
     g.read("platform", TEXT, "os")
-    g.assign("platform", "PLATFORM_OF(platform)")
+    g.platform()
     g.line("is_click = event_name.lower() == 'click'", "session = d.get('session_referring_link_data')",
            "link = 0 if is_click else 1 if isinstance(session, dict) and session else 2")
     g.line("link_obj = d.get('link_data') if link == 0 else session if link == 1 else "
@@ -77,7 +77,7 @@ def _legacy(g: Gen) -> None:
     g.read("referred", BOOL, "metadata.referred")
     g.line("organic = False if is_click else (referred is False or (referred is None and not has_link))")
     g.read("hw", DEV, "hardware_id")
-    g.assign("event_type", f"ETYPE(event_name, OPTIONS, {g.const(DEFAULTS, 'DEFAULTS')})")
+    g.event_type(DEFAULTS)
     g.line(f"if event_type == 'install' and BOOLEAN({g.peek_expr('metadata.reinstall')}):",
            "    event_type = 'reinstall'")
     for i, link in enumerate(LINKS):

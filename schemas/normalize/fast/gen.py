@@ -31,7 +31,7 @@ from schemas.normalize.fast import plan as P
 # Globals every generated function sees (the per-source ones are added when a source binds it).
 BASE_ENV: dict[str, Any] = {
     "isinstance": isinstance, "len": len, "dict": dict, "list": list, "ABSENT": F.ABSENT,
-    "ZERO": F._ZERO_ID.match, "PLATFORM_OF": canonical.platform, "ETYPE": P.event_type,
+    "ZERO": F._ZERO_ID.match, "PLATFORM_NAMES": canonical._PLATFORM, "TYPE_OF": P.event_type,
     "CANONICAL_ETYPE": canonical.event_type, "JSON_IN_STRING": P.json_in_string, "TEXTF": F.text,
     "BOOLEAN": F.boolean, "REV_CENTS": P.revenue_cents, "str": str, "NormalizeError": NormalizeError,
     "INVALID_FIELD": INVALID_FIELD, "MISSING_FIELD": MISSING_FIELD, "ABSENT_CASES": P.ABSENT_CASES,
@@ -55,6 +55,7 @@ class Gen:
         self.parents: dict[tuple[str, ...], str] = {}  # nested object path -> its variable (P0, P1, ...)
         self.taken_parents: set[tuple[str, ...]] = set()
         self.dotted: set[str] = set()  # the nested paths the body may take
+        self.types_table: str | None = None
         self.assigned: set[str] = set()  # canonical columns the body assigns (the rest are None)
         self.key_var = False  # the body picks the user-key rule itself (``key_of``)
         self.has_event_id = False
@@ -132,7 +133,12 @@ class Gen:
             chain = parts[:i]
             up, cp = self.parents[chain], self._copy(chain)
             self.taken_parents.add(chain)
-            out += [f"if {cp} is None:", f"    {cp} = {up}.copy()", f"{cp}.pop({'.'.join(parts[i:])!r}, None)"]
+            rest = ".".join(parts[i:])
+            # a first take of a path deletes (the copy still has it); a later one, or a dotted spelling, pops
+            first = i == len(parts) - 1 and ".".join(parts) not in self.popped
+            out += [f"if {cp} is None:", f"    {cp} = {up}.copy()",
+                    f"del {cp}[{rest!r}]" if first else f"{cp}.pop({rest!r}, None)"]
+        self.popped.add(".".join(parts))
         return out
 
     def _conv(self, conv: P.Conv, var: str, ind: str) -> list[str]:
@@ -216,6 +222,19 @@ class Gen:
         self.lines += [f"{ind}{v} = None" for v in sorted(got_then - got_other)]
         self.lines[at:at] = [f"{ind}{v} = None" for v in sorted(got_other - got_then)]
         self.assigned = before | got_then | got_other
+
+    def event_type(self, defaults: dict[str, str] | None = None) -> None:
+        """``event_type`` of ``event_name`` (canonical.event_type with the source's options), remembered per source
+        (``TYPES``): names repeat on every delivery. One defaults table per MMP, as the cache is keyed by name."""
+        table = self.const(defaults, "DEFAULTS") if defaults is not None else "None"
+        assert self.types_table in (None, table), "one event-type defaults table per MMP"
+        self.types_table = table
+        self.assign("event_type", "TYPES.get(event_name)")
+        self.line("if event_type is None:", f"    event_type = TYPE_OF(event_name, OPTIONS, {table}, TYPES)")
+
+    def platform(self) -> None:
+        """``platform`` through canonical.platform, inline."""
+        self.assign("platform", "PLATFORM_NAMES.get(platform.strip().lower()) if platform else None")
 
     def require(self, var: str, field: str, what: str = "") -> None:
         self.line(f"if {var} is None:",

@@ -29,8 +29,8 @@ def body(g: Gen) -> None:
         g.line("organic = (source_ or '').lower() == 'organic' if source_ else None")
     g.read("revenue", DEC, "revenue", "revenue.amount")
     g.fill(FILL)
-    g.assign("event_type", "ETYPE(event_name, OPTIONS)")
-    g.assign("platform", "PLATFORM_OF(platform)")
+    g.event_type()
+    g.platform()
     g.read("touch_time", TIME, A + "touch_time")
     with g.block("if revenue is not None:"):
         g.read("currency", CUR, "currency", "revenue.currency")

@@ -25,8 +25,8 @@ def body(g: Gen) -> None:
         g.line("organic = (network or '').lower() in ('organic', 'unattributed') if network else None")
     g.read("revenue", DEC, "revenue", "price", "value")
     g.fill(FILL)
-    g.assign("event_type", "ETYPE(event_name, OPTIONS)")
-    g.assign("platform", "PLATFORM_OF(platform)")
+    g.event_type()
+    g.platform()
     g.read("touch_time", TIME, "click_time", "touch_time")
     with g.block("if revenue is not None:"):
         g.read("currency", CUR, "currency")

@@ -6,7 +6,6 @@ as schemas.fields.loads) — what msgspec refuses goes to the json module, which
 from __future__ import annotations
 
 import codecs
-import re
 from decimal import Decimal
 from itertools import repeat
 from typing import Any
@@ -36,12 +35,22 @@ class Query:
         extra = options.get("secret_params")
         named = [*(extra if isinstance(extra, list) else [extra]), options.get("url_secret_param")]
         self.secret = SECRET_PARAMS | {p.lower() for p in named if isinstance(p, str)}
+        self.marks = tuple(f"&{p}&" for p in self.secret)
 
     def body(self, query_string: str) -> dict[str, Any]:
         params = query_dict(query_string)
         mapped, secret = self.paths, self.secret
-        if not mapped and secret.isdisjoint(map(str.lower, params)) and "." not in "".join(params):
-            return params  # nothing to drop, rename or nest (checked in C): the parameters are the body
+        if not mapped:
+            # The names, lower-cased, between "&"s: a secret name is a whole one of them, and no name is dotted —
+            # then nothing is dropped, renamed or nested, and the parameters are the body. (Lower-casing the joined
+            # names is lower-casing each: "&" is not a letter; a name holding "&" can only add a false match.)
+            names = "&" + "&".join(params).lower() + "&"
+            if "." not in names:
+                for m in self.marks:
+                    if m in names:
+                        break
+                else:
+                    return params
         out: dict[str, Any] = {}
         for k, v in params.items():
             if k.lower() in secret:
@@ -63,16 +72,18 @@ class Query:
         return out
 
 
-_BAD_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
 _ESCAPE_DECODE = codecs.escape_decode  # C; undocumented, but in the codecs module since Python 2
 
 
 def unquote_replace(s: str) -> str:
     """``urllib.parse.unquote(s, errors="replace")`` in C calls for the common case — ASCII with only well-formed
-    ``%XX`` escapes: each ``%`` becomes ``\\x`` (backslashes doubled first) for ``codecs.escape_decode``; the rest goes
-    to urllib."""
-    if s.isascii() and _BAD_ESCAPE.search(s) is None:
-        raw: bytes = _ESCAPE_DECODE(s.encode().replace(b"\\", b"\\\\").replace(b"%", b"\\x"))[0]
+    ``%XX`` escapes: each ``%`` becomes ``\\x`` (backslashes doubled first) for ``codecs.escape_decode``, which refuses
+    a ``\\x`` without two hex digits after it (a malformed escape: then urllib, which keeps it as it is)."""
+    if s.isascii():
+        try:
+            raw: bytes = _ESCAPE_DECODE(s.encode().replace(b"\\", b"\\\\").replace(b"%", b"\\x"))[0]
+        except ValueError:
+            return unquote(s, errors="replace")
         return raw.decode("utf-8", "replace")
     return unquote(s, errors="replace")
 

@@ -27,10 +27,21 @@ def _time(v: Any) -> int | None:
         n: int | None = v
     elif cls is str and v.isascii():
         n = int(v) if len(v) < 19 and v.isdigit() else None
-        if n is None and len(v) >= 19:
-            ms = _iso_ms(v)
-            if ms is not None and F.MIN_MS <= ms < F.MAX_MS:
-                return ms
+        if n is None and len(v) >= 19:  # UTC YYYY-MM-DD[ T]HH:MM:SS[.f…][Z] from the caches
+            day = _DAYS.get(v[:11])
+            if day is None:
+                day = _day_ms(v[:11])
+            clock = _CLOCKS.get(v[11:17])
+            if clock is None and day is not None:
+                clock = _clock_ms(v[11:17])
+            sec = _SECONDS.get(v[17:19])  # None: not two ASCII digits below 60
+            frac = _FRACTIONS.get(v[19:])
+            if frac is None and sec is not None and clock is not None:
+                frac = _fraction_ms(v[19:])
+            if day is not None and clock is not None and sec is not None and frac is not None:
+                ms = day + clock + sec + frac
+                if F.MIN_MS <= ms < F.MAX_MS:
+                    return ms
     else:
         n = None
     if n is not None:
@@ -74,30 +85,6 @@ def _clock_ms(key: str) -> int | None:
         return None
     ms = _CLOCKS[key] = (h * 60 + m) * 60_000  # at most 1,440 keys: only valid clocks are kept
     return ms
-
-
-def _iso_ms(s: str) -> int | None:
-    """UTC epoch ms of an ASCII ``YYYY-MM-DD[ T]HH:MM:SS[.f…][Z]`` (fraction truncated to ms, as ``F.time_ms``), or
-    None for anything else, an impossible date included (then ``F.time_ms`` decides)."""
-    day = _DAYS.get(s[:11])
-    if day is None:
-        day = _day_ms(s[:11])
-        if day is None:
-            return None
-    clock = _CLOCKS.get(s[11:17])
-    if clock is None:
-        clock = _clock_ms(s[11:17])
-        if clock is None:
-            return None
-    sec = _SECONDS.get(s[17:19])  # None: not two ASCII digits below 60
-    if sec is None:
-        return None
-    frac = _FRACTIONS.get(s[19:])
-    if frac is None:
-        frac = _fraction_ms(s[19:])
-        if frac is None:
-            return None
-    return day + clock + sec + frac
 
 
 _SECONDS = {f"{n:02d}": n * 1000 for n in range(60)}
@@ -160,21 +147,15 @@ _ABSENT_MAX = max(map(len, F.ABSENT))
 ABSENT_CASES = frozenset("".join(cs) for w in F.ABSENT for cs in product(*({c.lower(), c.upper()} for c in w)))
 
 
-_ETYPES: dict[tuple[str, int], str] = {}
-
-
-def event_type(name: str, options: dict[str, Any], defaults: dict[str, str] | None = None) -> str:
-    """``canonical.event_type``, remembered per (name, defaults table) when the source maps no names itself: event
-    names are few and repeat on every delivery. ``defaults`` must be a module constant (its id is the key)."""
+def event_type(name: str, options: dict[str, Any], defaults: dict[str, str] | None, cache: dict[str, str]) -> str:
+    """``canonical.event_type``, remembered in the source's ``cache`` when the source maps no names itself (event
+    names are few and repeat on every delivery; the generated code reads the cache before calling this)."""
     if options.get("event_types"):
         return canonical.event_type(name, options, defaults)
-    key = (name, id(defaults))
-    hit = _ETYPES.get(key)
-    if hit is None:
-        hit = canonical.event_type(name, options, defaults)
-        if len(_ETYPES) >= 4096:  # names are the MMPs' event names; a flood of distinct ones only costs a recompute
-            _ETYPES.clear()
-        _ETYPES[key] = hit
+    hit = canonical.event_type(name, options, defaults)
+    if len(cache) >= 4096:  # names are the MMPs' event names; a flood of distinct ones only costs a recompute
+        cache.clear()
+    cache[name] = hit
     return hit
 
 

@@ -22,7 +22,7 @@ def body(g: Gen) -> None:
     g.require("event_name", "event_name")
     g.read("event_time", TIME, "event_utc_timestamp", "event_timestamp", "timestamp")
     g.require("event_time", "event_utc_timestamp")
-    g.assign("event_type", "ETYPE(event_name, OPTIONS)")
+    g.event_type()
     g.line("if event_type == 'install' and BOOLEAN(d.get('is_reengagement')):", "    event_type = 'reengagement'")
     g.read("network", TEXT, "network", "network_name", "source")
     g.read("organic", BOOL, "is_organic")
@@ -30,7 +30,7 @@ def body(g: Gen) -> None:
         g.line("organic = (network or '').lower() == 'organic' if network else None")
     g.read("revenue", DEC, "revenue", "amount")
     g.fill(FILL)
-    g.assign("platform", "PLATFORM_OF(platform)")
+    g.platform()
     g.assign("touch_type", "(touch_type or '').lower() or None")
     g.read("touch_time", TIME, "click_utc_timestamp", "touch_utc_timestamp")
     with g.block("if revenue is not None:"):
