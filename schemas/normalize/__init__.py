@@ -18,6 +18,7 @@ beyond 64 bits, deep nesting) goes through the reference's json-module paths, so
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import time
 from datetime import UTC, datetime, timedelta
@@ -25,13 +26,16 @@ from decimal import Decimal
 from types import CodeType, FunctionType
 from typing import Any
 
+import orjson
+
 from attrib.settings import SourceSettings
 from schemas import canonical
 from schemas.errors import INTERNAL, INVALID_JSON, MISSING_FIELD, UNKNOWN_MMP, NormalizeError
-from schemas.normalize.fast.encode import clean_text, fingerprint_of, properties
+from schemas.normalize.fast.encode import clean_text, fingerprint_of, properties, props_default
 from schemas.normalize.fast.gen import generate
 from schemas.normalize.fast.keys import first_key
 from schemas.normalize.fast.parse import Query, parse
+from schemas.user_key import FP_HEX
 
 MMPS = ("branch", "appsflyer", "adjust", "singular", "kochava", "tenjin", "linkrunner", "generic")
 MODULES = {m: f"schemas.normalize.fast.{m}" for m in MMPS}
@@ -135,5 +139,7 @@ def _required(ev: dict[str, Any]) -> None:
 
 _SHARED: dict[str, Any] = {
     "PARSE": parse, "MS": _ms, "FINGERPRINT": fingerprint_of, "PROPERTIES": properties, "CLEAN_TEXT": clean_text,
+    "SHA256": hashlib.sha256, "DUMPS": orjson.dumps, "SORT_KEYS": orjson.OPT_SORT_KEYS, "FP_BYTES": FP_HEX // 2,
+    "PROPS_DEFAULT": props_default,
     "CLEAN_ALL": _clean_all, "REQUIRED": _required, "PLATFORMS": canonical.PLATFORMS,
     "EVENT_TYPES": canonical.EVENT_TYPES, "Decimal": Decimal, "REV_SCALE": Decimal("1e-9")}

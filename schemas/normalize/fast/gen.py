@@ -122,13 +122,13 @@ class Gen:
         """Mark a top-level key taken whatever it holds (the reference's ``consume``)."""
         assert "." not in key, "consume of nested paths is not used by any MMP"
         self.popped.add(key)
-        self.line(f"pp({key!r}, None)")
+        self.line(f"props.pop({key!r}, None)")
 
     def _take_nested(self, parts: tuple[str, ...]) -> list[str]:
         """Code taking a nested path: popped from a copy of each object on the way (copied on the first take), and
         the same dotted spelling from the level above (the reference compares path strings)."""
         self.dotted.add(".".join(parts))
-        out = ["if dots:", f"    pp({'.'.join(parts)!r}, None)"]
+        out = ["if dots:", f"    props.pop({'.'.join(parts)!r}, None)"]
         for i in range(1, len(parts)):
             chain = parts[:i]
             up, cp = self.parents[chain], self._copy(chain)
@@ -198,7 +198,7 @@ class Gen:
                 obj, key = "d", path
                 # the first read of a key deletes it from properties as it takes it; a later one pops (it may
                 # have been taken already)
-                take = [f"del props[{path!r}]"] if path not in self.popped else [f"pp({path!r}, None)"]
+                take = [f"del props[{path!r}]"] if path not in self.popped else [f"props.pop({path!r}, None)"]
                 self.popped.add(path)
             else:
                 obj, key = self._parent(parts[:-1]), parts[-1]
@@ -248,7 +248,7 @@ class Gen:
     # -- assembly -----------------------------------------------------------------------------------------------
     def prologue(self) -> list[str]:
         """Per event object: the nested objects the body reads through (pure reads, resolved once)."""
-        out = ["        props = d.copy()", "        pp = props.pop"]
+        out = ["        props = d.copy()"]
         if self.dotted:  # a key spelled like a taken nested path goes with it (rare: checked once, in C)
             self.env["DOTTED"] = frozenset(self.dotted)
             out += ["        dots = not DOTTED.isdisjoint(d)"]
@@ -285,16 +285,29 @@ def _lines_epilogue(g: Gen) -> list[str]:
                 f"    platform = 'ios' if {ios} else 'android' if {android} else None"]
     else:
         out += [f"platform = 'ios' if {ios} else 'android' if {android} else None"]
-    fp = ["FINGERPRINT({'mmp': MMP, 'app_id': app_id, 'who': who,",
-          "             'fields': ids if ids is not None and who else d}, fast)"]
+    # the fingerprint and properties encoders (encode.py's), inline on the fast path
+    fp = ["basis = {'mmp': MMP, 'app_id': app_id, 'who': who, 'fields': ids if ids is not None and who else d}",
+          "if fast:",
+          "    try:",
+          "        event_id = 'fp:' + SHA256(DUMPS(basis, default=str, option=SORT_KEYS)).digest()[:FP_BYTES].hex()",
+          "    except TypeError:  # what orjson refuses: the json module's path",
+          "        event_id = FINGERPRINT(basis, False)",
+          "else:",
+          "    event_id = FINGERPRINT(basis, False)"]
     if g.has_event_id:
-        out += ["if not event_id:", f"    event_id = {fp[0]}", f"    {fp[1]}"]
+        out += ["if not event_id:", *["    " + x for x in fp]]
     else:
-        out += [f"event_id = {fp[0]}", fp[1]]
+        out += fp
     out += g.fold()
     out += ["if extra:", "    props['_query'] = extra",
             "user_key = who or FINGERPRINT(d, fast)",
-            "properties = PROPERTIES(props, fast)"]
+            "if fast:",
+            "    try:",
+            "        properties = DUMPS(props, default=PROPS_DEFAULT, option=SORT_KEYS).decode()",
+            "    except TypeError:",
+            "        properties = PROPERTIES(props, False)",
+            "else:",
+            "    properties = PROPERTIES(props, False)"]
     # canonical.build's rules, on locals
     if "platform" in a:
         out += ["if platform is not None and platform not in PLATFORMS:", "    platform = None"]
