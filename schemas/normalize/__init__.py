@@ -140,6 +140,6 @@ def _required(ev: dict[str, Any]) -> None:
 _SHARED: dict[str, Any] = {
     "PARSE": parse, "MS": _ms, "FINGERPRINT": fingerprint_of, "PROPERTIES": properties, "CLEAN_TEXT": clean_text,
     "SHA256": hashlib.sha256, "DUMPS": orjson.dumps, "SORT_KEYS": orjson.OPT_SORT_KEYS, "FP_BYTES": FP_HEX // 2,
-    "PROPS_DEFAULT": props_default,
+    "PROPS_DEFAULT": props_default, "DATETIME": datetime, "EPOCH": _EPOCH, "MILLISECOND": _MS,
     "CLEAN_ALL": _clean_all, "REQUIRED": _required, "PLATFORMS": canonical.PLATFORMS,
     "EVENT_TYPES": canonical.EVENT_TYPES, "Decimal": Decimal, "REV_SCALE": Decimal("1e-9")}

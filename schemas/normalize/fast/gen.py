@@ -31,7 +31,7 @@ from schemas.normalize.fast import plan as P
 # Globals every generated function sees (the per-source ones are added when a source binds it).
 BASE_ENV: dict[str, Any] = {
     "isinstance": isinstance, "len": len, "dict": dict, "list": list, "ABSENT": F.ABSENT,
-    "ZERO": F._ZERO_ID.match, "PLATFORM_NAMES": canonical._PLATFORM, "TYPE_OF": P.event_type,
+    "PLATFORM_NAMES": canonical._PLATFORM, "TYPE_OF": P.event_type,
     "CANONICAL_ETYPE": canonical.event_type, "JSON_IN_STRING": P.json_in_string, "TEXTF": F.text,
     "BOOLEAN": F.boolean, "REV_CENTS": P.revenue_cents, "str": str, "NormalizeError": NormalizeError,
     "INVALID_FIELD": INVALID_FIELD, "MISSING_FIELD": MISSING_FIELD, "ABSENT_CASES": P.ABSENT_CASES,
@@ -156,7 +156,7 @@ class Gen:
                  f"{ind}if {var} in ABSENT_CASES:",  # len(v) <= MAX and v.lower() in ABSENT, one set lookup
                  f"{ind}    {var} = None"]
         if conv is P.DEV:  # a non-empty id is all zeros only if it starts with one of them
-            lines += [f"{ind}elif {var}[0] in '0-' and ZERO({var}):",
+            lines += [f"{ind}elif {var}[0] in '0-' and not {var}.strip('0-'):",  # all zeros (F._ZERO_ID)
                       f"{ind}    {var} = None",
                       f"{ind}else:",
                       f"{ind}    {var} = {var}.lower()"]
@@ -351,8 +351,11 @@ _HEAD = """\
 def normalize(delivery):
     items, fast, clean = PARSE(QUERY, delivery)
     received_at = delivery.get('received_at')
-    if received_at.__class__ is not int:
-        received_at = MS(received_at)
+    if received_at.__class__ is not int:  # an aware datetime (as Avro decodes it): exact in timedelta arithmetic
+        if received_at.__class__ is DATETIME and received_at.tzinfo is not None:
+            received_at = (received_at - EPOCH) // MILLISECOND
+        else:
+            received_at = MS(received_at)
     ref = delivery.get('raw_ref')
     raw_ref = ({'topic': str(ref['topic']), 'partition': int(ref['partition']), 'offset': int(ref['offset'])}
                if isinstance(ref, dict) else None)

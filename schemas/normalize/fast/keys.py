@@ -8,16 +8,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from schemas.fields import _ZERO_ID, ABSENT, device_id, text
+from schemas.fields import ABSENT, device_id, text
 from schemas.user_key import CUSTOMER_KIND
 
 
 def _dev(kind: str, v: Any) -> str | None:
     if v is None:
         return None
-    if v.__class__ is str:  # device_id's string case inline (an all-zero id starts with one of its characters)
+    if v.__class__ is str:  # device_id's string case inline (an all-zero id — _ZERO_ID — starts with one of them)
         s: str | None = v.strip()
-        if not s or (len(s) <= _ABSENT_MAX and s.lower() in ABSENT) or (s[0] in "0-" and _ZERO(s)):
+        if not s or (len(s) <= _ABSENT_MAX and s.lower() in ABSENT) or (s[0] in "0-" and not s.strip("0-")):
             return None
         s = s.lower()
     else:
@@ -41,7 +41,7 @@ def _cust(v: Any) -> str | None:
     return CUSTOMER_KIND + ":" + s if s.isascii() or _utf8(s) else None
 
 
-_ZERO, _ABSENT_MAX = _ZERO_ID.match, max(map(len, ABSENT))
+_ABSENT_MAX = max(map(len, ABSENT))
 
 
 def _utf8(s: str) -> bool:
