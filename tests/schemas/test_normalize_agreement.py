@@ -311,3 +311,21 @@ def test_unclean_queries_and_forms_agree(mmp: str, qs: str, form: bytes) -> None
     _agree(SourceSettings(name="s", mmp=mmp), _raw(b"", "event_name=x&timestamp=1719230400&" + qs, None))
     _agree(SourceSettings(name="s", mmp=mmp), _raw(b"event_name=x&event=y&" + form, "",
                                                   "application/x-www-form-urlencoded"))
+
+
+_ID_VALUES = (st.sampled_from(["", " ", "null", "NULL", "0000-00", "-", "00000000-0000-0000-0000-000000000001", "AbC",
+                               "x\ud800", "é", " id ", "0"]) | scalars)
+_NAMES_TIMES = {"event_name": "install", "event_type": "install", "event": "install", "event_time": 1719230400,
+                "installed_at": 1719230400, "attributed_on": 1719230400, "created_at": 1719230400,
+                "event_utc_timestamp": 1719230400, "activity_kind": "install"}
+
+
+@settings(max_examples=400)
+@given(mmp=st.sampled_from(["appsflyer", "adjust", "singular", "kochava", "linkrunner"]),
+       ids=st.dictionaries(st.sampled_from(sorted(_KEY_FIELDS | {"appsflyer_id", "kochava_device_id", "aifa"})),
+                           _ID_VALUES, max_size=5))
+def test_inlined_user_keys_agree(mmp: str, ids: dict[str, Any]) -> None:
+    """The flat MMPs' user-key rules inlined in the generated functions: every id present, absent, null-worded,
+    all zeros, not a string, or not UTF-8, in every order of precedence."""
+    body = json.dumps({**_NAMES_TIMES, **ids}).encode("utf-8", "surrogatepass")
+    _agree(SourceSettings(name="s", mmp=mmp), _raw(body))

@@ -27,6 +27,8 @@ from schemas import canonical
 from schemas import fields as F
 from schemas.errors import INVALID_FIELD, MISSING_FIELD, NormalizeError
 from schemas.normalize.fast import plan as P
+from schemas.normalize.fast.keys import FLAT, Rule, _cust, _dev, _utf8
+from schemas.user_key import CUSTOMER_KIND
 
 # Globals every generated function sees (the per-source ones are added when a source binds it).
 BASE_ENV: dict[str, Any] = {
@@ -35,6 +37,7 @@ BASE_ENV: dict[str, Any] = {
     "CANONICAL_ETYPE": canonical.event_type, "JSON_IN_STRING": P.json_in_string, "TEXTF": F.text,
     "BOOLEAN": F.boolean, "REV_CENTS": P.revenue_cents, "str": str, "NormalizeError": NormalizeError,
     "INVALID_FIELD": INVALID_FIELD, "MISSING_FIELD": MISSING_FIELD, "ABSENT_CASES": P.ABSENT_CASES,
+    "UTF8": _utf8, "DEVICE_KEY": _dev, "CUSTOMER_KEY": _cust,
     "EMPTY": {},  # a missing parent object: only read (copies are made of present ones, to take from)
 }
 
@@ -273,12 +276,42 @@ class Gen:
         return out
 
 
-def _lines_epilogue(g: Gen) -> list[str]:
+def _flat_key(rule: Rule) -> list[str]:
+    """The user key of a flat MMP (fast/keys.py ``FLAT``), inline: the first id present, read as ``_dev`` /
+    ``_cust`` read it (their string case inline, anything else through them)."""
+    out = ["who = None"]
+    for i, (kind, key) in enumerate(rule):
+        ind = "    " if i else ""
+        if i:
+            out.append("if who is None:")
+        if isinstance(key, tuple):
+            out += [ind + "v = " + " or ".join(f"d.get({k!r})" for k in key),
+                    ind + "if v.__class__ is str:",
+                    ind + "    v = v.strip()",
+                    ind + "    if v not in ABSENT_CASES and (v.isascii() or UTF8(v)):",
+                    ind + f"        who = {CUSTOMER_KIND + ':'!r} + v",
+                    ind + "elif v is not None:",
+                    ind + "    who = CUSTOMER_KEY(v)"]
+        else:
+            out += [ind + f"v = d.get({key!r})",
+                    ind + "if v.__class__ is str:",
+                    ind + "    v = v.strip()",
+                    ind + "    if not (v in ABSENT_CASES or (v[0] in '0-' and not v.strip('0-'))):",
+                    ind + "        v = v.lower()",
+                    ind + "        if v.isascii() or UTF8(v):",
+                    ind + f"            who = {kind + ':'!r} + v",
+                    ind + "elif v is not None:",
+                    ind + f"    who = DEVICE_KEY({kind!r}, v)"]
+    return out
+
+
+def _lines_epilogue(g: Gen, mmp: str) -> list[str]:
     a = g.assigned
     dev = [f for f in ("idfa", "idfv", "gaid", "android_id", "oaid") if f in a]
     ios = " or ".join(f for f in dev if f in ("idfa", "idfv")) or "False"
     android = " or ".join(f for f in dev if f not in ("idfa", "idfv")) or "False"
-    out = ["who = key_of(d)" if g.key_var else "who = KEY(d)",
+    out = ["who = key_of(d)" if g.key_var else "who = KEY(d)"] if mmp not in FLAT else _flat_key(FLAT[mmp])
+    out += [
            "app_id = (app_id if app_id else DEFAULT_APP)" if "app_id" in a else "app_id = DEFAULT_APP"]
     if "platform" in a:
         out += ["if not platform:",
@@ -372,6 +405,6 @@ def generate(name: str, body: Callable[[Gen], None]) -> tuple[str, dict[str, Any
     g = Gen()
     body(g)
     lines = g.lines
-    epilogue = ["        " + e for e in _lines_epilogue(g)]
+    epilogue = ["        " + e for e in _lines_epilogue(g, name)]
     text = _HEAD + "\n".join([*g.prologue(), *lines, *epilogue]) + "\n    return out\n"
     return f"# generated for mmp {name!r}\n" + text, {**BASE_ENV, **g.env}

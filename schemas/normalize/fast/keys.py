@@ -52,20 +52,6 @@ def _utf8(s: str) -> bool:
     return True
 
 
-def _appsflyer(b: dict[str, Any]) -> str | None:
-    g = b.get
-    return (_dev("appsflyer_id", g("appsflyer_id")) or _cust(g("customer_user_id")) or _dev("idfv", g("idfv"))
-            or _dev("idfa", g("idfa")) or _dev("gaid", g("advertising_id")) or _dev("oaid", g("oaid"))
-            or _dev("android_id", g("android_id")))
-
-
-def _adjust(b: dict[str, Any]) -> str | None:
-    g = b.get
-    return (_dev("adjust_adid", g("adid")) or _dev("idfv", g("idfv")) or _dev("idfa", g("idfa"))
-            or _dev("gaid", g("gps_adid")) or _dev("oaid", g("oaid")) or _dev("android_id", g("android_id"))
-            or _cust(g("user_id") or g("customer_user_id")))
-
-
 def _branch(b: dict[str, Any]) -> str | None:
     if "hardware_id" in b or ("event" in b and "user_data" not in b and "name" not in b):  # legacy webhooks
         os_ = (text(b.get("os")) or "").lower()
@@ -79,18 +65,38 @@ def _branch(b: dict[str, Any]) -> str | None:
             or _dev("idfa", g("idfa")) or _cust(g("developer_identity")))
 
 
-def _singular(b: dict[str, Any]) -> str | None:
-    g = b.get
-    return (_dev("idfv", g("idfv")) or _dev("gaid", g("aifa")) or _dev("android_id", g("android_id"))
-            or _dev("idfa", g("idfa")) or _dev("oaid", g("oaid"))
-            or _cust(g("custom_user_id") or g("customer_user_id")))
+# The flat MMPs' rules as data — (kind, key) device ids and ("customer", (key, …)) customer ids (the first of those
+# keys with a truthy value), in order: read by ``flat_rule`` here and inlined by the generated normalizers
+# (fast/gen.py), one table for both.
+Rule = tuple[tuple[str, str | tuple[str, ...]], ...]
+FLAT: dict[str, Rule] = {
+    "appsflyer": (("appsflyer_id", "appsflyer_id"), ("customer", ("customer_user_id",)), ("idfv", "idfv"),
+                  ("idfa", "idfa"), ("gaid", "advertising_id"), ("oaid", "oaid"), ("android_id", "android_id")),
+    "adjust": (("adjust_adid", "adid"), ("idfv", "idfv"), ("idfa", "idfa"), ("gaid", "gps_adid"), ("oaid", "oaid"),
+               ("android_id", "android_id"), ("customer", ("user_id", "customer_user_id"))),
+    "singular": (("idfv", "idfv"), ("gaid", "aifa"), ("android_id", "android_id"), ("idfa", "idfa"), ("oaid", "oaid"),
+                 ("customer", ("custom_user_id", "customer_user_id"))),
+    "kochava": (("kochava_device_id", "kochava_device_id"), ("idfv", "idfv"), ("gaid", "adid"),
+                ("android_id", "android_id"), ("idfa", "idfa"), ("customer", ("user_id", "customer_user_id"))),
+    "linkrunner": (("gaid", "gaid"), ("idfa", "idfa"), ("customer", ("user_id",))),
+}
 
 
-def _kochava(b: dict[str, Any]) -> str | None:
-    g = b.get
-    return (_dev("kochava_device_id", g("kochava_device_id")) or _dev("idfv", g("idfv")) or _dev("gaid", g("adid"))
-            or _dev("android_id", g("android_id")) or _dev("idfa", g("idfa"))
-            or _cust(g("user_id") or g("customer_user_id")))
+def flat_rule(rule: Rule) -> Callable[[dict[str, Any]], str | None]:
+    def first(b: dict[str, Any]) -> str | None:
+        g = b.get
+        for kind, key in rule:
+            if isinstance(key, tuple):
+                v = None
+                for k in key:
+                    v = v or g(k)
+                c = _cust(v)
+            else:
+                c = _dev(kind, g(key))
+            if c:
+                return c
+        return None
+    return first
 
 
 def _tenjin(b: dict[str, Any]) -> str | None:
@@ -101,11 +107,6 @@ def _tenjin(b: dict[str, Any]) -> str | None:
     plat = (text(g("platform")) or "").lower()
     ad_kind = "idfa" if plat == "ios" else "gaid" if plat == "android" else "advertising_id"
     return _dev(ad_kind, g("advertising_id")) or _cust(g("user_id") or g("customer_user_id"))
-
-
-def _linkrunner(b: dict[str, Any]) -> str | None:
-    g = b.get
-    return _dev("gaid", g("gaid")) or _dev("idfa", g("idfa")) or _cust(g("user_id"))
 
 
 _GENERIC_DEV = (("idfv", "idfv"), ("android_id", "android_id"), ("gaid", "gaid"), ("idfa", "idfa"))
@@ -132,8 +133,8 @@ def _generic(b: dict[str, Any]) -> str | None:
 
 
 FIRST_KEY: dict[str, Callable[[dict[str, Any]], str | None]] = {
-    "appsflyer": _appsflyer, "adjust": _adjust, "branch": _branch, "branch_legacy": _branch,
-    "singular": _singular, "kochava": _kochava, "tenjin": _tenjin, "linkrunner": _linkrunner, "generic": _generic,
+    "branch": _branch, "branch_legacy": _branch, "tenjin": _tenjin, "generic": _generic,
+    **{mmp: flat_rule(rule) for mmp, rule in FLAT.items()},
 }
 
 
