@@ -21,9 +21,9 @@ from __future__ import annotations
 import hashlib
 import importlib
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from types import CodeType, FunctionType
 from typing import Any
 
 import orjson
@@ -57,17 +57,18 @@ def normalize(source: SourceSettings, raw: dict[str, Any]) -> list[dict[str, Any
         raise NormalizeError(INTERNAL, None, f"{type(exc).__name__}: {exc}") from exc
 
 
-_CODE: dict[str, tuple[str, CodeType, dict[str, Any]]] = {}
+_BIND: dict[str, tuple[str, Callable[..., Callable[[dict[str, Any]], list[dict[str, Any]]]]]] = {}
 
 
-def _compiled(mmp: str) -> tuple[str, CodeType, dict[str, Any]]:
-    """MMP ``mmp``'s generated function: its source text, code object and MMP-level globals, built once."""
-    got = _CODE.get(mmp)
+def _compiled(mmp: str) -> tuple[str, Callable[..., Callable[[dict[str, Any]], list[dict[str, Any]]]]]:
+    """MMP ``mmp``'s generated ``bind`` (source constants → its normalize function) and its source text, built once
+    per MMP, with one globals dict per MMP."""
+    got = _BIND.get(mmp)
     if got is None:
         text, env = generate(mmp, importlib.import_module(MODULES[mmp]).body)
-        module: dict[str, Any] = {}
+        module: dict[str, Any] = {**env, **_SHARED}
         exec(compile(text, f"<normalize {mmp}>", "exec"), module)  # the text holds only the MMP module's constants
-        got = _CODE[mmp] = (text, module["normalize"].__code__, env)
+        got = _BIND[mmp] = (text, module["bind"])
     return got
 
 
@@ -89,13 +90,12 @@ class Plan:
                                                      f"{', '.join(sorted(MODULES))}")
         self.source = source
         options = source.options if isinstance(source.options, dict) else {}
-        _, code, env = _compiled(source.mmp)
         name = clean_text(source.name)  # the event's source, valid UTF-8
-        self.run = FunctionType(code, {
-            **env, **_SHARED, "MMP": source.mmp, "SOURCE": name, "SOURCE_APP": source.app_id, "OPTIONS": options,
-            "QUERY": Query(source.mmp, source.options), "KEY": first_key(source.mmp),
-            "EXTRA_QUERY": Query("", options),  # a body delivery's URL parameters, kept under "_query"
-            "TYPES": {}})  # event name -> event type, this source's
+        self.run = _compiled(source.mmp)[1](
+            MMP=source.mmp, SOURCE=name, SOURCE_APP=source.app_id, OPTIONS=options, KEY=first_key(source.mmp),
+            QUERY=Query(source.mmp, source.options),
+            EXTRA_QUERY=Query("", options),  # a body delivery's URL parameters, kept under "_query"
+            TYPES={})  # event name -> event type, this source's
 
 
 _PLANS: dict[int, Plan] = {}

@@ -69,6 +69,7 @@ def test_show_plan_prints_the_generated_function(mmp: str, monkeypatch: pytest.M
                                                  capsys: pytest.CaptureFixture[str]) -> None:
     rc, out, err = _run(monkeypatch, capsys, ["normalize", "--show-plan", mmp], b"")
     assert rc == 0, err
-    assert out.startswith(f"# generated for mmp {mmp!r}\ndef normalize(delivery):")
+    assert out.startswith(f"# generated for mmp {mmp!r}\ndef bind(MMP, SOURCE,")
+    assert "\n    def normalize(delivery):\n" in out
     compile(out, "<show-plan>", "exec")  # the printed text is the Python that runs
-    assert "'event_name': event_name" in out and "pp(" in out
+    assert "'event_name': event_name" in out and "del props[" in out

@@ -380,6 +380,8 @@ def _lines_epilogue(g: Gen, mmp: str) -> list[str]:
 _ALWAYS = frozenset({"event_id", "app_id", "received_at", "user_key", "platform", "properties"})
 _FIXED = {"mmp": "MMP", "source": "SOURCE", "raw": "raw_ref"}
 
+# What ``bind`` takes per source (schemas/normalize/__init__.py ``Plan``).
+SOURCE_NAMES = ("MMP", "SOURCE", "SOURCE_APP", "OPTIONS", "QUERY", "EXTRA_QUERY", "KEY", "TYPES")
 _HEAD = """\
 def normalize(delivery):
     items, fast, clean = PARSE(QUERY, delivery)
@@ -406,5 +408,9 @@ def generate(name: str, body: Callable[[Gen], None]) -> tuple[str, dict[str, Any
     body(g)
     lines = g.lines
     epilogue = ["        " + e for e in _lines_epilogue(g, name)]
-    text = _HEAD + "\n".join([*g.prologue(), *lines, *epilogue]) + "\n    return out\n"
+    inner = _HEAD + "\n".join([*g.prologue(), *lines, *epilogue]) + "\n    return out\n"
+    # One code object per MMP, its globals one dict per MMP (so the interpreter's global-lookup caches hold); a
+    # source's own constants are the arguments of ``bind``, closed over by the function it returns.
+    text = f"def bind({', '.join(SOURCE_NAMES)}):\n" + "".join(
+        "    " + ln if ln else ln for ln in inner.splitlines(keepends=True)) + "    return normalize\n"
     return f"# generated for mmp {name!r}\n" + text, {**BASE_ENV, **g.env}
