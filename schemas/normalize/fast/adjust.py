@@ -63,4 +63,4 @@ def body(g: Gen) -> None:
         g.read("currency", CUR, "currency")
     with g.block("else:"):
         g.assign("currency", "None")
-    g.assign("ids", "{" + ", ".join(f"{k!r}: d.get({k!r})" for k in ID_KEYS) + "}")
+    g.ids("{" + ", ".join(f"{k!r}: d.get({k!r})" for k in ID_KEYS) + "}")

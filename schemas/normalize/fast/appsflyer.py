@@ -44,5 +44,5 @@ def body(g: Gen) -> None:
         g.read("currency", CUR, "event_revenue_currency")
     with g.block("else:"):
         g.assign("currency", "None")
-    g.assign("ids", "{'event_name': event_name, 'event_time': event_time, 'event_value': event_value, "
-                    "'event_revenue': str(revenue) if revenue is not None else None}")
+    g.ids("{'event_name': event_name, 'event_time': event_time, 'event_value': event_value, "
+          "'event_revenue': str(revenue) if revenue is not None else None}")

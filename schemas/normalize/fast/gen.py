@@ -59,6 +59,7 @@ class Gen:
         self.taken_parents: set[tuple[str, ...]] = set()
         self.dotted: set[str] = set()  # the nested paths the body may take
         self.types_table: str | None = None
+        self.ids_expr: str | None = None
         self.assigned: set[str] = set()  # canonical columns the body assigns (the rest are None)
         self.key_var = False  # the body picks the user-key rule itself (``key_of``)
         self.has_event_id = False
@@ -85,6 +86,12 @@ class Gen:
         name = hint if hint not in self.env and hint not in BASE_ENV else f"{hint}{len(self.env)}"
         self.env[name] = value
         return name
+
+    def ids(self, expr: str) -> None:
+        """The fields that identify the event for its fingerprint: evaluated at the end, only when a fingerprint is
+        needed (no event id of the MMP's). An MMP whose branches identify events differently assigns ``ids``."""
+        assert self.ids_expr is None, "one ids expression per MMP body"
+        self.ids_expr = expr
 
     def assign(self, var: str, expr: str) -> None:
         if var in canonical.FIELDS or var in ("app_id",):
@@ -319,7 +326,8 @@ def _lines_epilogue(g: Gen, mmp: str) -> list[str]:
     else:
         out += [f"platform = 'ios' if {ios} else 'android' if {android} else None"]
     # the fingerprint and properties encoders (encode.py's), inline on the fast path
-    fp = ["basis = {'mmp': MMP, 'app_id': app_id, 'who': who, 'fields': ids if ids is not None and who else d}",
+    fp = ([f"ids = {g.ids_expr}"] if g.ids_expr else []) + [
+          "basis = {'mmp': MMP, 'app_id': app_id, 'who': who, 'fields': ids if ids is not None and who else d}",
           "if fast:",
           "    try:",
           "        event_id = 'fp:' + SHA256(DUMPS(basis, default=str, option=SORT_KEYS)).digest()[:FP_BYTES].hex()",
@@ -393,7 +401,7 @@ def normalize(delivery):
             received_at = MS(received_at)
     ref = delivery.get('raw_ref')
     raw_ref = ({'topic': str(ref['topic']), 'partition': int(ref['partition']), 'offset': int(ref['offset'])}
-               if isinstance(ref, dict) else None)
+               if ref is not None and isinstance(ref, dict) else None)
     qs = delivery.get('query_string') or ''
     extra = EXTRA_QUERY.body(qs) if qs and (delivery.get('body') or b'').strip() else None
     DEFAULT_APP = delivery.get('app_id') or SOURCE_APP

@@ -38,4 +38,4 @@ def body(g: Gen) -> None:
         g.assign("currency", "None")
     g.assign("media_source", "'organic' if organic else source_")
     g.assign("is_organic", "organic")
-    g.assign("ids", "{'event_name': event_name, 'timestamp': event_time}")
+    g.ids("{'event_name': event_name, 'timestamp': event_time}")

@@ -34,4 +34,4 @@ def body(g: Gen) -> None:
         g.assign("currency", "None")
     g.assign("media_source", "'organic' if organic else network")
     g.assign("is_organic", "organic")
-    g.assign("ids", "{'event': event_name, 'event_time': event_time}")
+    g.ids("{'event': event_name, 'event_time': event_time}")

@@ -42,5 +42,5 @@ def body(g: Gen) -> None:
     g.assign("touch_type", "'click' if touch_time else None")
     g.fill(FILL)
     g.event_type()
-    g.assign("ids", "{'event_type': event_name, 'campaign_id': d.get('campaign_id'), 'user_id': d.get('user_id'), "
-                    "'attributed_on': d.get('attributed_on'), 'installed_at': d.get('installed_at')}")
+    g.ids("{'event_type': event_name, 'campaign_id': d.get('campaign_id'), 'user_id': d.get('user_id'), "
+          "'attributed_on': d.get('attributed_on'), 'installed_at': d.get('installed_at')}")

@@ -39,4 +39,4 @@ def body(g: Gen) -> None:
         g.assign("currency", "None")
     g.assign("media_source", "'organic' if organic else network")
     g.assign("is_organic", "organic")
-    g.assign("ids", "{'event_name': event_name, 'event_utc_timestamp': event_time, 'revenue': str(revenue)}")
+    g.ids("{'event_name': event_name, 'event_utc_timestamp': event_time, 'revenue': str(revenue)}")

@@ -36,4 +36,4 @@ def body(g: Gen) -> None:
     g.line("if revenue is None:", "    currency = None")
     g.fill(FILL)
     g.event_type()
-    g.assign("ids", "{'event': event_name, 'time': event_time}")
+    g.ids("{'event': event_name, 'time': event_time}")
