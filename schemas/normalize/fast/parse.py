@@ -6,6 +6,7 @@ as schemas.fields.loads) — what msgspec refuses goes to the json module, which
 from __future__ import annotations
 
 import codecs
+import re
 from decimal import Decimal
 from typing import Any
 from urllib.parse import unquote
@@ -92,7 +93,7 @@ def query_dict(query_string: str) -> dict[str, str]:
     unquote, and with the whole string unquoted at once when no escape spells a separator (``%26`` ``&``, ``%3D``
     ``=``): then unquoting cannot move a boundary — an escape never spans ``&`` or ``=`` (not hex digits), and UTF-8
     decoding never takes an ASCII byte into a broken sequence — so splitting after it gives the same pairs."""
-    if "%" in query_string and ("%26" in query_string or "%3d" in query_string or "%3D" in query_string):
+    if "%" in query_string and _ESCAPED_SEPARATOR(query_string) is not None:
         return _query_dict_parts(query_string)
     s = query_string.replace("+", " ") if "+" in query_string else query_string
     # The separators alone, in order (bytes.translate, in C): "=&=&…=" means every part is one name=value pair —
@@ -115,6 +116,7 @@ def query_dict(query_string: str) -> dict[str, str]:
     return out
 
 
+_ESCAPED_SEPARATOR = re.compile("%(?:26|3[dD])").search  # one scan, from each "%" on
 _NOT_SEPARATORS = bytes(b for b in range(256) if b not in b"&=")
 _ALTERNATING = b"=&" * 4096  # longer queries take the loop
 
