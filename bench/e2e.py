@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import signal
 import subprocess
 import sys
@@ -65,8 +66,8 @@ def _cpu_by_process(root: int) -> dict[str, float]:
     return out
 
 
-def _args() -> argparse.Namespace:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def _args(doc: str | None = __doc__) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rate", type=float, default=1000)
     ap.add_argument("--seconds", type=float, default=20)
     ap.add_argument("--set", action="append", default=[], metavar="ATTRIB_KEY=VALUE",
@@ -83,24 +84,32 @@ def _args() -> argparse.Namespace:
     return ap.parse_args()
 
 
+def pipeline_env(extra: list[str]) -> dict[str, str]:
+    """The environment of a private pipeline: demo sources, its own var dir, a broker and services on free ports."""
+    tmp = Path(tempfile.mkdtemp(prefix="attrib-e2e-"))
+    kafka, controller = free_port(), free_port()
+    return {k: v for k, v in os.environ.items() if not k.startswith("ATTRIB_")} | {
+        "ATTRIB_CONFIG": str(ROOT / "dev" / "demo.toml"), "ATTRIB_VAR_DIR": str(tmp / "var"),
+        "ATTRIB_STACK__JARS_DIR": str(ROOT / "var" / "kafka" / "lib"),
+        "ATTRIB_KAFKA__BOOTSTRAP_SERVERS": f"127.0.0.1:{kafka}", "ATTRIB_STACK__CONTROLLER_PORT": str(controller),
+        "ATTRIB_INGEST__PORT": str(free_port()), "ATTRIB_SINK__QUERY_PORT": str(free_port()),
+        "ATTRIB_STREAMS__METRICS_PORT": str(free_port()), "ATTRIB_ALERTS__READY_PORT": str(free_port()),
+        # a broker JIT-compiled as in production: a C1-only one costs ~1.7x the CPU per record under load
+        "ATTRIB_STACK__JIT": "full",
+    } | dict(kv.split("=", 1) for kv in extra)
+
+
 class Pipeline:
     """`attrib run --no-traffic` on private ports; steps send at a rate and measure what reached ClickHouse."""
 
     def __init__(self, extra: list[str]) -> None:
-        tmp = Path(tempfile.mkdtemp(prefix="attrib-e2e-"))
-        kafka, controller = free_port(), free_port()
-        self.env = {k: v for k, v in os.environ.items() if not k.startswith("ATTRIB_")} | {
-            "ATTRIB_CONFIG": str(ROOT / "dev" / "demo.toml"), "ATTRIB_VAR_DIR": str(tmp / "var"),
-            "ATTRIB_STACK__JARS_DIR": str(ROOT / "var" / "kafka" / "lib"),
-            "ATTRIB_KAFKA__BOOTSTRAP_SERVERS": f"127.0.0.1:{kafka}", "ATTRIB_STACK__CONTROLLER_PORT": str(controller),
-            "ATTRIB_INGEST__PORT": str(free_port()), "ATTRIB_SINK__QUERY_PORT": str(free_port()),
-            "ATTRIB_STREAMS__METRICS_PORT": str(free_port()), "ATTRIB_ALERTS__READY_PORT": str(free_port()),
-            # a broker JIT-compiled as in production: a C1-only one costs ~1.7x the CPU per record under load
-            "ATTRIB_STACK__JIT": "full",
-        } | dict(kv.split("=", 1) for kv in extra)
+        self.env = pipeline_env(extra)
         os.environ.update(self.env)
         self.s = settings_mod.load()
         self.db = self.s.clickhouse.database
+        self.start()
+
+    def start(self) -> None:
         self.run = subprocess.Popen(attrib_argv("run", "--no-traffic"), env=self.env, stdout=subprocess.PIPE,
                                     stderr=subprocess.STDOUT, text=True)
 
@@ -119,13 +128,17 @@ class Pipeline:
         from ops.sql import query_rows
         return int(query_rows(self.s, f"SELECT count() AS n FROM {self.db}.{table}")[0]["n"])
 
+    def loaded(self) -> int:
+        """Events in the warehouse."""
+        return self.rows_in("events")
+
     def warmup(self) -> None:
         """Consumer-group joins and first fetches are start-up, not the steady state measured."""
         subprocess.run(attrib_argv("send", "--count", "5", "--rate", "50", "--concurrency", "4", "--duplicates",
                                    "0", "--out-of-order", "0.0", "--json", "--no-progress"),
                        env=self.env, capture_output=True, text=True)
         deadline = time.monotonic() + 60
-        while self.rows_in("events") == 0 and time.monotonic() < deadline:
+        while self.loaded() == 0 and time.monotonic() < deadline:
             time.sleep(0.5)
         time.sleep(2)
 
@@ -140,32 +153,52 @@ class Pipeline:
         return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
                    if line.startswith("attrib_ingest_spooled_total{"))
 
+    def cpu(self) -> dict[str, float]:
+        """CPU seconds so far of each of the pipeline's processes, by label."""
+        return _cpu_by_process(self.run.pid)
+
     def step(self, rate: float, seconds: float) -> dict[str, Any]:
-        """Send at ``rate`` for ``seconds``, wait until the warehouse settles; latency quantiles and CPU."""
-        from ops.sql import query_rows
-        warm_raw, spooled0 = self.rows_in("raw_deliveries"), self.spooled()
+        """Send at ``rate`` for ``seconds``, wait until the warehouse settles; latency quantiles and CPU (the
+        pipeline's per process, and the sender's own: it shares the cores)."""
+        before, spooled0 = self.mark(), self.spooled()
         count = max(1, int(rate * seconds / len(self.s.sources)))
-        cpu0 = _cpu_by_process(self.run.pid)
+        cpu0, sender0 = self.cpu(), _children_cpu_s()
         t0 = time.time()
         sent = subprocess.run(attrib_argv("send", "--count", str(count), "--rate", str(rate),
                                           "--concurrency", "64", "--duplicates", "0.05", "--out-of-order", "0.0",
                                           "--json", "--no-progress"),
                               env=self.env, capture_output=True, text=True)
+        sender = _children_cpu_s() - sender0
         summary = json.loads(sent.stdout.strip().splitlines()[-1])
+        n = self.settle(summary["sent"], before)
+        took = time.time() - t0
+        cpu = {k: v - cpu0.get(k, 0.0) for k, v in self.cpu().items()}
+        return {"summary": summary, "archived": n, "q": self.latency(t0), "cpu": cpu, "sender_cpu": sender,
+                "took": took, "load": os.getloadavg()[0], "spooled": self.spooled() - spooled0}
+
+    def mark(self) -> int:
+        return self.rows_in("raw_deliveries")
+
+    def settle(self, sent: int, before: int) -> int:
+        """Wait until every delivery sent is archived and the worker's outputs stop arriving (its backlog drained);
+        the deliveries archived."""
         deadline, n = time.monotonic() + 120, -1
         while time.monotonic() < deadline:
-            n = self.rows_in("raw_deliveries") - warm_raw
-            if n >= summary["sent"]:
+            n = self.rows_in("raw_deliveries") - before
+            if n >= sent:
                 break
             time.sleep(0.5)
-        last, since = -1, time.monotonic()  # then until the worker's outputs stop arriving (its backlog drained)
+        last, since = -1, time.monotonic()
         while time.monotonic() - since < 4 and time.monotonic() < deadline + 120:
-            m = self.rows_in("events")
+            m = self.loaded()
             last, since = (m, time.monotonic()) if m != last else (last, since)
             time.sleep(0.5)
-        took = time.time() - t0
-        cpu = {k: v - cpu0.get(k, 0.0) for k, v in _cpu_by_process(self.run.pid).items()}
-        q = query_rows(self.s, f"""
+        return n
+
+    def latency(self, t0: float) -> dict[str, Any]:
+        """Receipt → queryable quantiles (ms) of the events received since ``t0``."""
+        from ops.sql import query_rows
+        return query_rows(self.s, f"""
             SELECT count() AS events,
                    quantile(0.5)(dateDiff('millisecond', received_at, loaded_at)) AS p50,
                    quantile(0.99)(dateDiff('millisecond', received_at, loaded_at)) AS p99,
@@ -174,8 +207,12 @@ class Pipeline:
                    quantiles(0.5, 0.99)(dateDiff('millisecond', emitted_at, loaded_at)) AS sink
             FROM {self.db}.events WHERE received_at >= fromUnixTimestamp64Milli({int(t0 * 1000)})
               AND version = 1 AND attribution_status != 'pending_timeout'""")[0]
-        return {"summary": summary, "archived": n, "q": q, "cpu": cpu, "took": took, "load": os.getloadavg()[0],
-                "spooled": self.spooled() - spooled0}
+
+
+def _children_cpu_s() -> float:
+    """CPU seconds of this process's finished children (the sender, once ``subprocess.run`` returned)."""
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
 
 
 def _report(r: dict[str, Any], rate: float, extra: list[str]) -> None:
@@ -200,7 +237,8 @@ def _report(r: dict[str, Any], rate: float, extra: list[str]) -> None:
 def _per_delivery(r: dict[str, Any]) -> str:
     n = max(1, r["summary"]["sent"])
     return ", ".join(f"{k} {1000 * v / n:.2f}" for k, v in sorted(r["cpu"].items(), key=lambda kv: -kv[1])
-                     if v > 0.05) + f"; total {1000 * sum(r['cpu'].values()) / n:.2f}"
+                     if v > 0.05) + (f"; total {1000 * sum(r['cpu'].values()) / n:.2f}"
+                                     f" (+ the sender, attrib send, {1000 * r['sender_cpu'] / n:.2f})")
 
 
 def _find_capacity(p: Pipeline, a: argparse.Namespace) -> None:
@@ -214,7 +252,8 @@ def _find_capacity(p: Pipeline, a: argparse.Namespace) -> None:
         q, got = r["q"], float(r["summary"]["rate_per_s"])
         ok = q["events"] > 0 and q["p99"] <= a.p99_ms and got >= 0.9 * rate
         print(f"rate {rate:7.0f}/s (sent {got:7.1f}/s): p50 {q['p50']:6.0f} ms  p99 {q['p99']:6.0f} ms  "
-              f"worker p99 {q['worker'][1]:6.0f} ms  spooled {r['spooled']:5.0f}  load {r['load']:4.1f}  "
+              f"worker p99 {q['worker'][1]:6.0f} ms  ack p50 {r['summary']['latency_ms']['p50']:5.0f} ms  "
+              f"spooled {r['spooled']:5.0f}  load {r['load']:4.1f}  "
               f"{'ok' if ok else 'OVER'}")
         print(f"    CPU ms per delivery: {_per_delivery(r)}")
         if not ok:
@@ -232,12 +271,12 @@ def _find_capacity(p: Pipeline, a: argparse.Namespace) -> None:
     print(f"  CPU ms per delivery at that rate: {_per_delivery(best[1])}")
 
 
-def main() -> int:
-    a = _args()
-    p = Pipeline(a.set)
+def main(pipeline: type[Pipeline] = Pipeline, doc: str | None = __doc__) -> int:
+    a = _args(doc)
+    p = pipeline(a.set)
     try:
         if not p.up():
-            print("attrib run exited before the pipeline was up", file=sys.stderr)
+            print(f"{pipeline.__name__}: exited before the pipeline was up", file=sys.stderr)
             return 1
         if not a.no_warmup:
             p.warmup()
