@@ -13,19 +13,25 @@ Needs ``valgrind`` on PATH. Slow (callgrind runs Python ~50× slower): about a m
 from __future__ import annotations
 
 import argparse
+import importlib
 import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 
-def _child(data: str, which: str, passes: int) -> None:
+def _bench() -> Any:
+    """bench/normalize.py: the same deliveries as the CPU-time bench."""
     sys.path.insert(0, str(ROOT / "bench"))
-    import normalize as bench  # bench/normalize.py: the same deliveries as the CPU-time bench
+    return importlib.import_module("normalize")
 
+
+def _child(data: str, which: str, passes: int) -> None:
+    bench = _bench()
     from schemas.normalize import normalize
     from schemas.normalize.reference import normalize as reference
 
@@ -61,9 +67,7 @@ def main() -> None:
     ap.add_argument("--passes-mix", type=int, default=10, help="passes over the 300 mix deliveries")
     ap.add_argument("--passes-samples", type=int, default=40, help="passes over the 25 samples")
     a = ap.parse_args()
-    sys.path.insert(0, str(ROOT / "bench"))
-    import normalize as bench
-
+    bench = _bench()
     sizes = {"mix": len(bench.synthetic()), "samples": len(bench.deliveries())}
     passes = {"mix": a.passes_mix, "samples": a.passes_samples}
     for data in a.sets.split(","):

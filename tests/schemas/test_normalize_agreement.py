@@ -18,9 +18,8 @@ from schemas.errors import NormalizeError
 from schemas.fields import ABSENT, currency, decimal, json_in_string, query_dict, text, time_ms
 from schemas.normalize import MMPS, normalize
 from schemas.normalize.fast.keys import first_key
-from schemas.normalize.fast.parse import Query
+from schemas.normalize.fast.parse import Query, unquote_replace
 from schemas.normalize.fast.parse import query_dict as fast_query_dict
-from schemas.normalize.fast.parse import unquote_replace
 from schemas.normalize.fast.plan import ABSENT_CASES, CUR, DEC, TIME
 from schemas.normalize.fast.plan import json_in_string as fast_json_in_string
 from schemas.normalize.reference import normalize as reference
