@@ -11,7 +11,7 @@ from typing import Any, get_args
 
 from attrib.settings import Mmp, Settings, SourceSettings
 from schemas.errors import NormalizeError
-from schemas.normalize import normalize
+from schemas.normalize import normalize, source_text
 
 HELP = "normalize one webhook body (or --query string) from stdin and print the canonical event(s) as JSON"
 
@@ -22,6 +22,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--query", action="store_true",
                    help="stdin is a raw query string (a GET callback; a full URL is fine too)")
     p.add_argument("--app-id", help="app id when the payload carries none (Branch)")
+    p.add_argument("--show-plan", metavar="MMP", choices=get_args(Mmp),
+                   help="print the Python function generated for MMP's deliveries and exit (reads no stdin)")
 
 
 def _json(v: Any) -> Any:
@@ -29,6 +31,9 @@ def _json(v: Any) -> Any:
 
 
 def main(args: argparse.Namespace, settings: Settings) -> int:
+    if args.show_plan:
+        print(source_text(args.show_plan), end="")
+        return 0
     if args.source:
         src = settings.source(args.source)
         if src is None:

@@ -62,3 +62,14 @@ def test_registered_console_command() -> None:
     r = subprocess.run([str(exe), "normalize", "--mmp", "generic"], input=b"not json", capture_output=True,
                        timeout=60)
     assert r.returncode == 1 and b"invalid_json" in r.stderr
+
+
+@pytest.mark.parametrize("mmp", ["appsflyer", "branch", "generic"])
+def test_show_plan_prints_the_generated_function(mmp: str, monkeypatch: pytest.MonkeyPatch,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    rc, out, err = _run(monkeypatch, capsys, ["normalize", "--show-plan", mmp], b"")
+    assert rc == 0, err
+    assert out.startswith(f"# generated for mmp {mmp!r}\ndef bind(MMP, SOURCE,")
+    assert "\n    def normalize(delivery):\n" in out
+    compile(out, "<show-plan>", "exec")  # the printed text is the Python that runs
+    assert "'event_name': event_name" in out and "del props[" in out

@@ -15,14 +15,15 @@ from hypothesis import strategies as st
 
 from attrib.settings import SourceSettings
 from schemas.errors import NormalizeError
-from schemas.fields import currency, decimal, json_in_string, query_dict, time_ms
+from schemas.fields import ABSENT, currency, decimal, json_in_string, query_dict, text, time_ms
 from schemas.normalize import MMPS, normalize
 from schemas.normalize.fast.keys import first_key
+from schemas.normalize.fast.parse import Query, unquote_replace
 from schemas.normalize.fast.parse import query_dict as fast_query_dict
-from schemas.normalize.fast.parse import unquote_replace
-from schemas.normalize.fast.plan import CUR, DEC, TIME
+from schemas.normalize.fast.plan import ABSENT_CASES, CUR, DEC, TIME
 from schemas.normalize.fast.plan import json_in_string as fast_json_in_string
 from schemas.normalize.reference import normalize as reference
+from schemas.templates import query_to_body
 from schemas.user_key import candidates
 from tests.schemas.conftest import SAMPLES, sample_mmp
 from tests.schemas.test_normalize_properties import FIELD_NAMES, _paths, _raw, json_values, scalars
@@ -263,4 +264,67 @@ def test_times_with_every_clock_and_tail_agree(v: str) -> None:
 def test_query_dicts_agree(parts: list[str]) -> None:
     """The whole-string unquote (no escaped separators) and the per-part one against parse_qsl."""
     s = "".join(parts)
-    assert fast_query_dict(s) == query_dict(s)
+    assert list(fast_query_dict(s).items()) == list(query_dict(s).items())  # order too: first wins in the body
+
+
+def test_null_word_spellings_are_exactly_the_ascii_case_variants() -> None:
+    """The generated readers test ``v in ABSENT_CASES`` for ``F.text``'s ``len(v) <= 9 and v.lower() in ABSENT``:
+    equal only if no character outside ASCII lower-cases into a null word's letters — checked over all of Unicode."""
+    letters = set("".join(ABSENT))
+    for cp in range(0x110000):
+        c = chr(cp)
+        low = c.lower()
+        assert c.isascii() or not (low and set(low) <= letters), f"U+{cp:04X} lower-cases to {low!r}"
+    for w in ABSENT:
+        assert w in ABSENT_CASES and w.upper() in ABSENT_CASES
+    assert all(len(v) <= 9 and v.lower() in ABSENT for v in ABSENT_CASES)
+
+
+@given(v=st.text(st.sampled_from(list("nulNULoOeEdDfFiI() \tx\u212a\u0130")), max_size=10) | st.text(max_size=10))
+def test_null_words_read_as_text_does(v: str) -> None:
+    s = v.strip()
+    assert (None if s in ABSENT_CASES else s) == text(v)
+
+
+_PARAM_NAMES = st.sampled_from(["token", "TOKEN", "Sig", "auth", "a.b", "a", "a.c", "e", "event_name", "x.y.z", "id",
+                                "ts", "name", "campaign"]) | st.text(max_size=5)
+
+
+@settings(max_examples=500)
+@given(mmp=st.sampled_from(["branch", "adjust", ""]),
+       params=st.lists(st.tuples(_PARAM_NAMES, st.text(max_size=6)), max_size=8),
+       options=st.sampled_from([{}, {"secret_params": ["auth"]}, {"query_map": {"e": "event_name", "a": "x.y"}},
+                                {"url_secret_param": "Auth", "query_map": {"campaign": "a.b"}}]))
+def test_query_bodies_agree(mmp: str, params: list[tuple[str, str]], options: dict[str, Any]) -> None:
+    """The query → body mapping (the parameters as they are when nothing is secret, mapped or dotted) against
+    schemas.templates.query_to_body, repeated and colliding names included."""
+    qs = urlencode(params)
+    assert Query(mmp, options).body(qs) == query_to_body(mmp, qs, options)
+
+
+@settings(max_examples=200)
+@given(mmp=st.sampled_from(MMPS), qs=st.text(st.sampled_from(list("ab=&%+.\ud800\udfff春éx0")), max_size=30),
+       form=st.binary(max_size=30))
+def test_unclean_queries_and_forms_agree(mmp: str, qs: str, form: bytes) -> None:
+    """Lone surrogates in the query string itself and invalid UTF-8 in form bodies: repaired alike."""
+    _agree(SourceSettings(name="s", mmp=mmp), _raw(b"", "event_name=x&timestamp=1719230400&" + qs, None))
+    _agree(SourceSettings(name="s", mmp=mmp), _raw(b"event_name=x&event=y&" + form, "",
+                                                  "application/x-www-form-urlencoded"))
+
+
+_ID_VALUES = (st.sampled_from(["", " ", "null", "NULL", "0000-00", "-", "00000000-0000-0000-0000-000000000001", "AbC",
+                               "x\ud800", "é", " id ", "0"]) | scalars)
+_NAMES_TIMES = {"event_name": "install", "event_type": "install", "event": "install", "event_time": 1719230400,
+                "installed_at": 1719230400, "attributed_on": 1719230400, "created_at": 1719230400,
+                "event_utc_timestamp": 1719230400, "activity_kind": "install"}
+
+
+@settings(max_examples=400)
+@given(mmp=st.sampled_from(["appsflyer", "adjust", "singular", "kochava", "linkrunner"]),
+       ids=st.dictionaries(st.sampled_from(sorted(_KEY_FIELDS | {"appsflyer_id", "kochava_device_id", "aifa"})),
+                           _ID_VALUES, max_size=5))
+def test_inlined_user_keys_agree(mmp: str, ids: dict[str, Any]) -> None:
+    """The flat MMPs' user-key rules inlined in the generated functions: every id present, absent, null-worded,
+    all zeros, not a string, or not UTF-8, in every order of precedence."""
+    body = json.dumps({**_NAMES_TIMES, **ids}).encode("utf-8", "surrogatepass")
+    _agree(SourceSettings(name="s", mmp=mmp), _raw(body))

@@ -31,7 +31,7 @@ def fingerprint_of(value: Any, fast: bool) -> str:
 _SHA256, _FP_BYTES = hashlib.sha256, FP_HEX // 2
 
 
-def _props_default(v: Any) -> Any:
+def props_default(v: Any) -> Any:
     if isinstance(v, Decimal):  # canonical._json_default, the float written as the json module writes it
         f = float(v)
         return orjson.Fragment(repr(f)) if Decimal(repr(f)) == v else str(v)
@@ -44,7 +44,7 @@ def properties(rest: dict[str, Any], fast: bool) -> str:
     """``canonical.properties_json``: the JSON object text of what no column took."""
     if fast:
         try:
-            return orjson.dumps(rest, default=_props_default, option=_SORT).decode()
+            return orjson.dumps(rest, default=props_default, option=_SORT).decode()
         except TypeError:
             pass
     return canonical.properties_json(rest)

@@ -8,16 +8,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from schemas.fields import _ZERO_ID, ABSENT, device_id, get_path, text
+from schemas.fields import ABSENT, device_id, text
 from schemas.user_key import CUSTOMER_KIND
 
 
 def _dev(kind: str, v: Any) -> str | None:
     if v is None:
         return None
-    if v.__class__ is str:  # device_id's string case inline (an all-zero id starts with one of its characters)
+    if v.__class__ is str:  # device_id's string case inline (an all-zero id — _ZERO_ID — starts with one of them)
         s: str | None = v.strip()
-        if not s or (len(s) <= _ABSENT_MAX and s.lower() in ABSENT) or (s[0] in "0-" and _ZERO(s)):
+        if not s or (len(s) <= _ABSENT_MAX and s.lower() in ABSENT) or (s[0] in "0-" and not s.strip("0-")):
             return None
         s = s.lower()
     else:
@@ -41,7 +41,7 @@ def _cust(v: Any) -> str | None:
     return CUSTOMER_KIND + ":" + s if s.isascii() or _utf8(s) else None
 
 
-_ZERO, _ABSENT_MAX = _ZERO_ID.match, max(map(len, ABSENT))
+_ABSENT_MAX = max(map(len, ABSENT))
 
 
 def _utf8(s: str) -> bool:
@@ -50,20 +50,6 @@ def _utf8(s: str) -> bool:
     except UnicodeEncodeError:  # lone surrogates: not a key (the reference's user_key._utf8)
         return False
     return True
-
-
-def _appsflyer(b: dict[str, Any]) -> str | None:
-    g = b.get
-    return (_dev("appsflyer_id", g("appsflyer_id")) or _cust(g("customer_user_id")) or _dev("idfv", g("idfv"))
-            or _dev("idfa", g("idfa")) or _dev("gaid", g("advertising_id")) or _dev("oaid", g("oaid"))
-            or _dev("android_id", g("android_id")))
-
-
-def _adjust(b: dict[str, Any]) -> str | None:
-    g = b.get
-    return (_dev("adjust_adid", g("adid")) or _dev("idfv", g("idfv")) or _dev("idfa", g("idfa"))
-            or _dev("gaid", g("gps_adid")) or _dev("oaid", g("oaid")) or _dev("android_id", g("android_id"))
-            or _cust(g("user_id") or g("customer_user_id")))
 
 
 def _branch(b: dict[str, Any]) -> str | None:
@@ -79,18 +65,38 @@ def _branch(b: dict[str, Any]) -> str | None:
             or _dev("idfa", g("idfa")) or _cust(g("developer_identity")))
 
 
-def _singular(b: dict[str, Any]) -> str | None:
-    g = b.get
-    return (_dev("idfv", g("idfv")) or _dev("gaid", g("aifa")) or _dev("android_id", g("android_id"))
-            or _dev("idfa", g("idfa")) or _dev("oaid", g("oaid"))
-            or _cust(g("custom_user_id") or g("customer_user_id")))
+# The flat MMPs' rules as data — (kind, key) device ids and ("customer", (key, …)) customer ids (the first of those
+# keys with a truthy value), in order: read by ``flat_rule`` here and inlined by the generated normalizers
+# (fast/gen.py), one table for both.
+Rule = tuple[tuple[str, str | tuple[str, ...]], ...]
+FLAT: dict[str, Rule] = {
+    "appsflyer": (("appsflyer_id", "appsflyer_id"), ("customer", ("customer_user_id",)), ("idfv", "idfv"),
+                  ("idfa", "idfa"), ("gaid", "advertising_id"), ("oaid", "oaid"), ("android_id", "android_id")),
+    "adjust": (("adjust_adid", "adid"), ("idfv", "idfv"), ("idfa", "idfa"), ("gaid", "gps_adid"), ("oaid", "oaid"),
+               ("android_id", "android_id"), ("customer", ("user_id", "customer_user_id"))),
+    "singular": (("idfv", "idfv"), ("gaid", "aifa"), ("android_id", "android_id"), ("idfa", "idfa"), ("oaid", "oaid"),
+                 ("customer", ("custom_user_id", "customer_user_id"))),
+    "kochava": (("kochava_device_id", "kochava_device_id"), ("idfv", "idfv"), ("gaid", "adid"),
+                ("android_id", "android_id"), ("idfa", "idfa"), ("customer", ("user_id", "customer_user_id"))),
+    "linkrunner": (("gaid", "gaid"), ("idfa", "idfa"), ("customer", ("user_id",))),
+}
 
 
-def _kochava(b: dict[str, Any]) -> str | None:
-    g = b.get
-    return (_dev("kochava_device_id", g("kochava_device_id")) or _dev("idfv", g("idfv")) or _dev("gaid", g("adid"))
-            or _dev("android_id", g("android_id")) or _dev("idfa", g("idfa"))
-            or _cust(g("user_id") or g("customer_user_id")))
+def flat_rule(rule: Rule) -> Callable[[dict[str, Any]], str | None]:
+    def first(b: dict[str, Any]) -> str | None:
+        g = b.get
+        for kind, key in rule:
+            if isinstance(key, tuple):
+                v = None
+                for k in key:
+                    v = v or g(k)
+                c = _cust(v)
+            else:
+                c = _dev(kind, g(key))
+            if c:
+                return c
+        return None
+    return first
 
 
 def _tenjin(b: dict[str, Any]) -> str | None:
@@ -103,33 +109,32 @@ def _tenjin(b: dict[str, Any]) -> str | None:
     return _dev(ad_kind, g("advertising_id")) or _cust(g("user_id") or g("customer_user_id"))
 
 
-def _linkrunner(b: dict[str, Any]) -> str | None:
-    g = b.get
-    return _dev("gaid", g("gaid")) or _dev("idfa", g("idfa")) or _cust(g("user_id"))
-
-
 _GENERIC_DEV = (("idfv", "idfv"), ("android_id", "android_id"), ("gaid", "gaid"), ("idfa", "idfa"))
 
 
 def _generic(b: dict[str, Any]) -> str | None:
-    d = b.get("device")
+    g = b.get
+    d = g("device")
     if isinstance(d, dict):
         for kind, key in _GENERIC_DEV:
             v = d.get(key)
-            c = _dev(kind, v if v is not None else b.get(key))
+            c = _dev(kind, v if v is not None else g(key))
             if c:
                 return c
     else:
         for kind, key in _GENERIC_DEV:
-            c = _dev(kind, b.get(key))
-            if c:
-                return c
-    return _cust(get_path(b, "user.customer_id") or b.get("customer_user_id") or b.get("user_id"))
+            v = g(key)
+            if v is not None:
+                c = _dev(kind, v)
+                if c:
+                    return c
+    u = g("user")  # get_path(b, "user.customer_id")
+    return _cust((u.get("customer_id") if isinstance(u, dict) else None) or g("customer_user_id") or g("user_id"))
 
 
 FIRST_KEY: dict[str, Callable[[dict[str, Any]], str | None]] = {
-    "appsflyer": _appsflyer, "adjust": _adjust, "branch": _branch, "branch_legacy": _branch,
-    "singular": _singular, "kochava": _kochava, "tenjin": _tenjin, "linkrunner": _linkrunner, "generic": _generic,
+    "branch": _branch, "branch_legacy": _branch, "tenjin": _tenjin, "generic": _generic,
+    **{mmp: flat_rule(rule) for mmp, rule in FLAT.items()},
 }
 
 

@@ -35,11 +35,24 @@ class Query:
         extra = options.get("secret_params")
         named = [*(extra if isinstance(extra, list) else [extra]), options.get("url_secret_param")]
         self.secret = SECRET_PARAMS | {p.lower() for p in named if isinstance(p, str)}
+        self.marks = tuple(f"&{p}&" for p in self.secret)
 
     def body(self, query_string: str) -> dict[str, Any]:
-        out: dict[str, Any] = {}
+        params = query_dict(query_string)
         mapped, secret = self.paths, self.secret
-        for k, v in query_dict(query_string).items():
+        if not mapped:
+            # The names, lower-cased, between "&"s: a secret name is a whole one of them, and no name is dotted —
+            # then nothing is dropped, renamed or nested, and the parameters are the body. (Lower-casing the joined
+            # names is lower-casing each: "&" is not a letter; a name holding "&" can only add a false match.)
+            names = "&" + "&".join(params).lower() + "&"
+            if "." not in names:
+                for m in self.marks:
+                    if m in names:
+                        break
+                else:
+                    return params
+        out: dict[str, Any] = {}
+        for k, v in params.items():
             if k.lower() in secret:
                 continue
             parts = mapped.get(k)
@@ -59,16 +72,18 @@ class Query:
         return out
 
 
-_BAD_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
 _ESCAPE_DECODE = codecs.escape_decode  # C; undocumented, but in the codecs module since Python 2
 
 
 def unquote_replace(s: str) -> str:
     """``urllib.parse.unquote(s, errors="replace")`` in C calls for the common case — ASCII with only well-formed
-    ``%XX`` escapes: each ``%`` becomes ``\\x`` (backslashes doubled first) for ``codecs.escape_decode``; the rest goes
-    to urllib."""
-    if s.isascii() and _BAD_ESCAPE.search(s) is None:
-        raw: bytes = _ESCAPE_DECODE(s.encode().replace(b"\\", b"\\\\").replace(b"%", b"\\x"))[0]
+    ``%XX`` escapes: each ``%`` becomes ``\\x`` (backslashes doubled first) for ``codecs.escape_decode``, which refuses
+    a ``\\x`` without two hex digits after it (a malformed escape: then urllib, which keeps it as it is)."""
+    if s.isascii():
+        try:
+            raw: bytes = _ESCAPE_DECODE(s.encode().replace(b"\\", b"\\\\").replace(b"%", b"\\x"))[0]
+        except ValueError:
+            return unquote(s, errors="replace")
         return raw.decode("utf-8", "replace")
     return unquote(s, errors="replace")
 
@@ -78,11 +93,20 @@ def query_dict(query_string: str) -> dict[str, str]:
     unquote, and with the whole string unquoted at once when no escape spells a separator (``%26`` ``&``, ``%3D``
     ``=``): then unquoting cannot move a boundary — an escape never spans ``&`` or ``=`` (not hex digits), and UTF-8
     decoding never takes an ASCII byte into a broken sequence — so splitting after it gives the same pairs."""
-    if "%" in query_string and ("%26" in query_string or "%3d" in query_string or "%3D" in query_string):
+    if "%" in query_string and _ESCAPED_SEPARATOR(query_string) is not None:
         return _query_dict_parts(query_string)
     s = query_string.replace("+", " ") if "+" in query_string else query_string
+    # The separators alone, in order (bytes.translate, in C): "=&=&…=" means every part is one name=value pair —
+    # then the names and values alternate once both separators are one, and a dict of the pairs is the answer
+    # unless a name repeats (first wins: the loop below).
+    seps = s.encode("utf-8", "surrogatepass").translate(None, _NOT_SEPARATORS)
     if "%" in s:
-        s = unquote_replace(s)
+        s = unquote_replace(s)  # no escape spells a separator here: the separators are the same after
+    if len(seps) & 1 and _ALTERNATING.startswith(seps):
+        tokens = iter(s.replace("=", "&").split("&"))
+        pairs = dict(zip(tokens, tokens, strict=True))  # an even count: the separators alternate
+        if len(pairs) == (len(seps) + 1) >> 1:
+            return pairs
     out: dict[str, str] = {}
     for part in s.split("&") if s else ():
         if part:
@@ -90,6 +114,11 @@ def query_dict(query_string: str) -> dict[str, str]:
             if k not in out:
                 out[k] = v
     return out
+
+
+_ESCAPED_SEPARATOR = re.compile("%(?:26|3[dD])").search  # one scan, from each "%" on
+_NOT_SEPARATORS = bytes(b for b in range(256) if b not in b"&=")
+_ALTERNATING = b"=&" * 4096  # longer queries take the loop
 
 
 def _query_dict_parts(query_string: str) -> dict[str, str]:
@@ -120,8 +149,9 @@ FOREIGN_ERRORS: ForeignErrors = {msgspec.DecodeError: (NormalizeError,)}
 
 def parse(query: Query, raw: dict[str, Any]) -> tuple[list[dict[str, Any]], bool, bool]:
     """The delivery's event objects, whether the fast decoder read them (else the json module did: then the
-    encoders take the json module's paths too), and whether msgspec decoded them from JSON: then every string in them
-    is valid Unicode (msgspec refuses invalid UTF-8 and lone surrogate escapes), none needs cleaning."""
+    encoders take the json module's paths too), and whether every string in them is known to be valid Unicode, none
+    needing cleaning: msgspec refuses invalid UTF-8 and lone surrogate escapes; a form body is decoded with
+    replacement; an ASCII query string unquotes to ASCII or to UTF-8 decoded with replacement."""
     body = raw.get("body") or b""
     if isinstance(body, str):
         body = body.encode("utf-8", "surrogatepass")
@@ -138,8 +168,10 @@ def parse(query: Query, raw: dict[str, Any]) -> tuple[list[dict[str, Any]], bool
     fast, clean = True, False
     if not stripped:
         value: Any = query.body(qs)
+        clean = qs.isascii()  # then every name and value is ASCII or decoded from UTF-8 with replacement
     elif "form-urlencoded" in (ct or "").lower():
         value = query_dict(stripped.decode("utf-8", "replace"))
+        clean = True  # decoded with replacement: valid Unicode
     else:
         try:
             value = _DECODE(stripped)

@@ -1,10 +1,6 @@
-"""The compiled extraction machinery of the production normalizer: field paths split once into direct dict lookups,
-column tables read in one tight loop, the ``properties`` remainder computed only under the paths a column took.
-
-Semantics are the reference's (schemas/normalize/payload.py): a path is *taken* when it holds a value that is not an
-object or a list, even when that value reads as absent (``"null"``); a column reads its paths in order and stops at the
-first that gives a value; a present-but-invalid value raises ``invalid_field`` naming the path.
-"""
+"""The production normalizer's field conversions (schemas/normalize/fast/gen.py generates the code that calls them):
+``schemas.fields``' coercions with their commonest inputs read directly, every other input and every error through
+the reference's own function — so values and error messages are the reference's."""
 
 from __future__ import annotations
 
@@ -12,23 +8,15 @@ import re
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from decimal import Decimal
+from itertools import product
 from typing import Any
 
 import msgspec
 
 from schemas import canonical
 from schemas import fields as F
-from schemas.errors import INVALID_FIELD, NormalizeError
 
 Conv = Callable[[Any], Any]
-Path = tuple[str, str, tuple[str, ...] | None]  # dotted path, first key, the remaining keys (None: top level)
-Paths = tuple[Path, ...]
-Column = tuple[str, Conv, Paths]
-# What an MMP's extract returns: canonical column values (plus app_id, event_id), the fields the fingerprint
-# identifies the event by (None = the whole object), the user-key rule when not the source's MMP, and top-level
-# fields to show decoded in properties.
-Extracted = tuple[dict[str, Any], dict[str, Any] | None, str | None, dict[str, Any] | None]
-
 
 
 def _time(v: Any) -> int | None:
@@ -39,10 +27,21 @@ def _time(v: Any) -> int | None:
         n: int | None = v
     elif cls is str and v.isascii():
         n = int(v) if len(v) < 19 and v.isdigit() else None
-        if n is None and len(v) >= 19:
-            ms = _iso_ms(v)
-            if ms is not None and F.MIN_MS <= ms < F.MAX_MS:
-                return ms
+        if n is None and len(v) >= 19:  # UTC YYYY-MM-DD[ T]HH:MM:SS[.f…][Z] from the caches
+            day = _DAYS.get(v[:11])
+            if day is None:
+                day = _day_ms(v[:11])
+            clock = _CLOCKS.get(v[11:17])
+            if clock is None and day is not None:
+                clock = _clock_ms(v[11:17])
+            sec = _SECONDS.get(v[17:19])  # None: not two ASCII digits below 60
+            frac = _FRACTIONS.get(v[19:])
+            if frac is None and sec is not None and clock is not None:
+                frac = _fraction_ms(v[19:])
+            if day is not None and clock is not None and sec is not None and frac is not None:
+                ms = day + clock + sec + frac
+                if F.MIN_MS <= ms < F.MAX_MS:
+                    return ms
     else:
         n = None
     if n is not None:
@@ -86,30 +85,6 @@ def _clock_ms(key: str) -> int | None:
         return None
     ms = _CLOCKS[key] = (h * 60 + m) * 60_000  # at most 1,440 keys: only valid clocks are kept
     return ms
-
-
-def _iso_ms(s: str) -> int | None:
-    """UTC epoch ms of an ASCII ``YYYY-MM-DD[ T]HH:MM:SS[.f…][Z]`` (fraction truncated to ms, as ``F.time_ms``), or
-    None for anything else, an impossible date included (then ``F.time_ms`` decides)."""
-    day = _DAYS.get(s[:11])
-    if day is None:
-        day = _day_ms(s[:11])
-        if day is None:
-            return None
-    clock = _CLOCKS.get(s[11:17])
-    if clock is None:
-        clock = _clock_ms(s[11:17])
-        if clock is None:
-            return None
-    sec = _SECONDS.get(s[17:19])  # None: not two ASCII digits below 60
-    if sec is None:
-        return None
-    frac = _FRACTIONS.get(s[19:])
-    if frac is None:
-        frac = _fraction_ms(s[19:])
-        if frac is None:
-            return None
-    return day + clock + sec + frac
 
 
 _SECONDS = {f"{n:02d}": n * 1000 for n in range(60)}
@@ -166,186 +141,21 @@ def _currency(v: Any) -> str | None:
 
 TEXT, DEV, BOOL, TIME, DEC, CUR = F.text, F.device_id, F.boolean, _time, _decimal, _currency
 _ABSENT_MAX = max(map(len, F.ABSENT))
+# Every string s with ``len(s) <= _ABSENT_MAX and s.lower() in F.ABSENT``: the null words in every ASCII letter case
+# (no other character lower-cases to a letter of theirs: tests/schemas/test_normalize_agreement.py checks all of
+# Unicode), so ``F.text``'s null-word test is one set lookup.
+ABSENT_CASES = frozenset("".join(cs) for w in F.ABSENT for cs in product(*({c.lower(), c.upper()} for c in w)))
 
 
-def paths(*dotted: str) -> Paths:
-    out = []
-    for p in dotted:
-        parts = p.split(".")
-        out.append((p, parts[0], tuple(parts[1:]) or None))
-    return tuple(out)
-
-
-def columns(*specs: tuple[Any, ...]) -> tuple[Column, ...]:
-    """``(column, conv, path, path, ...)`` rows compiled once (module import)."""
-    return tuple((spec[0], spec[1], paths(*spec[2:])) for spec in specs)
-
-
-def peek(d: dict[str, Any], p: Path) -> Any:
-    """The value at a path, not taken (the reference's ``peek``)."""
-    raw = d.get(p[1])
-    if p[2] is not None:
-        for k in p[2]:
-            raw = raw.get(k) if isinstance(raw, dict) else None
-    return raw
-
-
-Reader = Callable[[dict[str, Any], set[str]], Any]
-_ENV: dict[str, Any] = {"isinstance": isinstance, "len": len, "ABSENT": F.ABSENT, "MAX": _ABSENT_MAX, "dict": dict,
-                        "list": list, "ZERO": F._ZERO_ID.match, "NormalizeError": NormalizeError,
-                        "INVALID_FIELD": INVALID_FIELD}
-
-
-def _inline(conv: Conv, ind: str, conv_name: str) -> list[str]:
-    """``v = conv(raw)`` with ``F.text``'s (and ``F.device_id``'s) string case inline; ``raw`` is a present value."""
-    if conv is not TEXT and conv is not DEV:
-        return [f"{ind}v = {conv_name}(raw)"]
-    lines = [f"{ind}if raw.__class__ is str:",
-             f"{ind}    v = raw.strip()",
-             f"{ind}    if len(v) <= MAX and v.lower() in ABSENT:",
-             f"{ind}        v = None"]
-    if conv is DEV:  # a non-empty id is all zeros only if it starts with one of them
-        lines += [f"{ind}    elif v[0] in '0-' and ZERO(v):",
-                  f"{ind}        v = None",
-                  f"{ind}    else:",
-                  f"{ind}        v = v.lower()"]
-    return [*lines, f"{ind}else:", f"{ind}    v = {conv_name}(raw)"]
-
-
-def reader(conv: Conv, *dotted: str) -> Reader:
-    """``read(d, used)``: the first of ``dotted``'s paths giving a value (converted), marking each path read as taken
-    — an object or a list where a value belongs stays in properties, and a present-but-invalid value raises
-    ``invalid_field`` naming its path. Generated once per MMP constant (module import): no loop, no generic walk."""
-    env: dict[str, Any] = {**_ENV, "conv": conv}
-    lines = ["def read(d, used):"]
-    for path, k, more in paths(*dotted):
-        lines.append(f"    raw = d.get({k!r})")
-        for m in more or ():
-            lines.append(f"    raw = raw.get({m!r}) if isinstance(raw, dict) else None")
-        lines += ["    if raw is not None and not isinstance(raw, (dict, list)):",
-                  f"        used.add({path!r})",
-                  "        try:",
-                  *_inline(conv, "            ", "conv"),
-                  "        except ValueError as exc:",
-                  f"            raise NormalizeError(INVALID_FIELD, {path!r}, str(exc)) from None",
-                  "        if v is not None:",
-                  "            return v"]
-    lines.append("    return None")
-    exec("\n".join(lines), env)
-    fn: Reader = env["read"]
-    fn.__qualname__ = f"reader({', '.join(dotted)})"
-    return fn
-
-
-Fill = Callable[[dict[str, Any], set[str], dict[str, Any]], None]
-
-
-def compile_fill(cols: tuple[Column, ...]) -> Fill:
-    """A column table → one straight-line function ``fill(d, used, out)``, generated once (module import): each
-    column reads its paths in order (as ``reader``), text read inline. Only non-raising conversions (text, device
-    id, boolean): raising ones keep their place in each MMP's order, so errors name the same field as the reference.
-    """
-    env: dict[str, Any] = dict(_ENV)
-    lines = ["def fill(d, used, out):", "    add = used.add"]
-    # The objects nested paths read through, each looked up once (reads are pure: order does not matter), None
-    # where the step is missing or not an object.
-    parents: dict[tuple[str, ...], str] = {}
-    for _, _, ps in cols:
-        for _, k, more in ps:
-            chain = (k, *(more or ()))[:-1]
-            for n in range(1, len(chain) + 1):
-                if chain[:n] not in parents:
-                    var = parents[chain[:n]] = f"p{len(parents)}"
-                    up = parents.get(chain[:n - 1])
-                    src = (f"d.get({chain[0]!r})" if n == 1
-                           else f"{up}.get({chain[n - 1]!r}) if {up} is not None else None")
-                    lines += [f"    {var} = {src}", f"    if not isinstance({var}, dict): {var} = None"]
-    for i, (name, conv, ps) in enumerate(cols):
-        if conv not in (TEXT, DEV, BOOL):
-            raise ValueError(f"{name}: only text, device id and boolean columns can be filled")
-        env[f"conv{i}"] = conv
-        lines.append("    v = None")
-        for j, (path, k, more) in enumerate(ps):
-            ind = "    "
-            if j > 0:  # the next path only when the previous ones gave nothing
-                lines.append("    if v is None:")
-                ind = "        "
-            if more:
-                up = parents[(k, *more)[:-1]]
-                lines.append(f"{ind}raw = {up}.get({more[-1]!r}) if {up} is not None else None")
-            else:
-                lines.append(f"{ind}raw = d.get({k!r})")
-            lines.append(f"{ind}if raw is not None and not isinstance(raw, (dict, list)):")
-            lines.append(f"{ind}    add({path!r})")
-            lines += _inline(conv, ind + "    ", f"conv{i}")
-        lines.append("    if v is not None:")
-        lines.append(f"        out[{name!r}] = v")
-    exec("\n".join(lines), env)
-    fn: Fill = env["fill"]
-    return fn
-
-
-def rest(data: dict[str, Any], used: set[str], replaced: dict[str, Any] | None) -> dict[str, Any]:
-    """Every field no column took, nested objects pruned of taken fields (originally-empty objects kept): the
-    reference's ``Payload.rest``, descending only into objects under a taken path."""
-    d = {**data, **replaced} if replaced else data
-    under: set[str] | None = None
-    for p in used:
-        if "." in p:
-            if under is None:
-                under = set()
-            under.update(_prefixes(p))
-    if under is None:  # top-level paths only (most deliveries): a copy less the taken keys, all in C
-        out = d.copy()
-        pop = out.pop
-        for p in used:
-            pop(p, None)
-        return out
-    return _strip(d, "", used, under)
-
-
-_PREFIXES: dict[str, tuple[str, ...]] = {}  # "a.b.c" -> ("a", "a.b"); paths are the plans' constants
-
-
-def _prefixes(path: str) -> tuple[str, ...]:
-    got = _PREFIXES.get(path)
-    if got is None:
-        got = tuple(path[:i] for i, c in enumerate(path) if c == ".")
-        if len(_PREFIXES) < 4096:
-            _PREFIXES[path] = got
-    return got
-
-
-def _strip(d: dict[str, Any], prefix: str, used: set[str], under: set[str]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        path = prefix + k
-        if path in used:
-            continue
-        if path in under and isinstance(v, dict) and v:
-            sub = _strip(v, path + ".", used, under)
-            if sub:
-                out[k] = sub
-        else:
-            out[k] = v
-    return out
-
-
-_ETYPES: dict[tuple[str, int], str] = {}
-
-
-def event_type(name: str, options: dict[str, Any], defaults: dict[str, str] | None = None) -> str:
-    """``canonical.event_type``, remembered per (name, defaults table) when the source maps no names itself: event
-    names are few and repeat on every delivery. ``defaults`` must be a module constant (its id is the key)."""
+def event_type(name: str, options: dict[str, Any], defaults: dict[str, str] | None, cache: dict[str, str]) -> str:
+    """``canonical.event_type``, remembered in the source's ``cache`` when the source maps no names itself (event
+    names are few and repeat on every delivery; the generated code reads the cache before calling this)."""
     if options.get("event_types"):
         return canonical.event_type(name, options, defaults)
-    key = (name, id(defaults))
-    hit = _ETYPES.get(key)
-    if hit is None:
-        hit = canonical.event_type(name, options, defaults)
-        if len(_ETYPES) >= 4096:  # names are the MMPs' event names; a flood of distinct ones only costs a recompute
-            _ETYPES.clear()
-        _ETYPES[key] = hit
+    hit = canonical.event_type(name, options, defaults)
+    if len(cache) >= 4096:  # names are the MMPs' event names; a flood of distinct ones only costs a recompute
+        cache.clear()
+    cache[name] = hit
     return hit
 
 
