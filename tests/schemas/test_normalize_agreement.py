@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import unquote, urlencode
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -259,12 +260,23 @@ def test_times_with_every_clock_and_tail_agree(v: str) -> None:
 
 @settings(max_examples=1000)
 @given(parts=st.lists(st.sampled_from(["%", "%2", "%26", "%3D", "%3d", "%E6", "%98%A5", "%C3", "%ff", "%zz", "&", "=",
-                                       "+", "a", "B", "2", "6", "D", "e", ".", "春", "\ud800", "%00", " "]),
+                                       "+", "a", "B", "2", "6", "D", "e", ".", "春", "\ud800", "%00", " ", ";"]),
                       max_size=16))
 def test_query_dicts_agree(parts: list[str]) -> None:
     """The whole-string unquote (no escaped separators) and the per-part one against parse_qsl."""
     s = "".join(parts)
     assert list(fast_query_dict(s).items()) == list(query_dict(s).items())  # order too: first wins in the body
+
+
+@pytest.mark.parametrize("s", [
+    "", "&", "&&", "=", "==", "a", "a=", "=b", "a=b", "a=b&", "&a=b", "a=b&&c=d", "a=b=c", "a=b=c&d=e", "a&b=c",
+    "a=b&c", "a=1&a=2", "a=1&b=2&a=3", "a=b;c=d", "a;b=c&d=e;f", "a+b=c+d", "a%20b=c%2", "a=%", "a=b%", "%=%&%",
+    "a%26b=c&d=e%3De", "a=%3d&b=%26", "k=%E6%98%A5&k2=%C3", "k=%ff&x=\ud800", "a=b&A=c", "a.b=1&a.b=2",
+])
+def test_query_dict_edge_cases_agree(s: str) -> None:
+    """Each part with no "=", one, or two; empty parts; repeated names (first wins); ";" (no separator since
+    Python 3.10); "+" and "%" escapes, malformed and at the end; escaped separators — against parse_qsl."""
+    assert list(fast_query_dict(s).items()) == list(query_dict(s).items())
 
 
 def test_null_word_spellings_are_exactly_the_ascii_case_variants() -> None:
@@ -294,12 +306,28 @@ _PARAM_NAMES = st.sampled_from(["token", "TOKEN", "Sig", "auth", "a.b", "a", "a.
 @given(mmp=st.sampled_from(["branch", "adjust", ""]),
        params=st.lists(st.tuples(_PARAM_NAMES, st.text(max_size=6)), max_size=8),
        options=st.sampled_from([{}, {"secret_params": ["auth"]}, {"query_map": {"e": "event_name", "a": "x.y"}},
-                                {"url_secret_param": "Auth", "query_map": {"campaign": "a.b"}}]))
+                                {"url_secret_param": "Auth", "query_map": {"campaign": "a.b"}},
+                                {"query_map": {"e": "", "a": "a.", "ts": "id", "x.y.z": "x"}}]))
 def test_query_bodies_agree(mmp: str, params: list[tuple[str, str]], options: dict[str, Any]) -> None:
     """The query → body mapping (the parameters as they are when nothing is secret, mapped or dotted) against
     schemas.templates.query_to_body, repeated and colliding names included."""
     qs = urlencode(params)
     assert Query(mmp, options).body(qs) == query_to_body(mmp, qs, options)
+    shared = _SHARED.setdefault((mmp, repr(options)), Query(mmp, options))  # names resolved by earlier examples
+    assert shared.body(qs) == query_to_body(mmp, qs, options)
+
+
+_SHARED: dict[tuple[str, str], Query] = {}
+
+
+def test_query_names_past_the_resolved_cache_bound_agree() -> None:
+    """Names from input are resolved once each into a bounded cache: past the bound, still resolved, the same."""
+    options = {"query_map": {"e": "x.y"}, "secret_params": ["auth"]}
+    q = Query("branch", options)
+    for i in range(0, 6000, 50):
+        qs = urlencode([(f"n{j}", "v") for j in range(i, i + 50)] + [("e", "1"), ("AUTH", "s"), ("n.1", "2")])
+        assert q.body(qs) == query_to_body("branch", qs, options)
+    assert len(q.where) <= 4096
 
 
 @settings(max_examples=200)

@@ -6,7 +6,7 @@ as schemas.fields.loads) — what msgspec refuses goes to the json module, which
 from __future__ import annotations
 
 import codecs
-import re
+import itertools
 from decimal import Decimal
 from typing import Any
 from urllib.parse import unquote
@@ -31,16 +31,28 @@ class Query:
         custom = options.get("query_map")
         if isinstance(custom, dict):
             mapping.update({str(k): str(v) for k, v in custom.items()})
-        self.paths = {k: v.split(".") for k, v in mapping.items()}
+        self.mapping = mapping
         extra = options.get("secret_params")
         named = [*(extra if isinstance(extra, list) else [extra]), options.get("url_secret_param")]
         self.secret = SECRET_PARAMS | {p.lower() for p in named if isinstance(p, str)}
         self.marks = tuple(f"&{p}&" for p in self.secret)
+        # A name → where its value goes: () (a secret: dropped), a top-level field's name, or a nested path —
+        # resolved once per name, so a parameter costs one dict lookup. Names come from input: the cache is bounded.
+        self.where: dict[str, str | tuple[str, ...]] = {}
+
+    def _resolve(self, name: str) -> str | tuple[str, ...]:
+        if name.lower() in self.secret:
+            where: str | tuple[str, ...] = ()
+        else:
+            path = self.mapping.get(name, name)
+            where = tuple(path.split(".")) if "." in path else path
+        if len(self.where) < _MAX_NAMES:
+            self.where[name] = where
+        return where
 
     def body(self, query_string: str) -> dict[str, Any]:
         params = query_dict(query_string)
-        mapped, secret = self.paths, self.secret
-        if not mapped:
+        if not self.mapping:
             # The names, lower-cased, between "&"s: a secret name is a whole one of them, and no name is dotted —
             # then nothing is dropped, renamed or nested, and the parameters are the body. (Lower-casing the joined
             # names is lower-casing each: "&" is not a letter; a name holding "&" can only add a false match.)
@@ -52,24 +64,26 @@ class Query:
                 else:
                     return params
         out: dict[str, Any] = {}
+        known = self.where
         for k, v in params.items():
-            if k.lower() in secret:
-                continue
-            parts = mapped.get(k)
-            if parts is None:
-                if "." not in k:  # most parameters: a top-level field of their own name
-                    if k not in out:
-                        out[k] = v
-                    continue
-                parts = k.split(".")
-            d = out
-            for p in parts[:-1]:
-                nxt = d.get(p)
-                if not isinstance(nxt, dict):
-                    nxt = d[p] = {}
-                d = nxt
-            d.setdefault(parts[-1], v)
+            where = known.get(k)
+            if where is None:
+                where = self._resolve(k)
+            if type(where) is str:  # most parameters: a top-level field (first wins)
+                if where not in out:
+                    out[where] = v
+            elif where:
+                d = out
+                for p in where[:-1]:
+                    nxt = d.get(p)
+                    if not isinstance(nxt, dict):
+                        nxt = d[p] = {}
+                    d = nxt
+                d.setdefault(where[-1], v)
         return out
+
+
+_MAX_NAMES = 4096
 
 
 _ESCAPE_DECODE = codecs.escape_decode  # C; undocumented, but in the codecs module since Python 2
@@ -93,22 +107,24 @@ def query_dict(query_string: str) -> dict[str, str]:
     unquote, and with the whole string unquoted at once when no escape spells a separator (``%26`` ``&``, ``%3D``
     ``=``): then unquoting cannot move a boundary — an escape never spans ``&`` or ``=`` (not hex digits), and UTF-8
     decoding never takes an ASCII byte into a broken sequence — so splitting after it gives the same pairs."""
-    if "%" in query_string and _ESCAPED_SEPARATOR(query_string) is not None:
+    if "%" in query_string and ("%26" in query_string or "%3D" in query_string or "%3d" in query_string):
         return _query_dict_parts(query_string)
     s = query_string.replace("+", " ") if "+" in query_string else query_string
-    # The separators alone, in order (bytes.translate, in C): "=&=&…=" means every part is one name=value pair —
-    # then the names and values alternate once both separators are one, and a dict of the pairs is the answer
-    # unless a name repeats (first wins: the loop below).
-    seps = s.encode("utf-8", "surrogatepass").translate(None, _NOT_SEPARATORS)
     if "%" in s:
         s = unquote_replace(s)  # no escape spells a separator here: the separators are the same after
-    if len(seps) & 1 and _ALTERNATING.startswith(seps):
-        tokens = iter(s.replace("=", "&").split("&"))
-        pairs = dict(zip(tokens, tokens, strict=True))  # an even count: the separators alternate
-        if len(pairs) == (len(seps) + 1) >> 1:
+    parts = s.split("&")
+    try:
+        # All in C: dict() takes each part's split as a pair and refuses any part without exactly one "=" (none:
+        # an empty part or a bare name; two: a value holding "=") — then, unless a name repeats (first wins),
+        # the pairs are the answer; else the loop below, parse_qsl's rules one part at a time.
+        pairs = dict(map(str.split, parts, _EQUALS))
+    except ValueError:
+        pass
+    else:
+        if len(pairs) == len(parts):
             return pairs
     out: dict[str, str] = {}
-    for part in s.split("&") if s else ():
+    for part in parts:
         if part:
             k, _, v = part.partition("=")
             if k not in out:
@@ -116,9 +132,7 @@ def query_dict(query_string: str) -> dict[str, str]:
     return out
 
 
-_ESCAPED_SEPARATOR = re.compile("%(?:26|3[dD])").search  # one scan, from each "%" on
-_NOT_SEPARATORS = bytes(b for b in range(256) if b not in b"&=")
-_ALTERNATING = b"=&" * 4096  # longer queries take the loop
+_EQUALS = itertools.repeat("=")  # str.split's separator for every part: map() stops at the shorter iterable
 
 
 def _query_dict_parts(query_string: str) -> dict[str, str]:
