@@ -35,10 +35,10 @@ class Query:
         extra = options.get("secret_params")
         named = [*(extra if isinstance(extra, list) else [extra]), options.get("url_secret_param")]
         self.secret = SECRET_PARAMS | {p.lower() for p in named if isinstance(p, str)}
-        self.marks = tuple(f"&{p}&" for p in self.secret)
         # A name → where its value goes: () (a secret: dropped), a top-level field's name, or a nested path —
         # resolved once per name, so a parameter costs one dict lookup. Names come from input: the cache is bounded.
         self.where: dict[str, str | tuple[str, ...]] = {}
+        self.plain: set[str] = set()  # the names resolved to a top-level field of their own name
 
     def _resolve(self, name: str) -> str | tuple[str, ...]:
         if name.lower() in self.secret:
@@ -48,21 +48,14 @@ class Query:
             where = tuple(path.split(".")) if "." in path else path
         if len(self.where) < _MAX_NAMES:
             self.where[name] = where
+            if where == name:
+                self.plain.add(name)
         return where
 
     def body(self, query_string: str) -> dict[str, Any]:
         params = query_dict(query_string)
-        if not self.mapping:
-            # The names, lower-cased, between "&"s: a secret name is a whole one of them, and no name is dotted —
-            # then nothing is dropped, renamed or nested, and the parameters are the body. (Lower-casing the joined
-            # names is lower-casing each: "&" is not a letter; a name holding "&" can only add a false match.)
-            names = "&" + "&".join(params).lower() + "&"
-            if "." not in names:
-                for m in self.marks:
-                    if m in names:
-                        break
-                else:
-                    return params
+        if self.plain.issuperset(params):  # every name its own top-level field: the parameters are the body
+            return params
         out: dict[str, Any] = {}
         known = self.where
         for k, v in params.items():
