@@ -35,17 +35,21 @@ class Query:
         extra = options.get("secret_params")
         named = [*(extra if isinstance(extra, list) else [extra]), options.get("url_secret_param")]
         self.secret = SECRET_PARAMS | {p.lower() for p in named if isinstance(p, str)}
-        # A name → where its value goes: () (a secret: dropped), a top-level field's name, or a nested path —
+        # A name → where its value goes: () (a secret: dropped), a top-level field's name, or (parents, leaf) —
         # resolved once per name, so a parameter costs one dict lookup. Names come from input: the cache is bounded.
-        self.where: dict[str, str | tuple[str, ...]] = {}
+        self.where: dict[str, Where] = {}
         self.plain: set[str] = set()  # the names resolved to a top-level field of their own name
 
-    def _resolve(self, name: str) -> str | tuple[str, ...]:
+    def _resolve(self, name: str) -> Where:
         if name.lower() in self.secret:
-            where: str | tuple[str, ...] = ()
+            where: Where = ()
         else:
             path = self.mapping.get(name, name)
-            where = tuple(path.split(".")) if "." in path else path
+            if "." in path:
+                *parents, leaf = path.split(".")
+                where = (tuple(parents), leaf)
+            else:
+                where = path
         if len(self.where) < _MAX_NAMES:
             self.where[name] = where
             if where == name:
@@ -62,21 +66,23 @@ class Query:
             where = known.get(k)
             if where is None:
                 where = self._resolve(k)
-            if type(where) is str:  # most parameters: a top-level field (first wins)
+            if isinstance(where, str):  # most parameters: a top-level field (first wins)
                 if where not in out:
                     out[where] = v
             elif where:
+                parents, leaf = where
                 d = out
-                for p in where[:-1]:
+                for p in parents:
                     nxt = d.get(p)
                     if not isinstance(nxt, dict):
                         nxt = d[p] = {}
                     d = nxt
-                d.setdefault(where[-1], v)
+                d.setdefault(leaf, v)
         return out
 
 
 _MAX_NAMES = 4096
+Where = str | tuple[tuple[str, ...], str] | tuple[()]
 
 
 _ESCAPE_DECODE = codecs.escape_decode  # C; undocumented, but in the codecs module since Python 2
