@@ -10,6 +10,7 @@ output is byte-identical to fastavro (tests/schemas/test_avro_writer.py checks i
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
@@ -29,6 +30,11 @@ def _long(n: Any) -> bytes:
     n = (n << 1) ^ (n >> 63)
     if n < 0x80:
         return _BYTE[n]
+    if n < 0x4000:
+        return bytes((n & 0x7F | 0x80, n >> 7))
+    if 1 << 35 <= n < 1 << 42:  # epoch milliseconds of this era (zig-zagged): six bytes
+        return bytes((n & 0x7F | 0x80, n >> 7 & 0x7F | 0x80, n >> 14 & 0x7F | 0x80, n >> 21 & 0x7F | 0x80,
+                      n >> 28 & 0x7F | 0x80, n >> 35))
     out = bytearray()
     while n >= 0x80:
         out.append((n & 0x7F) | 0x80)
@@ -38,6 +44,7 @@ def _long(n: Any) -> bytes:
 
 
 _BYTE = [bytes([i]) for i in range(256)]
+_SOME_STR = [b"\x02" + bytes([i << 1]) for i in range(64)]  # union tag 1 + a short string's length
 
 
 def _int(n: Any) -> bytes:
@@ -117,14 +124,20 @@ def _resolve(t: Any, named: dict[str, Any], ns: str | None) -> Callable[[Any], b
 
 
 def _record(t: dict[str, Any], named: dict[str, Any], ns: str | None) -> Callable[[Any], bytes]:
-    """Generated code: one straight-line function per record, common field shapes inlined (no per-field calls)."""
+    """Generated code: one straight-line function per record, common field shapes inlined (no per-field calls).
+
+    Two variants: the one returned reads every field by subscript (records from our own code carry every key) and
+    hands a record missing one to the other, which applies defaults. A record-typed field holding the same object
+    as an earlier field of that record type (an enriched event's first and last touch, often) reuses its bytes."""
     ns = t.get("namespace", ns)
     name = t["name"] if "." in t["name"] or not ns else f"{ns}.{t['name']}"
-    env: dict[str, Any] = {"U": Unsupported, "M": _MISSING, "L": _long, "B": _BYTE}
-    lines = ["def write(rec):", "    if type(rec) is not dict: raise U", "    o = []", "    a = o.append"]
+    env: dict[str, Any] = {"U": Unsupported, "M": _MISSING, "L": _long, "B": _BYTE, "S": _SOME_STR}
     cell: list[Callable[[Any], bytes]] = []
     # a record may refer to itself: the name must resolve before cell[0] exists, so the call is looked up late
     named[name] = lambda rec: cell[0](rec)  # noqa: PLW0108 - late binding is the point
+    body: list[str] = []
+    first_of: dict[str, int] = {}  # record type -> index of the first field of that type (for the memo)
+    memo: list[int] = []
     for i, f in enumerate(t["fields"]):
         ftype = f["type"]
         if isinstance(ftype, list) and (len(ftype) != 2 or "null" not in ftype):
@@ -132,31 +145,62 @@ def _record(t: dict[str, Any], named: dict[str, Any], ns: str | None) -> Callabl
         nullable = isinstance(ftype, list)
         default = f.get("default", None if nullable else _MISSING)
         env[f"d{i}"] = default
-        lines.append(f"    v = rec.get({f['name']!r}, d{i})")
-        if default is _MISSING:
-            lines.append("    if v is M: raise U")
+        env[f"n{i}"] = f["name"]
+        body.append(f"    v = GET{i}")
         inner = ftype
         if nullable:
             inner = ftype[1] if ftype[0] == "null" else ftype[0]
         if isinstance(inner, dict) and inner.get("logicalType") == "timestamp-millis" and inner["type"] == "long":
             inner = "long"  # int ms only; a datetime raises Unsupported in L and goes to fastavro
+        tag_null, tag_val = (b"\x00", b"\x02") if not nullable or ftype[0] == "null" else (b"\x02", b"\x00")
+        if nullable and inner == "string" and ftype[0] == "null":  # the common [null, string]: one append
+            body += ["    if v is None: a(b'\\x00')", "    elif type(v) is not str: raise U", "    else:",
+                     "        b = v.encode()", "        n = len(b)",
+                     "        a((S[n] if n < 64 else b'\\x02' + L(n)) + b)"]
+            continue
         pre = "    "
         if nullable:
-            tag_null, tag_val = (b"\x00", b"\x02") if ftype[0] == "null" else (b"\x02", b"\x00")
-            lines += [f"    if v is None: a({tag_null!r})", "    else:", f"        a({tag_val!r})"]
+            body += [f"    if v is None: a({tag_null!r})", "    else:", f"        a({tag_val!r})"]
             pre = "        "
         if inner == "string":
-            lines += [f"{pre}if type(v) is not str: raise U", f"{pre}b = v.encode()", f"{pre}n = len(b)",
-                      f"{pre}a((B[n << 1] if n < 64 else L(n)) + b)"]
+            body += [f"{pre}if type(v) is not str: raise U", f"{pre}b = v.encode()", f"{pre}n = len(b)",
+                     f"{pre}a((B[n << 1] if n < 64 else L(n)) + b)"]
         elif inner == "long":
-            lines += [f"{pre}a(B[v << 1] if type(v) is int and 0 <= v < 64 else L(v))"]
+            body += [f"{pre}a(B[v << 1] if type(v) is int and 0 <= v < 64 else L(v))"]
         elif inner == "boolean":
-            lines += [f"{pre}if v is True: a(b'\\x01')", f"{pre}elif v is False: a(b'\\x00')", f"{pre}else: raise U"]
+            body += [f"{pre}if v is True: a(b'\\x01')", f"{pre}elif v is False: a(b'\\x00')", f"{pre}else: raise U"]
         else:
             env[f"e{i}"] = _resolve(inner, named, ns)
-            lines.append(f"{pre}a(e{i}(v))")
-    lines.append("    return b''.join(o)")
-    exec(compile("\n".join(lines), f"<avro writer {name}>", "exec"), env)
+            rname = _record_name(inner, ns)
+            j = first_of.setdefault(rname, i) if rname is not None else i
+            if j == i:
+                if rname is not None:
+                    memo.append(i)
+                body.append(f"{pre}x{i} = v; w{i} = e{i}(v); a(w{i})" if rname is not None else f"{pre}a(e{i}(v))")
+            else:
+                body.append(f"{pre}a(w{j} if v is x{j} else e{i}(v))")
+    head = ["    if type(rec) is not dict: raise U", "    o = []", "    a = o.append"]
+    head += [f"    x{i} = w{i} = None" for i in memo]
+    lines = [*head, *body, "    return b''.join(o)"]
+    get = re.compile(r"GET(\d+)")
+    slow = ["def slow(rec):"]
+    for x in lines:
+        slow.append(get.sub(r"rec.get(n\1, d\1)", x))
+        m = get.search(x)
+        if m and env[f"d{m[1]}"] is _MISSING:
+            slow.append("    if v is M: raise U")
+    fast = ["def write(rec):", "  try:", *("  " + get.sub(r"rec[n\1]", x) for x in lines),
+            "  except KeyError:", "    return slow(rec)"]
+    exec(compile("\n".join(slow + fast), f"<avro writer {name}>", "exec"), env)
     cell.append(env["write"])
     named[name] = env["write"]
     return env["write"]
+
+
+def _record_name(t: Any, ns: str | None) -> str | None:
+    """The full name of a record type (inline or by name), else None."""
+    if isinstance(t, dict) and t.get("type") == "record":
+        return t["name"] if "." in t["name"] or not ns else f"{t.get('namespace', ns)}.{t['name']}"
+    if isinstance(t, str) and t not in ("long", "int", "string", "bytes", "boolean", "null", "float", "double"):
+        return t if "." in t or not ns else f"{ns}.{t}"
+    return None

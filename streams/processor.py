@@ -98,7 +98,7 @@ class Processor:
         self.max_pending_total = s.max_pending_total
         self.topics = settings.topics
         self.serde = wire.serde(settings)  # single-object Avro, or Confluent framing with a schema registry
-        self.decode = self.serde.decode
+        self.decode = codec.raw_decoder(self.serde.decode)  # bytes -> raw delivery (received_at as int ms)
         self.encode_event = self.serde.encoder("enriched_event", self.topics.events)
         self.encode_dead = self.serde.encoder("dead_letter", self.topics.dead_letters)
         self.index: dict[int, PartitionIndex] = {}
@@ -136,7 +136,7 @@ class Processor:
         try:
             if value is None:
                 raise avro.AvroError("empty record")
-            _, raw = self.decode(value, expect="raw_delivery")
+            raw = self.decode(value)
         except avro.AvroError as exc:
             self._dead(ref, "process", "invalid_record", str(exc), value)
             return
