@@ -264,7 +264,8 @@ def run_phase(name: str, s: Settings, n_workers: int, target: dict[int, int], tm
 # with everything they call), else the innermost frame's owner.
 SUBTREES = [("normalize", ("schemas/normalize",)),
             ("output encode", ("Codec.encode", "avro_writer", "<avro writer")),
-            ("raw decode", ("decode (schemas/avro.py", "Serde.decode")),
+            ("raw decode", ("decode (schemas/avro.py", "Serde.decode", "<raw_delivery reader>",
+                            "read (streams/codec.py")),
             ("state load/apply/dump", ("streams/state.py", "streams/codec.py")),
             ("alert counts", ("schemas/counts.py",)),
             ("metrics", ("streams/metrics.py", "prometheus_client")),
