@@ -63,6 +63,8 @@ class Rules:
         return not self.allowlist or _names(ev) & self.allowlist != set()
 
     def once_name(self, ev: dict[str, Any]) -> str | None:
+        if not self.first_time_only:  # most sources: no names to build
+            return None
         hit = _names(ev) & self.first_time_only
         return min(hit) if hit else None
 
@@ -149,9 +151,9 @@ def _expire(state: State, now: int, limits: Limits) -> bool:
         live = set(state["s"])
         state["o"] = {n: e for n, e in state["o"].items() if e in live}
     held = state["h"]
-    if any(h["st"] in "fc" and h["at"] + limits.reemit_grace_ms <= clock for h in held) or any(
+    if held and (any(h["st"] in "fc" and h["at"] + limits.reemit_grace_ms <= clock for h in held) or any(
         h["st"] == "t" and h["at"] + limits.dedupe_retention_ms <= clock for h in held
-    ):
+    )):
         state["h"] = [h for h in held if not (
             (h["st"] in "fc" and h["at"] + limits.reemit_grace_ms <= clock)
             or (h["st"] == "t" and h["at"] + limits.dedupe_retention_ms <= clock))]
@@ -269,6 +271,8 @@ def _reemit_own(state: State, ev: dict[str, Any], rules: Rules, res: Result) -> 
 
 
 def _time_out(state: State, ref: Ref, res: Result) -> None:
+    if not state["h"]:  # most users: nothing held
+        return
     due = sorted((h for h in state["h"] if h["st"] == "p" and h["dl"] <= state["c"]),
                  key=lambda h: (h["e"]["event_time"], h["e"]["event_id"]))
     for h in due:
