@@ -79,8 +79,10 @@ def measure(s: Settings, group: str, target: dict[int, int], procs: list[subproc
         if done > 0 and t_first is None:
             t_first, n_first = now, done
             cpu_first = sum(cpu_s(p.pid) for p in procs)
+            box_first = machine_cpu()
         if done >= total:
             cpu_used = sum(cpu_s(p.pid) for p in procs) - cpu_first
+            box = [b - a for a, b in zip(box_first, machine_cpu(), strict=True)]
             break
         if now - start > limit_s or any(p.poll() is not None for p in procs):
             raise SystemExit(f"{group}: stopped at {done}/{total}")
@@ -92,7 +94,18 @@ def measure(s: Settings, group: str, target: dict[int, int], procs: list[subproc
     return {"events": n, "seconds": round(secs, 2), "rate": round(n / secs), "cpu_s": round(cpu_used, 1),
             "us_cpu_per_event": round(1e6 * cpu_used / n), "rate_per_cpu_s": round(n / max(cpu_used, 1e-6)),
             "rss_mb_start": round(rss[min(4, len(rss) - 1)]), "rss_mb_mid": round(rss[len(rss) // 2]),
-            "rss_mb_end": round(rss[-1])}
+            "rss_mb_end": round(rss[-1]),
+            # cores in use over the phase: the workers', everything else's on the box (broker, other jobs), idle
+            "cores_workers": round(cpu_used / secs, 2), "cores_others": round(box[0] / secs - cpu_used / secs, 2),
+            "cores_idle": round(box[1] / secs, 2)}
+
+
+def machine_cpu() -> tuple[float, float]:
+    """(busy, idle) CPU seconds of the whole machine since boot, from /proc/stat (idle includes iowait)."""
+    ticks = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    hz = os.sysconf("SC_CLK_TCK")
+    idle = ticks[3] + ticks[4]
+    return (sum(ticks[:8]) - idle) / hz, idle / hz
 
 
 PROFILES = Path(tempfile.gettempdir()) / f"attrib-worker-pyspy-{os.getpid()}"  # one file per profiled phase
