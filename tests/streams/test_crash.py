@@ -17,7 +17,7 @@ import threading
 import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 import pytest
@@ -90,7 +90,14 @@ COPIES_PER_KILL = 3
 REFETCHED = 1
 
 
-def reemission_problems(out: Reader, kills: list[KillPoint]) -> tuple[int, int, list[str]]:
+class Outputs(Protocol):
+    """What reemission_problems reads: decoded output records and their (partition, offset) positions."""
+
+    records: list[dict[str, Any]]
+    positions: list[tuple[int, int]]
+
+
+def reemission_problems(out: Outputs, kills: list[KillPoint]) -> tuple[int, int, list[str]]:
     """(re-emitted outputs, re-emissions the kills allow, problems). An output's emitting message is its own delivery,
     or — for an event that waited — the message carrying the user's install, when that came later."""
     install: dict[str, tuple[int, int]] = {}
@@ -156,7 +163,9 @@ def _locate(s: Settings, expect: Expectation, records: list[dict[str, Any]], kil
                 raw = avro.decode(v)[1]
                 for e in normalize(srcs[raw["source"]], raw):
                     if e["event_id"] in missing:
-                        where[e["event_id"]].append((m.partition(), m.offset()))
+                        p, o = m.partition(), m.offset()
+                        assert p is not None and o is not None  # (a consumed message has both)
+                        where[e["event_id"]].append((p, o))
     finally:
         c.close()
     now = offsets(s)
@@ -223,7 +232,9 @@ class AppliedCounts:
             for m in self.c.consume(500, 0.5):
                 if m.error() is not None:
                     continue
-                rec = orjson.loads(m.value())
+                value = m.value()
+                assert value is not None, "a tombstone in the changelog"
+                rec = orjson.loads(value)
                 got = self.applied.get(rec["p"], -1)
                 self.total.update({(k, b): n for k, b, n in fresh(rec, got)})
                 self.applied[rec["p"]] = max(got, rec["last"])
@@ -292,8 +303,12 @@ def test_kill_9_at_random_moments_loses_nothing(worker_settings, workers):
             t0 = time.monotonic()
             target = len(out.records) + rnd.randint(1500, 5000)
             # each phase has its own limit, and a stuck one says how far the worker got
-            out.read_until(lambda rs, t=target: len(rs) >= t or not expect.problems(rs), f"progress after "
-                           f"{len(kills)} kills", limit_s=90, proc=w, explain=why_stuck, restart=restart)
+
+            def progressed(rs: list[dict[str, Any]], t: int = target) -> bool:
+                return len(rs) >= t or not expect.problems(rs)
+
+            out.read_until(progressed, f"progress after {len(kills)} kills", limit_s=90, proc=w, explain=why_stuck,
+                           restart=restart)
             phases.append(f"{time.monotonic() - t0:.1f}s")
             if not expect.problems(out.records):
                 break
