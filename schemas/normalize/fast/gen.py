@@ -363,10 +363,14 @@ def _lines_epilogue(g: Gen, mmp: str) -> list[str]:
     # The event: a copy of the source's template (every column, None but the source's own) with this event's
     # columns stored into it — a dict display of 35 entries compiles to one insert at a time into a growing dict
     # (BUILD_MAP + MAP_ADD past 16 entries, several resizes), about twice what a copy and the stores cost.
-    out += ["ev = TEMPLATE.copy()",
-            *[f"ev[{f!r}] = {_PER_EVENT.get(f, f)}" for f in canonical.FIELDS
-              if f not in _PER_SOURCE and (f in a or f in _ALWAYS or f in _PER_EVENT)],
-            "if clean:",
+    # A column that is often None is stored only when it is not: the template has None already.
+    out += ["ev = TEMPLATE.copy()"]
+    for f in canonical.FIELDS:
+        if f in _PER_SOURCE or not (f in a or f in _ALWAYS or f in _PER_EVENT):
+            continue
+        v = _PER_EVENT.get(f, f)
+        out += [f"ev[{f!r}] = {v}"] if f in _SET else [f"if {v} is not None:", f"    ev[{f!r}] = {v}"]
+    out += ["if clean:",
             "    if app_id.__class__ is str and not app_id.isascii():",
             "        ev['app_id'] = CLEAN_TEXT(app_id)",
             "else:",
@@ -387,6 +391,8 @@ def _lines_epilogue(g: Gen, mmp: str) -> list[str]:
 _ALWAYS = frozenset({"event_id", "app_id", "received_at", "user_key", "platform", "properties"})
 _PER_SOURCE = frozenset({"mmp", "source"})  # in the source's TEMPLATE
 _PER_EVENT = {"raw": "raw_ref"}
+_SET = frozenset({"event_id", "app_id", "event_name", "event_type", "event_time", "received_at", "user_key",
+                  "properties"})  # columns an event has (or fails without): stored unconditionally
 
 # What ``bind`` takes per source (schemas/normalize/__init__.py ``Plan``).
 SOURCE_NAMES = ("MMP", "SOURCE", "SOURCE_APP", "OPTIONS", "QUERY", "EXTRA_QUERY", "KEY", "TYPES")
