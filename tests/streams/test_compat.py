@@ -75,6 +75,20 @@ async def test_fetches_wait_for_min_bytes_within_a_bounded_wait(tmp_path: Path) 
         await kafka.stop()
 
 
+async def test_the_worker_app_fetches_with_the_streams_settings(tmp_path: Path) -> None:
+    from streams.app import new_app
+
+    s = Settings(var_dir=tmp_path, kafka={"bootstrap_servers": "127.0.0.1:1"},
+                 streams={"fetch_min_bytes": 300_000, "fetch_max_wait_ms": 40})
+    a = new_app(s, tmp_path / "data", "memory://")
+    assert isinstance(a.transport, driver.Transport)
+    kafka = a.worker_consumer._thread._create_worker_consumer(a.transport)
+    try:
+        assert (kafka._fetch_min_bytes, kafka._fetch_max_wait_ms) == (300_000, 40)
+    finally:
+        await kafka.stop()
+
+
 async def test_gaps_are_never_acknowledged(tmp_path: Path) -> None:
     consumer = app(tmp_path).worker_consumer
     tp = TP("raw", 0)
