@@ -58,9 +58,9 @@ def test_generated_requests_are_the_plans_deliveries_signed_and_framed() -> None
         assert int(headers.get("content-length", "0")) == len(body)
         if method == "GET":
             assert not body and "content-length" not in headers
-        src = path.removeprefix("/webhooks/")
-        assert load.user[i] % len(srcs) == [s.name for s in srcs].index(src)  # a user of that source
-        per_source[src].append(r)
+        name = path.removeprefix("/webhooks/")
+        assert load.user[i] % len(srcs) == [s.name for s in srcs].index(name)  # a user of that source
+        per_source[name].append(r)
     # each source's deliveries in its plan's order (sources interleaved round-robin), duplicates the same bytes
     for k, src in enumerate(srcs):
         plan = deliveries.plan(src, 40, 0.2, 0.5, deliveries.source_seed(7, src.name), now=1_800_000_000,
@@ -93,7 +93,7 @@ async def test_the_sender_delivers_exactly_the_generated_set_to_the_ingress_in_e
     assert figures["send_cpu_s"] > 0
     got = ing.consume(n)
     assert len(got) == n
-    sent = Counter()
+    sent: Counter[tuple[str, tuple[tuple[str, str], ...], bytes]] = Counter()
     for r in load.requests:
         _, target, _, body = _parse(r)
         path, _, query = target.partition("?")
