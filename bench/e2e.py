@@ -12,7 +12,8 @@ ports, sink, worker, alerts, ingress), sends signed deliveries from the demo sou
 over --concurrency keep-alive connections: 0.05–0.09 ms of CPU per delivery on the pipeline's cores where `attrib
 send` takes 0.41–0.48 ms; ``--sender attrib`` for the old one), waits for the warehouse to settle and prints
 quantiles of ``loaded_at − received_at`` per event (``received_at`` is stamped by the ingress when the request
-arrives, before its 2xx; ``loaded_at`` by ClickHouse when the insert runs). Events held back for a missing install are excluded (their latency is the install's, by design).
+arrives, before its 2xx; ``loaded_at`` by ClickHouse when the insert runs). Events held back for a missing install
+are excluded (their latency is the install's, by design).
 
 ``--find-capacity`` keeps one pipeline up and steps the offered rate up (×--step per step, from --start) until
 receipt → queryable p99 exceeds --p99-ms or the sender falls short of the rate asked (twice in a row at one rate,
