@@ -192,7 +192,7 @@ async def _connection(http: Http, pacer: Pacer, summary: Summary) -> None:
         delay = (pacer.start + i / pacer.rate if pacer.rate > 0 else pacer.start) - loop.time()
         if delay > 0:
             await asyncio.sleep(delay)
-        elif before is None or before.done():  # due, and only a busy connection held it
+        elif pacer.rate > 0 and (before is None or before.done()):  # due, and only a busy connection held it
             pacer.late.append(-delay)
         if before is not None:
             await before
