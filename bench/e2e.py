@@ -7,10 +7,13 @@
 A first, unmeasured ``--warm-seconds`` (20) at the first rate lets the broker's JIT settle before anything counts.
 
 Starts the whole local pipeline the way `make run` does (`attrib run --no-traffic`: private var dir, a broker on free
-ports, sink, worker, alerts, ingress), sends signed deliveries from the demo sources at --rate/s with `attrib send`,
-waits for the warehouse to settle and prints quantiles of ``loaded_at − received_at`` per event (``received_at`` is
-stamped by the ingress when the request arrives, before its 2xx; ``loaded_at`` by ClickHouse when the insert runs).
-Events held back for a missing install are excluded (their latency is the install's, by design).
+ports, sink, worker, alerts, ingress), sends signed deliveries from the demo sources at --rate/s with bench/sender.py
+(`attrib send`'s traffic, generated before the clock starts and written at its due times as ready-made requests
+over --concurrency keep-alive connections: 0.05–0.09 ms of CPU per delivery on the pipeline's cores where `attrib
+send` takes 0.41–0.48 ms; ``--sender attrib`` for the old one), waits for the warehouse to settle and prints
+quantiles of ``loaded_at − received_at`` per event (``received_at`` is stamped by the ingress when the request
+arrives, before its 2xx; ``loaded_at`` by ClickHouse when the insert runs). Events held back for a missing install
+are excluded (their latency is the install's, by design).
 
 ``--find-capacity`` keeps one pipeline up and steps the offered rate up (×--step per step, from --start) until
 receipt → queryable p99 exceeds --p99-ms or the sender falls short of the rate asked (twice in a row at one rate,
@@ -40,6 +43,8 @@ sys.path.insert(0, str(ROOT))
 from attrib import settings as settings_mod
 from ops.supervise import attrib_argv
 from tests.support import free_port
+
+SENDER = ROOT / "bench" / "sender.py"
 
 
 def _cpu_by_process(root: int) -> dict[str, float]:
@@ -88,7 +93,22 @@ def _args(doc: str | None = __doc__) -> argparse.Namespace:
     ap.add_argument("--p99-ms", type=float, default=2000)
     ap.add_argument("--no-retry", action="store_true", help="stop at the first step over --p99-ms (default: retry it "
                     "once)")
+    ap.add_argument("--concurrency", type=int, default=256,
+                    help="the sender's keep-alive connections, one request in flight each (default 256: at 2,500/s "
+                         "that allows ~100 ms per answer before the sender, not the pipeline, falls short; "
+                         "`attrib send` ran at 64 until session 25)")
+    ap.add_argument("--sender", choices=["lean", "attrib"], default="lean",
+                    help="lean: bench/sender.py (default); attrib: `attrib send` (signs and sends on the fly, ~7x "
+                         "the CPU per delivery), to compare")
     return ap.parse_args()
+
+
+def _known(key: str) -> bool:
+    """Whether this tree's settings have ``key`` (ATTRIB_SECTION__FIELD): an older tree (e.g. 60a387d, the baseline
+    this bench is run against for a same-session comparison) lacks some and refuses unknown keys."""
+    section, _, name = key.removeprefix("ATTRIB_").lower().partition("__")
+    f = settings_mod.Settings.model_fields.get(section)
+    return f is not None and (not name or name in getattr(f.annotation, "model_fields", {}))
 
 
 def pipeline_env(extra: list[str]) -> dict[str, str]:
@@ -100,14 +120,20 @@ def pipeline_env(extra: list[str]) -> dict[str, str]:
         "ATTRIB_STACK__JARS_DIR": str(ROOT / "var" / "kafka" / "lib"),
         "ATTRIB_KAFKA__BOOTSTRAP_SERVERS": f"127.0.0.1:{kafka}", "ATTRIB_STACK__CONTROLLER_PORT": str(controller),
         "ATTRIB_INGEST__PORT": str(free_port()), "ATTRIB_SINK__QUERY_PORT": str(free_port()),
-        "ATTRIB_STREAMS__METRICS_PORT": str(free_port()), "ATTRIB_ALERTS__READY_PORT": str(free_port()),
-        # a broker JIT-compiled as in production: a C1-only one costs ~1.7x the CPU per record under load
+        "ATTRIB_STREAMS__METRICS_PORT": str(free_port()),
+    } | {k: v for k, v in {
+        "ATTRIB_ALERTS__READY_PORT": str(free_port()),
+        # a broker JIT-compiled as in production: a C1-only one costs ~1.7x the CPU per record under load (an older
+        # tree without the setting always ran it so)
         "ATTRIB_STACK__JIT": "full",
-    } | dict(kv.split("=", 1) for kv in extra)
+    }.items() if _known(k)} | dict(kv.split("=", 1) for kv in extra)
 
 
 class Pipeline:
     """`attrib run --no-traffic` on private ports; steps send at a rate and measure what reached ClickHouse."""
+
+    sender = "lean"  # or "attrib": see --sender
+    concurrency = 256  # see --concurrency
 
     def __init__(self, extra: list[str]) -> None:
         self.env = pipeline_env(extra)
@@ -166,21 +192,33 @@ class Pipeline:
 
     def step(self, rate: float, seconds: float) -> dict[str, Any]:
         """Send at ``rate`` for ``seconds``, wait until the warehouse settles; latency quantiles and CPU (the
-        pipeline's per process, and the sender's own: it shares the cores)."""
+        pipeline's per process, and the sender's own: it shares the cores). With the lean sender the clock starts
+        once its deliveries are generated."""
         before, spooled0 = self.mark(), self.spooled()
         count = max(1, int(rate * seconds / len(self.s.sources)))
-        cpu0, sender0 = self.cpu(), _children_cpu_s()
-        t0 = time.time()
-        sent = subprocess.run(attrib_argv("send", "--count", str(count), "--rate", str(rate),
-                                          "--concurrency", "64", "--duplicates", "0.05", "--out-of-order", "0.0",
-                                          "--json", "--no-progress"),
-                              env=self.env, capture_output=True, text=True)
-        sender = _children_cpu_s() - sender0
-        summary = json.loads(sent.stdout.strip().splitlines()[-1])
+        args = ["--count", str(count), "--rate", str(rate), "--concurrency", str(self.concurrency),
+                "--duplicates", "0.05", "--out-of-order", "0.0", "--json"]
+        if self.sender == "attrib":
+            cpu0, sender0, t0 = self.cpu(), _children_cpu_s(), time.time()
+            out = subprocess.run(attrib_argv("send", *args, "--no-progress"), env=self.env, capture_output=True,
+                                 text=True).stdout
+            sender_cpu = _children_cpu_s() - sender0
+        else:
+            proc = subprocess.Popen([sys.executable, str(SENDER), *args, "--go-on-stdin"], env=self.env,
+                                    stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+            assert proc.stdin is not None and proc.stdout is not None
+            ready = proc.stdout.readline()  # generated: the step starts now
+            cpu0, t0 = self.cpu(), time.time()
+            out = proc.communicate("go\n")[0]
+            if not ready or not out.strip():
+                raise RuntimeError(f"bench/sender.py exited {proc.returncode} (its error is above)")
+        summary = json.loads(out.strip().splitlines()[-1])
+        if self.sender != "attrib":
+            sender_cpu = summary["sender"]["send_cpu_s"]
         n = self.settle(summary["sent"], before)
         took = time.time() - t0
         cpu = {k: v - cpu0.get(k, 0.0) for k, v in self.cpu().items()}
-        return {"summary": summary, "archived": n, "q": self.latency(t0), "cpu": cpu, "sender_cpu": sender,
+        return {"summary": summary, "archived": n, "q": self.latency(t0), "cpu": cpu, "sender_cpu": sender_cpu,
                 "took": took, "load": os.getloadavg()[0], "spooled": self.spooled() - spooled0}
 
     def mark(self) -> int:
@@ -245,7 +283,16 @@ def _per_delivery(r: dict[str, Any]) -> str:
     n = max(1, r["summary"]["sent"])
     return ", ".join(f"{k} {1000 * v / n:.2f}" for k, v in sorted(r["cpu"].items(), key=lambda kv: -kv[1])
                      if v > 0.05) + (f"; total {1000 * sum(r['cpu'].values()) / n:.2f}"
-                                     f" (+ the sender, attrib send, {1000 * r['sender_cpu'] / n:.2f})")
+                                     f" (+ the sender, {_sender_name(r)}, {1000 * r['sender_cpu'] / n:.3f})")
+
+
+def _sender_name(r: dict[str, Any]) -> str:
+    own = r["summary"].get("sender")
+    if own is None:
+        return "attrib send"
+    late = own["late_ms"]
+    return (f"bench/sender.py, {1000 * own['generate_cpu_s'] / max(1, r['summary']['sent']):.2f} generating "
+            f"beforehand, {100 * late['share']:.0f}% sent late by p99 {late['p99']:.0f} ms")
 
 
 def _find_capacity(p: Pipeline, a: argparse.Namespace) -> None:
@@ -280,6 +327,7 @@ def _find_capacity(p: Pipeline, a: argparse.Namespace) -> None:
 
 def main(pipeline: type[Pipeline] = Pipeline, doc: str | None = __doc__) -> int:
     a = _args(doc)
+    pipeline.sender, pipeline.concurrency = a.sender, a.concurrency
     p = pipeline(a.set)
     try:
         if not p.up():

@@ -4,8 +4,9 @@ card's parts, costs per delivery on this machine — the ceiling of bench/e2e.py
     .venv/bin/python bench/floor.py --find-capacity [--start 571] [--step 1.3] [--seconds 20] [--p99-ms 2000]
     .venv/bin/python bench/floor.py [--rate 1000] [--seconds 20]
 
-The same sender (`attrib send`, signed deliveries from the demo sources), rate steps, p99 rule (receipt → queryable
-≤ --p99-ms, ≥ 90% of the asked rate sent) and per-process CPU report as bench/e2e.py (its code, imported), against:
+The same sender (bench/sender.py: `attrib send`'s signed deliveries from the demo sources, generated before each
+step; ``--sender attrib`` for `attrib send` itself), rate steps, p99 rule (receipt → queryable ≤ --p99-ms, ≥ 90% of
+the asked rate sent) and per-process CPU report as bench/e2e.py (its code, imported), against:
 - ingress floor: aiohttp, any path: read the body (a GET's query string when there is none), produce it with
   confluent-kafka under the ingress's own producer settings (ingest.producer.config: acks=all, idempotence,
   murmur2_random, ingest.linger_ms), await the ack, answer 200. No verification, no parsing, no spool, no metrics.

@@ -27,6 +27,7 @@ import tempfile
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -78,7 +79,7 @@ def wrk_script(reqs: list[tuple[str, dict[str, str], bytes]], path: Path) -> Non
     path.write_text("\n".join(lines))
 
 
-def run_wrk(url: str, script: Path, connections: int, duration: int) -> dict[str, float]:
+def run_wrk(url: str, script: Path, connections: int, duration: int) -> dict[str, Any]:
     out = subprocess.run(["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency", "--timeout", "10s",
                           "-s", str(script), url], capture_output=True, text=True, check=True).stdout
     def ms(label: str) -> float:
@@ -87,21 +88,25 @@ def run_wrk(url: str, script: Path, connections: int, duration: int) -> dict[str
             return float("nan")
         v, unit = float(m[1]), m[2]
         return v / 1000 if unit == "us" else v * 1000 if unit == "s" else v
-    total = int(re.search(r"(\d+) requests in", out)[1])
+    found = re.search(r"(\d+) requests in", out)
+    if found is None:
+        raise RuntimeError(f"wrk printed no request count:\n{out}")
+    total = int(found[1])
     non2xx = int(m[1]) if (m := re.search(r"Non-2xx or 3xx responses: (\d+)", out)) else 0
     errors = re.search(r"Socket errors: (.*)", out)
     return {"requests": total, "non_2xx": non2xx, "ok_per_s": (total - non2xx) / duration,
             "p50_ms": ms("50%"), "p99_ms": ms("99%"), "socket_errors": errors[1] if errors else "none"}
 
 
-def run_aiohttp(url: str, reqs: list, connections: int, duration: int, rate: float = 0.0) -> dict[str, float]:
+def run_aiohttp(url: str, reqs: list[tuple[str, dict[str, str], bytes]], connections: int, duration: int,
+                rate: float = 0.0) -> dict[str, Any]:
     """Fallback load generator, run in its own process by the caller. ``rate`` > 0: open loop, request i of the run
     goes out at start + i / rate (the connections only bound the concurrency), as MMPs send."""
     import asyncio
 
     import aiohttp
 
-    async def go() -> dict[str, float]:
+    async def go() -> dict[str, Any]:
         lat: list[float] = []
         bad = 0
         start = time.monotonic()
@@ -144,6 +149,27 @@ def group_cpu_s(pgid: int) -> float:
         if int(fields[2]) == pgid:  # field 5 (pgrp), after the ")"-terminated comm
             total += (int(fields[11]) + int(fields[12])) / tick
     return total
+
+
+def group_thread_cpu_s(pgid: int) -> dict[str, float]:
+    """user+system CPU seconds of a process group's threads by kind: the event loop's Python thread, librdkafka's
+    threads (``rdk:*``), and the rest (executor threads). Where the ingress's CPU goes, without a profiler."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out = {"python_loop": 0.0, "librdkafka": 0.0, "other": 0.0}
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            if int((d / "stat").read_text().rsplit(")", 1)[1].split()[2]) != pgid:
+                continue
+            for t in (d / "task").iterdir():
+                comm = (t / "comm").read_text().strip()
+                fields = (t / "stat").read_text().rsplit(")", 1)[1].split()
+                kind = "python_loop" if t.name == d.name else "librdkafka" if comm.startswith("rdk:") else "other"
+                out[kind] += (int(fields[11]) + int(fields[12])) / tick
+        except (OSError, ValueError, IndexError):
+            continue
+    return out
 
 
 def group_wait_s(pgid: int) -> float:
@@ -204,7 +230,7 @@ def main() -> int:
     use_wrk = not args.rate and (args.generator == "wrk" or (args.generator == "auto" and shutil.which("wrk")))
     script = tmp / "bench.lua"
     wrk_script(reqs, script)
-    results = []
+    results: list[dict[str, Any]] = []
     try:
         for n in [w for w in args.workers for _ in range(args.repeat)]:
             topic = f"bench-{n}-{int(time.time())}"
@@ -245,9 +271,13 @@ def main() -> int:
                     with mp.get_context("spawn").Pool(1) as pool:
                         pool.apply(run_aiohttp, (url, reqs, args.connections, warmup, args.rate))
                         cpu0, bcpu0 = group_cpu_s(proc.pid), broker_cpu()
+                        threads0 = group_thread_cpu_s(proc.pid)
                         r = pool.apply(run_aiohttp, (url, reqs, args.connections, args.duration, args.rate))
                         r["ingress_cpu_us_per_delivery"] = ((group_cpu_s(proc.pid) - cpu0)
                                                             / max(1, r["requests"]) * 1e6)
+                        threads1 = group_thread_cpu_s(proc.pid)
+                        r["ingress_threads_us_per_delivery"] = {
+                            k: round((threads1[k] - threads0[k]) / max(1, r["requests"]) * 1e6, 1) for k in threads1}
                         r["broker_cpu_us_per_delivery"] = (broker_cpu() - bcpu0) / max(1, r["requests"]) * 1e6
             finally:
                 os.killpg(proc.pid, signal.SIGTERM)
@@ -259,7 +289,8 @@ def main() -> int:
             print(f"workers={n}: {r['ok_per_s']:.0f} deliveries/s acked (2xx), p50 {r['p50_ms']:.2f} ms, "
                   f"p99 {r['p99_ms']:.2f} ms, non-2xx {r['non_2xx']}, socket errors {r['socket_errors']}, "
                   f"records in topic {r['stored']} (incl. warm-up), ingress CPU "
-                  f"{r.get('ingress_cpu_us_per_delivery', float('nan')):.0f} us/delivery, broker CPU "
+                  f"{r.get('ingress_cpu_us_per_delivery', float('nan')):.0f} us/delivery "
+                  f"{r.get('ingress_threads_us_per_delivery', '')}, broker CPU "
                   f"{r.get('broker_cpu_us_per_delivery', float('nan')):.0f} us/delivery, ingress threads waited for a "
                   f"CPU {r.get('ingress_runqueue_wait_pct', float('nan')):.0f}% of the run, load avg "
                   f"{r['load_avg_1m']:.2f}", flush=True)

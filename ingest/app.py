@@ -172,12 +172,13 @@ class Ingress:
         started = time.monotonic()
         wait_s = self.slow_acks.wait_s(spool_after, started)  # shorter while Kafka is missing the whole wait
         first: asyncio.Future[Stored] | None = None
+        woken: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         try:
-            first = self.producer.submit(topic, key, value)
+            first = self.producer.submit(topic, key, value, wake=woken)
         except ProduceError:  # the local queue is full: nothing in flight, the spool alone can take it now
             pass
         else:
-            if await self.producer.acked_within(first, wait_s):
+            if await self.producer.acked_within(first, wait_s, woken):
                 return b"stored"
         self.slow_acks.missed(first, started, spool_after)
         try:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from dataclasses import dataclass
@@ -114,17 +115,18 @@ class DurableProducer:
             self._timer = None
 
     # -- the request path ------------------------------------------------------------------------------------------
-    def submit(self, topic: str, key: bytes | None, value: bytes,
-               headers: tuple[tuple[str, bytes], ...] = ()) -> asyncio.Future[Stored]:
+    def submit(self, topic: str, key: bytes | None, value: bytes, headers: tuple[tuple[str, bytes], ...] = (),
+               wake: asyncio.Future[None] | None = None) -> asyncio.Future[Stored]:
         """Produce; the future resolves with Kafka's acknowledgement or its delivery error (after at most
-        message.timeout.ms). Raises ProduceError when librdkafka refuses the record outright (queue full)."""
+        message.timeout.ms). Raises ProduceError when librdkafka refuses the record outright (queue full).
+        ``wake`` (for :meth:`acked_within`) is resolved by the delivery report itself, right after the future."""
         loop = self._loop
         assert loop is not None, "start() the producer first"
         fut: asyncio.Future[Stored] = loop.create_future()
         started = time.perf_counter()
         try:
             self._p.produce(topic, value, key, headers=list(headers) or None,
-                            on_delivery=lambda err, msg: self._report(fut, err, msg, started))
+                            on_delivery=lambda err, msg: self._report(fut, err, msg, started, wake))
         except BufferError:
             metrics.KAFKA_ERRORS.labels("queue_full").inc()
             raise ProduceError("queue_full", "the local produce queue is full") from None
@@ -153,25 +155,27 @@ class DurableProducer:
         finally:
             expiry.cancel()
 
-    async def acked_within(self, fut: asyncio.Future[Stored], seconds: float) -> bool:
+    async def acked_within(self, fut: asyncio.Future[Stored], seconds: float,
+                           waiter: asyncio.Future[None] | None = None) -> bool:
         """Whether a submitted record is acknowledged within ``seconds``; unlike ``wait`` the produce goes on after
-        a False (the spool path hands the still-running produce to the drainer)."""
+        a False (the spool path hands the still-running produce to the drainer). ``waiter``: the ``wake`` given to
+        :meth:`submit` — the report then wakes this wait directly (without it, a done-callback on ``fut`` does, one
+        more loop callback per record)."""
         if fut.done():
             return not fut.cancelled() and fut.exception() is None
         assert self._loop is not None
-        waiter: asyncio.Future[None] = self._loop.create_future()
-
-        def wake(_: object = None) -> None:
-            if not waiter.done():
-                waiter.set_result(None)
-
-        expiry = self._loop.call_later(seconds, wake)  # the same bare timer as ``wait``
-        fut.add_done_callback(wake)
+        done_cb = None
+        if waiter is None:
+            waiter = self._loop.create_future()
+            done_cb = functools.partial(_wake_on_done, waiter)
+            fut.add_done_callback(done_cb)
+        expiry = self._loop.call_later(seconds, _wake, waiter)  # the same bare timer as ``wait``
         try:
             await waiter
         finally:
             expiry.cancel()
-            fut.remove_done_callback(wake)
+            if done_cb is not None:
+                fut.remove_done_callback(done_cb)
         return fut.done() and not fut.cancelled() and fut.exception() is None
 
     # -- delivery reports ------------------------------------------------------------------------------------------
@@ -184,7 +188,8 @@ class DurableProducer:
                 self._fast = self._pending > 0
                 self._timer = self._loop.call_later(POLL_S if self._fast else IDLE_POLL_S, self._tick)
 
-    def _report(self, fut: asyncio.Future[Stored], err: KafkaError | None, msg: Any, started: float) -> None:
+    def _report(self, fut: asyncio.Future[Stored], err: KafkaError | None, msg: Any, started: float,
+                wake: asyncio.Future[None] | None) -> None:
         self._pending -= 1
         metrics.IN_FLIGHT.dec()
         if self._closing or fut.done():  # shutting down (flush thread), or the request gave up and answered 503
@@ -196,6 +201,8 @@ class DurableProducer:
         else:
             metrics.PRODUCE_SECONDS.observe(time.perf_counter() - started)
             fut.set_result(Stored(msg.topic(), msg.partition(), msg.offset()))
+        if wake is not None and not wake.done():
+            wake.set_result(None)
 
     def _on_error(self, err: KafkaError) -> None:
         self.last_error = err.name()
@@ -214,6 +221,15 @@ class DurableProducer:
         if t is None or t.error is not None or not t.partitions:
             return False, f"topic {topic} not available" + (f": {t.error.name()}" if t and t.error else "")
         return True, f"{len(t.partitions)} partitions"
+
+
+def _wake(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
+
+
+def _wake_on_done(waiter: asyncio.Future[None], _: object) -> None:
+    _wake(waiter)
 
 
 def _expire(fut: asyncio.Future[Stored]) -> None:

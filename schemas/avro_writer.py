@@ -2,7 +2,8 @@
 
 fastavro's ``schemaless_writer`` walks the schema for every record (≈30–40 µs for an enriched event); this generates
 one Python function per schema that writes the fields in order with no dispatch. It covers only what our schemas use
-(null, boolean, int, long, string, bytes, timestamp-millis as int ms, decimal bytes, records, unions with null). For
+(null, boolean, int, long, string, bytes, timestamp-millis as int ms, decimal bytes, maps, records, unions with null).
+The ingress's raw_delivery (two maps) is one of them. For
 anything it does not handle exactly (a datetime, a wrong type, a missing field without default) it raises
 :class:`Unsupported` and the caller falls back to fastavro, which gives the same bytes or the proper error — so
 output is byte-identical to fastavro (tests/schemas/test_avro_writer.py checks it).
@@ -87,6 +88,21 @@ def _decimal(precision: int, scale: int) -> Callable[[Any], bytes]:
     return enc
 
 
+def _map(values: Callable[[Any], bytes]) -> Callable[[Any], bytes]:
+    def enc(m: Any) -> bytes:  # fastavro's write_map: one block (count, entries) and the end marker, or only the marker
+        if type(m) is not dict:
+            raise Unsupported
+        if not m:
+            return b"\x00"
+        out = [_long(len(m))]
+        for k, v in m.items():
+            out.append(_string(k))
+            out.append(values(v))
+        out.append(b"\x00")
+        return b"".join(out)
+    return enc
+
+
 def compile_writer(schema: dict[str, Any]) -> Callable[[dict[str, Any]], bytes]:
     """A function record -> Avro body bytes for a record schema (raises Unsupported for unknown schema shapes)."""
     named: dict[str, Any] = {}
@@ -114,6 +130,8 @@ def _resolve(t: Any, named: dict[str, Any], ns: str | None) -> Callable[[Any], b
         kind, logical = t.get("type"), t.get("logicalType")
         if kind == "record":
             return _record(t, named, ns)
+        if kind == "map":
+            return _map(_resolve(t["values"], named, ns))
         if kind == "long" and logical == "timestamp-millis":
             return _long  # int ms only; datetimes go to fastavro
         if kind == "bytes" and logical == "decimal":

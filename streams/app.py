@@ -33,6 +33,7 @@ def new_app(settings: Settings, data_dir: Path, store: str) -> compat.WorkerApp:
     return compat.WorkerApp(
         s.app_id,
         fetch_max_wait_ms=s.fetch_max_wait_ms,
+        fetch_min_bytes=s.fetch_min_bytes,
         **kafka.faust_settings(settings, "worker", s.app_id, [topics.raw]),
         store=store,
         datadir=str(data_dir),

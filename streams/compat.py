@@ -6,6 +6,10 @@ may change silently.
   leaves partitions that still hold buffered records out of the next fetch, so that fetch can wait the full 1.5 s on
   the others while fresh records of the excluded partitions sit in Kafka: seconds of latency at moderate rates.
   ``WorkerConsumerThread`` caps it at ``streams.fetch_max_wait_ms``.
+- **Fewer, larger fetches.** Faust passes no ``fetch_min_bytes``, so aiokafka's 1 applies: the broker answers a fetch
+  at the first record, and at moderate rates the worker (and the broker) pay a whole fetch round — request, response,
+  a Faust ``getmany`` turn — for a handful of records. ``WorkerConsumerThread`` sets ``streams.fetch_min_bytes``;
+  the wait stays bounded by ``streams.fetch_max_wait_ms``.
 - **No gap acknowledgements.** Faust (0.15) treats a jump in the offsets it reads as a gap and counts the skipped
   offsets as acknowledged, so a commit can pass them. After the post-recovery seek to the committed offsets, records
   of a getmany batch fetched before the seek still flow and move its read offset ahead; the re-fetched records below
@@ -97,9 +101,10 @@ def check_versions() -> None:
 class WorkerApp(faust.App):
     """``faust.App`` whose Kafka transport is ``WorkerTransport``."""
 
-    def __init__(self, app_id: str, *, fetch_max_wait_ms: int, **options: Any) -> None:
+    def __init__(self, app_id: str, *, fetch_max_wait_ms: int, fetch_min_bytes: int, **options: Any) -> None:
         check_versions()
         self.fetch_max_wait_ms = fetch_max_wait_ms
+        self.fetch_min_bytes = fetch_min_bytes
         super().__init__(app_id, **options)
 
     def _new_transport(self) -> TransportT:
@@ -141,8 +146,9 @@ class WorkerFlowControl(FlowControlEvent):
 class WorkerConsumerThread(driver.AIOKafkaConsumerThread):
     def _create_worker_consumer(self, transport: driver.Transport) -> Any:
         consumer = super()._create_worker_consumer(transport)
-        if isinstance(self.app, WorkerApp):  # aiokafka reads it when the consumer starts (its Fetcher)
+        if isinstance(self.app, WorkerApp):  # aiokafka reads them when the consumer starts (its Fetcher)
             consumer._fetch_max_wait_ms = min(consumer._fetch_max_wait_ms, self.app.fetch_max_wait_ms)
+            consumer._fetch_min_bytes = self.app.fetch_min_bytes
         return consumer
 
 

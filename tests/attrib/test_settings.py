@@ -41,6 +41,8 @@ def test_env_overrides_toml_overrides_defaults(tmp_path, monkeypatch):
         ("ATTRIB_KAFKA__NO_SUCH_KEY", "1", "ATTRIB_KAFKA__NO_SUCH_KEY"),
         ("ATTRIB_KAFAK__BOOTSTRAP_SERVERS", "h:1", "ATTRIB_KAFAK__BOOTSTRAP_SERVERS"),
         ("ATTRIB_SOURCES", "[not json", "ATTRIB_SOURCES"),
+        ("ATTRIB_STREAMS__FETCH_MIN_BYTES", "0", "ATTRIB_STREAMS__FETCH_MIN_BYTES"),
+        ("ATTRIB_STREAMS__FETCH_MAX_WAIT_MS", "5000", "ATTRIB_STREAMS__FETCH_MAX_WAIT_MS"),
     ],
 )
 def test_bad_values_fail_naming_the_key(monkeypatch, env, value, named):

@@ -111,6 +111,10 @@ async def test_a_late_ack_is_reported_without_ending_the_produce():
         fut = p.submit("raw", b"k", b"v")
         assert await p.acked_within(fut, 0.05) is False
         assert not fut.done()  # still in flight: a late ack would still count
+        woken = asyncio.get_running_loop().create_future()  # the request path's form: the report wakes it directly
+        linked = p.submit("raw", b"k", b"v", wake=woken)
+        assert await p.acked_within(linked, 0.05, woken) is False
+        assert not linked.done()
         stored = asyncio.get_running_loop().create_future()
         stored.set_result(producer.Stored("raw", 0, 7))
         assert await p.acked_within(stored, 0.05) is True

@@ -72,4 +72,4 @@ def test_show_plan_prints_the_generated_function(mmp: str, monkeypatch: pytest.M
     assert out.startswith(f"# generated for mmp {mmp!r}\ndef bind(MMP, SOURCE,")
     assert "\n    def normalize(delivery):\n" in out
     compile(out, "<show-plan>", "exec")  # the printed text is the Python that runs
-    assert "'event_name': event_name" in out and "del props[" in out
+    assert "ev['event_name'] = event_name" in out and "del props[" in out

@@ -356,3 +356,32 @@ def test_inlined_user_keys_agree(mmp: str, ids: dict[str, Any]) -> None:
     all zeros, not a string, or not UTF-8, in every order of precedence."""
     body = json.dumps({**_NAMES_TIMES, **ids}).encode("utf-8", "surrogatepass")
     _agree(SourceSettings(name="s", mmp=mmp), _raw(body))
+
+
+def test_times_past_the_minute_cache_bound_agree() -> None:
+    """More distinct minutes (and a day per 1,440 of them) than the minute cache keeps, twice over (the cache cleared
+    and refilled between): each read through the caches agrees with F.time_ms, hit or miss."""
+    start = int(datetime(2024, 2, 28, 23, 0, tzinfo=UTC).timestamp())
+    for rnd in range(2):
+        for i in range(0, 6000 * 60, 60):
+            t = datetime.fromtimestamp(start + i + rnd * 7, UTC)
+            v = t.strftime("%Y-%m-%dT%H:%M:%S") + (".5Z" if i % 3 else "")
+            assert _time_outcome(TIME, v) == _time_outcome(time_ms, v), v
+
+
+def test_events_of_two_sources_of_one_mmp_keep_their_own_source_and_schema_order() -> None:
+    """The generated code copies a per-source event template: two sources of one MMP, interleaved, each get their
+    own ``source``; the event's keys are the schema's, in its order; an event changed by its consumer changes
+    nothing the next delivery gets."""
+    from schemas import canonical
+
+    s = next(x for x in SAMPLES if sample_mmp(x) == "appsflyer")
+    one = source_for(s)
+    two = SourceSettings(name="other", mmp=one.mmp, app_id=one.app_id, options=one.options)
+    raw = raw_delivery(s)
+    for _ in range(2):
+        a, b = _agree(one, raw), _agree(two, raw)
+        assert [e["source"] for e in a + b] == [one.name] * len(a) + ["other"] * len(b)
+        assert all(list(e) == list(canonical.FIELDS) for e in a + b)
+        for e in a + b:
+            e.update(mmp="changed", source="changed", campaign="changed")

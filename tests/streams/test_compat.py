@@ -54,15 +54,15 @@ def test_the_worker_refuses_at_start_before_touching_kafka(monkeypatch: pytest.M
     assert err.startswith("attrib worker: installed faust-streaming 0.16.0, aiokafka 0.14.0") and err.count("\n") == 1
     assert not (tmp_path / "worker").exists()  # stopped before preparing anything
     with pytest.raises(compat.UnsupportedVersions):
-        compat.WorkerApp("x", fetch_max_wait_ms=100, broker="kafka://127.0.0.1:1")
+        compat.WorkerApp("x", fetch_max_wait_ms=100, fetch_min_bytes=1, broker="kafka://127.0.0.1:1")
 
 
 def app(tmp_path: Path) -> compat.WorkerApp:
-    return compat.WorkerApp("compat-test", fetch_max_wait_ms=100, broker="kafka://127.0.0.1:1", store="memory://",
-                            datadir=str(tmp_path), autodiscover=False, web_enabled=False)
+    return compat.WorkerApp("compat-test", fetch_max_wait_ms=100, fetch_min_bytes=65536, broker="kafka://127.0.0.1:1",
+                            store="memory://", datadir=str(tmp_path), autodiscover=False, web_enabled=False)
 
 
-async def test_the_fetch_wait_is_bounded(tmp_path: Path) -> None:
+async def test_fetches_wait_for_min_bytes_within_a_bounded_wait(tmp_path: Path) -> None:
     a = app(tmp_path)
     consumer = a.worker_consumer
     assert isinstance(consumer._thread, compat.WorkerConsumerThread)
@@ -70,6 +70,21 @@ async def test_the_fetch_wait_is_bounded(tmp_path: Path) -> None:
     kafka = consumer._thread._create_worker_consumer(a.transport)
     try:
         assert kafka._fetch_max_wait_ms == 100  # Faust hard-codes 1500
+        assert kafka._fetch_min_bytes == 65536  # Faust passes none: aiokafka's 1
+    finally:
+        await kafka.stop()
+
+
+async def test_the_worker_app_fetches_with_the_streams_settings(tmp_path: Path) -> None:
+    from streams.app import new_app
+
+    s = Settings(var_dir=tmp_path, kafka={"bootstrap_servers": "127.0.0.1:1"},
+                 streams={"fetch_min_bytes": 300_000, "fetch_max_wait_ms": 40})
+    a = new_app(s, tmp_path / "data", "memory://")
+    assert isinstance(a.transport, driver.Transport)
+    kafka = a.worker_consumer._thread._create_worker_consumer(a.transport)
+    try:
+        assert (kafka._fetch_min_bytes, kafka._fetch_max_wait_ms) == (300_000, 40)
     finally:
         await kafka.stop()
 

@@ -38,6 +38,7 @@ BASE_ENV: dict[str, Any] = {
     "BOOLEAN": F.boolean, "REV_CENTS": P.revenue_cents, "str": str, "NormalizeError": NormalizeError,
     "INVALID_FIELD": INVALID_FIELD, "MISSING_FIELD": MISSING_FIELD, "ABSENT_CASES": P.ABSENT_CASES,
     "UTF8": _utf8, "DEVICE_KEY": _dev, "CUSTOMER_KEY": _cust,
+    "NO_COLUMNS": dict.fromkeys(canonical.FIELDS),  # every canonical column None, in the schema's order
     "EMPTY": {},  # a missing parent object: only read (copies are made of present ones, to take from)
 }
 
@@ -359,15 +360,17 @@ def _lines_epilogue(g: Gen, mmp: str) -> list[str]:
                 "Decimal(revenue)).quantize(REV_SCALE)"]
         if "currency" in a:
             out += ["else:", "    currency = None"]
-    items = [f"{f!r}: {_FIXED.get(f) or (f if f in a or f in _ALWAYS else 'None')}," for f in canonical.FIELDS]
-    rows, row = [], "ev = {"
-    for it in items:  # the event display, wrapped for reading
-        if len(row) + len(it) > 100:
-            rows.append(row)
-            row = "      "
-        row += it if row.endswith(("{", " ")) else " " + it
-    out += [*rows, row.rstrip(",") + "}",
-            "if clean:",
+    # The event: a copy of the source's template (every column, None but the source's own) with this event's
+    # columns stored into it — a dict display of 35 entries compiles to one insert at a time into a growing dict
+    # (BUILD_MAP + MAP_ADD past 16 entries, several resizes), about twice what a copy and the stores cost.
+    # A column that is often None is stored only when it is not: the template has None already.
+    out += ["ev = TEMPLATE.copy()"]
+    for f in canonical.FIELDS:
+        if f in _PER_SOURCE or not (f in a or f in _ALWAYS or f in _PER_EVENT):
+            continue
+        v = _PER_EVENT.get(f, f)
+        out += [f"ev[{f!r}] = {v}"] if f in _SET else [f"if {v} is not None:", f"    ev[{f!r}] = {v}"]
+    out += ["if clean:",
             "    if app_id.__class__ is str and not app_id.isascii():",
             "        ev['app_id'] = CLEAN_TEXT(app_id)",
             "else:",
@@ -386,13 +389,16 @@ def _lines_epilogue(g: Gen, mmp: str) -> list[str]:
 
 # Locals every generated function has whatever the MMP body assigned, and the columns that are the source's.
 _ALWAYS = frozenset({"event_id", "app_id", "received_at", "user_key", "platform", "properties"})
-_FIXED = {"mmp": "MMP", "source": "SOURCE", "raw": "raw_ref"}
+_PER_SOURCE = frozenset({"mmp", "source"})  # in the source's TEMPLATE
+_PER_EVENT = {"raw": "raw_ref"}
+_SET = frozenset({"event_id", "app_id", "event_name", "event_type", "event_time", "received_at", "user_key",
+                  "properties"})  # columns an event has (or fails without): stored unconditionally
 
 # What ``bind`` takes per source (schemas/normalize/__init__.py ``Plan``).
 SOURCE_NAMES = ("MMP", "SOURCE", "SOURCE_APP", "OPTIONS", "QUERY", "EXTRA_QUERY", "KEY", "TYPES")
 _HEAD = """\
 def normalize(delivery):
-    items, fast, clean = PARSE(QUERY, delivery)
+    items, fast, clean, extra = PARSE(QUERY, EXTRA_QUERY, delivery)
     received_at = delivery.get('received_at')
     if received_at.__class__ is not int:  # an aware datetime (as Avro decodes it): exact in timedelta arithmetic
         if received_at.__class__ is DATETIME and received_at.tzinfo is not None:
@@ -402,8 +408,6 @@ def normalize(delivery):
     ref = delivery.get('raw_ref')
     raw_ref = ({'topic': str(ref['topic']), 'partition': int(ref['partition']), 'offset': int(ref['offset'])}
                if ref is not None and isinstance(ref, dict) else None)
-    qs = delivery.get('query_string') or ''
-    extra = EXTRA_QUERY.body(qs) if qs and (delivery.get('body') or b'').strip() else None
     DEFAULT_APP = delivery.get('app_id') or SOURCE_APP
     out = []
     for d in items:
@@ -419,6 +423,8 @@ def generate(name: str, body: Callable[[Gen], None]) -> tuple[str, dict[str, Any
     inner = _HEAD + "\n".join([*g.prologue(), *lines, *epilogue]) + "\n    return out\n"
     # One code object per MMP, its globals one dict per MMP (so the interpreter's global-lookup caches hold); a
     # source's own constants are the arguments of ``bind``, closed over by the function it returns.
-    text = f"def bind({', '.join(SOURCE_NAMES)}):\n" + "".join(
+    # The source's event template: every column None but the source's own.
+    head = f"def bind({', '.join(SOURCE_NAMES)}):\n    TEMPLATE = {{**NO_COLUMNS, 'mmp': MMP, 'source': SOURCE}}\n"
+    text = head + "".join(
         "    " + ln if ln else ln for ln in inner.splitlines(keepends=True)) + "    return normalize\n"
     return f"# generated for mmp {name!r}\n" + text, {**BASE_ENV, **g.env}

@@ -160,11 +160,13 @@ _DECODE = msgspec.json.Decoder(float_hook=Decimal).decode  # exact numbers, as s
 FOREIGN_ERRORS: ForeignErrors = {msgspec.DecodeError: (NormalizeError,)}
 
 
-def parse(query: Query, raw: dict[str, Any]) -> tuple[list[dict[str, Any]], bool, bool]:
+def parse(query: Query, extra_query: Query, raw: dict[str, Any]) -> tuple[list[dict[str, Any]], bool, bool,
+                                                                       dict[str, Any] | None]:
     """The delivery's event objects, whether the fast decoder read them (else the json module did: then the
-    encoders take the json module's paths too), and whether every string in them is known to be valid Unicode, none
-    needing cleaning: msgspec refuses invalid UTF-8 and lone surrogate escapes; a form body is decoded with
-    replacement; an ASCII query string unquotes to ASCII or to UTF-8 decoded with replacement."""
+    encoders take the json module's paths too), whether every string in them is known to be valid Unicode, none
+    needing cleaning (msgspec refuses invalid UTF-8 and lone surrogate escapes; a form body is decoded with
+    replacement; an ASCII query string unquotes to ASCII or to UTF-8 decoded with replacement), and a body
+    delivery's URL parameters (``extra_query``'s body of the query string, kept under ``"_query"``), else None."""
     body = raw.get("body") or b""
     if isinstance(body, str):
         body = body.encode("utf-8", "surrogatepass")
@@ -178,11 +180,11 @@ def parse(query: Query, raw: dict[str, Any]) -> tuple[list[dict[str, Any]], bool
     stripped = body.strip()
     if not stripped and not qs.strip():
         raise NormalizeError(EMPTY_BODY, None, "no body and no query string")
-    fast, clean = True, False
+    fast, clean, extra = True, False, None
     if not stripped:
         value: Any = query.body(qs)
         clean = qs.isascii()  # then every name and value is ASCII or decoded from UTF-8 with replacement
-    elif "form-urlencoded" in (ct or "").lower():
+    elif ct and "form-urlencoded" in ct.lower():
         value = query_dict(stripped.decode("utf-8", "replace"))
         clean = True  # decoded with replacement: valid Unicode
     else:
@@ -195,9 +197,11 @@ def parse(query: Query, raw: dict[str, Any]) -> tuple[list[dict[str, Any]], bool
                 value = loads(stripped)
             except ValueError as exc:
                 raise NormalizeError(INVALID_JSON, None, f"body is not JSON: {exc}") from None
+    if stripped and qs:
+        extra = extra_query.body(qs)
     if value.__class__ is dict:  # one event object, the common case
         if value:
-            return [value], fast, clean
+            return [value], fast, clean, extra
         raise NormalizeError(EMPTY_BODY, None, "empty JSON object")
     items = value if isinstance(value, list) else [value]
     if not items:
@@ -210,4 +214,4 @@ def parse(query: Query, raw: dict[str, Any]) -> tuple[list[dict[str, Any]], bool
             raise NormalizeError(NOT_AN_OBJECT, where, f"expected a JSON object, got {type(it).__name__}")
         if not it:
             raise NormalizeError(EMPTY_BODY, None, "empty JSON object")
-    return items, fast, clean
+    return items, fast, clean, extra

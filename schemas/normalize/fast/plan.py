@@ -24,31 +24,52 @@ def _time(v: Any) -> int | None:
     string, and UTC ``YYYY-MM-DD[ T]HH:MM:SS[.fff…][Z]``; every other shape, and every error, through ``F.time_ms``."""
     cls = v.__class__
     if cls is int:
-        n: int | None = v
-    elif cls is str and v.isascii():
-        n = int(v) if len(v) < 19 and v.isdigit() else None
-        if n is None and len(v) >= 19:  # UTC YYYY-MM-DD[ T]HH:MM:SS[.f…][Z] from the caches
-            day = _DAYS.get(v[:11])
-            if day is None:
-                day = _day_ms(v[:11])
-            clock = _CLOCKS.get(v[11:17])
-            if clock is None and day is not None:
-                clock = _clock_ms(v[11:17])
-            sec = _SECONDS.get(v[17:19])  # None: not two ASCII digits below 60
-            frac = _FRACTIONS.get(v[19:])
-            if frac is None and sec is not None and clock is not None:
-                frac = _fraction_ms(v[19:])
-            if day is not None and clock is not None and sec is not None and frac is not None:
-                ms = day + clock + sec + frac
-                if F.MIN_MS <= ms < F.MAX_MS:
-                    return ms
-    else:
-        n = None
-    if n is not None:
-        ms = n * 1000 if n < 100_000_000_000 else n
-        if F.MIN_MS <= ms < F.MAX_MS:
+        ms = v * 1000 if v < 100_000_000_000 else v
+        if _MIN_MS <= ms < _MAX_MS:
             return ms
+    elif cls is str and v.isascii():
+        if len(v) >= 19:  # UTC YYYY-MM-DD[ T]HH:MM:SS[.f…][Z] from the caches
+            minute = _MINUTES.get(v[:17])
+            if minute is None:
+                minute = _minute_ms(v[:17])
+            sec = _SECONDS.get(v[17:19])  # None: not two ASCII digits below 60
+            if minute is not None and sec is not None:
+                frac = _FRACTIONS.get(v[19:])
+                if frac is None:
+                    frac = _fraction_ms(v[19:])
+                if frac is not None:
+                    ms = minute + sec + frac
+                    if _MIN_MS <= ms < _MAX_MS:
+                        return ms
+        elif v.isdigit():
+            n = int(v)
+            ms = n * 1000 if n < 100_000_000_000 else n
+            if _MIN_MS <= ms < _MAX_MS:
+                return ms
     return F.time_ms(v)
+
+
+_MIN_MS, _MAX_MS = F.MIN_MS, F.MAX_MS
+# Epoch ms of each ``YYYY-MM-DD HH:MM:`` already read (a stream's times share minutes): one slice and one dict read
+# per time; a new minute is read through the day and clock caches below.
+_MINUTES: dict[str, int] = {}
+
+
+def _minute_ms(key: str) -> int | None:
+    day = _DAYS.get(key[:11])
+    if day is None:
+        day = _day_ms(key[:11])
+        if day is None:
+            return None
+    clock = _CLOCKS.get(key[11:17])
+    if clock is None:
+        clock = _clock_ms(key[11:17])
+        if clock is None:
+            return None
+    if len(_MINUTES) >= 4096:  # ~3 days of distinct minutes; a flood of them only costs a recompute
+        _MINUTES.clear()
+    ms = _MINUTES[key] = day + clock
+    return ms
 
 
 _FROMISO = datetime.fromisoformat
