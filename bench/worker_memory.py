@@ -183,7 +183,7 @@ def main() -> int:
         streams = {"app_id": tag, "metrics_port": 0, "dedupe_retention_s": 120,
                    "reemit_grace_s": 60, **{k: json.loads(v) for k, v in (kv.split("=", 1) for kv in args.set)}}
         s = Settings(var_dir=tmp, kafka={"bootstrap_servers": bootstrap, "session_timeout_s": 10},
-                     sources=[{"name": "gen", "mmp": "generic"}],
+                     sources=[{"name": "gen", "mmp": "generic", "verify": ["none"]}],
                      topics={"raw": f"{tag}.raw", "events": f"{tag}.events", "dead_letters": f"{tag}.dlq",
                              "alerts_spike": f"{tag}.spike", "alerts_drop": f"{tag}.drop",
                              "partitions": args.partitions},
