@@ -12,6 +12,7 @@ from typing import Any
 
 import orjson
 
+from attrib.errors import AttribError
 from schemas import avro
 from streams.state import State
 
@@ -60,8 +61,8 @@ _HEAD = avro.MAGIC + avro.codec("raw_delivery").fingerprint  # the current raw_d
 _MAX_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z: fastavro's datetime range (older times: its path decides)
 
 
-class _Fallback(Exception):
-    """Control flow inside ``raw_decoder``: these bytes go to the general reader (fastavro)."""
+class _Fallback(AttribError):
+    """Control flow inside ``raw_decoder``, never escapes it: these bytes go to the general reader (fastavro)."""
 
 
 def raw_decoder(decode: Callable[..., tuple[str, dict[str, Any]]]) -> Callable[[bytes], dict[str, Any]]:
