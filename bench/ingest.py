@@ -26,6 +26,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -135,10 +136,8 @@ def run_aiohttp(url: str, reqs: list[tuple[str, dict[str, str], bytes]], connect
     return asyncio.run(go())
 
 
-def group_cpu_s(pgid: int) -> float:
-    """user+system CPU seconds of every live process in a process group (the ingress and its workers)."""
-    tick = os.sysconf("SC_CLK_TCK")
-    total = 0.0
+def _group_procs(pgid: int) -> Iterator[tuple[Path, list[str]]]:
+    """(/proc/<pid>, its stat fields after the ")"-terminated comm) of every live process in a process group."""
     for d in Path("/proc").iterdir():
         if not d.name.isdigit():
             continue
@@ -146,9 +145,14 @@ def group_cpu_s(pgid: int) -> float:
             fields = (d / "stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        if int(fields[2]) == pgid:  # field 5 (pgrp), after the ")"-terminated comm
-            total += (int(fields[11]) + int(fields[12])) / tick
-    return total
+        if int(fields[2]) == pgid:  # field 5 (pgrp)
+            yield d, fields
+
+
+def group_cpu_s(pgid: int) -> float:
+    """user+system CPU seconds of every live process in a process group (the ingress and its workers)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    return sum((int(f[11]) + int(f[12])) / tick for _, f in _group_procs(pgid))
 
 
 def group_thread_cpu_s(pgid: int) -> dict[str, float]:
@@ -156,12 +160,8 @@ def group_thread_cpu_s(pgid: int) -> dict[str, float]:
     threads (``rdk:*``), and the rest (executor threads). Where the ingress's CPU goes, without a profiler."""
     tick = os.sysconf("SC_CLK_TCK")
     out = {"python_loop": 0.0, "librdkafka": 0.0, "other": 0.0}
-    for d in Path("/proc").iterdir():
-        if not d.name.isdigit():
-            continue
+    for d, _ in _group_procs(pgid):
         try:
-            if int((d / "stat").read_text().rsplit(")", 1)[1].split()[2]) != pgid:
-                continue
             for t in (d / "task").iterdir():
                 comm = (t / "comm").read_text().strip()
                 fields = (t / "stat").read_text().rsplit(")", 1)[1].split()
@@ -176,12 +176,8 @@ def group_wait_s(pgid: int) -> float:
     """Seconds the threads of a process group spent runnable but waiting for a CPU (/proc/<pid>/task/*/schedstat,
     field 2). On a shared 2-core machine this, not the code, is what the p99 mostly follows: report it."""
     total = 0.0
-    for d in Path("/proc").iterdir():
-        if not d.name.isdigit():
-            continue
+    for d, _ in _group_procs(pgid):
         try:
-            if int((d / "stat").read_text().rsplit(")", 1)[1].split()[2]) != pgid:
-                continue
             for t in (d / "task").iterdir():
                 total += int((t / "schedstat").read_text().split()[1]) / 1e9
         except (OSError, ValueError, IndexError):
